@@ -1,0 +1,1 @@
+//! CTAP2 commands.

@@ -1,0 +1,401 @@
+//! CTAPHID: messages over 64-byte HID reports (CTAP 2.1 section 11.2).
+//!
+//! A [`CtapHidChannel`] owns a transport and one channel id allocated by INIT. [`CtapHidChannel::call`]
+//! sends one request (fragmented into an initialization packet and continuation packets) and
+//! reassembles the response, surfacing KEEPALIVE packets to the caller as [`KeepaliveStatus`]
+//! events so a UI can say "touch your key". Packets for other channels are ignored (hidraw delivers
+//! every input report to every opener). Every framing violation is an error, never a panic.
+
+mod error;
+
+use std::time::{Duration, Instant};
+
+pub use error::{CtapHidError, FramingViolation, HidErrorCode};
+
+use crate::device::{Report, Transport, TransportError, REPORT_SIZE};
+
+/// CTAPHID command bytes (without the 0x80 initialization-packet bit).
+pub mod cmd {
+    pub const PING: u8 = 0x01;
+    pub const MSG: u8 = 0x03;
+    pub const INIT: u8 = 0x06;
+    pub const WINK: u8 = 0x08;
+    pub const CBOR: u8 = 0x10;
+    pub const CANCEL: u8 = 0x11;
+    pub const KEEPALIVE: u8 = 0x3B;
+    pub const ERROR: u8 = 0x3F;
+}
+
+pub const BROADCAST_CID: u32 = 0xFFFF_FFFF;
+const INIT_DATA: usize = REPORT_SIZE - 7;
+const CONT_DATA: usize = REPORT_SIZE - 5;
+/// The most a message can carry: one initialization packet and 128 continuation packets.
+pub const MAX_MESSAGE: usize = INIT_DATA + 128 * CONT_DATA;
+/// Capability bit: the device implements CTAPHID_CBOR.
+pub const CAPABILITY_CBOR: u8 = 0x04;
+pub const CAPABILITY_WINK: u8 = 0x01;
+
+/// How long to wait for any packet (response or keepalive) before giving up. Devices send
+/// keepalives every 100 ms while busy, so silence this long means the device is gone.
+const PACKET_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why the device asks us to keep waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepaliveStatus {
+    Processing,
+    /// The device waits for a touch: this is when to show "Touch your security key".
+    UpNeeded,
+    Unknown(u8),
+}
+
+/// What the caller wants after a keepalive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitDecision {
+    Continue,
+    Cancel,
+}
+
+/// What INIT told us about the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceVersion {
+    pub protocol: u8,
+    pub major: u8,
+    pub minor: u8,
+    pub build: u8,
+    pub capabilities: u8,
+}
+
+/// An open CTAPHID channel to one device.
+pub struct CtapHidChannel<T: Transport> {
+    transport: T,
+    cid: u32,
+    version: DeviceVersion,
+    max_msg_size: usize,
+}
+
+impl<T: Transport> CtapHidChannel<T> {
+    /// Allocate a channel with CTAPHID_INIT on the broadcast channel. Refuses devices without
+    /// CBOR capability: we speak CTAP2 only.
+    pub fn open(mut transport: T) -> Result<Self, CtapHidError> {
+        let nonce: [u8; 8] = rand::random();
+        let deadline = Instant::now() + PACKET_TIMEOUT;
+        write_message(&mut transport, BROADCAST_CID, cmd::INIT, &nonce)?;
+        let mut saw_foreign_nonce = false;
+        let resp = loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(if saw_foreign_nonce {
+                    CtapHidError::Misbehaved(FramingViolation::InitNonceMismatch)
+                } else {
+                    CtapHidError::Timeout
+                });
+            }
+            let resp = match read_message(
+                &mut transport,
+                BROADCAST_CID,
+                cmd::INIT,
+                MAX_MESSAGE,
+                deadline,
+                &mut |_| WaitDecision::Continue,
+            ) {
+                Ok(resp) => resp,
+                Err(CtapHidError::Timeout | CtapHidError::Transport(TransportError::Timeout))
+                    if saw_foreign_nonce =>
+                {
+                    return Err(CtapHidError::Misbehaved(
+                        FramingViolation::InitNonceMismatch,
+                    ))
+                }
+                Err(CtapHidError::Transport(TransportError::Timeout)) => {
+                    return Err(CtapHidError::Timeout)
+                }
+                Err(e) => return Err(e),
+            };
+            if resp.len() < 17 {
+                return Err(CtapHidError::Misbehaved(
+                    FramingViolation::ShortInitResponse,
+                ));
+            }
+            if resp[..8] == nonce {
+                break resp;
+            }
+            // Another client's INIT answer on a shared hidraw node: not ours.
+            saw_foreign_nonce = true;
+        };
+        let cid = u32::from_be_bytes([resp[8], resp[9], resp[10], resp[11]]);
+        if cid == BROADCAST_CID || cid == 0 {
+            return Err(CtapHidError::Misbehaved(
+                FramingViolation::BadChannelAllocated(cid),
+            ));
+        }
+        let version = DeviceVersion {
+            protocol: resp[12],
+            major: resp[13],
+            minor: resp[14],
+            build: resp[15],
+            capabilities: resp[16],
+        };
+        if version.capabilities & CAPABILITY_CBOR == 0 {
+            return Err(CtapHidError::NotCtap2);
+        }
+        Ok(CtapHidChannel {
+            transport,
+            cid,
+            version,
+            // CTAP2's default until getInfo says otherwise.
+            max_msg_size: 1024,
+        })
+    }
+
+    pub fn version(&self) -> DeviceVersion {
+        self.version
+    }
+
+    pub fn channel_id(&self) -> u32 {
+        self.cid
+    }
+
+    pub fn describe(&self) -> String {
+        self.transport.describe()
+    }
+
+    /// Set the limit getInfo's maxMsgSize reports (clamped to what CTAPHID can carry).
+    pub fn set_max_msg_size(&mut self, n: usize) {
+        self.max_msg_size = n.clamp(1024, MAX_MESSAGE);
+    }
+
+    /// Send one request and return the response payload.
+    ///
+    /// `timeout` bounds the whole exchange including waiting for a touch; when it passes, or when
+    /// `on_keepalive` answers [`WaitDecision::Cancel`], CTAPHID_CANCEL is sent and the call fails.
+    /// A CHANNEL_BUSY answer (another program is using the key) is retried until the deadline.
+    pub fn call(
+        &mut self,
+        command: u8,
+        payload: &[u8],
+        timeout: Duration,
+        on_keepalive: &mut dyn FnMut(KeepaliveStatus) -> WaitDecision,
+    ) -> Result<Vec<u8>, CtapHidError> {
+        if payload.len() > self.max_msg_size {
+            return Err(CtapHidError::RequestTooLong {
+                len: payload.len(),
+                max: self.max_msg_size,
+            });
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            write_message(&mut self.transport, self.cid, command, payload)?;
+            match read_message(
+                &mut self.transport,
+                self.cid,
+                command,
+                self.max_msg_size,
+                deadline,
+                on_keepalive,
+            ) {
+                Err(CtapHidError::Device(HidErrorCode::ChannelBusy))
+                    if Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e @ (CtapHidError::Timeout | CtapHidError::Cancelled)) => {
+                    // Best effort: the device may be gone, and the error we return matters more.
+                    let _ = self.cancel();
+                    return Err(e);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Ask the device to abort the pending request on this channel. CANCEL has no response.
+    pub fn cancel(&mut self) -> Result<(), CtapHidError> {
+        write_message(&mut self.transport, self.cid, cmd::CANCEL, &[])
+    }
+
+    /// CTAPHID_PING: the device must echo the payload.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), CtapHidError> {
+        let echo = self.call(cmd::PING, payload, PACKET_TIMEOUT, &mut |_| {
+            WaitDecision::Continue
+        })?;
+        if echo != payload {
+            return Err(CtapHidError::Misbehaved(FramingViolation::EchoMismatch));
+        }
+        Ok(())
+    }
+
+    /// CTAPHID_WINK: make the key blink, to tell several keys apart.
+    pub fn wink(&mut self) -> Result<(), CtapHidError> {
+        self.call(cmd::WINK, &[], PACKET_TIMEOUT, &mut |_| {
+            WaitDecision::Continue
+        })?;
+        Ok(())
+    }
+}
+
+/// Split a message into an initialization packet and continuation packets.
+pub fn write_message<T: Transport + ?Sized>(
+    transport: &mut T,
+    cid: u32,
+    command: u8,
+    payload: &[u8],
+) -> Result<(), CtapHidError> {
+    let len = u16::try_from(payload.len())
+        .ok()
+        .filter(|&l| usize::from(l) <= MAX_MESSAGE)
+        .ok_or(CtapHidError::RequestTooLong {
+            len: payload.len(),
+            max: MAX_MESSAGE,
+        })?;
+    let mut report: Report = [0; REPORT_SIZE];
+    report[..4].copy_from_slice(&cid.to_be_bytes());
+    report[4] = 0x80 | command;
+    report[5..7].copy_from_slice(&len.to_be_bytes());
+    let first = payload.len().min(INIT_DATA);
+    report[7..7 + first].copy_from_slice(&payload[..first]);
+    transport.write_report(&report)?;
+    for (seq, chunk) in payload[first..].chunks(CONT_DATA).enumerate() {
+        let mut report: Report = [0; REPORT_SIZE];
+        report[..4].copy_from_slice(&cid.to_be_bytes());
+        // At most 128 chunks fit in MAX_MESSAGE, so seq stays within 0..=127.
+        report[4] = u8::try_from(seq).map_err(|_| CtapHidError::RequestTooLong {
+            len: payload.len(),
+            max: MAX_MESSAGE,
+        })?;
+        report[5..5 + chunk.len()].copy_from_slice(chunk);
+        transport.write_report(&report)?;
+    }
+    Ok(())
+}
+
+/// Read reports until a whole response for `cid` has arrived.
+pub fn read_message<T: Transport + ?Sized>(
+    transport: &mut T,
+    cid: u32,
+    command: u8,
+    max_len: usize,
+    deadline: Instant,
+    on_keepalive: &mut dyn FnMut(KeepaliveStatus) -> WaitDecision,
+) -> Result<Vec<u8>, CtapHidError> {
+    let mut reassembler: Option<Reassembler> = None;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(CtapHidError::Timeout);
+        }
+        let report = transport
+            .read_report(remaining.min(PACKET_TIMEOUT))
+            .map_err(|e| match e {
+                TransportError::Timeout if Instant::now() >= deadline => CtapHidError::Timeout,
+                other => CtapHidError::Transport(other),
+            })?;
+        if report[..4] != cid.to_be_bytes() {
+            continue;
+        }
+        match reassembler.as_mut() {
+            None => {
+                if report[4] & 0x80 == 0 {
+                    return Err(CtapHidError::Misbehaved(FramingViolation::UnexpectedPacket));
+                }
+                let got = report[4] & 0x7F;
+                match got {
+                    cmd::KEEPALIVE => {
+                        let status = match report[7] {
+                            1 => KeepaliveStatus::Processing,
+                            2 => KeepaliveStatus::UpNeeded,
+                            other => KeepaliveStatus::Unknown(other),
+                        };
+                        if on_keepalive(status) == WaitDecision::Cancel {
+                            return Err(CtapHidError::Cancelled);
+                        }
+                        continue;
+                    }
+                    cmd::ERROR => {
+                        return Err(CtapHidError::Device(HidErrorCode::from_u8(report[7])))
+                    }
+                    c if c != command => {
+                        return Err(CtapHidError::Misbehaved(
+                            FramingViolation::UnexpectedCommand {
+                                sent: command,
+                                got: c,
+                            },
+                        ))
+                    }
+                    _ => {}
+                }
+                let r = Reassembler::start(&report, max_len)?;
+                if r.is_complete() {
+                    return Ok(r.finish());
+                }
+                reassembler = Some(r);
+            }
+            Some(r) => {
+                r.push(&report)?;
+                if r.is_complete() {
+                    return Ok(reassembler
+                        .take()
+                        .map(Reassembler::finish)
+                        .unwrap_or_default());
+                }
+            }
+        }
+    }
+}
+
+/// Collects one message from an initialization packet and its continuation packets.
+pub struct Reassembler {
+    expected: usize,
+    next_seq: u8,
+    data: Vec<u8>,
+}
+
+impl Reassembler {
+    /// Begin with an initialization packet (the caller has checked the channel and command).
+    pub fn start(report: &Report, max_len: usize) -> Result<Self, CtapHidError> {
+        let expected = usize::from(u16::from_be_bytes([report[5], report[6]]));
+        if expected > max_len.min(MAX_MESSAGE) {
+            return Err(CtapHidError::Misbehaved(FramingViolation::MessageTooLong {
+                announced: expected,
+                max: max_len.min(MAX_MESSAGE),
+            }));
+        }
+        let mut data = Vec::with_capacity(expected);
+        data.extend_from_slice(&report[7..7 + expected.min(INIT_DATA)]);
+        Ok(Reassembler {
+            expected,
+            next_seq: 0,
+            data,
+        })
+    }
+
+    /// Add a continuation packet.
+    pub fn push(&mut self, report: &Report) -> Result<(), CtapHidError> {
+        let seq = report[4];
+        if seq & 0x80 != 0 {
+            return Err(CtapHidError::Misbehaved(FramingViolation::UnexpectedPacket));
+        }
+        if seq != self.next_seq {
+            return Err(CtapHidError::Misbehaved(
+                FramingViolation::OutOfOrderSequence {
+                    expected: self.next_seq,
+                    got: seq,
+                },
+            ));
+        }
+        self.next_seq = self.next_seq.wrapping_add(1);
+        let take = (self.expected - self.data.len()).min(CONT_DATA);
+        self.data.extend_from_slice(&report[5..5 + take]);
+        Ok(())
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.data.len() >= self.expected
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.data
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,81 @@
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::{Report, Transport, TransportError, REPORT_SIZE};
+
+/// A USB security key through the kernel's hidraw interface.
+///
+/// Writes carry a leading report-id byte 0 (FIDO keys use unnumbered reports), so 65 bytes go
+/// out; reads return the 64-byte report. Timeouts use poll(2), so no ioctl and no unsafe code.
+pub struct HidrawTransport {
+    file: File,
+    path: PathBuf,
+}
+
+impl HidrawTransport {
+    pub fn open(path: &Path) -> Result<Self, TransportError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::libc::O_CLOEXEC | nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|source| TransportError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(HidrawTransport {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Transport for HidrawTransport {
+    fn write_report(&mut self, report: &Report) -> Result<(), TransportError> {
+        let mut out = [0u8; REPORT_SIZE + 1];
+        out[1..].copy_from_slice(report);
+        let written = self.file.write(&out)?;
+        if written != out.len() {
+            return Err(TransportError::ShortReport {
+                expected: out.len(),
+                got: written,
+            });
+        }
+        Ok(())
+    }
+
+    fn read_report(&mut self, timeout: Duration) -> Result<Report, TransportError> {
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
+        let ready = poll(&mut fds, PollTimeout::from(ms)).map_err(std::io::Error::from)?;
+        if ready == 0 {
+            return Err(TransportError::Timeout);
+        }
+        let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+        if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) {
+            return Err(TransportError::Disconnected);
+        }
+        let mut report = [0u8; REPORT_SIZE];
+        let n = self.file.read(&mut report)?;
+        if n == 0 {
+            return Err(TransportError::Disconnected);
+        }
+        if n != REPORT_SIZE {
+            return Err(TransportError::ShortReport {
+                expected: REPORT_SIZE,
+                got: n,
+            });
+        }
+        Ok(report)
+    }
+
+    fn describe(&self) -> String {
+        format!("hidraw:{}", self.path.display())
+    }
+}

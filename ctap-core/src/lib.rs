@@ -1,0 +1,13 @@
+//! ctap-core: everything the PAM module, the SSH agent and the enrollment CLI share.
+//!
+//! Layers, each with one seam (see DESIGN.md section 1):
+//! - [`device`]: a [`device::Transport`] moves one 64-byte HID report at a time (hidraw or a unix
+//!   socket); enumeration finds FIDO devices; [`device::DeviceUri`] names one.
+//! - [`ctaphid`]: CTAPHID framing over a transport: channels, fragmentation, keepalives.
+//! - [`ctap2`]: CBOR commands (getInfo, makeCredential, getAssertion, clientPIN, …) and the
+//!   hmac-secret extension.
+#![forbid(unsafe_code)]
+
+pub mod ctap2;
+pub mod ctaphid;
+pub mod device;
