@@ -25,10 +25,6 @@ impl MockTransport {
             closed_when_empty: false,
         }
     }
-
-    pub fn push_pending(&mut self, r: Report) {
-        self.pending.push_back(r);
-    }
 }
 
 impl Transport for MockTransport {
