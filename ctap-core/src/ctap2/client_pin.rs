@@ -74,7 +74,10 @@ impl<T: Transport> Ctap2<T> {
 
     /// The protocol this key and we will use for PIN and hmac-secret.
     pub fn pin_protocol(&self) -> Result<PinUvProtocol, CtapError> {
-        PinUvProtocol::negotiate(self.info())
+        match self.forced_protocol {
+            Some(p) => Ok(p),
+            None => PinUvProtocol::negotiate(self.info()),
+        }
     }
 
     /// getKeyAgreement, then ECDH with a fresh key of ours.

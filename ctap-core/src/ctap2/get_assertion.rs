@@ -8,7 +8,7 @@ use super::ext::hmac_secret::{
     HmacSalts, HmacSecretOutput, HmacSecretRequest, NAME as HMAC_SECRET,
 };
 use super::make_credential::descriptors;
-use super::pin::{PinUvAuthToken, PinUvProtocol};
+use super::pin::PinUvAuthToken;
 use super::{command, Ctap2, CtapError, KeepaliveHandler, QUICK_TIMEOUT};
 use crate::device::Transport;
 
@@ -94,7 +94,7 @@ impl<T: Transport> Ctap2<T> {
                 }
                 let protocol = match token {
                     Some(t) => t.protocol(),
-                    None => PinUvProtocol::negotiate(self.info())?,
+                    None => self.pin_protocol()?,
                 };
                 let agreement = self.key_agreement(protocol)?;
                 Some(HmacSecretRequest::new(agreement, salts)?)

@@ -53,6 +53,7 @@ pub struct Ctap2<T: Transport> {
     hid: CtapHidChannel<T>,
     info: AuthenticatorInfo,
     touch_timeout: Duration,
+    forced_protocol: Option<pin::PinUvProtocol>,
 }
 
 impl<T: Transport> Ctap2<T> {
@@ -66,6 +67,7 @@ impl<T: Transport> Ctap2<T> {
             hid,
             info,
             touch_timeout: DEFAULT_TOUCH_TIMEOUT,
+            forced_protocol: None,
         })
     }
 
@@ -86,6 +88,18 @@ impl<T: Transport> Ctap2<T> {
     /// How long operations that wait for a touch may take in all.
     pub fn set_touch_timeout(&mut self, t: Duration) {
         self.touch_timeout = t;
+    }
+
+    /// Use this PIN/UV auth protocol instead of negotiating (tests exercise both protocols).
+    pub fn force_pin_protocol(&mut self, p: pin::PinUvProtocol) -> Result<(), CtapError> {
+        if !self.info.pin_uv_auth_protocols.contains(&p.version()) {
+            return Err(CtapError::incompatible(format!(
+                "the key does not list PIN/UV auth protocol {}",
+                p.version()
+            )));
+        }
+        self.forced_protocol = Some(p);
+        Ok(())
     }
 
     pub fn touch_timeout(&self) -> Duration {

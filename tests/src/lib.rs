@@ -1,0 +1,133 @@
+//! Harness for end-to-end tests: runs the built binaries (ctap-softtoken first) in a temporary
+//! directory and tears them down on drop.
+//!
+//! Binaries are found in `$CTAP_BIN_DIR`, else the workspace's `target/debug`; build them with
+//! `cargo build --workspace --bins` before `cargo test` (the README's test command does).
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ctap_core::ctap2::Ctap2;
+use ctap_core::ctaphid::CtapHidChannel;
+use ctap_core::device::UnixTransport;
+
+/// Where the workspace's binaries are.
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CTAP_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("debug")
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        p.display()
+    );
+    p
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!(
+            "ctap-e2e-{tag}-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running ctap-softtoken.
+pub struct SoftToken {
+    child: Child,
+    pub socket: PathBuf,
+    pub state: PathBuf,
+}
+
+impl SoftToken {
+    /// Start a virtual key on `dir/key.sock` with state `state` and extra arguments such as
+    /// `--presence deny` or `--fault corrupt-signature`.
+    pub fn start(dir: &Path, state: &Path, extra: &[&str]) -> Self {
+        let socket = dir.join(format!("key-{:08x}.sock", rand::random::<u32>()));
+        let child = Command::new(bin("ctap-softtoken"))
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state")
+            .arg(state)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let t = SoftToken {
+            child,
+            socket,
+            state: state.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !t.socket.exists() {
+            assert!(Instant::now() < deadline, "ctap-softtoken did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        t
+    }
+
+    pub fn uri(&self) -> String {
+        format!("unix:{}", self.socket.display())
+    }
+
+    /// Open a CTAP2 session to this key through the library.
+    pub fn connect(&self) -> Ctap2<UnixTransport> {
+        let t = UnixTransport::connect(&self.socket).unwrap();
+        Ctap2::new(CtapHidChannel::open(t).unwrap()).unwrap()
+    }
+
+    /// Stop the server (SIGTERM) and wait, so its state file is free for the next one.
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SoftToken {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}

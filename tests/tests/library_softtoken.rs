@@ -1,0 +1,286 @@
+//! The ctap-core client against ctap-softtoken (fido-authenticator) over the unix socket: the same
+//! CTAPHID/CTAP2 code that talks to a USB key.
+
+use std::time::{Duration, Instant};
+
+use ctap_core::ctap2::cose::{Algorithm, CoseKey};
+use ctap_core::ctap2::ext::hmac_secret::HmacSalts;
+use ctap_core::ctap2::pin::{permission, Pin, PinUvProtocol};
+use ctap_core::ctap2::{Ctap2, CtapError, CtapStatus, GetAssertionRequest, MakeCredentialRequest};
+use ctap_core::ctaphid::{KeepaliveStatus, WaitDecision};
+use ctap_core::device::UnixTransport;
+use ctap_e2e::{SoftToken, TempDir};
+use sha2::{Digest, Sha256};
+
+const RP: &str = "pam://testhost";
+
+fn go() -> impl FnMut(KeepaliveStatus) -> WaitDecision {
+    |_| WaitDecision::Continue
+}
+
+fn pin(s: &str) -> Pin {
+    Pin::new(s.to_string()).unwrap()
+}
+
+fn make_cred(
+    c: &mut Ctap2<UnixTransport>,
+    alg: Algorithm,
+    token: Option<&ctap_core::ctap2::pin::PinUvAuthToken>,
+) -> ctap_core::ctap2::MakeCredentialResponse {
+    let req = MakeCredentialRequest {
+        client_data_hash: rand::random(),
+        rp_id: RP.into(),
+        rp_name: None,
+        user_id: b"alice".to_vec(),
+        user_name: "alice".into(),
+        user_display_name: None,
+        algorithms: vec![alg],
+        exclude_list: vec![],
+        resident_key: false,
+        user_verification: false,
+        hmac_secret: true,
+        cred_protect: Some(2),
+    };
+    c.make_credential(&req, token, &mut go()).unwrap()
+}
+
+fn assertion_req(cred: &[u8], salt: Option<[u8; 32]>) -> GetAssertionRequest {
+    GetAssertionRequest {
+        rp_id: RP.into(),
+        client_data_hash: rand::random(),
+        allow_list: vec![cred.to_vec()],
+        user_presence: true,
+        user_verification: false,
+        hmac_secret: salt.map(|s| HmacSalts {
+            salt1: s,
+            salt2: None,
+        }),
+    }
+}
+
+#[test]
+fn get_info_describes_a_fido2_key_with_hmac_secret() {
+    let dir = TempDir::new("info");
+    let key = SoftToken::start(dir.path(), &dir.path().join("state"), &[]);
+    let c = key.connect();
+    let info = c.info();
+    assert!(
+        info.versions.iter().any(|v| v == "FIDO_2_0"),
+        "{:?}",
+        info.versions
+    );
+    assert!(
+        info.supports_extension("hmac-secret"),
+        "{:?}",
+        info.extensions
+    );
+    assert!(!info.pin_set());
+    assert!(!info.pin_uv_auth_protocols.is_empty());
+}
+
+#[test]
+fn set_and_change_pin_and_wrong_pin_lowers_retries() {
+    for protocol in [PinUvProtocol::V2, PinUvProtocol::V1] {
+        let dir = TempDir::new("pin");
+        let key = SoftToken::start(dir.path(), &dir.path().join("state"), &[]);
+        let mut c = key.connect();
+        c.force_pin_protocol(protocol).unwrap();
+        c.set_pin(&pin("1234")).unwrap();
+        assert!(
+            c.info().pin_set(),
+            "{protocol:?}: clientPin option true after setPIN"
+        );
+        let start = c.pin_retries().unwrap().retries;
+        c.pin_token(&pin("1234"), permission::GET_ASSERTION, Some(RP))
+            .unwrap();
+
+        let err = c
+            .pin_token(&pin("9999"), permission::GET_ASSERTION, Some(RP))
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.status(),
+            Some(CtapStatus::PinInvalid),
+            "{protocol:?}: {err}"
+        );
+        assert_eq!(c.pin_retries().unwrap().retries, start - 1, "{protocol:?}");
+
+        c.change_pin(&pin("1234"), &pin("567890")).unwrap();
+        let err = c
+            .pin_token(&pin("1234"), permission::GET_ASSERTION, Some(RP))
+            .err()
+            .unwrap();
+        assert_eq!(err.status(), Some(CtapStatus::PinInvalid));
+        c.pin_token(&pin("567890"), permission::GET_ASSERTION, Some(RP))
+            .unwrap();
+        // A correct PIN resets the counter.
+        assert_eq!(c.pin_retries().unwrap().retries, start);
+    }
+}
+
+#[test]
+fn assertions_verify_with_the_enrolled_key_and_counter_increases() {
+    let dir = TempDir::new("sig");
+    let key = SoftToken::start(dir.path(), &dir.path().join("state"), &[]);
+    let mut c = key.connect();
+    for alg in [Algorithm::Es256, Algorithm::EdDsa] {
+        let made = make_cred(&mut c, alg, None);
+        assert!(made.hmac_secret_enabled(), "{alg:?}: hmac-secret on");
+        let cred = made.credential().clone();
+        assert_eq!(cred.public_key.algorithm(), Some(alg));
+        // The stored form round-trips: verification uses only what we keep.
+        let stored = CoseKey::from_bytes(&cred.public_key.to_bytes()).unwrap();
+
+        let mut last = None;
+        for _ in 0..3 {
+            let req = assertion_req(&cred.credential_id, None);
+            let a = c.get_assertion(&req, None, &mut go()).unwrap();
+            assert_eq!(a.credential_id, cred.credential_id);
+            assert_eq!(
+                a.auth_data.rp_id_hash,
+                <[u8; 32]>::from(Sha256::digest(RP.as_bytes()))
+            );
+            assert!(a.auth_data.flags.user_present());
+            let signed = [a.auth_data.raw.as_slice(), &req.client_data_hash].concat();
+            assert!(
+                stored.verify(&signed, &a.signature),
+                "{alg:?}: signature verifies"
+            );
+            let mut tampered = signed.clone();
+            tampered[40] ^= 1;
+            assert!(
+                !stored.verify(&tampered, &a.signature),
+                "{alg:?}: tampered data fails"
+            );
+            if let Some(prev) = last {
+                assert!(a.auth_data.sign_count > prev, "{alg:?}: counter increases");
+            }
+            last = Some(a.auth_data.sign_count);
+        }
+    }
+}
+
+#[test]
+fn hmac_secret_is_stable_per_salt_and_differs_with_uv() {
+    let dir = TempDir::new("hmac");
+    let key = SoftToken::start(dir.path(), &dir.path().join("state"), &[]);
+    let mut c = key.connect();
+    let cred = make_cred(&mut c, Algorithm::Es256, None)
+        .credential()
+        .credential_id
+        .clone();
+    let out = |c: &mut Ctap2<UnixTransport>,
+               salt: [u8; 32],
+               token: Option<&ctap_core::ctap2::pin::PinUvAuthToken>| {
+        let a = c
+            .get_assertion(&assertion_req(&cred, Some(salt)), token, &mut go())
+            .unwrap();
+        (
+            *a.hmac_secret.unwrap().output1,
+            a.auth_data.flags.user_verified(),
+        )
+    };
+    let (a1, uv1) = out(&mut c, [1; 32], None);
+    let (a2, _) = out(&mut c, [1; 32], None);
+    let (b, _) = out(&mut c, [2; 32], None);
+    assert!(!uv1);
+    assert_eq!(a1, a2, "same salt, same output");
+    assert_ne!(a1, b, "different salt, different output");
+
+    c.set_pin(&pin("1234")).unwrap();
+    for protocol in [PinUvProtocol::V2, PinUvProtocol::V1] {
+        c.force_pin_protocol(protocol).unwrap();
+        let token = c
+            .pin_token(&pin("1234"), permission::GET_ASSERTION, Some(RP))
+            .unwrap();
+        let (with_uv, uv) = out(&mut c, [1; 32], Some(&token));
+        assert!(uv, "{protocol:?}: UV flag set with a PIN token");
+        assert_ne!(with_uv, a1, "{protocol:?}: UV and non-UV secrets differ");
+        let token = c
+            .pin_token(&pin("1234"), permission::GET_ASSERTION, Some(RP))
+            .unwrap();
+        assert_eq!(
+            out(&mut c, [1; 32], Some(&token)).0,
+            with_uv,
+            "{protocol:?}: UV output stable"
+        );
+    }
+}
+
+#[test]
+fn two_salts_give_two_outputs() {
+    let dir = TempDir::new("salts");
+    let key = SoftToken::start(dir.path(), &dir.path().join("state"), &[]);
+    let mut c = key.connect();
+    let cred = make_cred(&mut c, Algorithm::Es256, None)
+        .credential()
+        .credential_id
+        .clone();
+    let mut req = assertion_req(&cred, None);
+    req.hmac_secret = Some(HmacSalts {
+        salt1: [1; 32],
+        salt2: Some([2; 32]),
+    });
+    let both = c
+        .get_assertion(&req, None, &mut go())
+        .unwrap()
+        .hmac_secret
+        .unwrap();
+    let one = c
+        .get_assertion(&assertion_req(&cred, Some([2; 32])), None, &mut go())
+        .unwrap()
+        .hmac_secret
+        .unwrap();
+    assert_eq!(*both.output2.unwrap(), *one.output1);
+}
+
+#[test]
+fn presence_denied_is_a_ctap_error_not_a_hang() {
+    let dir = TempDir::new("deny");
+    let state = dir.path().join("state");
+    let key = SoftToken::start(dir.path(), &state, &[]);
+    let cred = make_cred(&mut key.connect(), Algorithm::Es256, None)
+        .credential()
+        .credential_id
+        .clone();
+    key.stop();
+    let key = SoftToken::start(dir.path(), &state, &["--presence", "deny"]);
+    let mut c = key.connect();
+    let start = Instant::now();
+    let err = c
+        .get_assertion(&assertion_req(&cred, None), None, &mut go())
+        .err()
+        .unwrap();
+    assert!(start.elapsed() < Duration::from_secs(20));
+    match err {
+        CtapError::Status(s) => assert!(
+            matches!(
+                s,
+                CtapStatus::OperationDenied
+                    | CtapStatus::UserActionTimeout
+                    | CtapStatus::ActionTimeout
+            ),
+            "{s}"
+        ),
+        other => panic!("expected a CTAP status, got {other}"),
+    }
+}
+
+#[test]
+fn credential_from_another_key_is_not_recognised() {
+    let dir = TempDir::new("wrongkey");
+    let a = SoftToken::start(dir.path(), &dir.path().join("a"), &[]);
+    let b = SoftToken::start(dir.path(), &dir.path().join("b"), &[]);
+    let cred = make_cred(&mut a.connect(), Algorithm::Es256, None)
+        .credential()
+        .credential_id
+        .clone();
+    let mut probe = assertion_req(&cred, None);
+    probe.user_presence = false;
+    let err = b
+        .connect()
+        .get_assertion(&probe, None, &mut go())
+        .err()
+        .unwrap();
+    assert_eq!(err.status(), Some(CtapStatus::NoCredentials), "{err}");
+}
