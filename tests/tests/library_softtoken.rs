@@ -1,5 +1,6 @@
 //! The ctap-core client against ctap-softtoken (fido-authenticator) over the unix socket: the same
 //! CTAPHID/CTAP2 code that talks to a USB key.
+#![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 
