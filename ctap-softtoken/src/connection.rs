@@ -1,0 +1,457 @@
+//! One client connection = one opened device: the CTAPHID state machine over a unix stream.
+//!
+//! Nothing a client sends can crash the server: every malformed frame is answered with a
+//! CTAPHID ERROR, and I/O failures end this connection only (logged to stderr).
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::ctaphid_device::*;
+use crate::engine::{EngineHandle, JobKind, Reply, Ticket, MAX_MESSAGE_SIZE};
+use crate::fault::{Delivery, Fault, Plan};
+
+/// Keepalives go out this often while a request is in progress (CTAP 2.1 §11.2.9.2.1).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(100);
+/// How often we look for the authenticator's reply while a request is in progress.
+const REPLY_POLL: Duration = Duration::from_millis(5);
+/// A message whose continuation packets stop coming is dropped with ERR_MSG_TIMEOUT.
+const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(1);
+/// A client that stops reading its responses is dropped rather than blocking us forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Channel ids a connection may hold at once; older ones are forgotten.
+const MAX_CHANNELS: usize = 32;
+
+/// Capabilities in the INIT response: WINK and CBOR. fido-authenticator's CTAP1/U2F needs a
+/// provisioned attestation certificate, which the softtoken does not ship, so we announce
+/// NMSG and answer MSG with ERR_INVALID_CMD rather than fail U2F registrations later.
+const CAPABILITIES: u8 = CAPABILITY_WINK | CAPABILITY_CBOR | CAPABILITY_NMSG;
+
+/// Channel ids are unique across all connections of this process.
+static NEXT_CID: AtomicU32 = AtomicU32::new(1);
+
+fn allocate_cid() -> u32 {
+    loop {
+        let cid = NEXT_CID.fetch_add(1, Ordering::Relaxed);
+        if cid != 0 && cid != BROADCAST_CID {
+            return cid;
+        }
+    }
+}
+
+/// A request in progress on this connection.
+enum Busy {
+    /// Queued or running in the authenticator; `fault` mangles the reply.
+    Engine {
+        cid: u32,
+        ticket: Ticket,
+        fault: Option<Fault>,
+        next_keepalive: Instant,
+    },
+    /// `--fault stall-keepalive`: keepalives forever, no answer.
+    Stall { cid: u32, next_keepalive: Instant },
+}
+
+impl Busy {
+    fn cid(&self) -> u32 {
+        match self {
+            Busy::Engine { cid, .. } | Busy::Stall { cid, .. } => *cid,
+        }
+    }
+}
+
+/// What the connection loop does after handling an event.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// Collects whole 64-byte reports from a stream that may deliver them in pieces.
+struct ReportReader {
+    buf: Packet,
+    filled: usize,
+}
+
+enum ReadOutcome {
+    Report(Packet),
+    TimedOut,
+    Eof { partial: usize },
+}
+
+impl ReportReader {
+    fn read(
+        &mut self,
+        stream: &mut UnixStream,
+        timeout: Option<Duration>,
+    ) -> io::Result<ReadOutcome> {
+        // A zero timeout means "block" to the OS; never ask for that by accident.
+        let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
+        stream.set_read_timeout(timeout)?;
+        loop {
+            match stream.read(&mut self.buf[self.filled..]) {
+                Ok(0) => {
+                    return Ok(ReadOutcome::Eof {
+                        partial: self.filled,
+                    })
+                }
+                Ok(n) => {
+                    self.filled += n;
+                    if self.filled == PACKET_SIZE {
+                        self.filled = 0;
+                        return Ok(ReadOutcome::Report(self.buf));
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(ReadOutcome::TimedOut)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Serve one client until it disconnects or misbehaves at the I/O level.
+pub fn serve(stream: UnixStream, engine: EngineHandle, fault: Option<Fault>, id: u64) {
+    let mut connection = Connection {
+        stream,
+        engine,
+        fault,
+        id,
+        reader: ReportReader {
+            buf: [0; PACKET_SIZE],
+            filled: 0,
+        },
+        channels: VecDeque::new(),
+        reassembly: None,
+        busy: None,
+    };
+    if let Err(e) = connection.stream.set_write_timeout(Some(WRITE_TIMEOUT)) {
+        connection.log(&format!("cannot set write timeout: {e}"));
+        return;
+    }
+    connection.run();
+}
+
+struct Connection {
+    stream: UnixStream,
+    engine: EngineHandle,
+    fault: Option<Fault>,
+    id: u64,
+    reader: ReportReader,
+    channels: VecDeque<u32>,
+    reassembly: Option<(Reassembly, Instant)>,
+    busy: Option<Busy>,
+}
+
+impl Connection {
+    fn log(&self, message: &str) {
+        eprintln!("ctap-softtoken: connection {}: {message}", self.id);
+    }
+
+    fn run(&mut self) {
+        loop {
+            let timeout = self.next_timeout();
+            match self.reader.read(&mut self.stream, timeout) {
+                Ok(ReadOutcome::Report(packet)) => {
+                    if self.handle_packet(&packet) == Flow::Close {
+                        return;
+                    }
+                }
+                Ok(ReadOutcome::TimedOut) => {}
+                Ok(ReadOutcome::Eof { partial }) => {
+                    if partial != 0 || self.reassembly.is_some() {
+                        self.log("client disconnected in the middle of a message");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    self.log(&format!("read failed, dropping connection: {e}"));
+                    return;
+                }
+            }
+            if self.tick() == Flow::Close {
+                return;
+            }
+        }
+    }
+
+    /// How long to wait for the next report before there is something else to do.
+    fn next_timeout(&self) -> Option<Duration> {
+        if self.busy.is_some() {
+            return Some(REPLY_POLL);
+        }
+        self.reassembly
+            .as_ref()
+            .map(|(_, deadline)| deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Timers: reassembly timeout, the authenticator's reply, keepalives.
+    fn tick(&mut self) -> Flow {
+        let now = Instant::now();
+        if let Some((reassembly, deadline)) = &self.reassembly {
+            if now >= *deadline {
+                let cid = reassembly.cid;
+                self.reassembly = None;
+                return self.send_error(cid, ERR_MSG_TIMEOUT);
+            }
+        }
+        match self.busy.take() {
+            None => Flow::Continue,
+            Some(Busy::Stall {
+                cid,
+                mut next_keepalive,
+            }) => {
+                if now >= next_keepalive {
+                    next_keepalive = now + KEEPALIVE_INTERVAL;
+                    if self.send(cid, CMD_KEEPALIVE, &[KEEPALIVE_PROCESSING]) == Flow::Close {
+                        return Flow::Close;
+                    }
+                }
+                self.busy = Some(Busy::Stall {
+                    cid,
+                    next_keepalive,
+                });
+                Flow::Continue
+            }
+            Some(Busy::Engine {
+                cid,
+                ticket,
+                fault,
+                mut next_keepalive,
+            }) => match ticket.try_reply() {
+                Ok(Some(reply)) => self.deliver(cid, reply, fault),
+                Ok(None) => {
+                    if now >= next_keepalive {
+                        next_keepalive = now + KEEPALIVE_INTERVAL;
+                        let status = if ticket.waiting_for_presence() {
+                            KEEPALIVE_UPNEEDED
+                        } else {
+                            KEEPALIVE_PROCESSING
+                        };
+                        if self.send(cid, CMD_KEEPALIVE, &[status]) == Flow::Close {
+                            return Flow::Close;
+                        }
+                    }
+                    self.busy = Some(Busy::Engine {
+                        cid,
+                        ticket,
+                        fault,
+                        next_keepalive,
+                    });
+                    Flow::Continue
+                }
+                Err(_) => {
+                    self.log("the authenticator stopped; closing");
+                    Flow::Close
+                }
+            },
+        }
+    }
+
+    fn deliver(&mut self, cid: u32, reply: Reply, fault: Option<Fault>) -> Flow {
+        let data = match reply {
+            Reply::HidError(code) => return self.send_error(cid, code),
+            Reply::Data(data) => data,
+        };
+        let delivery = match fault {
+            Some(fault) => fault.mangle(data),
+            None => Delivery::Normal(data),
+        };
+        match delivery {
+            Delivery::Normal(data) => self.send(cid, CMD_CBOR, &data),
+            Delivery::OtherChannel(data) => {
+                let other = match cid.wrapping_add(0x0100) {
+                    0 | BROADCAST_CID => 0x0100,
+                    other => other,
+                };
+                self.send(other, CMD_CBOR, &data)
+            }
+            Delivery::TruncatedThenClose(data, len) => {
+                if let Some(first) = fragment(cid, CMD_CBOR, &data).first() {
+                    let _ = self.stream.write_all(&first[..len.min(PACKET_SIZE)]);
+                }
+                self.log("fault truncate-report: sent a short report, closing");
+                Flow::Close
+            }
+        }
+    }
+
+    fn handle_packet(&mut self, packet: &Packet) -> Flow {
+        match parse(packet) {
+            Frame::Init {
+                cid,
+                cmd: CMD_INIT,
+                len,
+                data,
+            } => self.handle_init(cid, len, data),
+            Frame::Init {
+                cid,
+                cmd,
+                len,
+                data,
+            } => {
+                if cid == BROADCAST_CID || !self.channels.contains(&cid) {
+                    return self.send_error(cid, ERR_INVALID_CHANNEL);
+                }
+                if let Some(busy) = &self.busy {
+                    if busy.cid() == cid && cmd == CMD_CANCEL {
+                        if let Some(Busy::Engine { ticket, .. }) = &self.busy {
+                            ticket.cancel();
+                        }
+                        return Flow::Continue;
+                    }
+                    return self.send_error(cid, ERR_CHANNEL_BUSY);
+                }
+                if cmd == CMD_CANCEL {
+                    // Nothing to cancel: CANCEL gets no response.
+                    return Flow::Continue;
+                }
+                if let Some((reassembly, _)) = &self.reassembly {
+                    let code = if reassembly.cid == cid {
+                        self.reassembly = None;
+                        ERR_INVALID_SEQ
+                    } else {
+                        ERR_CHANNEL_BUSY
+                    };
+                    return self.send_error(cid, code);
+                }
+                if len > MAX_MESSAGE_SIZE {
+                    return self.send_error(cid, ERR_INVALID_LEN);
+                }
+                let reassembly = Reassembly::start(cid, cmd, len, data);
+                if reassembly.is_complete() {
+                    self.dispatch(reassembly)
+                } else {
+                    self.reassembly = Some((reassembly, Instant::now() + REASSEMBLY_TIMEOUT));
+                    Flow::Continue
+                }
+            }
+            Frame::Cont { cid, seq, data } => {
+                let Some((mut reassembly, _)) = self.reassembly.take() else {
+                    // A continuation without a message in progress is ignored (§11.2.4).
+                    return Flow::Continue;
+                };
+                if reassembly.cid != cid {
+                    self.reassembly = Some((reassembly, Instant::now() + REASSEMBLY_TIMEOUT));
+                    return Flow::Continue;
+                }
+                if reassembly.push(seq, data).is_err() {
+                    return self.send_error(cid, ERR_INVALID_SEQ);
+                }
+                if reassembly.is_complete() {
+                    self.dispatch(reassembly)
+                } else {
+                    self.reassembly = Some((reassembly, Instant::now() + REASSEMBLY_TIMEOUT));
+                    Flow::Continue
+                }
+            }
+        }
+    }
+
+    fn handle_init(&mut self, cid: u32, len: usize, data: &[u8; INIT_DATA]) -> Flow {
+        if len != 8 {
+            return self.send_error(cid, ERR_INVALID_LEN);
+        }
+        let mut nonce = [0u8; 8];
+        nonce.copy_from_slice(&data[..8]);
+        let new_cid = if cid == BROADCAST_CID {
+            let new_cid = allocate_cid();
+            if self.channels.len() >= MAX_CHANNELS {
+                self.channels.pop_front();
+            }
+            self.channels.push_back(new_cid);
+            new_cid
+        } else if self.channels.contains(&cid) {
+            // INIT on an allocated channel resynchronises it: abandon what was in progress.
+            if self.busy.as_ref().is_some_and(|busy| busy.cid() == cid) {
+                self.busy = None; // dropping the ticket cancels the job
+            }
+            if self.reassembly.as_ref().is_some_and(|(r, _)| r.cid == cid) {
+                self.reassembly = None;
+            }
+            cid
+        } else {
+            return self.send_error(cid, ERR_INVALID_CHANNEL);
+        };
+        self.send(cid, CMD_INIT, &init_response(&nonce, new_cid, CAPABILITIES))
+    }
+
+    fn dispatch(&mut self, reassembly: Reassembly) -> Flow {
+        let (cid, cmd) = (reassembly.cid, reassembly.cmd);
+        let payload = reassembly.into_payload();
+        match cmd {
+            CMD_PING => self.send(cid, CMD_PING, &payload),
+            CMD_WINK => {
+                if !payload.is_empty() {
+                    return self.send_error(cid, ERR_INVALID_LEN);
+                }
+                eprintln!("ctap-softtoken: connection {}: wink", self.id);
+                self.send(cid, CMD_WINK, &[])
+            }
+            CMD_CBOR => {
+                if payload.is_empty() {
+                    return self.send_error(cid, ERR_INVALID_LEN);
+                }
+                let fault = self.fault.filter(|_| Fault::applies_to(&payload));
+                let now = Instant::now();
+                match fault.map(Fault::plan) {
+                    Some(Plan::Drop) => {
+                        self.log("fault drop-connection: closing after the request");
+                        Flow::Close
+                    }
+                    Some(Plan::Stall) => {
+                        self.busy = Some(Busy::Stall {
+                            cid,
+                            next_keepalive: now + KEEPALIVE_INTERVAL,
+                        });
+                        Flow::Continue
+                    }
+                    Some(Plan::Process) | None => {
+                        match self.engine.submit(JobKind::Cbor, payload) {
+                            Ok(ticket) => {
+                                self.busy = Some(Busy::Engine {
+                                    cid,
+                                    ticket,
+                                    fault,
+                                    next_keepalive: now + KEEPALIVE_INTERVAL,
+                                });
+                                Flow::Continue
+                            }
+                            Err(_) => {
+                                self.log("the authenticator stopped; closing");
+                                Flow::Close
+                            }
+                        }
+                    }
+                }
+            }
+            // CMD_MSG (see CAPABILITIES), CMD_LOCK (optional, not implemented), and anything a
+            // host should never send (KEEPALIVE, ERROR) or we do not know.
+            CMD_MSG | CMD_LOCK | CMD_KEEPALIVE | CMD_ERROR => self.send_error(cid, ERR_INVALID_CMD),
+            _ => self.send_error(cid, ERR_INVALID_CMD),
+        }
+    }
+
+    fn send_error(&mut self, cid: u32, code: u8) -> Flow {
+        self.send(cid, CMD_ERROR, &[code])
+    }
+
+    fn send(&mut self, cid: u32, cmd: u8, payload: &[u8]) -> Flow {
+        for packet in fragment(cid, cmd, payload) {
+            if let Err(e) = self.stream.write_all(&packet) {
+                self.log(&format!("write failed, dropping connection: {e}"));
+                return Flow::Close;
+            }
+        }
+        Flow::Continue
+    }
+}
