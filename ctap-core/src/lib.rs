@@ -6,8 +6,19 @@
 //! - [`ctaphid`]: CTAPHID framing over a transport: channels, fragmentation, keepalives.
 //! - [`ctap2`]: CBOR commands (getInfo, makeCredential, getAssertion, clientPIN, …) and the
 //!   hmac-secret extension.
+//! - [`credential`]: enrollment records and login state on disk; [`fs`] opens and writes them safely.
+//! - [`verify`]: the only constructor of a [`verify::VerifiedAssertion`].
+//! - [`login`]: the whole login as PAM, `ctap-enroll test` and the demo run it.
+//! - [`config`]: root's policy file.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod credential;
 pub mod ctap2;
 pub mod ctaphid;
 pub mod device;
+pub mod enroll;
+pub mod fs;
+pub mod login;
+pub mod session;
+pub mod verify;

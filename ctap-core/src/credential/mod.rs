@@ -1,0 +1,34 @@
+//! The credential mapping: which keys may log in as which user (records, configuration written by
+//! root) and what we remember between logins (state: counters, hmac-secret checks). The two live
+//! apart: records change when an admin enrolls a key, state on every login.
+
+mod b64;
+mod error;
+pub mod record;
+mod state;
+mod store;
+
+pub use b64::{decode as b64_decode, encode as b64_encode};
+pub use error::StoreError;
+pub use record::{CredentialFile, CredentialRecord, UvRequirement};
+pub use state::{CredentialState, StateFile, STATE_VERSION};
+pub use store::{
+    home_of, load_credential_file, save_credential_file, CredentialStore, RecordsSource,
+    StateGuard, UserRecords, PER_USER_FILE,
+};
+
+/// Now, as RFC 3339 UTC seconds: the timestamps records and state carry.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// A user name safe to use as a file name: what useradd accepts, nothing that walks paths.
+pub fn valid_user_name(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= 256
+        && !user.starts_with('-')
+        && !user.starts_with('.')
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '$' | '@'))
+}

@@ -1,0 +1,219 @@
+use super::*;
+use crate::credential::record::AlgorithmName;
+use crate::ctap2::authdata::{AuthenticatorData, Flags};
+use crate::ctap2::cose::{CoseKey, ALG_ES256};
+use crate::ctap2::ext::hmac_secret::HmacSecretOutput;
+use p256::ecdsa::signature::Signer;
+use zeroize::Zeroizing;
+
+const RP: &str = "pam://host";
+
+struct Key {
+    sk: p256::ecdsa::SigningKey,
+    record: CredentialRecord,
+    state: CredentialState,
+    hmac_out: [u8; 32],
+}
+
+fn key(uv: UvRequirement) -> Key {
+    let sk = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    let p = sk.verifying_key().to_encoded_point(false);
+    let cose = CoseKey::Es256 {
+        x: p.x().unwrap().as_slice().try_into().unwrap(),
+        y: p.y().unwrap().as_slice().try_into().unwrap(),
+        alg: ALG_ES256,
+    };
+    let record = CredentialRecord {
+        name: "blue".into(),
+        credential_id: vec![7; 48],
+        rp_id: RP.into(),
+        public_key: cose.to_bytes(),
+        algorithm: AlgorithmName::Es256,
+        aaguid: String::new(),
+        user_verification: uv,
+        hmac_secret: true,
+        created: String::new(),
+        no_touch_required: false,
+    };
+    let hmac_out = [0x42; 32];
+    let mut state = CredentialState::new(record.credential_id.clone(), 10);
+    state.hmac_salt = Some([1; 32]);
+    state.hmac_check = Some(Sha256::digest(hmac_out).into());
+    state.hmac_uv = uv == UvRequirement::Required;
+    Key {
+        sk,
+        record,
+        state,
+        hmac_out,
+    }
+}
+
+fn respond(k: &Key, ch: &Challenge, flags: u8, count: u32, rp: &str) -> GetAssertionResponse {
+    let mut raw: Vec<u8> = Sha256::digest(rp.as_bytes()).to_vec();
+    raw.push(flags);
+    raw.extend_from_slice(&count.to_be_bytes());
+    let sig: p256::ecdsa::Signature =
+        k.sk.sign(&[raw.as_slice(), &ch.client_data_hash()].concat());
+    GetAssertionResponse {
+        credential_id: k.record.credential_id.clone(),
+        auth_data: AuthenticatorData::parse(&raw).unwrap(),
+        signature: sig.to_der().as_bytes().to_vec(),
+        user_id: None,
+        number_of_credentials: None,
+        hmac_secret: Some(HmacSecretOutput {
+            output1: Zeroizing::new(k.hmac_out),
+            output2: None,
+        }),
+    }
+}
+
+fn check(
+    k: &Key,
+    ch: &Challenge,
+    resp: &GetAssertionResponse,
+) -> Result<VerifiedAssertion, VerifyError> {
+    let asked = [&k.record];
+    verify_assertion(
+        &Expectation {
+            challenge: ch,
+            asked: &asked,
+            counter_policy: CounterPolicy::AllowZero,
+        },
+        resp,
+        &k.state,
+    )
+}
+
+#[test]
+fn a_good_assertion_verifies_and_advances_the_counter() {
+    let k = key(UvRequirement::Discouraged);
+    let ch = Challenge::new("sudo", "alice");
+    let v = check(&k, &ch, &respond(&k, &ch, Flags::UP, 11, RP)).unwrap();
+    assert_eq!(v.counter(), CounterOutcome::Advanced { from: 10, to: 11 });
+    assert_eq!(v.credential_name(), "blue");
+    let mut s = k.state.clone();
+    v.apply_to(&mut s);
+    assert_eq!(s.sign_count, 11);
+    assert!(s.last_used.is_some());
+}
+
+#[test]
+fn each_check_rejects_its_own_failure() {
+    let k = key(UvRequirement::Discouraged);
+    let ch = Challenge::new("sudo", "alice");
+    assert_eq!(
+        check(&k, &ch, &respond(&k, &ch, 0, 11, RP)).unwrap_err(),
+        VerifyError::UserNotPresent
+    );
+    assert_eq!(
+        check(&k, &ch, &respond(&k, &ch, Flags::UP, 11, "pam://other")).unwrap_err(),
+        VerifyError::RpIdHashMismatch
+    );
+    assert_eq!(
+        check(&k, &ch, &respond(&k, &ch, Flags::UP, 10, RP)).unwrap_err(),
+        VerifyError::CounterRegression {
+            stored: 10,
+            received: 10
+        }
+    );
+    assert_eq!(
+        check(&k, &ch, &respond(&k, &ch, Flags::UP, 3, RP)).unwrap_err(),
+        VerifyError::CounterRegression {
+            stored: 10,
+            received: 3
+        }
+    );
+
+    let other = Challenge::new("sudo", "alice");
+    assert_eq!(
+        check(&k, &other, &respond(&k, &ch, Flags::UP, 11, RP)).unwrap_err(),
+        VerifyError::BadSignature,
+        "signature over another challenge"
+    );
+
+    let mut r = respond(&k, &ch, Flags::UP, 11, RP);
+    r.signature[10] ^= 1;
+    assert_eq!(check(&k, &ch, &r).unwrap_err(), VerifyError::BadSignature);
+
+    let mut r = respond(&k, &ch, Flags::UP, 11, RP);
+    r.credential_id = vec![8; 48];
+    assert_eq!(
+        check(&k, &ch, &r).unwrap_err(),
+        VerifyError::UnexpectedCredential
+    );
+
+    let mut r = respond(&k, &ch, Flags::UP, 11, RP);
+    r.hmac_secret = Some(HmacSecretOutput {
+        output1: Zeroizing::new([0x43; 32]),
+        output2: None,
+    });
+    assert_eq!(check(&k, &ch, &r).unwrap_err(), VerifyError::HmacMismatch);
+
+    let mut r = respond(&k, &ch, Flags::UP, 11, RP);
+    r.hmac_secret = None;
+    assert_eq!(check(&k, &ch, &r).unwrap_err(), VerifyError::HmacMissing);
+}
+
+#[test]
+fn uv_required_needs_the_signed_uv_flag() {
+    let k = key(UvRequirement::Required);
+    let ch = Challenge::new("login", "bob");
+    assert_eq!(
+        check(&k, &ch, &respond(&k, &ch, Flags::UP, 11, RP)).unwrap_err(),
+        VerifyError::UserNotVerified
+    );
+    assert!(
+        check(&k, &ch, &respond(&k, &ch, Flags::UP | Flags::UV, 11, RP))
+            .unwrap()
+            .user_verified()
+    );
+}
+
+#[test]
+fn hmac_checked_with_the_enrolled_uv_state() {
+    let k = key(UvRequirement::Discouraged);
+    let ch = Challenge::new("login", "bob");
+    assert_eq!(
+        check(&k, &ch, &respond(&k, &ch, Flags::UP | Flags::UV, 11, RP)).unwrap_err(),
+        VerifyError::HmacUvMismatch {
+            enrolled_with_uv: false
+        }
+    );
+}
+
+#[test]
+fn zero_counters_follow_policy_and_suspension_denies() {
+    let mut k = key(UvRequirement::Discouraged);
+    k.state.sign_count = 0;
+    let ch = Challenge::new("sudo", "alice");
+    let r = respond(&k, &ch, Flags::UP, 0, RP);
+    assert_eq!(
+        check(&k, &ch, &r).unwrap().counter(),
+        CounterOutcome::NotKept
+    );
+    let asked = [&k.record];
+    let strict = Expectation {
+        challenge: &ch,
+        asked: &asked,
+        counter_policy: CounterPolicy::Require,
+    };
+    assert_eq!(
+        verify_assertion(&strict, &r, &k.state).unwrap_err(),
+        VerifyError::CounterNotKept
+    );
+
+    k.state.suspended = true;
+    k.state.suspended_reason = Some("counter regression".into());
+    assert!(matches!(
+        check(&k, &ch, &r).unwrap_err(),
+        VerifyError::Suspended(_)
+    ));
+}
+
+#[test]
+fn challenges_are_fresh() {
+    assert_ne!(
+        Challenge::new("s", "u").client_data_hash(),
+        Challenge::new("s", "u").client_data_hash()
+    );
+}

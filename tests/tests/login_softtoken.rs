@@ -1,0 +1,234 @@
+//! Enrollment and login (ctap-core's `enroll` and `login`, what PAM and `ctap-enroll test` call)
+//! against the virtual key, with real record and state files.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use ctap_core::config::{CloneAction, Policy};
+use ctap_core::ctap2::pin::Pin;
+use ctap_core::enroll::{enroll, EnrollRequest, UvPreference};
+use ctap_core::login::{login, LoginError};
+use ctap_core::session::{open_authenticators, Prompter};
+use ctap_core::verify::VerifyError;
+use ctap_e2e::{SoftToken, TempDir};
+
+#[derive(Default)]
+struct Script {
+    pin: Option<String>,
+    cues: Vec<String>,
+    infos: Vec<String>,
+}
+
+impl Prompter for Script {
+    fn touch_cue(&mut self, m: &str) {
+        self.cues.push(m.to_string());
+    }
+    fn request_pin(&mut self, _: &str) -> Option<Pin> {
+        self.pin.clone().map(|p| Pin::new(p).unwrap())
+    }
+    fn info(&mut self, m: &str) {
+        self.infos.push(m.to_string());
+    }
+}
+
+fn policy(dir: &Path, key: &SoftToken) -> Policy {
+    let mut p = Policy::default();
+    p.apply_arguments([format!("device={}", key.uri()).as_str(), "timeout=10"])
+        .unwrap();
+    p.records_dir = dir.join("users");
+    p.state_dir = dir.join("state");
+    p
+}
+
+fn enroll_user(
+    p: &Policy,
+    user: &str,
+    uv: UvPreference,
+    prompter: &mut Script,
+) -> Result<(), ctap_core::enroll::EnrollError> {
+    let mut keys = open_authenticators(&p.device, p.touch_timeout()).unwrap();
+    let req = EnrollRequest {
+        user: user.into(),
+        name: "virtual".into(),
+        rp_id: Some("pam://test".into()),
+        uv,
+        pin_policy: p.pin,
+    };
+    enroll(&p.store(), &req, &mut keys[0], prompter).map(|_| ())
+}
+
+#[test]
+fn enroll_then_login_succeeds_and_advances_the_counter() {
+    let dir = TempDir::new("login");
+    let key = SoftToken::start(dir.path(), &dir.path().join("key"), &[]);
+    let p = policy(dir.path(), &key);
+    let mut s = Script::default();
+    enroll_user(&p, "alice", UvPreference::Preferred, &mut s).unwrap();
+    let before = p.store().read_state("alice").unwrap().credentials[0].sign_count;
+    let g1 = login("alice", "sudo", &p, &mut s).unwrap();
+    let g2 = login("alice", "sudo", &p, &mut s).unwrap();
+    assert!(g1.sign_count() > before && g2.sign_count() > g1.sign_count());
+    assert_eq!(g2.credential_name(), "virtual");
+    assert!(
+        !g2.user_verified(),
+        "preferred without PIN resolves to discouraged"
+    );
+    assert_eq!(
+        p.store().read_state("alice").unwrap().credentials[0].sign_count,
+        g2.sign_count()
+    );
+    assert!(s.cues.iter().any(|c| c == "Touch your security key"));
+
+    // Enrolling the same key twice is refused by the key itself (excludeList).
+    let mut keys = open_authenticators(&p.device, p.touch_timeout()).unwrap();
+    let req = EnrollRequest {
+        user: "alice".into(),
+        name: "again".into(),
+        rp_id: Some("pam://test".into()),
+        uv: UvPreference::Discouraged,
+        pin_policy: p.pin,
+    };
+    let err = enroll(&p.store(), &req, &mut keys[0], &mut s)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("already enrolled"), "{err}");
+}
+
+#[test]
+fn unknown_user_wrong_key_and_tampered_check_fail() {
+    let dir = TempDir::new("fail");
+    let key = SoftToken::start(dir.path(), &dir.path().join("key"), &[]);
+    let other = SoftToken::start(dir.path(), &dir.path().join("other"), &[]);
+    let p = policy(dir.path(), &key);
+    let mut s = Script::default();
+    assert!(matches!(
+        login("nobody", "sudo", &p, &mut s),
+        Err(LoginError::NoRecords)
+    ));
+    enroll_user(&p, "alice", UvPreference::Discouraged, &mut s).unwrap();
+
+    let wrong = policy(dir.path(), &other);
+    assert!(matches!(
+        login("alice", "sudo", &wrong, &mut s),
+        Err(LoginError::WrongKey)
+    ));
+
+    let state_path = p.store().state_path("alice").unwrap();
+    let text = std::fs::read_to_string(&state_path).unwrap();
+    let mut state: toml::Value = toml::from_str(&text).unwrap();
+    state["credential"][0]["hmac_check"] =
+        toml::Value::String(ctap_core::credential::b64_encode(&[0u8; 32]));
+    std::fs::write(&state_path, toml::to_string(&state).unwrap()).unwrap();
+    let err = login("alice", "sudo", &p, &mut s).unwrap_err();
+    assert_eq!(err.kind(), "hmac_mismatch", "{err}");
+}
+
+#[test]
+fn cloned_key_is_detected_and_suspended() {
+    let dir = TempDir::new("clone");
+    let key_state = dir.path().join("key");
+    let key = SoftToken::start(dir.path(), &key_state, &[]);
+    let mut p = policy(dir.path(), &key);
+    p.clone_action = CloneAction::Suspend;
+    let mut s = Script::default();
+    enroll_user(&p, "alice", UvPreference::Discouraged, &mut s).unwrap();
+    key.stop();
+    let clone_state = dir.path().join("clone");
+    std::fs::copy(&key_state, &clone_state).unwrap();
+
+    let key = SoftToken::start(dir.path(), &key_state, &[]);
+    let p = Policy {
+        device: key.uri().parse().unwrap(),
+        ..p
+    };
+    login("alice", "sudo", &p, &mut s).unwrap();
+    login("alice", "sudo", &p, &mut s).unwrap();
+    key.stop();
+
+    let clone = SoftToken::start(dir.path(), &clone_state, &[]);
+    let pc = Policy {
+        device: clone.uri().parse().unwrap(),
+        ..p.clone()
+    };
+    match login("alice", "sudo", &pc, &mut s) {
+        Err(LoginError::Rejected {
+            reason: VerifyError::CounterRegression { .. },
+            suspended: true,
+            ..
+        }) => {}
+        other => panic!("expected a suspending counter regression, got {other:?}"),
+    }
+    let st = pc.store().read_state("alice").unwrap();
+    assert!(st.credentials[0].suspended);
+    // Suspended: even the genuine key is refused now, until an admin unsuspends.
+    clone.stop();
+    let key = SoftToken::start(dir.path(), &key_state, &[]);
+    let p = Policy {
+        device: key.uri().parse().unwrap(),
+        ..p
+    };
+    assert_eq!(
+        login("alice", "sudo", &p, &mut s).unwrap_err().kind(),
+        "suspended"
+    );
+}
+
+#[test]
+fn uv_required_asks_for_the_pin() {
+    let dir = TempDir::new("pinlogin");
+    let key = SoftToken::start(dir.path(), &dir.path().join("key"), &[]);
+    let p = policy(dir.path(), &key);
+    {
+        let mut keys = open_authenticators(&p.device, p.touch_timeout()).unwrap();
+        keys[0].set_pin(&Pin::new("2468".into()).unwrap()).unwrap();
+    }
+    let mut s = Script {
+        pin: Some("2468".into()),
+        ..Default::default()
+    };
+    enroll_user(&p, "carol", UvPreference::Preferred, &mut s).unwrap();
+    let g = login("carol", "login", &p, &mut s).unwrap();
+    assert!(g.user_verified());
+
+    let mut wrong = Script {
+        pin: Some("1111".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        login("carol", "login", &p, &mut wrong).unwrap_err().kind(),
+        "pin_invalid"
+    );
+    assert!(
+        wrong.infos.iter().any(|m| m.contains("tries left")),
+        "{:?}",
+        wrong.infos
+    );
+    let mut none = Script::default();
+    assert_eq!(
+        login("carol", "login", &p, &mut none).unwrap_err().kind(),
+        "uv_unavailable"
+    );
+}
+
+#[test]
+fn presence_denied_fails_without_touching_state() {
+    let dir = TempDir::new("deny");
+    let state = dir.path().join("key");
+    let key = SoftToken::start(dir.path(), &state, &[]);
+    let p = policy(dir.path(), &key);
+    let mut s = Script::default();
+    enroll_user(&p, "dave", UvPreference::Discouraged, &mut s).unwrap();
+    key.stop();
+    let before = std::fs::read(p.store().state_path("dave").unwrap()).unwrap();
+    let key = SoftToken::start(dir.path(), &state, &["--presence", "deny"]);
+    let p = Policy {
+        device: key.uri().parse().unwrap(),
+        ..p
+    };
+    let err = login("dave", "sudo", &p, &mut s).unwrap_err();
+    assert!(matches!(err.kind(), "presence_denied" | "timeout"), "{err}");
+    assert_eq!(
+        std::fs::read(p.store().state_path("dave").unwrap()).unwrap(),
+        before
+    );
+}
