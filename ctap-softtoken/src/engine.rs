@@ -16,6 +16,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
+use std::thread;
 
 use ctaphid_dispatch::app::{App, Command as AppCommand, Error as AppError};
 use fido_authenticator::{Authenticator, Config, Conforming, FirmwareVersion};
@@ -226,11 +227,11 @@ fn firmware_version() -> usize {
         + part(env!("CARGO_PKG_VERSION_PATCH"))
 }
 
-/// Mount the state, start the authenticator, call `on_ready` with a handle, then serve jobs on
-/// this thread until every handle is dropped.
+/// Mount the state, start the authenticator, and serve jobs on this thread until every handle
+/// is dropped. `on_ready` gets the first handle, on a thread of its own.
 pub fn run<F>(state: &StateFile, config: EngineConfig, on_ready: F) -> Result<(), Error>
 where
-    F: FnOnce(EngineHandle) -> Result<(), Error>,
+    F: FnOnce(EngineHandle) -> Result<(), Error> + Send,
 {
     let corrupt = |what: &str, e: littlefs2::io::Error| Error::StateCorrupt {
         path: state.path().to_owned(),
@@ -281,7 +282,7 @@ impl trussed::platform::Syscall for InlineSyscall<'_, '_> {
 
 fn serve<F>(store: Store<'_>, config: &EngineConfig, on_ready: F) -> Result<(), Error>
 where
-    F: FnOnce(EngineHandle) -> Result<(), Error>,
+    F: FnOnce(EngineHandle) -> Result<(), Error> + Send,
 {
     let ui_state = Arc::new(UiState::default());
     let platform = SoftPlatform::new(store, SoftUi::new(config.presence, ui_state.clone()));
@@ -311,12 +312,34 @@ where
         ui: ui_state,
         transaction: Mutex::new(()),
     });
-    on_ready(EngineHandle {
+    let handle = EngineHandle {
         jobs,
         shared: shared.clone(),
-    })?;
+    };
+    // `on_ready` runs beside the job loop because it may already need the authenticator
+    // (setting the PIN). If it fails it drops its handle, the loop ends once no handle is left,
+    // and its error is ours.
+    thread::scope(|scope| {
+        let starter = thread::Builder::new()
+            .name("startup".to_owned())
+            .spawn_scoped(scope, move || on_ready(handle))
+            .map_err(|source| Error::Runtime {
+                what: "spawning the startup thread",
+                source,
+            })?;
+        work(&mut authenticator, jobs_rx, &shared);
+        starter.join().unwrap_or_else(|_| {
+            Err(Error::Runtime {
+                what: "starting up",
+                source: std::io::Error::other("the startup thread panicked"),
+            })
+        })
+    })
+}
 
-    for job in jobs_rx {
+/// Run queued jobs, one at a time, until every [`EngineHandle`] is gone.
+fn work(app: &mut dyn App<'static>, jobs: Receiver<Job>, shared: &Shared) {
+    for job in jobs {
         let reply = {
             let _transaction = shared.transaction.lock();
             shared.current.store(job.id, Ordering::SeqCst);
@@ -324,7 +347,7 @@ where
             let reply = if job.cancelled.load(Ordering::SeqCst) {
                 Reply::Data(vec![STATUS_KEEPALIVE_CANCEL])
             } else {
-                call(&mut authenticator, job.kind, &job.payload)
+                call(app, job.kind, &job.payload)
             };
             INTERRUPT.set_idle();
             shared.ui.reset();
@@ -334,7 +357,6 @@ where
         // The connection may have gone away meanwhile; nothing to do then.
         let _ = job.reply.send(reply);
     }
-    Ok(())
 }
 
 /// One message through the authenticator's CTAPHID app interface.

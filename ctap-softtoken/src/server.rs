@@ -22,6 +22,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Run the virtual key until SIGTERM/SIGINT.
 pub fn serve(args: ServeArgs) -> Result<(), Error> {
+    let pin = args.pin.as_deref().map(crate::pin::parse).transpose()?;
     let state = StateFile::open(&args.state)?;
     if state.is_fresh() {
         eprintln!(
@@ -41,10 +42,17 @@ pub fn serve(args: ServeArgs) -> Result<(), Error> {
         presence: args.presence,
     };
     engine::run(&state, config, |engine| {
-        let listener = bind(&args.socket)?;
-        if let Some(pin) = &args.pin {
-            crate::pin::set_if_unset(&engine, pin)?;
+        clear_socket_path(&args.socket)?;
+        // The PIN goes in before the socket exists: whoever waits for the socket file then
+        // finds a key that already has its PIN.
+        if let Some(pin) = &pin {
+            if crate::pin::set_if_unset(&engine, pin)? {
+                eprintln!("ctap-softtoken: PIN set");
+            } else {
+                eprintln!("ctap-softtoken: the key already has a PIN; --pin left it unchanged");
+            }
         }
+        let listener = bind(&args.socket)?;
         spawn("signal", {
             let engine = engine.clone();
             let socket = args.socket.clone();
@@ -77,24 +85,34 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), Error> {
         })
 }
 
-/// Bind the socket with mode 0600, replacing a stale socket but nothing else.
+/// Remove a stale socket at `path`, but nothing else.
+fn clear_socket_path(path: &Path) -> Result<(), Error> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            fs::remove_file(path).map_err(|source| Error::Socket {
+                path: path.to_owned(),
+                source,
+            })
+        }
+        Ok(_) => Err(Error::SocketPathOccupied {
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Socket {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Bind the socket with mode 0600.
 fn bind(path: &Path) -> Result<UnixListener, Error> {
     let socket_error = |source| Error::Socket {
         path: path.to_owned(),
         source,
     };
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => fs::remove_file(path).map_err(socket_error)?,
-        Ok(_) => {
-            return Err(Error::SocketPathOccupied {
-                path: path.to_owned(),
-            })
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(socket_error(e)),
-    }
     // The socket inode gets its mode at bind time from the umask: make it 0600 from the start
-    // rather than chmod afterwards and leave a window. Only this thread runs at this point.
+    // rather than chmod afterwards and leave a window. No other thread creates files meanwhile.
     let old = umask(Mode::from_bits_truncate(0o177));
     let bound = UnixListener::bind(path);
     umask(old);

@@ -271,3 +271,47 @@ fn stale_socket_is_replaced() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+fn client_pin_option(token: &Softtoken) -> Option<bool> {
+    let mut hid = Hid::open(&token.socket);
+    let (status, body) = hid.cbor(0x04, None);
+    assert_eq!(status, 0);
+    let info = decode(&body);
+    member(&info, 4)
+        .as_map()
+        .expect("options")
+        .iter()
+        .find(|(k, _)| k.as_text() == Some("clientPin"))
+        .and_then(|(_, v)| v.as_bool())
+}
+
+#[test]
+fn pin_flag_sets_a_pin_before_listening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = Softtoken::start(dir.path(), &dir.path().join("plain"), &[]);
+    assert_eq!(client_pin_option(&plain), Some(false));
+    let token = Softtoken::start(dir.path(), &dir.path().join("state"), &["--pin", "123456"]);
+    assert_eq!(
+        client_pin_option(&token),
+        Some(true),
+        "PIN set before the socket appeared"
+    );
+}
+
+#[test]
+fn pin_flag_rejects_a_short_pin_before_touching_the_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let output = Command::new(env!("CARGO_BIN_EXE_ctap-softtoken"))
+        .args(["serve", "--pin", "12", "--socket"])
+        .arg(dir.path().join("sock"))
+        .arg("--state")
+        .arg(&state)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot set the PIN"), "{stderr}");
+    assert!(!state.exists());
+}

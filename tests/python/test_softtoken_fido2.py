@@ -244,3 +244,22 @@ def test_pin_survives_restart(tmp_path):
         pin.get_pin_token("4321", ClientPin.PERMISSION.GET_ASSERTION, RP_ID)
     finally:
         token.stop()
+
+
+def test_pin_flag_sets_the_pin_once(tmp_path):
+    token = Softtoken(tmp_path, "--pin", "246810")
+    try:
+        ctap = Ctap2(token.device())
+        assert ctap.info.options["clientPin"] is True
+        ClientPin(ctap, PinProtocolV2()).get_pin_token(
+            "246810", ClientPin.PERMISSION.GET_ASSERTION, RP_ID
+        )
+    finally:
+        token.stop()
+    # A later --pin does not change an existing PIN.
+    token = Softtoken(tmp_path, "--pin", "999999")
+    try:
+        pin = ClientPin(Ctap2(token.device()), PinProtocolV1())
+        pin.get_pin_token("246810")
+    finally:
+        token.stop()
