@@ -357,12 +357,13 @@ impl Connection {
         }
     }
 
-    fn handle_init(&mut self, cid: u32, len: usize, data: &[u8; INIT_DATA]) -> Flow {
+    fn handle_init(&mut self, cid: u32, len: usize, data: &[u8]) -> Flow {
         if len != 8 {
             return self.send_error(cid, ERR_INVALID_LEN);
         }
-        let mut nonce = [0u8; 8];
-        nonce.copy_from_slice(&data[..8]);
+        let Some(nonce) = data.first_chunk::<8>() else {
+            return self.send_error(cid, ERR_INVALID_LEN);
+        };
         let new_cid = if cid == BROADCAST_CID {
             let new_cid = allocate_cid();
             if self.channels.len() >= MAX_CHANNELS {
@@ -382,7 +383,7 @@ impl Connection {
         } else {
             return self.send_error(cid, ERR_INVALID_CHANNEL);
         };
-        self.send(cid, CMD_INIT, &init_response(&nonce, new_cid, CAPABILITIES))
+        self.send(cid, CMD_INIT, &init_response(nonce, new_cid, CAPABILITIES))
     }
 
     fn dispatch(&mut self, reassembly: Reassembly) -> Flow {

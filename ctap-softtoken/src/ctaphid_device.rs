@@ -57,43 +57,33 @@ pub enum Frame<'p> {
         cmd: u8,
         /// Total message length announced by BCNT.
         len: usize,
-        data: &'p [u8; INIT_DATA],
+        /// The [`INIT_DATA`] payload bytes of the packet.
+        data: &'p [u8],
     },
     Cont {
         cid: u32,
         seq: u8,
-        data: &'p [u8; CONT_DATA],
+        /// The [`CONT_DATA`] payload bytes of the packet.
+        data: &'p [u8],
     },
 }
 
 /// Split a report into its header fields. Any 64 bytes are a valid frame at this level.
 pub fn parse(packet: &Packet) -> Frame<'_> {
     let cid = u32::from_be_bytes([packet[0], packet[1], packet[2], packet[3]]);
-    let (_, rest) = packet.split_at(5);
     if packet[4] & 0x80 != 0 {
-        let len = usize::from(u16::from_be_bytes([packet[5], packet[6]]));
-        let (_, data) = packet.split_at(7);
         Frame::Init {
             cid,
             cmd: packet[4] & 0x7F,
-            len,
-            data: slice_array(data),
+            len: usize::from(u16::from_be_bytes([packet[5], packet[6]])),
+            data: &packet[7..],
         }
     } else {
         Frame::Cont {
             cid,
             seq: packet[4],
-            data: slice_array(rest),
+            data: &packet[5..],
         }
-    }
-}
-
-/// The fixed-size tail of a packet. Lengths are compile-time facts of the layout above.
-fn slice_array<const N: usize>(data: &[u8]) -> &[u8; N] {
-    match data.try_into() {
-        Ok(array) => array,
-        // `parse` only passes tails of a 64-byte packet whose length is N by construction.
-        Err(_) => unreachable!("packet layout constant mismatch"),
     }
 }
 
@@ -116,9 +106,9 @@ pub struct Reassembly {
 
 impl Reassembly {
     /// Start from an init packet. The caller has checked `len` against the size limit.
-    pub fn start(cid: u32, cmd: u8, len: usize, init: &[u8; INIT_DATA]) -> Reassembly {
+    pub fn start(cid: u32, cmd: u8, len: usize, init: &[u8]) -> Reassembly {
         let mut data = Vec::with_capacity(len);
-        data.extend_from_slice(&init[..len.min(INIT_DATA)]);
+        data.extend_from_slice(&init[..len.min(init.len())]);
         Reassembly {
             cid,
             cmd,
@@ -133,7 +123,7 @@ impl Reassembly {
     }
 
     /// Absorb a continuation packet for this channel.
-    pub fn push(&mut self, seq: u8, cont: &[u8; CONT_DATA]) -> Result<(), SeqError> {
+    pub fn push(&mut self, seq: u8, cont: &[u8]) -> Result<(), SeqError> {
         if seq != self.next_seq || seq > MAX_SEQ {
             return Err(SeqError::OutOfOrder {
                 expected: self.next_seq,
@@ -141,7 +131,8 @@ impl Reassembly {
             });
         }
         let missing = self.len.saturating_sub(self.data.len());
-        self.data.extend_from_slice(&cont[..missing.min(CONT_DATA)]);
+        self.data
+            .extend_from_slice(&cont[..missing.min(cont.len())]);
         self.next_seq = self.next_seq.wrapping_add(1);
         Ok(())
     }
