@@ -74,6 +74,8 @@ pub struct Policy {
     pub state_dir: PathBuf,
     pub per_user_records: bool,
     pub debug: bool,
+    /// Where the PAM module sends its syslog lines (a unix socket). Only root's file sets it.
+    pub log_socket: PathBuf,
 }
 
 impl Default for Policy {
@@ -94,6 +96,7 @@ impl Default for Policy {
             state_dir: store.state_dir,
             per_user_records: false,
             debug: false,
+            log_socket: PathBuf::from("/dev/log"),
         }
     }
 }
@@ -201,6 +204,7 @@ impl Policy {
         for (name, dir) in [
             ("records_dir", &self.records_dir),
             ("state_dir", &self.state_dir),
+            ("log_socket", &self.log_socket),
         ] {
             if !dir.is_absolute() {
                 return Err(format!("{name} must be an absolute path"));
