@@ -215,3 +215,30 @@ fn sixteen_concurrent_clients() {
     ids.dedup();
     assert_eq!(ids.len(), 16, "every client got its own credential");
 }
+
+#[test]
+fn garbage_cbor_requests_get_ctap_errors_not_a_crash() {
+    let (_dir, token) = start();
+    let mut hid = Hid::open(&token.socket);
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for command in 0x00..=0x20u8 {
+        for len in [0usize, 1, 7, 64, 300] {
+            let mut request = vec![command];
+            request.extend((0..len).map(|_| next() as u8));
+            let reply = hid.call(CMD_CBOR, &request);
+            assert_eq!(reply.cmd, CMD_CBOR, "command {command:#x}: {reply:02x?}");
+            // Commands whose parameters are mandatory must refuse garbage. (getInfo, reset,
+            // getNextAssertion and selection take none and may ignore what follows.)
+            if len > 0 && [0x01, 0x02, 0x06, 0x09, 0x0A, 0x0C, 0x0D].contains(&command) {
+                assert_ne!(reply.data[0], 0, "garbage accepted for {command:#x}");
+            }
+        }
+    }
+    assert_eq!(hid.call(CMD_PING, b"still here").data, b"still here");
+}
