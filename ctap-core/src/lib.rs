@@ -22,3 +22,4 @@ pub mod fs;
 pub mod login;
 pub mod session;
 pub mod verify;
+pub mod ssh;
