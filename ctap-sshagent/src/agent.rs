@@ -1,0 +1,400 @@
+//! The agent's answers: identities from the credentials file and from `ssh-add`, constraints,
+//! lock, session binding, and the policy applied before a key is asked to sign.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ctap_core::credential::load_credential_file;
+use ctap_core::fs::Ownership;
+use ctap_core::ssh::request::{classify, SignedData};
+use ctap_core::ssh::{self, SkKey};
+
+use crate::device::{DeviceConfig, DeviceGate};
+use crate::lock::Lock;
+use crate::protocol::{self, Constraints, Request, Response};
+use crate::{askpass, log};
+
+/// At most this many session bindings per connection (OpenSSH: AGENT_MAX_SESSION_IDS).
+const MAX_BINDS: usize = 16;
+/// Session identifiers are hashes: 64 bytes for SHA-512 key exchanges; OpenSSH allows 128.
+const MAX_SESSION_ID: usize = 128;
+
+pub struct Config {
+    pub device: DeviceConfig,
+    /// `~/.config/ctap/credentials.toml`: records with an `ssh:` rp_id are identities.
+    pub credentials: PathBuf,
+    pub uid: u32,
+}
+
+struct Identity {
+    key: SkKey,
+    blob: Vec<u8>,
+    confirm: bool,
+    expires: Option<Instant>,
+}
+
+#[derive(Default)]
+struct State {
+    added: Vec<Identity>,
+    /// Blobs of file identities removed with `ssh-add -d/-D`, hidden until re-added or restart.
+    hidden: Vec<Vec<u8>>,
+    lock: Option<Lock>,
+    unlock_failures: u32,
+}
+
+/// Per-connection state: the sessions this connection was bound to (session-bind@openssh.com).
+#[derive(Default)]
+pub struct Connection {
+    binds: Vec<Bind>,
+}
+
+struct Bind {
+    host_key: Vec<u8>,
+    session_id: Vec<u8>,
+    forwarding: bool,
+}
+
+pub struct Agent {
+    cfg: Config,
+    state: Mutex<State>,
+    gate: DeviceGate,
+}
+
+impl Agent {
+    pub fn new(cfg: Config) -> Self {
+        Agent {
+            cfg,
+            state: Mutex::new(State::default()),
+            gate: DeviceGate::default(),
+        }
+    }
+
+    /// Answer one message. Any error becomes SSH_AGENT_FAILURE, logged with its reason.
+    pub fn handle(&self, conn: &mut Connection, body: &[u8]) -> Response {
+        let req = match protocol::parse(body) {
+            Ok(r) => r,
+            Err(e) => {
+                log(format!("bad request: {e}"));
+                return Response::Failure;
+            }
+        };
+        match req {
+            Request::RequestIdentities => self.identities(),
+            Request::Sign {
+                key_blob,
+                data,
+                flags: _,
+            } => match self.sign(conn, key_blob, data) {
+                Ok(sig) => Response::Signature(sig),
+                Err(e) => {
+                    log(format!("sign request refused: {e}"));
+                    Response::Failure
+                }
+            },
+            Request::AddIdentity { key, constraints } => self.add(*key, constraints),
+            Request::RemoveIdentity { key_blob } => self.remove(key_blob),
+            Request::RemoveAll => self.remove_all(),
+            Request::Lock { passphrase } => self.lock(passphrase),
+            Request::Unlock { passphrase } => self.unlock(passphrase),
+            Request::Extension { name, contents } => self.extension(conn, name, contents),
+            Request::Unknown(t) => {
+                log(format!("unsupported message type {t}"));
+                Response::Failure
+            }
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave State half-updated in a way that matters
+        // more than refusing to serve: recover the data.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The user's SSH credentials, read fresh (ownership and mode checked) on every use, so
+    /// `ctap-enroll ssh` takes effect without restarting the agent.
+    fn file_keys(&self) -> Vec<SkKey> {
+        match load_credential_file(&self.cfg.credentials, Ownership { uid: self.cfg.uid }) {
+            Ok(file) => file
+                .credentials
+                .iter()
+                .filter(|r| ssh::is_ssh_record(r))
+                .filter_map(|r| match SkKey::from_record(r) {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        log(format!(
+                            "{}: credential {:?} skipped: {e}",
+                            self.cfg.credentials.display(),
+                            r.name
+                        ));
+                        None
+                    }
+                })
+                .collect(),
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => {
+                log(format!("credentials not used: {e}"));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Visible identities: file keys not removed, then added keys not expired.
+    fn visible(&self, st: &mut State) -> Vec<(SkKey, Vec<u8>, bool)> {
+        let now = Instant::now();
+        st.added.retain(|i| i.expires.is_none_or(|t| t > now));
+        let mut out: Vec<(SkKey, Vec<u8>, bool)> = Vec::new();
+        for k in self.file_keys() {
+            let blob = k.public_blob();
+            if !st.hidden.contains(&blob) && !st.added.iter().any(|i| i.blob == blob) {
+                out.push((k, blob, false));
+            }
+        }
+        for i in &st.added {
+            out.push((i.key.clone(), i.blob.clone(), i.confirm));
+        }
+        out
+    }
+
+    fn identities(&self) -> Response {
+        let mut st = self.state();
+        if st.lock.is_some() {
+            return Response::Identities(Vec::new());
+        }
+        let ids = self
+            .visible(&mut st)
+            .into_iter()
+            .map(|(k, blob, _)| (blob, k.comment))
+            .collect();
+        Response::Identities(ids)
+    }
+
+    fn sign(&self, conn: &Connection, key_blob: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
+        let (key, confirm) = {
+            let mut st = self.state();
+            if st.lock.is_some() {
+                return Err("the agent is locked".into());
+            }
+            let found = self
+                .visible(&mut st)
+                .into_iter()
+                .find(|(_, b, _)| b == key_blob);
+            let (key, _, confirm) = found.ok_or("no such identity")?;
+            (key, confirm)
+        };
+        let what = classify(key_blob, key.algorithm().ssh_name(), data);
+        if !key.is_ssh_application() && !what.is_ssh() {
+            return Err(format!("key {} has application {:?}, which is not ssh:, and the data is neither an SSH userauth request nor an SSHSIG blob", key.fingerprint(), key.application));
+        }
+        if let (
+            SignedData::Userauth {
+                session_id,
+                host_key,
+                ..
+            },
+            Some(last),
+        ) = (&what, conn.binds.last())
+        {
+            if !last.forwarding
+                && (*session_id != last.session_id.as_slice()
+                    || host_key.is_some_and(|h| h != last.host_key.as_slice()))
+            {
+                return Err(
+                    "userauth request for a session other than the one this connection is bound to"
+                        .into(),
+                );
+            }
+        }
+        if confirm {
+            let prog = self
+                .cfg
+                .device
+                .askpass
+                .as_ref()
+                .ok_or("the key needs confirmation but no askpass program is configured")?;
+            let prompt = format!(
+                "Allow use of key {}?\nKey fingerprint {}.",
+                key.comment,
+                key.fingerprint()
+            );
+            if !askpass::confirm(prog, &prompt, self.cfg.device.askpass_timeout) {
+                return Err("the user did not confirm".into());
+            }
+        }
+        let (sig, t) = crate::device::sign(&self.cfg.device, &self.gate, &key, data)?;
+        log(format!(
+            "signed {} with {} ({}): flags {:#04x} counter {} (open {} ms, assertion {} ms)",
+            describe(&what),
+            key.comment,
+            key.fingerprint(),
+            sig.flags,
+            sig.counter,
+            t.open.as_millis(),
+            t.assertion.as_millis()
+        ));
+        Ok(sig.encoded)
+    }
+
+    fn add(&self, key: SkKey, c: Constraints) -> Response {
+        let mut st = self.state();
+        if st.lock.is_some() {
+            return Response::Failure;
+        }
+        let blob = key.public_blob();
+        log(format!(
+            "added {} {} ({}){}",
+            key.algorithm().ssh_name(),
+            key.comment,
+            key.fingerprint(),
+            if c.confirm { " confirm" } else { "" }
+        ));
+        st.hidden.retain(|b| *b != blob);
+        st.added.retain(|i| i.blob != blob);
+        let expires = c
+            .lifetime_secs
+            .map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
+        st.added.push(Identity {
+            key,
+            blob,
+            confirm: c.confirm,
+            expires,
+        });
+        Response::Success
+    }
+
+    fn remove(&self, key_blob: &[u8]) -> Response {
+        let mut st = self.state();
+        if st.lock.is_some() {
+            return Response::Failure;
+        }
+        let before = st.added.len();
+        st.added.retain(|i| i.blob != key_blob);
+        let removed = st.added.len() != before;
+        let in_file = self.file_keys().iter().any(|k| k.public_blob() == key_blob);
+        if in_file && !st.hidden.iter().any(|b| b == key_blob) {
+            st.hidden.push(key_blob.to_vec());
+            return Response::Success;
+        }
+        if removed {
+            Response::Success
+        } else {
+            Response::Failure
+        }
+    }
+
+    fn remove_all(&self) -> Response {
+        let mut st = self.state();
+        if st.lock.is_some() {
+            return Response::Failure;
+        }
+        st.added.clear();
+        for k in self.file_keys() {
+            let blob = k.public_blob();
+            if !st.hidden.contains(&blob) {
+                st.hidden.push(blob);
+            }
+        }
+        Response::Success
+    }
+
+    fn lock(&self, passphrase: &[u8]) -> Response {
+        let mut st = self.state();
+        if st.lock.is_some() || passphrase.is_empty() {
+            return Response::Failure;
+        }
+        st.lock = Some(Lock::new(passphrase));
+        log("locked");
+        Response::Success
+    }
+
+    fn unlock(&self, passphrase: &[u8]) -> Response {
+        let delay = {
+            let mut st = self.state();
+            let Some(lock) = &st.lock else {
+                return Response::Failure;
+            };
+            if !passphrase.is_empty() && lock.matches(passphrase) {
+                st.lock = None;
+                st.unlock_failures = 0;
+                log("unlocked");
+                return Response::Success;
+            }
+            st.unlock_failures = (st.unlock_failures + 1).min(100);
+            Duration::from_millis(100 * u64::from(st.unlock_failures))
+        };
+        log("unlock failed: wrong passphrase");
+        std::thread::sleep(delay);
+        Response::Failure
+    }
+
+    fn extension(&self, conn: &mut Connection, name: &str, contents: &[u8]) -> Response {
+        match name {
+            // Allowed while locked: a new connection must be bindable before it can unlock.
+            "session-bind@openssh.com" => match bind(conn, contents) {
+                Ok(()) => Response::Success,
+                Err(e) => {
+                    log(format!("session-bind refused: {e}"));
+                    Response::ExtensionFailure
+                }
+            },
+            "query" if self.state().lock.is_none() => {
+                let mut out = Vec::new();
+                ctap_core::ssh::wire::put_string(&mut out, b"query");
+                ctap_core::ssh::wire::put_string(&mut out, b"session-bind@openssh.com");
+                Response::Extension(out)
+            }
+            other => {
+                log(format!("unsupported extension {other:?}"));
+                Response::Failure
+            }
+        }
+    }
+}
+
+/// Record a session binding after checking the host's signature over the session id, with
+/// OpenSSH's rules: a connection bound for authentication cannot be bound again, a session id
+/// cannot move to another host key.
+fn bind(conn: &mut Connection, contents: &[u8]) -> Result<(), String> {
+    let b = protocol::parse_session_bind(contents).map_err(|e| e.to_string())?;
+    if b.session_id.is_empty() || b.session_id.len() > MAX_SESSION_ID {
+        return Err("bad session id length".into());
+    }
+    ssh::verify_host_signature(b.host_key, b.session_id, b.signature).map_err(|e| e.to_string())?;
+    for old in &conn.binds {
+        if !old.forwarding {
+            return Err("connection already bound for authentication".into());
+        }
+        if old.session_id == b.session_id {
+            return if old.host_key == b.host_key {
+                Ok(())
+            } else {
+                Err("session id already bound to another host key".into())
+            };
+        }
+    }
+    if conn.binds.len() >= MAX_BINDS {
+        return Err("too many session bindings".into());
+    }
+    conn.binds.push(Bind {
+        host_key: b.host_key.to_vec(),
+        session_id: b.session_id.to_vec(),
+        forwarding: b.forwarding,
+    });
+    log(format!(
+        "connection bound to a session ({})",
+        if b.forwarding {
+            "forwarding"
+        } else {
+            "authentication"
+        }
+    ));
+    Ok(())
+}
+
+fn describe(what: &SignedData<'_>) -> String {
+    match what {
+        SignedData::Userauth { user, .. } => format!("userauth for {user:?}"),
+        SignedData::Sshsig { namespace } => format!("SSHSIG ({namespace})"),
+        SignedData::Other => "data".into(),
+    }
+}

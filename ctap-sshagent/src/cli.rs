@@ -1,0 +1,43 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// An SSH agent for FIDO2 security keys: signs with sk-ecdsa and sk-ed25519 keys enrolled with
+/// `ctap-enroll ssh` or added with `ssh-add`.
+///
+/// Prints the shell commands that point SSH_AUTH_SOCK at it, like ssh-agent; use
+/// `eval "$(ctap-sshagent)"`.
+#[derive(Debug, Parser)]
+#[command(name = "ctap-sshagent", version)]
+pub struct Args {
+    /// Listen on this socket (default: $XDG_RUNTIME_DIR/ctap-sshagent.sock).
+    #[arg(short = 'a', value_name = "SOCKET")]
+    pub socket: Option<PathBuf>,
+
+    /// Stay in the foreground (for systemd and debugging).
+    #[arg(short = 'D')]
+    pub foreground: bool,
+
+    /// The security key: auto, hidraw:/dev/hidrawN or unix:/path/to.sock.
+    #[arg(long, value_name = "URI", default_value = "auto")]
+    pub device: String,
+
+    /// Program asked for the PIN and for confirmations (SSH_ASKPASS-style: the prompt is its
+    /// argument, the answer its output, its exit status the confirmation). Default: $SSH_ASKPASS.
+    #[arg(long, value_name = "PROG")]
+    pub askpass: Option<PathBuf>,
+
+    /// Shell command run when a key waits for a touch; the message is its $1.
+    #[arg(long, value_name = "CMD")]
+    pub notify: Option<String>,
+
+    /// The SSH credentials file (default: ~/.config/ctap/credentials.toml).
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
+
+    /// Seconds to wait for a touch (and, separately, for the askpass program).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub timeout: u64,
+}

@@ -1,0 +1,28 @@
+//! ctap-sshagent: an SSH agent for FIDO2 security keys (DESIGN.md section 6).
+//!
+//! - [`protocol`]: agent messages, parsed and encoded; no I/O, no policy.
+//! - [`agent`]: identities, constraints, lock, session binding: the answer to each message.
+//! - [`device`]: one signature with the security key (PIN via askpass, touch cue, timeouts).
+//! - [`server`]: the socket, daemonising, signals, a thread per connection.
+//!
+//! Formats, signing and enrollment live in `ctap_core::ssh`, shared with `ctap-enroll`.
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod askpass;
+pub mod cli;
+pub mod device;
+pub mod lock;
+pub mod protocol;
+pub mod server;
+
+/// Run the agent with the process's arguments; returns the exit status.
+pub fn main() -> i32 {
+    use clap::Parser;
+    server::run(cli::Args::parse())
+}
+
+/// A log line on stderr (the journal under systemd).
+pub(crate) fn log(msg: impl std::fmt::Display) {
+    eprintln!("ctap-sshagent: {msg}");
+}
