@@ -32,7 +32,10 @@ pub enum VerificationNeed {
 }
 
 /// Decide how to satisfy `key`'s `verify-required` flag on a key described by `info`.
-pub fn verification_need(info: &AuthenticatorInfo, key: &SkKey) -> Result<VerificationNeed, SshError> {
+pub fn verification_need(
+    info: &AuthenticatorInfo,
+    key: &SkKey,
+) -> Result<VerificationNeed, SshError> {
     if !key.verify_required() {
         Ok(VerificationNeed::None)
     } else if info.builtin_uv() {
@@ -56,10 +59,18 @@ pub struct SkSignature {
 /// allowList = [key handle], up unless the key is no-touch-required), then check the answer
 /// against the public key we hold before encoding it for SSH. A key that lies costs this one
 /// request: the signature is refused here, not by the server.
-pub fn sign<T: Transport>(ctap: &mut Ctap2<T>, key: &SkKey, data: &[u8], uv: UserVerification<'_>, on_keepalive: KeepaliveHandler<'_>) -> Result<SkSignature, SshError> {
+pub fn sign<T: Transport>(
+    ctap: &mut Ctap2<T>,
+    key: &SkKey,
+    data: &[u8],
+    uv: UserVerification<'_>,
+    on_keepalive: KeepaliveHandler<'_>,
+) -> Result<SkSignature, SshError> {
     let client_data_hash: [u8; 32] = Sha256::digest(data).into();
     let token = match uv {
-        UserVerification::Pin(pin) => Some(ctap.pin_token(pin, permission::GET_ASSERTION, Some(&key.application))?),
+        UserVerification::Pin(pin) => {
+            Some(ctap.pin_token(pin, permission::GET_ASSERTION, Some(&key.application))?)
+        }
         UserVerification::None | UserVerification::BuiltIn => None,
     };
     let req = GetAssertionRequest {
@@ -93,8 +104,17 @@ pub fn sign<T: Transport>(ctap: &mut Ctap2<T>, key: &SkKey, data: &[u8], uv: Use
     if !key.cose_key().verify(&signed, &resp.signature) {
         return bad("signature does not verify with the enrolled public key");
     }
-    let encoded = encode_sk_signature(key.algorithm(), &resp.signature, auth.flags.0, auth.sign_count)?;
-    Ok(SkSignature { encoded, flags: auth.flags.0, counter: auth.sign_count })
+    let encoded = encode_sk_signature(
+        key.algorithm(),
+        &resp.signature,
+        auth.flags.0,
+        auth.sign_count,
+    )?;
+    Ok(SkSignature {
+        encoded,
+        flags: auth.flags.0,
+        counter: auth.sign_count,
+    })
 }
 
 /// What to enroll.
@@ -123,7 +143,10 @@ pub fn enroll_ssh_credential<T: Transport>(
     on_keepalive: KeepaliveHandler<'_>,
 ) -> Result<CredentialRecord, SshError> {
     if !e.application.starts_with("ssh:") {
-        return Err(SshError::refused(format!("application {:?} must start with \"ssh:\"", e.application)));
+        return Err(SshError::refused(format!(
+            "application {:?} must start with \"ssh:\"",
+            e.application
+        )));
     }
     if e.name.trim().is_empty() {
         return Err(SshError::refused("the credential needs a name"));
@@ -132,13 +155,21 @@ pub fn enroll_ssh_credential<T: Transport>(
         SkAlgorithm::EcdsaP256 => Algorithm::Es256,
         SkAlgorithm::Ed25519 => Algorithm::EdDsa,
     };
-    let user_id = if e.user.is_empty() { vec![0u8; 32] } else { e.user.as_bytes().to_vec() };
+    let user_id = if e.user.is_empty() {
+        vec![0u8; 32]
+    } else {
+        e.user.as_bytes().to_vec()
+    };
     let req = MakeCredentialRequest {
         client_data_hash: rand::random(),
         rp_id: e.application.clone(),
         rp_name: None,
         user_id,
-        user_name: if e.user.is_empty() { "openssh".into() } else { e.user.clone() },
+        user_name: if e.user.is_empty() {
+            "openssh".into()
+        } else {
+            e.user.clone()
+        },
         user_display_name: None,
         algorithms: vec![algorithm],
         exclude_list: vec![],
@@ -150,7 +181,9 @@ pub fn enroll_ssh_credential<T: Transport>(
     let made = ctap.make_credential(&req, token, on_keepalive)?;
     let cred = made.credential();
     if cred.public_key.algorithm() != Some(algorithm) {
-        return Err(SshError::BadAssertion("the key created a credential of another algorithm".into()));
+        return Err(SshError::BadAssertion(
+            "the key created a credential of another algorithm".into(),
+        ));
     }
     Ok(CredentialRecord {
         name: e.name.clone(),
@@ -159,7 +192,11 @@ pub fn enroll_ssh_credential<T: Transport>(
         public_key: cred.public_key.to_bytes(),
         algorithm: AlgorithmName::from(algorithm),
         aaguid: format_aaguid(&cred.aaguid),
-        user_verification: if e.verify_required { UvRequirement::Required } else { UvRequirement::Discouraged },
+        user_verification: if e.verify_required {
+            UvRequirement::Required
+        } else {
+            UvRequirement::Discouraged
+        },
         hmac_secret: false,
         created: now_rfc3339(),
         no_touch_required: e.no_touch_required,

@@ -62,9 +62,17 @@ pub struct SkKey {
 
 impl SkKey {
     /// `key` must be an ES256 or Ed25519 COSE key (the only kinds [`CoseKey`] signs with).
-    pub fn new(key: CoseKey, application: String, flags: u8, key_handle: Vec<u8>, comment: String) -> Result<Self, SshError> {
+    pub fn new(
+        key: CoseKey,
+        application: String,
+        flags: u8,
+        key_handle: Vec<u8>,
+        comment: String,
+    ) -> Result<Self, SshError> {
         if key.algorithm().is_none() {
-            return Err(SshError::unsupported("the public key is a key-agreement key, not a signing key"));
+            return Err(SshError::unsupported(
+                "the public key is a key-agreement key, not a signing key",
+            ));
         }
         if application.is_empty() {
             return Err(SshError::malformed("empty application"));
@@ -72,7 +80,13 @@ impl SkKey {
         if key_handle.is_empty() {
             return Err(SshError::malformed("empty key handle"));
         }
-        Ok(SkKey { key, application, flags, key_handle, comment })
+        Ok(SkKey {
+            key,
+            application,
+            flags,
+            key_handle,
+            comment,
+        })
     }
 
     /// The SSH view of an enrolled credential: application = rp_id, key handle = credential id,
@@ -86,7 +100,13 @@ impl SkKey {
         if r.user_verification == crate::credential::UvRequirement::Required {
             f |= flags::USER_VERIFICATION_REQD;
         }
-        SkKey::new(key, r.rp_id.clone(), f, r.credential_id.clone(), r.name.clone())
+        SkKey::new(
+            key,
+            r.rp_id.clone(),
+            f,
+            r.credential_id.clone(),
+            r.name.clone(),
+        )
     }
 
     pub fn algorithm(&self) -> SkAlgorithm {
@@ -129,7 +149,11 @@ impl SkKey {
 
     /// `type base64(blob) comment`, as `authorized_keys`, `ssh-add -L` and `*.pub` files have it.
     pub fn authorized_keys_line(&self) -> String {
-        let mut line = format!("{} {}", self.algorithm().ssh_name(), STANDARD.encode(self.public_blob()));
+        let mut line = format!(
+            "{} {}",
+            self.algorithm().ssh_name(),
+            STANDARD.encode(self.public_blob())
+        );
         let comment = self.comment.trim();
         if !comment.is_empty() {
             line.push(' ');
@@ -140,7 +164,10 @@ impl SkKey {
 
     /// `SHA256:…` as `ssh-keygen -l` and `ssh-add -l` print it.
     pub fn fingerprint(&self) -> String {
-        format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(self.public_blob())))
+        format!(
+            "SHA256:{}",
+            STANDARD_NO_PAD.encode(Sha256::digest(self.public_blob()))
+        )
     }
 
     /// Parse a public key blob (the type and the public fields only).
@@ -176,16 +203,21 @@ impl SkKey {
     /// `ssh-key` parses the armour, check integers and padding; the sk fields are then read by
     /// [`SkKey::read_private`], the same code that reads keys added through the agent.
     pub fn from_openssh_private(text: &str) -> Result<Self, SshError> {
-        let pk = ssh_key::PrivateKey::from_openssh(text).map_err(|e| SshError::malformed(format!("not an OpenSSH private key: {e}")))?;
+        let pk = ssh_key::PrivateKey::from_openssh(text)
+            .map_err(|e| SshError::malformed(format!("not an OpenSSH private key: {e}")))?;
         if pk.is_encrypted() {
             return Err(SshError::unsupported("passphrase-protected key files are not supported (ssh-keygen -p -N '' removes the passphrase; an sk key file holds no secret)"));
         }
         let data = pk.key_data();
         if !(data.is_sk_ecdsa_p256() || data.is_sk_ed25519()) {
-            return Err(SshError::unsupported(format!("{} is not a security-key key", pk.algorithm())));
+            return Err(SshError::unsupported(format!(
+                "{} is not a security-key key",
+                pk.algorithm()
+            )));
         }
         let mut bytes = Vec::new();
-        data.encode(&mut bytes).map_err(|e| SshError::malformed(e.to_string()))?;
+        data.encode(&mut bytes)
+            .map_err(|e| SshError::malformed(e.to_string()))?;
         let mut r = Reader::new(&bytes);
         let mut key = SkKey::read_private(&mut r)?;
         r.finish("private key")?;
@@ -201,21 +233,29 @@ impl SkKey {
     /// credential ids (up to 1023 bytes, and fido-authenticator's wrapped credentials) exceed.
     pub fn to_openssh_private(&self) -> Result<String, SshError> {
         let fields = self.private_fields();
-        let data = ssh_key::private::KeypairData::decode(&mut fields.as_slice()).map_err(|e| SshError::malformed(format!("key pair: {e}")))?;
-        let pk = ssh_key::PrivateKey::new(data, self.comment.clone()).map_err(|e| SshError::malformed(format!("key pair: {e}")))?;
-        let text = pk.to_openssh(ssh_key::LineEnding::LF).map_err(|e| SshError::malformed(format!("encoding: {e}")))?;
+        let data = ssh_key::private::KeypairData::decode(&mut fields.as_slice())
+            .map_err(|e| SshError::malformed(format!("key pair: {e}")))?;
+        let pk = ssh_key::PrivateKey::new(data, self.comment.clone())
+            .map_err(|e| SshError::malformed(format!("key pair: {e}")))?;
+        let text = pk
+            .to_openssh(ssh_key::LineEnding::LF)
+            .map_err(|e| SshError::malformed(format!("encoding: {e}")))?;
         Ok(text.to_string())
     }
 }
 
 fn read_public(r: &mut Reader<'_>) -> Result<(CoseKey, String), SshError> {
     let name = r.text("key type")?;
-    let alg = SkAlgorithm::from_ssh_name(name).ok_or_else(|| SshError::unsupported(format!("key type {name:?} is not a security-key type")))?;
+    let alg = SkAlgorithm::from_ssh_name(name).ok_or_else(|| {
+        SshError::unsupported(format!("key type {name:?} is not a security-key type"))
+    })?;
     let key = match alg {
         SkAlgorithm::EcdsaP256 => {
             let curve = r.text("curve")?;
             if curve != NISTP256 {
-                return Err(SshError::malformed(format!("curve {curve:?} for {SK_ECDSA}")));
+                return Err(SshError::malformed(format!(
+                    "curve {curve:?} for {SK_ECDSA}"
+                )));
             }
             let q = r.string("Q")?;
             let (x, y) = match q {
@@ -226,16 +266,24 @@ fn read_public(r: &mut Reader<'_>) -> Result<(CoseKey, String), SshError> {
             let mut ya = [0u8; 32];
             xa.copy_from_slice(x);
             ya.copy_from_slice(y);
-            let key = CoseKey::Es256 { x: xa, y: ya, alg: ALG_ES256 };
-            key.p256_public().map_err(|_| SshError::malformed("Q is not on the P-256 curve"))?;
+            let key = CoseKey::Es256 {
+                x: xa,
+                y: ya,
+                alg: ALG_ES256,
+            };
+            key.p256_public()
+                .map_err(|_| SshError::malformed("Q is not on the P-256 curve"))?;
             key
         }
         SkAlgorithm::Ed25519 => {
             let pk = r.string("public key")?;
-            let x: [u8; 32] = pk.try_into().map_err(|_| SshError::malformed("Ed25519 public key is not 32 bytes"))?;
+            let x: [u8; 32] = pk
+                .try_into()
+                .map_err(|_| SshError::malformed("Ed25519 public key is not 32 bytes"))?;
             let key = CoseKey::EdDsa { x };
             // Round-trip through COSE: the same decompression check enrollment applies.
-            CoseKey::from_bytes(&key.to_bytes()).map_err(|_| SshError::malformed("invalid Ed25519 public key"))?
+            CoseKey::from_bytes(&key.to_bytes())
+                .map_err(|_| SshError::malformed("invalid Ed25519 public key"))?
         }
     };
     let application = r.text("application")?.to_string();
@@ -249,8 +297,22 @@ pub(crate) mod tests {
     pub(crate) fn ecdsa_key() -> (p256::ecdsa::SigningKey, SkKey) {
         let sk = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
         let p = sk.verifying_key().to_encoded_point(false);
-        let key = CoseKey::Es256 { x: p.x().unwrap().as_slice().try_into().unwrap(), y: p.y().unwrap().as_slice().try_into().unwrap(), alg: ALG_ES256 };
-        (sk, SkKey::new(key, "ssh:".into(), flags::USER_PRESENCE_REQD, vec![7; 300], "alice@host".into()).unwrap())
+        let key = CoseKey::Es256 {
+            x: p.x().unwrap().as_slice().try_into().unwrap(),
+            y: p.y().unwrap().as_slice().try_into().unwrap(),
+            alg: ALG_ES256,
+        };
+        (
+            sk,
+            SkKey::new(
+                key,
+                "ssh:".into(),
+                flags::USER_PRESENCE_REQD,
+                vec![7; 300],
+                "alice@host".into(),
+            )
+            .unwrap(),
+        )
     }
 
     #[test]
@@ -262,7 +324,9 @@ pub(crate) mod tests {
         assert_eq!(theirs.to_bytes().unwrap(), blob);
         let (cose, app) = SkKey::parse_public_blob(&blob).unwrap();
         assert_eq!((cose, app.as_str()), (k.key.clone(), "ssh:"));
-        assert!(k.authorized_keys_line().starts_with("sk-ecdsa-sha2-nistp256@openssh.com AAAAInNr"));
+        assert!(k
+            .authorized_keys_line()
+            .starts_with("sk-ecdsa-sha2-nistp256@openssh.com AAAAInNr"));
         assert!(k.authorized_keys_line().ends_with(" alice@host"));
     }
 
@@ -272,8 +336,22 @@ pub(crate) mod tests {
         let text = k.to_openssh_private().unwrap();
         assert!(text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
         assert_eq!(SkKey::from_openssh_private(&text).unwrap(), k);
-        let ed = SkKey::new(CoseKey::EdDsa { x: ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key().to_bytes() }, "ssh:work".into(), 0x05, vec![1, 2, 3], "c".into()).unwrap();
-        assert_eq!(SkKey::from_openssh_private(&ed.to_openssh_private().unwrap()).unwrap(), ed);
+        let ed = SkKey::new(
+            CoseKey::EdDsa {
+                x: ed25519_dalek::SigningKey::from_bytes(&[3; 32])
+                    .verifying_key()
+                    .to_bytes(),
+            },
+            "ssh:work".into(),
+            0x05,
+            vec![1, 2, 3],
+            "c".into(),
+        )
+        .unwrap();
+        assert_eq!(
+            SkKey::from_openssh_private(&ed.to_openssh_private().unwrap()).unwrap(),
+            ed
+        );
     }
 
     #[test]
@@ -290,6 +368,9 @@ pub(crate) mod tests {
         let mut other = Vec::new();
         put_string(&mut other, b"ssh-ed25519");
         put_string(&mut other, &[0; 32]);
-        assert!(matches!(SkKey::parse_public_blob(&other), Err(SshError::Unsupported(_))));
+        assert!(matches!(
+            SkKey::parse_public_blob(&other),
+            Err(SshError::Unsupported(_))
+        ));
     }
 }

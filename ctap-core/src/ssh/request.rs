@@ -13,9 +13,15 @@ const SSH2_MSG_USERAUTH_REQUEST: u8 = 50;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignedData<'a> {
     /// A publickey userauth request for the key being asked to sign.
-    Userauth { session_id: &'a [u8], user: &'a str, host_key: Option<&'a [u8]> },
+    Userauth {
+        session_id: &'a [u8],
+        user: &'a str,
+        host_key: Option<&'a [u8]>,
+    },
     /// `ssh-keygen -Y sign` data.
-    Sshsig { namespace: &'a str },
+    Sshsig {
+        namespace: &'a str,
+    },
     Other,
 }
 
@@ -58,7 +64,11 @@ fn parse_userauth<'a>(key_blob: &[u8], key_type: &str, data: &'a [u8]) -> Option
         _ => return None,
     };
     r.finish("userauth").ok()?;
-    Some(SignedData::Userauth { session_id, user, host_key })
+    Some(SignedData::Userauth {
+        session_id,
+        user,
+        host_key,
+    })
 }
 
 fn parse_sshsig(data: &[u8]) -> Option<&str> {
@@ -97,11 +107,27 @@ mod tests {
     fn recognises_userauth_for_this_key_only() {
         let t = "sk-ssh-ed25519@openssh.com";
         let d = userauth(b"KEY", "publickey");
-        assert_eq!(classify(b"KEY", t, &d), SignedData::Userauth { session_id: &[9; 32], user: "alice", host_key: None });
+        assert_eq!(
+            classify(b"KEY", t, &d),
+            SignedData::Userauth {
+                session_id: &[9; 32],
+                user: "alice",
+                host_key: None
+            }
+        );
         assert_eq!(classify(b"OTHER", t, &d), SignedData::Other);
         let hb = userauth(b"KEY", "publickey-hostbound-v00@openssh.com");
-        assert!(matches!(classify(b"KEY", t, &hb), SignedData::Userauth { host_key: Some(b"hostkey"), .. }));
-        assert_eq!(classify(b"KEY", t, &userauth(b"KEY", "password")), SignedData::Other);
+        assert!(matches!(
+            classify(b"KEY", t, &hb),
+            SignedData::Userauth {
+                host_key: Some(b"hostkey"),
+                ..
+            }
+        ));
+        assert_eq!(
+            classify(b"KEY", t, &userauth(b"KEY", "password")),
+            SignedData::Other
+        );
         let mut trailing = d.clone();
         trailing.push(0);
         assert_eq!(classify(b"KEY", t, &trailing), SignedData::Other);
@@ -114,7 +140,10 @@ mod tests {
         put_string(&mut s, b"");
         put_string(&mut s, b"sha512");
         put_string(&mut s, &[1; 64]);
-        assert_eq!(classify(b"K", "t", &s), SignedData::Sshsig { namespace: "file" });
+        assert_eq!(
+            classify(b"K", "t", &s),
+            SignedData::Sshsig { namespace: "file" }
+        );
         assert_eq!(classify(b"K", "t", &[0x42; 32]), SignedData::Other);
         assert_eq!(classify(b"K", "t", b"SSHSIG"), SignedData::Other);
     }

@@ -34,18 +34,26 @@ pub struct SkSignatureInfo {
 }
 
 /// Encode the key's signature (DER ECDSA or raw Ed25519, as CTAP2 returns it) for SSH.
-pub fn encode_sk_signature(alg: SkAlgorithm, key_signature: &[u8], flags: u8, counter: u32) -> Result<Vec<u8>, SshError> {
+pub fn encode_sk_signature(
+    alg: SkAlgorithm,
+    key_signature: &[u8],
+    flags: u8,
+    counter: u32,
+) -> Result<Vec<u8>, SshError> {
     let mut inner = Vec::with_capacity(72);
     match alg {
         SkAlgorithm::EcdsaP256 => {
-            let sig = p256::ecdsa::Signature::from_der(key_signature).map_err(|_| SshError::BadAssertion("ECDSA signature is not DER".into()))?;
+            let sig = p256::ecdsa::Signature::from_der(key_signature)
+                .map_err(|_| SshError::BadAssertion("ECDSA signature is not DER".into()))?;
             let (r, s) = sig.split_bytes();
             put_mpint(&mut inner, &r);
             put_mpint(&mut inner, &s);
         }
         SkAlgorithm::Ed25519 => {
             if key_signature.len() != 64 {
-                return Err(SshError::BadAssertion("Ed25519 signature is not 64 bytes".into()));
+                return Err(SshError::BadAssertion(
+                    "Ed25519 signature is not 64 bytes".into(),
+                ));
             }
             inner.extend_from_slice(key_signature);
         }
@@ -60,11 +68,18 @@ pub fn encode_sk_signature(alg: SkAlgorithm, key_signature: &[u8], flags: u8, co
 
 /// Verify an OpenSSH sk signature over `data` with `key`, as sshd does (without its policy on
 /// flags). Used to check our own encoding and in tests; returns the flags and counter.
-pub fn verify_sk_signature(key: &SkKey, data: &[u8], signature: &[u8]) -> Result<SkSignatureInfo, SshError> {
+pub fn verify_sk_signature(
+    key: &SkKey,
+    data: &[u8],
+    signature: &[u8],
+) -> Result<SkSignatureInfo, SshError> {
     let mut r = Reader::new(signature);
     let name = r.text("signature type")?;
     if name != key.algorithm().ssh_name() {
-        return Err(SshError::malformed(format!("signature type {name:?} for a {} key", key.algorithm().ssh_name())));
+        return Err(SshError::malformed(format!(
+            "signature type {name:?} for a {} key",
+            key.algorithm().ssh_name()
+        )));
     }
     let inner = r.string("signature")?;
     let flags = r.u8("flags")?;
@@ -81,9 +96,12 @@ pub fn verify_sk_signature(key: &SkKey, data: &[u8], signature: &[u8]) -> Result
             let rr: [u8; 32] = read_unsigned_mpint(&mut ir, "r")?;
             let ss: [u8; 32] = read_unsigned_mpint(&mut ir, "s")?;
             ir.finish("ecdsa signature")?;
-            let sig = p256::ecdsa::Signature::from_scalars(rr, ss).map_err(|_| SshError::malformed("r or s out of range"))?;
+            let sig = p256::ecdsa::Signature::from_scalars(rr, ss)
+                .map_err(|_| SshError::malformed("r or s out of range"))?;
             let pk = key.cose_key().p256_public().map_err(SshError::Ctap)?;
-            p256::ecdsa::VerifyingKey::from(pk).verify(&signed, &sig).is_ok()
+            p256::ecdsa::VerifyingKey::from(pk)
+                .verify(&signed, &sig)
+                .is_ok()
         }
         CoseKey::EdDsa { .. } => key.cose_key().verify(&signed, inner),
     };
@@ -120,7 +138,13 @@ mod tests {
         ir.string("r").unwrap();
         ir.string("s").unwrap();
         ir.finish("inner").unwrap();
-        assert_eq!(verify_sk_signature(&key, data, &enc).unwrap(), SkSignatureInfo { flags: 1, counter: 7 });
+        assert_eq!(
+            verify_sk_signature(&key, data, &enc).unwrap(),
+            SkSignatureInfo {
+                flags: 1,
+                counter: 7
+            }
+        );
         assert!(verify_sk_signature(&key, b"other", &enc).is_err());
         for cut in 0..enc.len() {
             assert!(verify_sk_signature(&key, data, &enc[..cut]).is_err());

@@ -94,7 +94,10 @@ pub fn put_u32(out: &mut Vec<u8>, v: u32) {
 /// Append an `mpint` holding the non-negative big-endian integer `magnitude`: leading zeros
 /// dropped, and a zero byte prepended when the top bit is set (so it does not read as negative).
 pub fn put_mpint(out: &mut Vec<u8>, magnitude: &[u8]) {
-    let first = magnitude.iter().position(|&b| b != 0).unwrap_or(magnitude.len());
+    let first = magnitude
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(magnitude.len());
     let digits = &magnitude[first..];
     if digits.first().is_some_and(|&b| b & 0x80 != 0) {
         put_u32(out, u32::try_from(digits.len() + 1).unwrap_or(u32::MAX));
@@ -106,7 +109,10 @@ pub fn put_mpint(out: &mut Vec<u8>, magnitude: &[u8]) {
 }
 
 /// Read an `mpint` that must be non-negative and fit in `N` bytes; returns it left-padded.
-pub fn read_unsigned_mpint<const N: usize>(r: &mut Reader<'_>, what: &str) -> Result<[u8; N], SshError> {
+pub fn read_unsigned_mpint<const N: usize>(
+    r: &mut Reader<'_>,
+    what: &str,
+) -> Result<[u8; N], SshError> {
     let raw = r.string(what)?;
     if raw.first().is_some_and(|&b| b & 0x80 != 0) {
         return Err(SshError::malformed(format!("{what}: negative mpint")));
@@ -116,7 +122,9 @@ pub fn read_unsigned_mpint<const N: usize>(r: &mut Reader<'_>, what: &str) -> Re
         _ => raw,
     };
     if digits.len() > N {
-        return Err(SshError::malformed(format!("{what}: mpint longer than {N} bytes")));
+        return Err(SshError::malformed(format!(
+            "{what}: mpint longer than {N} bytes"
+        )));
     }
     let mut out = [0u8; N];
     out[N - digits.len()..].copy_from_slice(digits);
@@ -137,8 +145,12 @@ mod tests {
         assert_eq!(enc(&[0]), [0, 0, 0, 0]);
         assert_eq!(enc(&[]), [0, 0, 0, 0]);
         assert_eq!(enc(&[0x00, 0x80]), [0, 0, 0, 2, 0x00, 0x80]);
-        assert_eq!(enc(&[0x09, 0xa3, 0x78, 0xf9, 0xb2, 0xe3, 0x32, 0xa7]), [0, 0, 0, 8, 0x09, 0xa3, 0x78, 0xf9, 0xb2, 0xe3, 0x32, 0xa7]);
-        let back: [u8; 4] = read_unsigned_mpint(&mut Reader::new(&enc(&[0, 0, 0x80, 1])), "x").unwrap();
+        assert_eq!(
+            enc(&[0x09, 0xa3, 0x78, 0xf9, 0xb2, 0xe3, 0x32, 0xa7]),
+            [0, 0, 0, 8, 0x09, 0xa3, 0x78, 0xf9, 0xb2, 0xe3, 0x32, 0xa7]
+        );
+        let back: [u8; 4] =
+            read_unsigned_mpint(&mut Reader::new(&enc(&[0, 0, 0x80, 1])), "x").unwrap();
         assert_eq!(back, [0, 0, 0x80, 1]);
         assert!(read_unsigned_mpint::<1>(&mut Reader::new(&enc(&[1, 2])), "x").is_err());
     }
