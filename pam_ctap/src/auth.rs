@@ -1,0 +1,226 @@
+//! `pam_sm_authenticate`: options, then `ctap_core::login::login`, then one syslog line.
+//!
+//! What decides anything here: root's config file (`config=` or /etc/ctap/pam_ctap.toml, read
+//! by `Policy::load` with ownership checks) and the module arguments from root's /etc/pam.d.
+//! Never the environment (this module reads no environment variable) and never a file the user
+//! can write (per-user records only when root opts in, with the library's ownership checks).
+
+use ctap_core::config::{config_path_from_arguments, ConfigError, Policy};
+use ctap_core::ctap2::{CtapError, CtapStatus};
+use ctap_core::login::{login, LoginError, LoginGranted};
+use ctap_core::verify::VerifyError;
+use pam::constants::PAM_SILENT;
+use pam::conv::Conv;
+use pam::items::{Service, User};
+use pam::module::PamHandle;
+
+use crate::conv::PamPrompter;
+use crate::ffi::Invocation;
+use crate::syslog::{field, quoted, Severity, SysLog};
+use crate::{grant, to_pam, Verdict};
+
+pub fn authenticate(inv: &mut Invocation<'_>) -> Verdict {
+    let service = item_string(inv.pamh.get_item::<Service>().ok().flatten().map(|s| s.0));
+    let policy = match policy_from(&inv.args) {
+        Ok(p) => p,
+        Err((log, reason, detail)) => {
+            let user = item_string(inv.pamh.get_item::<User>().ok().flatten().map(|s| s.0));
+            log.send(
+                Severity::Err,
+                &format!(
+                    "auth failed: service={} user={} reason={reason} {detail}",
+                    field(&service),
+                    field(&user)
+                ),
+            );
+            return Verdict::deny();
+        }
+    };
+    let log = SysLog::new(&policy.log_socket);
+    let user = match inv.pamh.get_user(None) {
+        Ok(u) => u,
+        Err(code) => {
+            log.send(
+                Severity::Err,
+                &format!(
+                    "auth failed: service={} reason=no_user detail={}",
+                    field(&service),
+                    quoted(&format!("pam_get_user: {code:?}"))
+                ),
+            );
+            return Verdict::deny();
+        }
+    };
+    let who = format!("service={} user={}", field(&service), field(&user));
+    if policy.debug {
+        log.send(
+            Severity::Debug,
+            &format!(
+                "auth start: {who} device={}",
+                quoted(&policy.device.to_string())
+            ),
+        );
+    }
+    let silent = inv.flags & PAM_SILENT != 0;
+    let pamh: &PamHandle = inv.pamh;
+    let mut prompter = PamPrompter::new(pamh.get_item::<Conv>().ok().flatten(), silent);
+
+    match login(&user, &service, &policy, &mut prompter) {
+        Ok(granted) => {
+            log.send(Severity::Info, &ok_line(&who, &granted));
+            grant(granted)
+        }
+        Err(e) => {
+            let verdict = to_pam(&e, policy.nouserok);
+            if verdict.is_ignore() {
+                log.send(
+                    Severity::Notice,
+                    &format!("auth ignored: {who} reason={} (nouserok)", e.kind()),
+                );
+            } else {
+                log.send(severity(&e), &failed_line(&who, &e));
+                prompter.error(&user_message(&e));
+            }
+            verdict
+        }
+    }
+}
+
+/// Root's file, then the module arguments over it. On error: where to log, the reason word and
+/// the fields that name the problem.
+fn policy_from(args: &[&std::ffi::CStr]) -> Result<Policy, (SysLog, &'static str, String)> {
+    let default_log = || SysLog::new(&Policy::default().log_socket);
+    let mut text = Vec::with_capacity(args.len());
+    for a in args {
+        match a.to_str() {
+            Ok(s) => text.push(s),
+            Err(_) => {
+                let detail = format!(
+                    "argument={} detail=\"not UTF-8\"",
+                    quoted(&a.to_string_lossy())
+                );
+                return Err((default_log(), "bad_argument", detail));
+            }
+        }
+    }
+    let path = config_path_from_arguments(text.iter().copied());
+    if !path.is_absolute() {
+        let detail = format!(
+            "argument={} detail=\"config= needs an absolute path\"",
+            quoted(&format!("config={}", path.display()))
+        );
+        return Err((default_log(), "bad_argument", detail));
+    }
+    let mut policy = Policy::load(&path).map_err(|e| {
+        (
+            default_log(),
+            "config_error",
+            format!("detail={}", quoted(&e.to_string())),
+        )
+    })?;
+    let log = SysLog::new(&policy.log_socket);
+    policy
+        .apply_arguments(text.iter().copied())
+        .map_err(|e| match &e {
+            ConfigError::Argument { argument, .. } => (
+                log.clone(),
+                "bad_argument",
+                format!(
+                    "argument={} detail={}",
+                    quoted(argument),
+                    quoted(&e.to_string())
+                ),
+            ),
+            ConfigError::File(_) | ConfigError::Parse { .. } => (
+                log.clone(),
+                "config_error",
+                format!("detail={}", quoted(&e.to_string())),
+            ),
+        })?;
+    Ok(policy)
+}
+
+fn item_string(item: Option<&std::ffi::CStr>) -> String {
+    item.map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "?".into())
+}
+
+fn ok_line(who: &str, g: &LoginGranted) -> String {
+    format!(
+        "auth ok: {who} credential={} counter={} uv={}",
+        quoted(g.credential_name()),
+        g.sign_count(),
+        if g.user_verified() { "yes" } else { "no" }
+    )
+}
+
+fn failed_line(who: &str, e: &LoginError) -> String {
+    let mut line = format!("auth failed: {who} reason={}", e.kind());
+    match e {
+        LoginError::Rejected {
+            credential,
+            suspended,
+            ..
+        } => {
+            line.push_str(&format!(" credential={}", quoted(credential)));
+            if *suspended {
+                line.push_str(" suspended=yes");
+            }
+        }
+        LoginError::MissingState { credential } => {
+            line.push_str(&format!(" credential={}", quoted(credential)));
+        }
+        _ => {}
+    }
+    line.push_str(&format!(" detail={}", quoted(&e.to_string())));
+    line
+}
+
+/// Security events (a key that lies, a clone) at warning; the everyday failures at notice.
+fn severity(e: &LoginError) -> Severity {
+    match e {
+        LoginError::Rejected { .. } => Severity::Warning,
+        LoginError::Store(_) | LoginError::MissingState { .. } => Severity::Err,
+        _ => Severity::Notice,
+    }
+}
+
+/// What the person at the keyboard reads. Short, actionable, no internals.
+fn user_message(e: &LoginError) -> String {
+    let text = match e {
+        LoginError::NoRecords => "No security key is registered for you",
+        LoginError::WrongKey => "This security key is not registered for you",
+        LoginError::UvUnavailable(m) => return format!("Security key: {m}"),
+        LoginError::Rejected {
+            reason: VerifyError::Suspended(_),
+            ..
+        }
+        | LoginError::Rejected {
+            suspended: true, ..
+        } => "This security key is suspended: ask your administrator",
+        LoginError::Device(CtapError::Status(CtapStatus::PinAuthBlocked)) => {
+            "Too many wrong PINs: remove and reinsert the key"
+        }
+        LoginError::Device(_) => match e.kind() {
+            "no_key" => "No security key found",
+            "pin_blocked" => "PIN blocked: reset the key",
+            "pin_invalid" => "Wrong PIN",
+            "timeout" => "Timed out waiting for your security key",
+            "presence_denied" => "The security key request was denied",
+            "cancelled" => "Security key request cancelled",
+            _ => "The security key did not answer correctly",
+        },
+        _ => "Security key authentication failed",
+    };
+    text.to_string()
+}
+
+#[cfg(test)]
+pub(crate) fn user_message_for_test(e: &LoginError) -> String {
+    user_message(e)
+}
+
+#[cfg(test)]
+pub(crate) fn failed_line_for_test(e: &LoginError) -> String {
+    failed_line("service=sudo user=alice", e)
+}

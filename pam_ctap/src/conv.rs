@@ -1,0 +1,67 @@
+//! The PAM conversation as the library's [`Prompter`]: the touch cue and messages as
+//! PAM_TEXT_INFO / PAM_ERROR_MSG, the PIN as a PAM_PROMPT_ECHO_OFF prompt.
+//!
+//! The PIN's journey: libpam's response buffer is zeroed and freed inside `pam-bindings`
+//! (`Conv::send`) after it was copied into a zeroize-on-drop `SecretBytes`; from that we build a
+//! [`Pin`] (zeroize-on-drop) and the `SecretBytes` is wiped when it goes out of scope.
+
+use ctap_core::ctap2::pin::Pin;
+use ctap_core::session::Prompter;
+use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_TEXT_INFO};
+use pam::conv::Conv;
+
+pub struct PamPrompter<'a> {
+    conv: Option<Conv<'a>>,
+    /// PAM_SILENT: the application asked for no informational messages. Prompts still happen:
+    /// without the PIN there is no login.
+    silent: bool,
+}
+
+impl<'a> PamPrompter<'a> {
+    pub fn new(conv: Option<Conv<'a>>, silent: bool) -> Self {
+        PamPrompter { conv, silent }
+    }
+
+    fn say(&self, style: pam::constants::PamMessageStyle, message: &str) {
+        if self.silent {
+            return;
+        }
+        if let Some(conv) = &self.conv {
+            // A message that cannot be shown changes nothing about the result.
+            let _ = conv.send(style, message);
+        }
+    }
+
+    /// A failure the user should read ("No security key found").
+    pub fn error(&mut self, message: &str) {
+        self.say(PAM_ERROR_MSG, message);
+    }
+}
+
+impl Prompter for PamPrompter<'_> {
+    fn touch_cue(&mut self, message: &str) {
+        self.say(PAM_TEXT_INFO, message);
+    }
+
+    fn request_pin(&mut self, prompt: &str) -> Option<Pin> {
+        let answer = self
+            .conv
+            .as_ref()?
+            .send(PAM_PROMPT_ECHO_OFF, prompt)
+            .ok()??;
+        let text = answer.as_str().ok()?;
+        // Strip a trailing newline some conversation functions keep.
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        match Pin::new(text.to_owned()) {
+            Ok(pin) => Some(pin),
+            Err(_) => {
+                self.error("A security key PIN has 4 to 63 characters");
+                None
+            }
+        }
+    }
+
+    fn info(&mut self, message: &str) {
+        self.say(PAM_TEXT_INFO, message);
+    }
+}
