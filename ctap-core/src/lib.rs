@@ -12,6 +12,8 @@
 //! - [`config`]: root's policy file.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod check;
 pub mod config;
 pub mod credential;
 pub mod ctap2;
@@ -20,6 +22,7 @@ pub mod device;
 pub mod enroll;
 pub mod fs;
 pub mod login;
+pub mod pamu2f;
 pub mod session;
-pub mod verify;
 pub mod ssh;
+pub mod verify;

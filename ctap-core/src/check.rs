@@ -1,0 +1,489 @@
+//! `ctap-enroll check-config`: root's configuration, every records file and every state file,
+//! their ownership and modes, and whether they agree, as a list of located findings.
+//!
+//! Checking reads files exactly as login reads them (the same `read_trusted`, the same parsers),
+//! so a file this check accepts is a file login accepts, and it never writes anything.
+
+use std::fmt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::config::{ConfigError, Policy, UvPolicy};
+use crate::credential::{
+    home_of, load_credential_file, valid_user_name, CredentialFile, StoreError, UvRequirement,
+};
+use crate::fs::{FileError, Ownership};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Login will misbehave or refuse: `check-config` fails.
+    Problem,
+    /// Worth knowing, harmless to login.
+    Note,
+}
+
+/// One located finding: `FILE[:LINE]: problem: what to do`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub file: Option<PathBuf>,
+    pub line: Option<usize>,
+    pub severity: Severity,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{}", file.display())?;
+            if let Some(l) = self.line {
+                write!(f, ":{l}")?;
+            }
+            write!(f, ": ")?;
+        }
+        if self.severity == Severity::Note {
+            write!(f, "note: ")?;
+        }
+        write!(f, "{}: {}", self.problem, self.fix)
+    }
+}
+
+impl Finding {
+    fn problem(file: &Path, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Finding {
+            file: Some(file.to_path_buf()),
+            line: None,
+            severity: Severity::Problem,
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+
+    fn note(file: &Path, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Finding {
+            severity: Severity::Note,
+            ..Finding::problem(file, problem, fix)
+        }
+    }
+
+    /// A file error, located, with what to do about it.
+    pub fn from_file_error(e: &FileError) -> Self {
+        match e {
+            FileError::NotFound(p) => Finding::problem(
+                p,
+                "no such file",
+                "create it, or name another file",
+            ),
+            FileError::Insecure { path, why } => Finding::problem(
+                path,
+                format!("refused: {why}"),
+                "it must be a regular file (not a symlink) owned by root, in a root-owned directory, and not group- or world-writable; nothing was changed",
+            ),
+            FileError::Io { path, source } => {
+                let fix = if source.kind() == std::io::ErrorKind::PermissionDenied {
+                    "run ctap-enroll as root (sudo)"
+                } else {
+                    "check the file system"
+                };
+                Finding::problem(path, source.to_string(), fix)
+            }
+            FileError::LockTimeout(p) => Finding::problem(
+                p,
+                "still locked by another process",
+                "wait for the login or enrollment in progress to finish, then retry",
+            ),
+        }
+    }
+
+    /// A records or state error, located, with what to do about it.
+    pub fn from_store_error(e: &StoreError) -> Self {
+        match e {
+            StoreError::File(f) => Finding::from_file_error(f),
+            StoreError::Parse {
+                path,
+                line,
+                message,
+            } => Finding {
+                line: *line,
+                ..Finding::problem(
+                    path,
+                    message.trim().replace('\n', " "),
+                    "correct the file (or restore it from a backup); nothing was changed",
+                )
+            },
+            StoreError::Invalid { path, message } => Finding::problem(
+                path,
+                message.clone(),
+                "correct the file, or remove the credential and enroll it again; nothing was changed",
+            ),
+            StoreError::BadUserName(u) => Finding {
+                file: None,
+                line: None,
+                severity: Severity::Problem,
+                problem: format!("invalid user name {u:?}"),
+                fix: "give a login name (letters, digits, . _ - @ $)".into(),
+            },
+        }
+    }
+
+    /// A configuration error, located.
+    pub fn from_config_error(e: &ConfigError) -> Self {
+        match e {
+            ConfigError::File(f) => Finding::from_file_error(f),
+            ConfigError::Parse {
+                path,
+                line,
+                message,
+            } => Finding {
+                line: *line,
+                ..Finding::problem(
+                    path,
+                    message.trim().replace('\n', " "),
+                    "correct the setting (see the example pam_ctap.toml)",
+                )
+            },
+            ConfigError::Argument { argument, message } => Finding {
+                file: None,
+                line: None,
+                severity: Severity::Problem,
+                problem: format!("argument {argument:?}: {message}"),
+                fix: "correct the argument".into(),
+            },
+        }
+    }
+}
+
+/// Everything `check-config` found, and the policy when root's config could be read.
+#[derive(Debug)]
+pub struct Report {
+    pub policy: Option<Policy>,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn problems(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Problem)
+            .count()
+    }
+}
+
+/// Check root's config at `config_path`, then the records and state directories it names.
+pub fn check(config_path: &Path) -> Report {
+    let mut findings = Vec::new();
+    let exists = std::fs::symlink_metadata(config_path).is_ok();
+    let policy = match Policy::load(config_path) {
+        Ok(p) => {
+            if !exists {
+                findings.push(Finding::note(
+                    config_path,
+                    "not found, the built-in defaults apply",
+                    "create it to set the device, RP ID and policy",
+                ));
+            }
+            p
+        }
+        Err(e) => {
+            findings.push(Finding::from_config_error(&e));
+            findings.push(Finding::note(
+                config_path,
+                "records and state were not checked",
+                "fix the configuration first: it names their directories",
+            ));
+            return Report {
+                policy: None,
+                findings,
+            };
+        }
+    };
+    check_store(&policy, &mut findings);
+    Report {
+        policy: Some(policy),
+        findings,
+    }
+}
+
+/// What a directory listing holds, by kind.
+struct Listing {
+    user_files: Vec<(String, PathBuf)>,
+}
+
+fn check_dir(
+    dir: &Path,
+    max_mode: u32,
+    what: &str,
+    findings: &mut Vec<Finding>,
+) -> Option<Listing> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            findings.push(Finding::note(
+                dir,
+                format!("{what} directory does not exist"),
+                "it is created by the first `ctap-enroll enroll`",
+            ));
+            return None;
+        }
+        Err(e) => {
+            findings.push(Finding::problem(dir, e.to_string(), "run as root (sudo)"));
+            return None;
+        }
+    };
+    if !meta.file_type().is_dir() {
+        findings.push(Finding::problem(
+            dir,
+            format!("{what} directory is not a directory (or is a symlink)"),
+            "make it a real directory owned by root",
+        ));
+        return None;
+    }
+    if meta.uid() != 0 {
+        findings.push(Finding::problem(
+            dir,
+            format!("{what} directory is owned by uid {}", meta.uid()),
+            format!("chown root:root {}", dir.display()),
+        ));
+    }
+    if meta.mode() & 0o777 & !max_mode != 0 {
+        findings.push(Finding::problem(
+            dir,
+            format!(
+                "{what} directory has mode {:04o}, more open than {max_mode:04o}",
+                meta.mode() & 0o7777
+            ),
+            format!("chmod {max_mode:o} {}", dir.display()),
+        ));
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            findings.push(Finding::problem(dir, e.to_string(), "run as root (sudo)"));
+            return None;
+        }
+    };
+    let mut names: Vec<(String, PathBuf)> = entries
+        .flatten()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    names.sort();
+    let mut user_files = Vec::new();
+    for (name, path) in names {
+        if name.starts_with('.') {
+            if name.contains(".tmp.") {
+                findings.push(Finding::note(
+                    &path,
+                    "temporary file left by an interrupted write (the real file is intact)",
+                    format!("delete it: rm {}", path.display()),
+                ));
+            }
+            // Lock files (.<user>.lock) belong here.
+            continue;
+        }
+        let Some(user) = name.strip_suffix(".toml") else {
+            findings.push(Finding::note(
+                &path,
+                "not a <user>.toml file; login ignores it",
+                "remove it if it is not needed",
+            ));
+            continue;
+        };
+        if !valid_user_name(user) {
+            findings.push(Finding::problem(
+                &path,
+                format!("{user:?} is not a valid user name; login ignores this file"),
+                "rename it to <login name>.toml or remove it",
+            ));
+            continue;
+        }
+        user_files.push((user.to_string(), path));
+    }
+    Some(Listing { user_files })
+}
+
+fn check_store(policy: &Policy, findings: &mut Vec<Finding>) {
+    let store = policy.store();
+    let mut records: Vec<(String, PathBuf, CredentialFile)> = Vec::new();
+    if let Some(listing) = check_dir(&store.records_dir, 0o755, "records", findings) {
+        for (user, path) in listing.user_files {
+            match load_credential_file(&path, Ownership::ROOT) {
+                Ok(file) => {
+                    check_records(policy, &user, &path, &file, findings);
+                    records.push((user, path, file));
+                }
+                Err(e) => findings.push(Finding::from_store_error(&e)),
+            }
+        }
+    }
+    let mut state_users = Vec::new();
+    if let Some(listing) = check_dir(&store.state_dir, 0o700, "state", findings) {
+        for (user, path) in listing.user_files {
+            check_state_mode(&path, findings);
+            state_users.push(user.clone());
+            let has_records = records.iter().any(|(u, _, _)| *u == user);
+            match store.read_state(&user) {
+                Ok(state) if !has_records => {
+                    if !state.credentials.is_empty() {
+                        findings.push(Finding::note(
+                            &path,
+                            format!("state for user {user}, who has no records file"),
+                            "harmless; delete it if the user's keys were removed for good",
+                        ));
+                    }
+                }
+                Ok(state) => {
+                    let Some((_, _, file)) = records.iter().find(|(u, _, _)| *u == user) else {
+                        continue;
+                    };
+                    cross_check(&user, &path, file, &state, findings);
+                }
+                Err(e) => findings.push(Finding::from_store_error(&e)),
+            }
+        }
+    }
+    for (user, _, file) in &records {
+        let login_creds = file
+            .credentials
+            .iter()
+            .filter(|c| !c.rp_id.starts_with("ssh:"))
+            .count();
+        if login_creds > 0 && !state_users.contains(user) {
+            let path = store.state_path(user).unwrap_or_default();
+            findings.push(Finding::problem(
+                &path,
+                format!("user {user} has {login_creds} credential(s) but no state file: login fails"),
+                format!("enroll the keys again (`ctap-enroll remove --user {user} NAME`, then `ctap-enroll enroll --user {user}`)"),
+            ));
+        }
+    }
+}
+
+fn check_records(
+    policy: &Policy,
+    user: &str,
+    path: &Path,
+    file: &CredentialFile,
+    findings: &mut Vec<Finding>,
+) {
+    if home_of(user).is_none() {
+        findings.push(Finding::note(
+            path,
+            format!("there is no user {user} on this system"),
+            "remove the file if the account is gone",
+        ));
+    }
+    if file.credentials.is_empty() {
+        findings.push(Finding::note(
+            path,
+            "no credentials: this user cannot log in with a key",
+            "enroll one with `ctap-enroll enroll`, or remove the file",
+        ));
+    }
+    for c in &file.credentials {
+        if c.rp_id.starts_with("ssh:") {
+            continue;
+        }
+        if let Some(rp) = &policy.rp_id {
+            if &c.rp_id != rp {
+                findings.push(Finding::problem(
+                    path,
+                    format!(
+                        "credential {:?} has rp_id {:?} but the config sets rp_id = {rp:?}: it cannot log in",
+                        c.name, c.rp_id
+                    ),
+                    "enroll the key again, or remove rp_id from the config",
+                ));
+            }
+        }
+        if policy.user_verification == UvPolicy::Required
+            && c.user_verification != UvRequirement::Required
+        {
+            findings.push(Finding::problem(
+                path,
+                format!(
+                    "credential {:?} was enrolled without user verification but the config requires it: it cannot log in",
+                    c.name
+                ),
+                "enroll the key again with `--uv required`",
+            ));
+        }
+    }
+}
+
+fn check_state_mode(path: &Path, findings: &mut Vec<Finding>) {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_file() && meta.mode() & 0o077 != 0 {
+            findings.push(Finding::problem(
+                path,
+                format!(
+                    "state file has mode {:04o}: others can read it",
+                    meta.mode() & 0o7777
+                ),
+                format!("chmod 600 {}", path.display()),
+            ));
+        }
+    }
+}
+
+fn cross_check(
+    user: &str,
+    path: &Path,
+    file: &CredentialFile,
+    state: &crate::credential::StateFile,
+    findings: &mut Vec<Finding>,
+) {
+    for c in &file.credentials {
+        if c.rp_id.starts_with("ssh:") {
+            continue;
+        }
+        match state.get(&c.credential_id) {
+            None => findings.push(Finding::problem(
+                path,
+                format!(
+                    "credential {:?} of user {user} has no state entry: it cannot log in",
+                    c.name
+                ),
+                format!(
+                    "remove it and enroll the key again (`ctap-enroll remove --user {user} {}`)",
+                    c.name
+                ),
+            )),
+            Some(s) => {
+                if c.hmac_secret && (s.hmac_check.is_none() || s.hmac_salt.is_none()) {
+                    findings.push(Finding::problem(
+                        path,
+                        format!("credential {:?} of user {user} lacks its hmac-secret salt or check: it cannot log in", c.name),
+                        "remove it and enroll the key again",
+                    ));
+                }
+                if s.suspended {
+                    findings.push(Finding::note(
+                        path,
+                        format!(
+                            "credential {:?} of user {user} is suspended ({})",
+                            c.name,
+                            s.suspended_reason.as_deref().unwrap_or("no reason recorded")
+                        ),
+                        format!("once the key is known to be genuine: ctap-enroll unsuspend --user {user} {}", c.name),
+                    ));
+                }
+            }
+        }
+    }
+    for s in &state.credentials {
+        if !file
+            .credentials
+            .iter()
+            .any(|c| c.credential_id == s.credential_id)
+        {
+            findings.push(Finding::note(
+                path,
+                format!(
+                    "state entry for credential id {} has no record",
+                    crate::credential::b64_encode(&s.credential_id)
+                ),
+                "harmless (left by a removal or an interrupted enrollment)",
+            ));
+        }
+    }
+}
