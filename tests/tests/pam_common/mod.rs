@@ -345,3 +345,34 @@ pub fn assert_contains(line: &str, parts: &[&str]) {
         assert!(line.contains(p), "{p:?} not in {line}");
     }
 }
+
+/// A throwaway local user (with a home), deleted on drop.
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub home: PathBuf,
+}
+
+impl TestUser {
+    pub fn new() -> Self {
+        let name = format!("ctapt{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let st = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", &name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "useradd {name}");
+        let out = Command::new("id").args(["-u", &name]).output().unwrap();
+        let uid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let home = PathBuf::from(format!("/home/{name}"));
+        TestUser { name, uid, home }
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel")
+            .args(["--remove", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}

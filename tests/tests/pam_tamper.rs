@@ -1,0 +1,137 @@
+//! A key that lies, a cloned key, tampered state: every one is PAM_AUTH_ERR and a warning line.
+#![allow(clippy::unwrap_used)]
+
+mod pam_common;
+
+use pam_common::*;
+
+fn sign_count(s: &Setup, user: &str) -> (u64, bool) {
+    let v: toml::Value = toml::from_str(&std::fs::read_to_string(s.state_path(user)).unwrap())
+        .unwrap();
+    let c = &v["credential"][0];
+    (
+        c["sign_count"].as_integer().unwrap() as u64,
+        c.get("suspended").and_then(|x| x.as_bool()).unwrap_or(false),
+    )
+}
+
+#[test]
+fn pam_cloned_key_is_refused_logged_and_suspended() {
+    if !can_run("pam_cloned_key_is_refused_logged_and_suspended") {
+        return;
+    }
+    let mut s = Setup::new("pam-clone", "alice", "clone_action = \"suspend\"", "");
+    s.stop_key();
+    let clone = s.fx.path().join("clone.state");
+    std::fs::copy(&s.key_state, &clone).unwrap();
+    s.restart_key(None, &[]);
+    assert_eq!(s.auth("alice").result, PamResult::Success);
+    assert_eq!(s.auth("alice").result, PamResult::Success);
+    s.fx.log_lines();
+    let (stored, _) = sign_count(&s, "alice");
+
+    s.restart_key(Some(&clone), &[]);
+    let r = s.auth("alice");
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    let line = s.fx.auth_line();
+    assert!(line.starts_with("<84>"), "LOG_WARNING: {line}");
+    assert_contains(
+        &line,
+        &[
+            "auth failed: ",
+            "user=alice reason=counter_regression credential=\"virtual\" suspended=yes",
+            &format!("from {stored} to "),
+        ],
+    );
+    assert!(sign_count(&s, "alice").1, "suspended in state");
+
+    // Suspended: the genuine key is refused too, until an admin unsuspends.
+    s.restart_key(None, &[]);
+    let r = s.auth("alice");
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    assert!(r.stderr.contains("suspended"), "{r:?}");
+    assert_contains(&s.fx.auth_line(), &["reason=suspended"]);
+}
+
+#[test]
+fn pam_cloned_key_with_clone_action_deny_is_refused_not_suspended() {
+    if !can_run("pam_cloned_key_with_clone_action_deny_is_refused_not_suspended") {
+        return;
+    }
+    let mut s = Setup::new("pam-clone-deny", "alice", "", "clone_action=deny");
+    s.stop_key();
+    let clone = s.fx.path().join("clone.state");
+    std::fs::copy(&s.key_state, &clone).unwrap();
+    s.restart_key(None, &[]);
+    assert_eq!(s.auth("alice").result, PamResult::Success);
+    s.fx.log_lines();
+    s.restart_key(Some(&clone), &[]);
+    assert_eq!(s.auth("alice").result, PamResult::AuthErr);
+    let line = s.fx.auth_line();
+    assert_contains(&line, &["reason=counter_regression"]);
+    assert!(!line.contains("suspended=yes"), "{line}");
+    assert!(!sign_count(&s, "alice").1);
+    s.restart_key(None, &[]);
+    assert_eq!(s.auth("alice").result, PamResult::Success);
+}
+
+#[test]
+fn pam_tampered_hmac_check_is_auth_err() {
+    if !can_run("pam_tampered_hmac_check_is_auth_err") {
+        return;
+    }
+    let s = Setup::new("pam-hmac", "alice", "", "");
+    let path = s.state_path("alice");
+    let mut v: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(v["credential"][0].get("hmac_check").is_some(), "enrolled with hmac-secret");
+    v["credential"][0]["hmac_check"] =
+        toml::Value::String(ctap_core::credential::b64_encode(&[7u8; 32]));
+    std::fs::write(&path, toml::to_string(&v).unwrap()).unwrap();
+    let r = s.auth("alice");
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    let line = s.fx.auth_line();
+    assert!(line.starts_with("<84>"), "LOG_WARNING: {line}");
+    assert_contains(&line, &["auth failed: ", "reason=hmac_mismatch credential=\"virtual\""]);
+}
+
+#[test]
+fn pam_corrupted_signature_is_auth_err() {
+    if !can_run("pam_corrupted_signature_is_auth_err") {
+        return;
+    }
+    let mut s = Setup::new("pam-badsig", "alice", "", "");
+    let before = sign_count(&s, "alice");
+    s.restart_key(None, &["--fault", "corrupt-signature"]);
+    let r = s.auth("alice");
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    assert_contains(&s.fx.auth_line(), &["auth failed: ", "reason=bad_signature"]);
+    assert_eq!(sign_count(&s, "alice"), before, "state untouched");
+}
+
+#[test]
+fn pam_truncated_or_malformed_responses_are_auth_err() {
+    if !can_run("pam_truncated_or_malformed_responses_are_auth_err") {
+        return;
+    }
+    let mut s = Setup::new("pam-faults", "alice", "", "timeout=2");
+    for (fault, reasons) in [
+        ("truncate-report", &["device_error", "timeout"][..]),
+        ("malformed-cbor", &["device_error"][..]),
+        ("bad-status", &["device_error"][..]),
+        ("wrong-channel", &["device_error", "timeout"][..]),
+        ("drop-connection", &["device_error", "timeout"][..]),
+        ("stall-keepalive", &["timeout"][..]),
+    ] {
+        s.restart_key(None, &["--fault", fault]);
+        let r = s.auth("alice");
+        assert_eq!(r.result, PamResult::AuthErr, "{fault}: {r:?}");
+        let line = s.fx.auth_line();
+        assert!(
+            reasons.iter().any(|k| line.contains(&format!("reason={k} "))),
+            "{fault}: {line}"
+        );
+    }
+    // And the key still works once it behaves.
+    s.restart_key(None, &[]);
+    assert_eq!(s.auth("alice").result, PamResult::Success);
+}
