@@ -1,0 +1,92 @@
+//! The environment of the program calling PAM (the user's, for sudo and su) decides nothing:
+//! variables that name another key, another config or other records have no effect.
+#![allow(clippy::unwrap_used)]
+
+mod pam_common;
+
+use ctap_core::enroll::UvPreference;
+use ctap_e2e::SoftToken;
+use pam_common::*;
+
+/// Every name a careless module might read, pointed at `device` / `config` / `dir`.
+fn hostile_env(device: &str, config: &str, dir: &str) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for k in [
+        "CTAP_DEVICE",
+        "PAM_CTAP_DEVICE",
+        "CTAP_PAM_DEVICE",
+        "FIDO_DEVICE",
+        "CTAP_SOFTTOKEN_SOCKET",
+    ] {
+        v.push((k.to_string(), device.to_string()));
+    }
+    for k in ["CTAP_CONFIG", "PAM_CTAP_CONFIG", "CTAP_PAM_CONFIG", "PAM_CTAP_TOML"] {
+        v.push((k.to_string(), config.to_string()));
+    }
+    for k in [
+        "HOME",
+        "XDG_CONFIG_HOME",
+        "CTAP_RECORDS_DIR",
+        "CTAP_STATE_DIR",
+        "CTAP_HOME",
+    ] {
+        v.push((k.to_string(), dir.to_string()));
+    }
+    v.push(("CTAP_NOUSEROK".into(), "1".into()));
+    v
+}
+
+fn run(s: &Setup, service: &str, user: &str, env: &[(String, String)]) -> Run {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    pamtester(service, user, "", &env)
+}
+
+#[test]
+fn pam_environment_names_no_device_config_or_records() {
+    if !can_run("pam_environment_names_no_device_config_or_records") {
+        return;
+    }
+    let s = Setup::new("pam-env", "alice", "", "");
+    // A rogue world: another key, with mallory enrolled in other records, and a permissive
+    // config (nouserok, that key, those records) — everything an attacker's variables point at.
+    let rogue_dir = s.fx.path().join("rogue");
+    std::fs::create_dir_all(&rogue_dir).unwrap();
+    let rogue_fx = Fixture::new("pam-env-rogue");
+    let rogue_key = SoftToken::start(rogue_fx.path(), &rogue_fx.path().join("rogue.state"), &[]);
+    rogue_fx.enroll(&rogue_key, "mallory", UvPreference::Discouraged, None);
+    rogue_fx.enroll(&rogue_key, "alice", UvPreference::Discouraged, None);
+    let rogue_config = rogue_fx.config("rogue.toml", &rogue_key.uri(), "nouserok = true");
+    let env = hostile_env(
+        &rogue_key.uri(),
+        &rogue_config.display().to_string(),
+        &rogue_fx.path().display().to_string(),
+    );
+
+    // 1. alice still authenticates with root's key: the variables did not move the device to
+    //    the rogue key (whose alice credential root's records do not know).
+    let r = run(&s, &s.service.name, "alice", &env);
+    assert_eq!(r.result, PamResult::Success, "{r:?}");
+    assert_contains(&s.fx.auth_line(), &["auth ok: ", "user=alice"]);
+    assert!(rogue_fx.log_lines().is_empty(), "the rogue config's log socket was never used");
+
+    // 2. mallory, enrolled only in the rogue records, with a rogue nouserok: still AUTH_ERR.
+    let r = run(&s, &s.service.name, "mallory", &env);
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    assert_contains(&s.fx.auth_line(), &["user=mallory reason=no_records"]);
+
+    // 3. Root's config names a missing key; the environment names a working one: no key.
+    let missing = s.fx.config(
+        "missing.toml",
+        &format!("unix:{}", s.fx.path().join("gone.sock").display()),
+        "",
+    );
+    let svc = ServiceFile::new(&observing_stack(&format!("config={}", missing.display())));
+    let env = hostile_env(
+        &s.key().uri(),
+        &s.config.display().to_string(),
+        &s.fx.path().display().to_string(),
+    );
+    let r = run(&s, &svc.name, "alice", &env);
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    assert_contains(&s.fx.auth_line(), &["user=alice reason=no_key"]);
+}
