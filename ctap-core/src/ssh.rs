@@ -79,3 +79,65 @@ pub fn verify_host_signature(
         .verify(session_id, &sig)
         .map_err(|_| SshError::refused("host key signature over the session id does not verify"))
 }
+
+/// `$HOME/.config/ctap/credentials.toml` of the user running us: where `ctap-enroll ssh` records
+/// SSH credentials and the agent reads them.
+pub fn user_credentials_path() -> Option<std::path::PathBuf> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::geteuid())
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+        })?;
+    Some(home.join(crate::credential::PER_USER_FILE))
+}
+
+/// Add an SSH record to the user's credentials file (created 0600 if absent; an existing one
+/// must pass the usual ownership and mode checks). Fails if the name or credential exists.
+pub fn record_ssh_credential(
+    path: &std::path::Path,
+    record: CredentialRecord,
+) -> Result<(), crate::credential::StoreError> {
+    use crate::credential::{load_credential_file, save_credential_file};
+    let owner = crate::fs::Ownership {
+        uid: nix::unistd::geteuid().as_raw(),
+    };
+    let mut file = match load_credential_file(path, owner) {
+        Ok(f) => f,
+        Err(e) if e.is_not_found() => CredentialFile::default(),
+        Err(e) => return Err(e),
+    };
+    file.credentials.push(record);
+    save_credential_file(path, &file, 0o600)
+}
+
+/// Write `path` (the key-handle file, 0600, never overwriting) and `path.pub` (its
+/// `authorized_keys` line, 0644), as `ssh-keygen -t ecdsa-sk -f path` would.
+pub fn write_key_files(path: &std::path::Path, key: &SkKey) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = key.to_openssh_private().map_err(|e| e.to_string())?;
+    let mut pub_path = path.as_os_str().to_owned();
+    pub_path.push(".pub");
+    let create = |p: &std::path::Path, mode: u32, body: &[u8]| -> Result<(), String> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(p)
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        f.write_all(body)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    create(path, 0o600, text.as_bytes())?;
+    create(
+        std::path::Path::new(&pub_path),
+        0o644,
+        format!("{}\n", key.authorized_keys_line()).as_bytes(),
+    )
+}

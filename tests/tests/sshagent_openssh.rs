@@ -564,3 +564,72 @@ fn verify_required_needs_the_pin_through_askpass() {
         sshd.log_text()
     );
 }
+
+#[test]
+fn ctap_enroll_ssh_key_file_is_added_by_ssh_add_and_export_ssh_matches_ssh_add_l() {
+    if !have("ssh-add") {
+        return;
+    }
+    let dir = temp("enroll-cli");
+    let key = SoftToken::start(dir.path(), &dir.path().join("state"), &[]);
+    let creds = dir.path().join(".config/ctap/credentials.toml");
+    let enroll_cli = |args: &[&str]| {
+        Command::new(ctap_e2e::bin("ctap-enroll"))
+            .arg("--device")
+            .arg(key.uri())
+            .args(args)
+            .arg("--credentials")
+            .arg(&creds)
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let keyfile = dir.path().join("id_ed25519_sk");
+    let out = enroll_cli(&[
+        "ssh",
+        "--name",
+        "cli-ed",
+        "-t",
+        "ed25519-sk",
+        "--write-key-file",
+        keyfile.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        printed.starts_with("sk-ssh-ed25519@openssh.com "),
+        "{printed}"
+    );
+    let out = enroll_cli(&["ssh", "--name", "cli-ecdsa"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The same name twice is refused before the key is touched.
+    assert!(!enroll_cli(&["ssh", "--name", "cli-ecdsa"]).status.success());
+
+    let y = Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(&keyfile)
+        .output()
+        .unwrap();
+    assert!(y.status.success(), "{}", text(&y));
+    assert_eq!(String::from_utf8_lossy(&y.stdout).trim(), printed.trim());
+
+    // The agent lists both from the credentials file, as export-ssh prints them.
+    let agent = Agent::start(dir.path(), &key, &creds, &[]);
+    let export = enroll_cli(&["export-ssh"]);
+    assert!(export.status.success(), "{}", text(&export));
+    let listed = agent.run("ssh-add", &["-L"]);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        String::from_utf8_lossy(&export.stdout)
+    );
+
+    // ssh-add of the written key file into an agent without the credentials file, then sign.
+    let bare = Agent::start(dir.path(), &key, &dir.path().join("none.toml"), &[]);
+    let add = bare.run("ssh-add", &[keyfile.to_str().unwrap()]);
+    assert!(add.status.success(), "{}", text(&add));
+    let (sign, verify) = sign_and_verify(dir.path(), &bare, printed.trim(), "cli");
+    assert!(sign.status.success(), "{}", text(&sign));
+    assert!(verify.status.success(), "{}", text(&verify));
+}

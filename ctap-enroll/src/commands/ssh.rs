@@ -1,0 +1,145 @@
+//! `ssh` and `export-ssh`: the user's own SSH credentials, for ctap-sshagent and OpenSSH.
+//! Everything but the terminal is `ctap_core::ssh`.
+
+use std::path::PathBuf;
+
+use ctap_core::credential::load_credential_file;
+use ctap_core::ctap2::pin::permission;
+use ctap_core::fs::Ownership;
+use ctap_core::session::{keepalive_for, Prompter};
+use ctap_core::ssh::{self, SkAlgorithm, SkKey, SshEnrollment, SshError};
+
+use super::{say, Context};
+use crate::cli::{ExportSshArgs, SshArgs, SshKeyType};
+use crate::{Exit, Failure};
+
+fn credentials_path(arg: &Option<PathBuf>) -> Result<PathBuf, Failure> {
+    match arg {
+        Some(p) => Ok(p.clone()),
+        None => ssh::user_credentials_path().ok_or_else(|| {
+            Failure::new(
+                Exit::Usage,
+                "cannot find your home directory",
+                "set HOME or pass --credentials FILE",
+            )
+        }),
+    }
+}
+
+fn ssh_failure(e: SshError) -> Failure {
+    match e {
+        SshError::Ctap(c) => c.into(),
+        SshError::Refused(m) | SshError::Unsupported(m) => Failure::new(Exit::Usage, m, ""),
+        SshError::Malformed(m) | SshError::BadAssertion(m) => Failure::new(Exit::Failed, m, ""),
+    }
+}
+
+pub fn enroll(ctx: &mut Context, args: &SshArgs) -> Result<Exit, Failure> {
+    let path = credentials_path(&args.credentials)?;
+    let owner = Ownership {
+        uid: nix::unistd::geteuid().as_raw(),
+    };
+    // Refuse an insecure or malformed file, and a taken name, before the key is touched.
+    let existing = match load_credential_file(&path, owner) {
+        Ok(f) => f,
+        Err(e) if e.is_not_found() => Default::default(),
+        Err(e) => return Err(e.into()),
+    };
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => (1..)
+            .map(|i| format!("ssh-{i}"))
+            .find(|n| existing.find(n).is_none())
+            .unwrap_or_else(|| "ssh".into()),
+    };
+    if existing.find(&name).is_some() {
+        return Err(Failure::new(
+            Exit::Failed,
+            format!("{}: a credential named {name:?} exists", path.display()),
+            "choose another --name",
+        ));
+    }
+    if let Some(k) = &args.write_key_file {
+        if k.exists() {
+            return Err(Failure::new(
+                Exit::Failed,
+                format!("{} exists", k.display()),
+                "choose another --write-key-file path",
+            ));
+        }
+    }
+    // No root config is needed for one's own SSH key: --device, else the config's, else auto.
+    let device = match &ctx.device {
+        Some(d) => d.clone(),
+        None => ctx
+            .policy()
+            .map(|p| p.device)
+            .unwrap_or(ctap_core::device::DeviceUri::Auto),
+    };
+    let mut keys = ctap_core::session::open_authenticators(
+        &device,
+        ctap_core::ctap2::DEFAULT_TOUCH_TIMEOUT,
+    )?;
+    if keys.len() > 1 {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!("{} security keys are attached", keys.len()),
+            "name one with --device hidraw:/dev/hidrawN",
+        ));
+    }
+    let mut key = keys
+        .pop()
+        .ok_or_else(|| Failure::new(Exit::NoKey, "no security key found", "insert your key"))?;
+    let token = if key.info().pin_set() {
+        let pin = ctx
+            .prompter
+            .request_pin("PIN of the security key: ")
+            .ok_or_else(|| Failure::new(Exit::Failed, "no PIN given", ""))?;
+        Some(key.pin_token(&pin, permission::MAKE_CREDENTIAL, Some(&args.application))?)
+    } else if args.verify_required && !key.info().builtin_uv() {
+        return Err(Failure::new(
+            Exit::Failed,
+            "--verify-required needs a key with a PIN or built-in verification",
+            "set one with `ctap-enroll pin set`",
+        ));
+    } else {
+        None
+    };
+    let req = SshEnrollment {
+        application: args.application.clone(),
+        algorithm: match args.key_type {
+            SshKeyType::EcdsaSk => SkAlgorithm::EcdsaP256,
+            SshKeyType::Ed25519Sk => SkAlgorithm::Ed25519,
+        },
+        no_touch_required: args.no_touch_required,
+        verify_required: args.verify_required,
+        resident: args.resident,
+        user: String::new(),
+        name,
+    };
+    ctx.prompter.touch_cue("Touch your security key");
+    let record = {
+        let mut on_keepalive = keepalive_for(&mut ctx.prompter);
+        ssh::enroll_ssh_credential(&mut key, &req, token.as_ref(), &mut on_keepalive)
+            .map_err(ssh_failure)?
+    };
+    let sk = SkKey::from_record(&record).map_err(ssh_failure)?;
+    ssh::record_ssh_credential(&path, record)?;
+    if let Some(k) = &args.write_key_file {
+        ssh::write_key_files(k, &sk).map_err(|e| Failure::new(Exit::Failed, e, ""))?;
+    }
+    say(sk.authorized_keys_line());
+    Ok(Exit::Ok)
+}
+
+pub fn export(args: &ExportSshArgs) -> Result<Exit, Failure> {
+    let path = credentials_path(&args.credentials)?;
+    let owner = Ownership {
+        uid: nix::unistd::geteuid().as_raw(),
+    };
+    let file = load_credential_file(&path, owner)?;
+    for line in ssh::export_ssh_lines(&file).map_err(ssh_failure)? {
+        say(line);
+    }
+    Ok(Exit::Ok)
+}
