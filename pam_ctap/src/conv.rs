@@ -12,8 +12,10 @@ use pam::conv::Conv;
 
 pub struct PamPrompter<'a> {
     conv: Option<Conv<'a>>,
-    /// PAM_SILENT: the application asked for no informational messages. Prompts still happen:
-    /// without the PIN there is no login.
+    /// PAM_SILENT: the application asked for no informational messages. Prompts still happen
+    /// (without the PIN there is no login), and so does the touch cue: it asks for an action,
+    /// root turned it on (`cue`), and sudo passes PAM_SILENT by default (`pam_silent`), where a
+    /// silent key would leave the user waiting for nothing. pam_u2f's cue behaves the same.
     silent: bool,
 }
 
@@ -23,9 +25,12 @@ impl<'a> PamPrompter<'a> {
     }
 
     fn say(&self, style: pam::constants::PamMessageStyle, message: &str) {
-        if self.silent {
-            return;
+        if !self.silent {
+            self.show(style, message);
         }
+    }
+
+    fn show(&self, style: pam::constants::PamMessageStyle, message: &str) {
         if let Some(conv) = &self.conv {
             // A message that cannot be shown changes nothing about the result.
             let _ = conv.send(style, message);
@@ -40,7 +45,7 @@ impl<'a> PamPrompter<'a> {
 
 impl Prompter for PamPrompter<'_> {
     fn touch_cue(&mut self, message: &str) {
-        self.say(PAM_TEXT_INFO, message);
+        self.show(PAM_TEXT_INFO, message);
     }
 
     fn request_pin(&mut self, prompt: &str) -> Option<Pin> {

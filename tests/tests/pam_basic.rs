@@ -20,7 +20,10 @@ fn pam_success_logs_credential_and_counter() {
     assert!(line.starts_with("<86>"), "LOG_AUTHPRIV|LOG_INFO: {line}");
     assert_contains(
         &line,
-        &["auth ok: service=ctap-e2e-", "user=alice credential=\"virtual\" counter="],
+        &[
+            "auth ok: service=ctap-e2e-",
+            "user=alice credential=\"virtual\" counter=",
+        ],
     );
     // The counter in the line is the one now in root's state file.
     let counter: u32 = line
@@ -33,7 +36,10 @@ fn pam_success_logs_credential_and_counter() {
         .parse()
         .unwrap();
     let state = std::fs::read_to_string(s.fx.state_dir().join("alice.toml")).unwrap();
-    assert!(state.contains(&format!("sign_count = {counter}")), "{state}");
+    assert!(
+        state.contains(&format!("sign_count = {counter}")),
+        "{state}"
+    );
     let r2 = s.auth("alice");
     assert_eq!(r2.result, PamResult::Success, "{r2:?}");
     assert!(!s.fx.auth_line().contains(&format!("counter={counter} ")));
@@ -63,7 +69,10 @@ fn pam_wrong_key_is_auth_err() {
     let r = s.auth("alice");
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert!(r.stderr.contains("not registered for you"), "{r:?}");
-    assert_contains(&s.fx.auth_line(), &["auth failed: ", "user=alice reason=wrong_key"]);
+    assert_contains(
+        &s.fx.auth_line(),
+        &["auth failed: ", "user=alice reason=wrong_key"],
+    );
 }
 
 #[test]
@@ -123,7 +132,10 @@ fn pam_no_key_reachable_is_auth_err() {
     let r = pamtester(&svc.name, "alice", "", &[]);
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert!(r.stderr.contains("No security key found"), "{r:?}");
-    assert_contains(&s.fx.auth_line(), &["auth failed: ", "user=alice reason=no_key"]);
+    assert_contains(
+        &s.fx.auth_line(),
+        &["auth failed: ", "user=alice reason=no_key"],
+    );
 }
 
 #[test]
@@ -154,12 +166,18 @@ fn pam_unknown_or_malformed_argument_fails_and_is_named() {
     // A relative config= (it would depend on the host's cwd) fails; the line goes to the default
     // /dev/log since no root file chose another socket.
     let svc = ServiceFile::new(&observing_stack("config=relative.toml"));
-    assert_eq!(pamtester(&svc.name, "alice", "", &[]).result, PamResult::AuthErr);
+    assert_eq!(
+        pamtester(&svc.name, "alice", "", &[]).result,
+        PamResult::AuthErr
+    );
     // A malformed config file is a failure too, never the defaults.
     let bad = s.fx.path().join("bad.toml");
     std::fs::write(&bad, "timeout = \"soon\"\n").unwrap();
     let svc = ServiceFile::new(&observing_stack(&format!("config={}", bad.display())));
-    assert_eq!(pamtester(&svc.name, "alice", "", &[]).result, PamResult::AuthErr);
+    assert_eq!(
+        pamtester(&svc.name, "alice", "", &[]).result,
+        PamResult::AuthErr
+    );
 }
 
 #[test]

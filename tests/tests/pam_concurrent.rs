@@ -31,18 +31,33 @@ fn pam_eight_concurrent_authentications_all_succeed() {
         .iter()
         .filter(|l| l.contains("auth ok: "))
         .map(|l| {
-            l.split("counter=").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap()
+            l.split("counter=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
         })
         .collect();
     assert_eq!(counters.len(), 8, "{lines:#?}");
     counters.sort_unstable();
     counters.dedup();
-    assert_eq!(counters.len(), 8, "every login saw a fresh counter: {counters:?}");
+    assert_eq!(
+        counters.len(),
+        8,
+        "every login saw a fresh counter: {counters:?}"
+    );
 
     let text = std::fs::read_to_string(s.state_path("alice")).unwrap();
     let v: toml::Value = toml::from_str(&text).unwrap();
     let stored = v["credential"][0]["sign_count"].as_integer().unwrap() as u64;
-    assert_eq!(stored, *counters.last().unwrap(), "state holds the newest counter");
+    assert_eq!(
+        stored,
+        *counters.last().unwrap(),
+        "state holds the newest counter"
+    );
     // And the state is still good for the next login.
     assert_eq!(s.auth("alice").result, PamResult::Success);
 }

@@ -5,7 +5,6 @@
 mod pam_common;
 
 use ctap_core::enroll::UvPreference;
-use ctap_e2e::SoftToken;
 use pam_common::*;
 
 /// Every name a careless module might read, pointed at `device` / `config` / `dir`.
@@ -20,7 +19,12 @@ fn hostile_env(device: &str, config: &str, dir: &str) -> Vec<(String, String)> {
     ] {
         v.push((k.to_string(), device.to_string()));
     }
-    for k in ["CTAP_CONFIG", "PAM_CTAP_CONFIG", "CTAP_PAM_CONFIG", "PAM_CTAP_TOML"] {
+    for k in [
+        "CTAP_CONFIG",
+        "PAM_CTAP_CONFIG",
+        "CTAP_PAM_CONFIG",
+        "PAM_CTAP_TOML",
+    ] {
         v.push((k.to_string(), config.to_string()));
     }
     for k in [
@@ -52,7 +56,7 @@ fn pam_environment_names_no_device_config_or_records() {
     let rogue_dir = s.fx.path().join("rogue");
     std::fs::create_dir_all(&rogue_dir).unwrap();
     let rogue_fx = Fixture::new("pam-env-rogue");
-    let rogue_key = SoftToken::start(rogue_fx.path(), &rogue_fx.path().join("rogue.state"), &[]);
+    let rogue_key = start_key(rogue_fx.path(), &rogue_fx.path().join("rogue.state"), &[]);
     rogue_fx.enroll(&rogue_key, "mallory", UvPreference::Discouraged, None);
     rogue_fx.enroll(&rogue_key, "alice", UvPreference::Discouraged, None);
     let rogue_config = rogue_fx.config("rogue.toml", &rogue_key.uri(), "nouserok = true");
@@ -67,7 +71,10 @@ fn pam_environment_names_no_device_config_or_records() {
     let r = run(&s, &s.service.name, "alice", &env);
     assert_eq!(r.result, PamResult::Success, "{r:?}");
     assert_contains(&s.fx.auth_line(), &["auth ok: ", "user=alice"]);
-    assert!(rogue_fx.log_lines().is_empty(), "the rogue config's log socket was never used");
+    assert!(
+        rogue_fx.log_lines().is_empty(),
+        "the rogue config's log socket was never used"
+    );
 
     // 2. mallory, enrolled only in the rogue records, with a rogue nouserok: still AUTH_ERR.
     let r = run(&s, &s.service.name, "mallory", &env);

@@ -12,7 +12,15 @@ const PIN: &str = "2468";
 
 fn setup(tag: &str) -> Setup {
     // "preferred" on a key with a PIN resolves to required at enrollment.
-    Setup::build(tag, "carol", &["--pin", PIN], UvPreference::Preferred, Some(PIN), "", "")
+    Setup::build(
+        tag,
+        "carol",
+        &["--pin", PIN],
+        UvPreference::Preferred,
+        Some(PIN),
+        "",
+        "",
+    )
 }
 
 #[test]
@@ -24,10 +32,19 @@ fn pam_pin_right_succeeds_with_uv() {
     let r = s.auth_with("carol", &format!("{PIN}\n"));
     assert_eq!(r.result, PamResult::Success, "{r:?}");
     // misc_conv writes prompts to stderr.
-    assert!(r.stderr.contains("Security key PIN: "), "the PIN prompt: {r:?}");
-    assert!(!r.stdout.contains(PIN) && !r.stderr.contains(PIN), "echo off: {r:?}");
+    assert!(
+        r.stderr.contains("Security key PIN: "),
+        "the PIN prompt: {r:?}"
+    );
+    assert!(
+        !r.stdout.contains(PIN) && !r.stderr.contains(PIN),
+        "echo off: {r:?}"
+    );
     let line = s.fx.auth_line();
-    assert_contains(&line, &["auth ok: ", "user=carol credential=\"virtual\"", "uv=yes"]);
+    assert_contains(
+        &line,
+        &["auth ok: ", "user=carol credential=\"virtual\"", "uv=yes"],
+    );
     assert!(!line.contains(PIN), "no secret in the log: {line}");
 }
 
@@ -73,5 +90,8 @@ fn pam_pin_blocked_is_auth_err() {
     let r = s.auth_with("carol", &format!("{PIN}\n"));
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert!(r.stderr.contains("PIN blocked: reset the key"), "{r:?}");
-    assert_contains(&s.fx.auth_line(), &["auth failed: ", "user=carol reason=pin_blocked"]);
+    assert_contains(
+        &s.fx.auth_line(),
+        &["auth failed: ", "user=carol reason=pin_blocked"],
+    );
 }

@@ -16,8 +16,14 @@ fn pam_user_without_records_is_auth_err() {
     let s = Setup::new("pam-norec", "alice", "", "");
     let r = s.auth("bob");
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
-    assert!(r.stderr.contains("No security key is registered for you"), "{r:?}");
-    assert_contains(&s.fx.auth_line(), &["auth failed: ", "user=bob reason=no_records"]);
+    assert!(
+        r.stderr.contains("No security key is registered for you"),
+        "{r:?}"
+    );
+    assert_contains(
+        &s.fx.auth_line(),
+        &["auth failed: ", "user=bob reason=no_records"],
+    );
 }
 
 #[test]
@@ -31,7 +37,10 @@ fn pam_nouserok_ignores_only_an_absent_records_file() {
     assert_eq!(r.result, PamResult::UserUnknown, "IGNORE expected: {r:?}");
     let line = s.fx.auth_line();
     assert!(line.starts_with("<85>"), "LOG_NOTICE: {line}");
-    assert_contains(&line, &["auth ignored: ", "user=bob reason=no_records (nouserok)"]);
+    assert_contains(
+        &line,
+        &["auth ignored: ", "user=bob reason=no_records (nouserok)"],
+    );
     // An enrolled user is still checked under nouserok.
     assert_eq!(s.auth("alice").result, PamResult::Success);
     s.fx.log_lines();
@@ -125,7 +134,8 @@ fn pam_per_user_records_are_ignored_unless_root_opts_in() {
     assert_contains(&s.fx.auth_line(), &["reason=no_records"]);
 
     // Root opts in: now the same file works (so the refusal above was the policy).
-    let opted = s.fx.config("opted.toml", &s.key().uri(), "per_user_records = true");
+    let opted =
+        s.fx.config("opted.toml", &s.key().uri(), "per_user_records = true");
     let svc = ServiceFile::new(&observing_stack(&format!("config={}", opted.display())));
     let r = pamtester(&svc.name, &user.name, "", &[]);
     assert_eq!(r.result, PamResult::Success, "{r:?}");

@@ -6,12 +6,14 @@ mod pam_common;
 use pam_common::*;
 
 fn sign_count(s: &Setup, user: &str) -> (u64, bool) {
-    let v: toml::Value = toml::from_str(&std::fs::read_to_string(s.state_path(user)).unwrap())
-        .unwrap();
+    let v: toml::Value =
+        toml::from_str(&std::fs::read_to_string(s.state_path(user)).unwrap()).unwrap();
     let c = &v["credential"][0];
     (
         c["sign_count"].as_integer().unwrap() as u64,
-        c.get("suspended").and_then(|x| x.as_bool()).unwrap_or(false),
+        c.get("suspended")
+            .and_then(|x| x.as_bool())
+            .unwrap_or(false),
     )
 }
 
@@ -83,7 +85,10 @@ fn pam_tampered_hmac_check_is_auth_err() {
     let s = Setup::new("pam-hmac", "alice", "", "");
     let path = s.state_path("alice");
     let mut v: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert!(v["credential"][0].get("hmac_check").is_some(), "enrolled with hmac-secret");
+    assert!(
+        v["credential"][0].get("hmac_check").is_some(),
+        "enrolled with hmac-secret"
+    );
     v["credential"][0]["hmac_check"] =
         toml::Value::String(ctap_core::credential::b64_encode(&[7u8; 32]));
     std::fs::write(&path, toml::to_string(&v).unwrap()).unwrap();
@@ -91,7 +96,13 @@ fn pam_tampered_hmac_check_is_auth_err() {
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     let line = s.fx.auth_line();
     assert!(line.starts_with("<84>"), "LOG_WARNING: {line}");
-    assert_contains(&line, &["auth failed: ", "reason=hmac_mismatch credential=\"virtual\""]);
+    assert_contains(
+        &line,
+        &[
+            "auth failed: ",
+            "reason=hmac_mismatch credential=\"virtual\"",
+        ],
+    );
 }
 
 #[test]
@@ -104,7 +115,10 @@ fn pam_corrupted_signature_is_auth_err() {
     s.restart_key(None, &["--fault", "corrupt-signature"]);
     let r = s.auth("alice");
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
-    assert_contains(&s.fx.auth_line(), &["auth failed: ", "reason=bad_signature"]);
+    assert_contains(
+        &s.fx.auth_line(),
+        &["auth failed: ", "reason=bad_signature"],
+    );
     assert_eq!(sign_count(&s, "alice"), before, "state untouched");
 }
 
@@ -127,7 +141,9 @@ fn pam_truncated_or_malformed_responses_are_auth_err() {
         assert_eq!(r.result, PamResult::AuthErr, "{fault}: {r:?}");
         let line = s.fx.auth_line();
         assert!(
-            reasons.iter().any(|k| line.contains(&format!("reason={k} "))),
+            reasons
+                .iter()
+                .any(|k| line.contains(&format!("reason={k} "))),
             "{fault}: {line}"
         );
     }

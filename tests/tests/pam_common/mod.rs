@@ -23,14 +23,38 @@ use ctap_e2e::{bin_dir, SoftToken, TempDir};
 /// The RP ID tests enroll under.
 pub const RP_ID: &str = "pam://ctap-e2e";
 
+/// Start a virtual key and wait until it accepts connections: the harness waits for the socket
+/// file, which appears at bind(), a moment before listen().
+pub fn start_key(dir: &Path, state: &Path, extra: &[&str]) -> SoftToken {
+    let key = SoftToken::start(dir, state, extra);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&key.socket).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "ctap-softtoken does not accept connections"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    key
+}
+
 /// True when the PAM tests can run; otherwise says why they are skipped.
 pub fn can_run(test: &str) -> bool {
-    let root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
     if !root {
-        eprintln!("SKIP {test}: needs root (writes /etc/pam.d and runs pamtester); CI runs as root");
+        eprintln!(
+            "SKIP {test}: needs root (writes /etc/pam.d and runs pamtester); CI runs as root"
+        );
         return false;
     }
-    if Command::new("pamtester").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+    if Command::new("pamtester")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
         panic!("{test}: pamtester is not installed (apt-get install -y pamtester)");
     }
     true
@@ -222,7 +246,12 @@ pub fn pamtester(service: &str, user: &str, stdin: &str, env: &[(&str, &str)]) -
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -274,7 +303,7 @@ impl Setup {
     ) -> Self {
         let fx = Fixture::new(tag);
         let key_state = fx.path().join("key.state");
-        let key = SoftToken::start(fx.path(), &key_state, key_args);
+        let key = start_key(fx.path(), &key_state, key_args);
         fx.enroll(&key, user, uv, pin);
         let config = fx.config("pam_ctap.toml", &key.uri(), extra);
         let service = ServiceFile::new(&observing_stack(&format!(
@@ -321,8 +350,10 @@ impl Setup {
     /// same key; another file: a clone), and point the config at it.
     pub fn restart_key(&mut self, state: Option<&Path>, extra: &[&str]) {
         self.stop_key();
-        let state = state.map(Path::to_path_buf).unwrap_or_else(|| self.key_state.clone());
-        self.key = Some(SoftToken::start(self.fx.path(), &state, extra));
+        let state = state
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.key_state.clone());
+        self.key = Some(start_key(self.fx.path(), &state, extra));
         // Point the config at the restarted key's socket.
         let text = std::fs::read_to_string(&self.config).unwrap();
         let text = text
