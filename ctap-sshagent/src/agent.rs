@@ -223,14 +223,14 @@ impl Agent {
         }
         let (sig, t) = crate::device::sign(&self.cfg.device, &self.gate, &key, data)?;
         log(format!(
-            "signed {} with {} ({}): flags {:#04x} counter {} (open {} ms, assertion {} ms)",
+            "signed {} with {} ({}): flags {:#04x} counter {} (device open {} us, getAssertion {} us)",
             describe(&what),
             key.comment,
             key.fingerprint(),
             sig.flags,
             sig.counter,
-            t.open.as_millis(),
-            t.assertion.as_millis()
+            t.open.as_micros(),
+            t.assertion.as_micros()
         ));
         Ok(sig.encoded)
     }

@@ -430,3 +430,68 @@ fn sigterm_removes_the_socket_and_daemon_mode_prints_the_environment() {
         "background agent removed its socket on SIGTERM"
     );
 }
+
+#[test]
+fn socket_activation_and_the_shell_snippet() {
+    let activate = std::path::Path::new("/usr/bin/systemd-socket-activate");
+    let s = setup("activate", &[]);
+    let runtime = s.dir.path().join("rt");
+    std::fs::create_dir(&runtime).unwrap();
+    let sock = runtime.join("ctap-sshagent.sock");
+    // The shell snippet exports the socket when it exists.
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let snippet = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/ctap-sshagent.sh");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(". {snippet}; echo \"$SSH_AUTH_SOCK\""))
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        sock.to_str().unwrap()
+    );
+    drop(_listener);
+    std::fs::remove_file(&sock).unwrap();
+
+    if !activate.exists() {
+        assert!(
+            std::env::var_os("CTAP_E2E_ALLOW_MISSING_OPENSSH").is_some(),
+            "systemd-socket-activate (package systemd) is missing"
+        );
+        return;
+    }
+    // systemd-socket-activate listens and starts the agent with LISTEN_FDS on first use, as the
+    // user unit does.
+    let device = format!("unix:{}", s._key.socket.display());
+    let mut child = Command::new(activate)
+        .arg("-l")
+        .arg(&sock)
+        .arg(bin("ctap-sshagent"))
+        .args(["-D", "--device", &device, "--credentials"])
+        .arg(s.dir.path().join(".config/ctap/credentials.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "systemd-socket-activate did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut c = Client(UnixStream::connect(&sock).unwrap());
+    assert_eq!(c.identities().len(), 2);
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    assert!(
+        err.contains("listening on the socket systemd passed"),
+        "{err}"
+    );
+}
