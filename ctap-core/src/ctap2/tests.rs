@@ -137,3 +137,15 @@ fn signature_and_auth_data_members_are_required() {
     assert_eq!(ok.auth_data.sign_count, 5);
     assert_eq!(ok.signature, vec![1, 2, 3]);
 }
+
+proptest::proptest! {
+    /// Whatever a key answers, decoding gives a value or a typed error, never a panic.
+    #[test]
+    fn response_decoders_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+        if let Ok(v) = cbor::decode_strict(&body) {
+            let _ = info::AuthenticatorInfo::from_value(&v);
+            let _ = GetAssertionResponse::from_value_for_tests(&v);
+            let _ = cose::CoseKey::from_value(&v);
+        }
+    }
+}

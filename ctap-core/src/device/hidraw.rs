@@ -79,3 +79,43 @@ impl Transport for HidrawTransport {
         format!("hidraw:{}", self.path.display())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO opened read-write loops writes back to reads, which is enough to see the bytes the
+    /// transport puts on the wire and to exercise its poll timeout without a USB key.
+    fn fifo() -> (HidrawTransport, PathBuf) {
+        let p = std::env::temp_dir().join(format!("ctap-hidraw-{}", rand::random::<u64>()));
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        (HidrawTransport::open(&p).unwrap(), p)
+    }
+
+    #[test]
+    fn writes_prefix_report_id_zero_and_reads_time_out() {
+        let (mut t, p) = fifo();
+        assert!(matches!(t.read_report(Duration::from_millis(30)), Err(TransportError::Timeout)));
+        let mut report = [0u8; REPORT_SIZE];
+        for (i, b) in report.iter_mut().enumerate() {
+            *b = u8::try_from(i).unwrap() + 1;
+        }
+        t.write_report(&report).unwrap();
+        // The first 64 of the 65 bytes written: report id 0, then the report's first 63 bytes.
+        let got = t.read_report(Duration::from_millis(100)).unwrap();
+        assert_eq!(got[0], 0);
+        assert_eq!(&got[1..], &report[..63]);
+        assert_eq!(t.describe(), format!("hidraw:{}", p.display()));
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn symlinked_device_path_is_refused() {
+        let (_t, p) = fifo();
+        let link = p.with_extension("link");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        assert!(HidrawTransport::open(&link).is_err());
+        std::fs::remove_file(link).unwrap();
+        std::fs::remove_file(p).unwrap();
+    }
+}
