@@ -40,7 +40,7 @@ fn hostile_env(device: &str, config: &str, dir: &str) -> Vec<(String, String)> {
     v
 }
 
-fn run(s: &Setup, service: &str, user: &str, env: &[(String, String)]) -> Run {
+fn run(service: &str, user: &str, env: &[(String, String)]) -> Run {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     pamtester(service, user, "", &env)
 }
@@ -53,8 +53,6 @@ fn pam_environment_names_no_device_config_or_records() {
     let s = Setup::new("pam-env", "alice", "", "");
     // A rogue world: another key, with mallory enrolled in other records, and a permissive
     // config (nouserok, that key, those records) — everything an attacker's variables point at.
-    let rogue_dir = s.fx.path().join("rogue");
-    std::fs::create_dir_all(&rogue_dir).unwrap();
     let rogue_fx = Fixture::new("pam-env-rogue");
     let rogue_key = start_key(rogue_fx.path(), &rogue_fx.path().join("rogue.state"), &[]);
     rogue_fx.enroll(&rogue_key, "mallory", UvPreference::Discouraged, None);
@@ -68,7 +66,7 @@ fn pam_environment_names_no_device_config_or_records() {
 
     // 1. alice still authenticates with root's key: the variables did not move the device to
     //    the rogue key (whose alice credential root's records do not know).
-    let r = run(&s, &s.service.name, "alice", &env);
+    let r = run(&s.service.name, "alice", &env);
     assert_eq!(r.result, PamResult::Success, "{r:?}");
     assert_contains(&s.fx.auth_line(), &["auth ok: ", "user=alice"]);
     assert!(
@@ -77,7 +75,7 @@ fn pam_environment_names_no_device_config_or_records() {
     );
 
     // 2. mallory, enrolled only in the rogue records, with a rogue nouserok: still AUTH_ERR.
-    let r = run(&s, &s.service.name, "mallory", &env);
+    let r = run(&s.service.name, "mallory", &env);
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert_contains(&s.fx.auth_line(), &["user=mallory reason=no_records"]);
 
@@ -93,7 +91,7 @@ fn pam_environment_names_no_device_config_or_records() {
         &s.config.display().to_string(),
         &s.fx.path().display().to_string(),
     );
-    let r = run(&s, &svc.name, "alice", &env);
+    let r = run(&svc.name, "alice", &env);
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert_contains(&s.fx.auth_line(), &["user=alice reason=no_key"]);
 }

@@ -47,7 +47,8 @@ fn pam_nouserok_ignores_only_an_absent_records_file() {
 
     let bob = s.records_path("bob");
     let good = std::fs::read_to_string(s.records_path("alice")).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn()>)> = vec![
+    type Make<'a> = Box<dyn Fn() + 'a>;
+    let cases: Vec<(&str, Make)> = vec![
         (
             "malformed",
             Box::new(|| std::fs::write(&bob, "[[credential]]\nname = 3\n").unwrap()),

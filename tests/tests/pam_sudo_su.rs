@@ -109,7 +109,7 @@ fn show(o: &Output) -> String {
 fn auth_lines(s: &Setup, service: &str) -> Vec<String> {
     s.fx.log_lines()
         .into_iter()
-        .filter(|l| l.contains(&format!("]: auth ")) && l.contains(&format!("service={service} ")))
+        .filter(|l| l.contains("]: auth ") && l.contains(&format!("service={service} ")))
         .collect()
 }
 
