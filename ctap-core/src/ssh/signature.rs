@@ -152,6 +152,15 @@ mod tests {
         // ssh-key's decoder (which is right) reads our encoding back.
         let theirs = ssh_key::Signature::try_from(enc.as_slice()).unwrap();
         assert_eq!(theirs.algorithm().as_str(), crate::ssh::SK_ECDSA);
+        // ...but its encoder does not write it back the same way: it puts flags and counter
+        // inside the signature string. This is why the encoding above is written by hand; if
+        // this assertion fails, ssh-key was fixed and could be used instead.
+        let mut theirs_encoded = Vec::new();
+        ssh_encoding::Encode::encode(&theirs, &mut theirs_encoded).unwrap();
+        assert_ne!(theirs_encoded, enc);
+        let mut tr = Reader::new(&theirs_encoded);
+        tr.string("type").unwrap();
+        assert_eq!(tr.string("sig").unwrap().len(), inner.len() + 5);
         let _ = flags::USER_PRESENCE_REQD;
     }
 
