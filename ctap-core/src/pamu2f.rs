@@ -225,10 +225,12 @@ fn public_key(algorithm: Algorithm, bytes: &[u8]) -> Result<CoseKey, String> {
             let xy = match bytes {
                 [0x04, rest @ ..] if rest.len() == 64 => rest,
                 _ if bytes.len() == 64 => bytes,
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "es256 public key is {} bytes; expected 64 (x||y) or 65 (uncompressed point)",
                     bytes.len()
-                )),
+                ))
+                }
             };
             let (x, y) = xy.split_at(32);
             CoseKey::Es256 {

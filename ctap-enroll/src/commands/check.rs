@@ -1,0 +1,37 @@
+//! `check-config`: print every finding, fail when one is a problem.
+
+use ctap_core::check::{self, Severity};
+
+use super::{say, Context};
+use crate::{Exit, Failure};
+
+pub fn check(ctx: &Context) -> Result<Exit, Failure> {
+    let report = check::check(&ctx.config);
+    for f in &report.findings {
+        say(f.to_string());
+    }
+    let problems = report.problems();
+    let notes = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Note)
+        .count();
+    let scope = match &report.policy {
+        Some(p) => format!(
+            "{}, {}, {}",
+            ctx.config.display(),
+            p.records_dir.display(),
+            p.state_dir.display()
+        ),
+        None => ctx.config.display().to_string(),
+    };
+    if problems == 0 {
+        say(format!("OK: no problems in {scope} ({notes} note(s))."));
+        Ok(Exit::Ok)
+    } else {
+        say(format!(
+            "{problems} problem(s), {notes} note(s) in {scope}."
+        ));
+        Ok(Exit::Failed)
+    }
+}

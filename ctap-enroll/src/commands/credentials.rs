@@ -1,0 +1,158 @@
+//! Subcommands over a user's enrolled credentials: `list`, `remove`, `rename`, `unsuspend`,
+//! and `test`, which runs the very login the PAM module runs.
+
+use ctap_core::admin::{self, CredentialSummary, Unsuspended};
+use ctap_core::login::login;
+use ctap_core::verify::CounterOutcome;
+use serde::Serialize;
+
+use super::{json, say, user_of, Context};
+use crate::cli::{ListArgs, NameArgs, RenameArgs, TestArgs};
+use crate::{Exit, Failure};
+
+#[derive(Serialize)]
+struct ListJson<'a> {
+    user: &'a str,
+    credentials: &'a [CredentialSummary],
+}
+
+pub fn list(ctx: &Context, args: &ListArgs) -> Result<Exit, Failure> {
+    let policy = ctx.policy()?;
+    let user = user_of(&args.user)?;
+    let creds = admin::list(&policy.store(), &user)?;
+    if args.json {
+        json(&ListJson {
+            user: &user,
+            credentials: &creds,
+        })?;
+        return Ok(Exit::Ok);
+    }
+    if creds.is_empty() {
+        say(format!("No credentials enrolled for {user}."));
+        return Ok(Exit::Ok);
+    }
+    let rows: Vec<[String; 7]> = creds
+        .iter()
+        .map(|c| {
+            let status = match (c.sign_count, c.suspended) {
+                (None, _) => "NO STATE (re-enroll)".to_string(),
+                (Some(_), true) => format!(
+                    "SUSPENDED: {}",
+                    c.suspended_reason
+                        .as_deref()
+                        .unwrap_or("no reason recorded")
+                ),
+                (Some(_), false) => "ok".to_string(),
+            };
+            [
+                c.name.clone(),
+                c.rp_id.clone(),
+                c.created.clone(),
+                c.last_used.clone().unwrap_or_else(|| "never".into()),
+                c.sign_count
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                c.user_verification.to_string(),
+                status,
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME",
+        "RP ID",
+        "CREATED",
+        "LAST USED",
+        "COUNTER",
+        "UV",
+        "STATUS",
+    ]
+    .map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |r: &[String; 7]| {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i == 6 {
+                    c.clone()
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect();
+        say(cells.join("  ").trim_end())
+    };
+    line(&header);
+    for r in &rows {
+        line(r);
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn remove(ctx: &Context, args: &NameArgs) -> Result<Exit, Failure> {
+    let policy = ctx.policy()?;
+    let user = user_of(&args.user)?;
+    let removed = admin::remove(&policy.store(), &user, &args.name)?;
+    say(format!(
+        "Removed {:?} (credential id {}) for {user}.",
+        removed.name,
+        removed.id_b64()
+    ));
+    Ok(Exit::Ok)
+}
+
+pub fn rename(ctx: &Context, args: &RenameArgs) -> Result<Exit, Failure> {
+    let policy = ctx.policy()?;
+    let user = user_of(&args.user)?;
+    admin::rename(&policy.store(), &user, &args.old, &args.new)?;
+    say(format!(
+        "Renamed {:?} to {:?} for {user}.",
+        args.old, args.new
+    ));
+    Ok(Exit::Ok)
+}
+
+pub fn unsuspend(ctx: &Context, args: &NameArgs) -> Result<Exit, Failure> {
+    let policy = ctx.policy()?;
+    let user = user_of(&args.user)?;
+    match admin::unsuspend(&policy.store(), &user, &args.name)? {
+        Unsuspended::Lifted(reason) => say(format!(
+            "Unsuspended {:?} for {user} (it was suspended: {reason}).",
+            args.name
+        )),
+        Unsuspended::WasNotSuspended => say(format!(
+            "{:?} of {user} is not suspended; nothing changed.",
+            args.name
+        )),
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn test(ctx: &mut Context, args: &TestArgs) -> Result<Exit, Failure> {
+    let policy = ctx.policy()?;
+    let user = user_of(&args.user)?;
+    match login(&user, &args.service, &policy, &mut ctx.prompter) {
+        Ok(granted) => {
+            let counter = match granted.counter() {
+                CounterOutcome::Advanced { from, to } => format!("counter {from} -> {to}"),
+                CounterOutcome::NotKept => "the key keeps no counter".to_string(),
+            };
+            say(format!(
+                "PASS: {user} verified with {:?} ({counter}, user verified: {})",
+                granted.credential_name(),
+                if granted.user_verified() { "yes" } else { "no" }
+            ));
+            Ok(Exit::Ok)
+        }
+        Err(e) => {
+            say(format!("FAIL ({}): {e}", e.kind()));
+            Ok(Exit::Failed)
+        }
+    }
+}

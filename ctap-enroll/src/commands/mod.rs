@@ -1,0 +1,109 @@
+//! One module per group of subcommands; [`run`] dispatches.
+
+mod check;
+mod credentials;
+mod import;
+mod keys;
+mod ssh;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use ctap_core::config::Policy;
+use ctap_core::credential::valid_user_name;
+use ctap_core::session::{open_authenticators, Authenticator};
+
+use crate::cli::{Cli, Command, UserArg};
+use crate::prompt::TerminalPrompter;
+use crate::{Exit, Failure};
+
+/// What every subcommand may need: the global options, and root's policy once loaded.
+pub struct Context {
+    pub config: PathBuf,
+    pub device: Option<ctap_core::device::DeviceUri>,
+    pub prompter: TerminalPrompter,
+}
+
+impl Context {
+    /// Root's policy, with `--device` applied over the file's device.
+    pub fn policy(&self) -> Result<Policy, Failure> {
+        let mut policy = Policy::load(&self.config)?;
+        if let Some(d) = &self.device {
+            policy.device = d.clone();
+        }
+        Ok(policy)
+    }
+
+    /// The one key to act on; several attached keys need `--device`.
+    pub fn single_key(&self, policy: &Policy) -> Result<Authenticator, Failure> {
+        let mut keys = open_authenticators(&policy.device, policy.touch_timeout())?;
+        if keys.len() > 1 {
+            return Err(Failure::new(
+                Exit::Usage,
+                format!("{} security keys are attached", keys.len()),
+                "name one with --device hidraw:/dev/hidrawN (see `ctap-enroll devices`)",
+            ));
+        }
+        keys.pop()
+            .ok_or_else(|| Failure::new(Exit::NoKey, "no security key found", "insert your key"))
+    }
+}
+
+/// `--user`, else `$SUDO_USER` (the admin who ran `sudo ctap-enroll`), else the current user.
+pub fn user_of(arg: &UserArg) -> Result<String, Failure> {
+    let user = match &arg.user {
+        Some(u) => u.clone(),
+        None => match std::env::var("SUDO_USER") {
+            Ok(u) if !u.is_empty() => u,
+            Ok(_) | Err(_) => nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .ok_or_else(|| {
+                    Failure::new(Exit::Usage, "cannot tell who you are", "pass --user USER")
+                })?,
+        },
+    };
+    if !valid_user_name(&user) {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!("{user:?} is not a valid user name"),
+            "pass a login name with --user",
+        ));
+    }
+    Ok(user)
+}
+
+/// Print to standard output; a closed pipe is not worth a panic.
+pub fn say(text: impl AsRef<str>) {
+    let _ = writeln!(std::io::stdout().lock(), "{}", text.as_ref());
+}
+
+pub fn json(value: &impl serde::Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Failure::new(Exit::Failed, format!("cannot format JSON: {e}"), ""))?;
+    say(text);
+    Ok(())
+}
+
+pub fn run(cli: Cli) -> Result<Exit, Failure> {
+    let mut ctx = Context {
+        config: cli.config,
+        device: cli.device,
+        prompter: TerminalPrompter::new(cli.pin_stdin),
+    };
+    match cli.command {
+        Command::Devices(a) => keys::devices(&ctx, &a),
+        Command::Enroll(a) => keys::enroll(&mut ctx, &a),
+        Command::Pin(p) => keys::pin(&mut ctx, &p),
+        Command::List(a) => credentials::list(&ctx, &a),
+        Command::Remove(a) => credentials::remove(&ctx, &a),
+        Command::Rename(a) => credentials::rename(&ctx, &a),
+        Command::Unsuspend(a) => credentials::unsuspend(&ctx, &a),
+        Command::Test(a) => credentials::test(&mut ctx, &a),
+        Command::ImportPamU2f(a) => import::import(&ctx, &a),
+        Command::CheckConfig => check::check(&ctx),
+        Command::Ssh(a) => ssh::enroll(&mut ctx, &a),
+        Command::ExportSsh(a) => ssh::export(&a),
+    }
+}

@@ -1,0 +1,28 @@
+//! `ctap-enroll`: the administrator's and user's command line over ctap-core.
+//!
+//! Thin by design (DESIGN section 1): parse arguments ([`cli`]), talk to the terminal
+//! ([`prompt`]), call ctap-core, print. Every file and protocol decision is the library's.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+mod commands;
+mod failure;
+mod prompt;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use failure::{Exit, Failure};
+
+/// Parse the command line, run it, report: the whole program.
+pub fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(exit) => exit.into(),
+        Err(failure) => {
+            failure.print();
+            failure.code.into()
+        }
+    }
+}
