@@ -25,7 +25,10 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let uri = std::env::args().nth(1).unwrap_or_else(|| "auto".into()).parse()?;
+    let uri = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "auto".into())
+        .parse()?;
     let rp = "pam://demo";
     let mut cue = |s: KeepaliveStatus| {
         if s == KeepaliveStatus::UpNeeded {
@@ -37,9 +40,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut keys = open_authenticators(&uri, std::time::Duration::from_secs(30))?;
     let key = &mut keys[0];
     let info = key.info().clone();
-    println!("    versions {:?}, aaguid {}, extensions {:?}, PIN set: {}", info.versions, info.aaguid_string(), info.extensions, info.pin_set());
+    println!(
+        "    versions {:?}, aaguid {}, extensions {:?}, PIN set: {}",
+        info.versions,
+        info.aaguid_string(),
+        info.extensions,
+        info.pin_set()
+    );
 
-    println!("[2] makeCredential rp={rp} user=demo (ES256, hmac-secret, credProtect=2); touch your key");
+    println!(
+        "[2] makeCredential rp={rp} user=demo (ES256, hmac-secret, credProtect=2); touch your key"
+    );
     let made = key.make_credential(
         &MakeCredentialRequest {
             client_data_hash: rand::random(),
@@ -59,11 +70,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         &mut cue,
     )?;
     let cred = made.credential().clone();
-    println!("    credential id {}… ({} bytes), attestation fmt {:?}, hmac-secret on: {}", &hex(&cred.credential_id)[..16], cred.credential_id.len(), made.fmt, made.hmac_secret_enabled());
+    println!(
+        "    credential id {}… ({} bytes), attestation fmt {:?}, hmac-secret on: {}",
+        &hex(&cred.credential_id)[..16],
+        cred.credential_id.len(),
+        made.fmt,
+        made.hmac_secret_enabled()
+    );
 
     for round in 1..=2 {
         let cdh: [u8; 32] = rand::random();
-        println!("[{}] getAssertion with hmac-secret salt; touch your key", 2 + round);
+        println!(
+            "[{}] getAssertion with hmac-secret salt; touch your key",
+            2 + round
+        );
         let a = key.get_assertion(
             &GetAssertionRequest {
                 rp_id: rp.into(),
@@ -71,7 +91,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 allow_list: vec![cred.credential_id.clone()],
                 user_presence: true,
                 user_verification: false,
-                hmac_secret: Some(HmacSalts { salt1: [7; 32], salt2: None }),
+                hmac_secret: Some(HmacSalts {
+                    salt1: [7; 32],
+                    salt2: None,
+                }),
             },
             None,
             &mut cue,
@@ -79,7 +102,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let signed = [a.auth_data.raw.as_slice(), &cdh].concat();
         let ok = cred.public_key.verify(&signed, &a.signature);
         let rp_ok = a.auth_data.rp_id_hash == <[u8; 32]>::from(Sha256::digest(rp.as_bytes()));
-        let out = a.hmac_secret.as_ref().map(|h| hex(&Sha256::digest(&h.output1[..]))[..16].to_string()).unwrap_or_default();
+        let out = a
+            .hmac_secret
+            .as_ref()
+            .map(|h| hex(&Sha256::digest(&h.output1[..]))[..16].to_string())
+            .unwrap_or_default();
         println!(
             "    signature verifies with the enrolled key: {ok}; rpIdHash ok: {rp_ok}; UP: {}; counter: {}; SHA-256(hmac output): {out}…",
             a.auth_data.flags.user_present(),

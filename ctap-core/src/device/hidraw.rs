@@ -95,7 +95,10 @@ mod tests {
     #[test]
     fn writes_prefix_report_id_zero_and_reads_time_out() {
         let (mut t, p) = fifo();
-        assert!(matches!(t.read_report(Duration::from_millis(30)), Err(TransportError::Timeout)));
+        assert!(matches!(
+            t.read_report(Duration::from_millis(30)),
+            Err(TransportError::Timeout)
+        ));
         let mut report = [0u8; REPORT_SIZE];
         for (i, b) in report.iter_mut().enumerate() {
             *b = u8::try_from(i).unwrap() + 1;
