@@ -69,16 +69,20 @@ impl Finding {
     /// A file error, located, with what to do about it.
     pub fn from_file_error(e: &FileError) -> Self {
         match e {
-            FileError::NotFound(p) => Finding::problem(
-                p,
-                "no such file",
-                "create it, or name another file",
-            ),
-            FileError::Insecure { path, why } => Finding::problem(
-                path,
-                format!("refused: {why}"),
-                "it must be a regular file (not a symlink) owned by root, in a root-owned directory, and not group- or world-writable; nothing was changed",
-            ),
+            FileError::NotFound(p) => {
+                Finding::problem(p, "no such file", "create it, or name another file")
+            }
+            FileError::Insecure { path, why } => {
+                // Most reasons already end in the command that fixes them ("...: chmod go-w F").
+                let fix = if why.contains(": ") {
+                    "then retry"
+                } else if why.contains("symbolic link") {
+                    "replace the link with the regular file it points to"
+                } else {
+                    "it must be a regular file owned by root (or the user, for per-user files), not group- or world-writable, in a directory only root can write"
+                };
+                Finding::problem(path, format!("refused: {why}"), fix)
+            }
             FileError::Io { path, source } => {
                 let fix = if source.kind() == std::io::ErrorKind::PermissionDenied {
                     "run ctap-enroll as root (sudo)"
@@ -108,13 +112,13 @@ impl Finding {
                 ..Finding::problem(
                     path,
                     message.trim().replace('\n', " "),
-                    "correct the file (or restore it from a backup); nothing was changed",
+                    "correct the file (or restore it from a backup)",
                 )
             },
             StoreError::Invalid { path, message } => Finding::problem(
                 path,
                 message.clone(),
-                "correct the file, or remove the credential and enroll it again; nothing was changed",
+                "correct the file, or remove the credential and enroll it again",
             ),
             StoreError::BadUserName(u) => Finding {
                 file: None,
@@ -304,6 +308,7 @@ fn check_dir(
 fn check_store(policy: &Policy, findings: &mut Vec<Finding>) {
     let store = policy.store();
     let mut records: Vec<(String, PathBuf, CredentialFile)> = Vec::new();
+    let mut broken_records = Vec::new();
     if let Some(listing) = check_dir(&store.records_dir, 0o755, "records", findings) {
         for (user, path) in listing.user_files {
             match load_credential_file(&path, Ownership::ROOT) {
@@ -311,7 +316,10 @@ fn check_store(policy: &Policy, findings: &mut Vec<Finding>) {
                     check_records(policy, &user, &path, &file, findings);
                     records.push((user, path, file));
                 }
-                Err(e) => findings.push(Finding::from_store_error(&e)),
+                Err(e) => {
+                    findings.push(Finding::from_store_error(&e));
+                    broken_records.push(user);
+                }
             }
         }
     }
@@ -323,7 +331,7 @@ fn check_store(policy: &Policy, findings: &mut Vec<Finding>) {
             let has_records = records.iter().any(|(u, _, _)| *u == user);
             match store.read_state(&user) {
                 Ok(state) if !has_records => {
-                    if !state.credentials.is_empty() {
+                    if !state.credentials.is_empty() && !broken_records.contains(&user) {
                         findings.push(Finding::note(
                             &path,
                             format!("state for user {user}, who has no records file"),
@@ -485,5 +493,55 @@ fn cross_check(
                 "harmless (left by a removal or an interrupted enrollment)",
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn findings_read_file_line_problem_fix() {
+        let e = StoreError::Parse {
+            path: PathBuf::from("/etc/ctap/users/alice.toml"),
+            line: Some(3),
+            message: "unknown field `colour`\n".into(),
+        };
+        assert_eq!(
+            Finding::from_store_error(&e).to_string(),
+            "/etc/ctap/users/alice.toml:3: unknown field `colour`: correct the file (or restore it from a backup)"
+        );
+        let n = Finding::note(
+            Path::new("/var/lib/ctap/.a.toml.tmp.1.2"),
+            "left over",
+            "delete it",
+        );
+        assert_eq!(
+            n.to_string(),
+            "/var/lib/ctap/.a.toml.tmp.1.2: note: left over: delete it"
+        );
+        let link = FileError::Insecure {
+            path: PathBuf::from("/x.toml"),
+            why: "is a symbolic link".into(),
+        };
+        assert!(Finding::from_file_error(&link)
+            .to_string()
+            .contains("refused: is a symbolic link: replace the link"));
+    }
+
+    #[test]
+    fn a_missing_config_is_a_note_and_a_broken_one_stops_the_check() {
+        let dir = std::env::temp_dir().join(format!("ctap-check-{}", rand::random::<u64>()));
+        std::fs::create_dir(&dir).unwrap();
+        let missing = check(&dir.join("absent.toml"));
+        assert!(missing.policy.is_some());
+        assert!(missing.findings[0].severity == Severity::Note);
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "timeout = \"soon\"\n").unwrap();
+        let r = check(&bad);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(r.policy.is_none());
+        assert_eq!(r.problems(), 1);
+        assert_eq!(r.findings[0].line, Some(1));
     }
 }

@@ -12,6 +12,7 @@ use ctap_core::ctap2::{CtapError, CtapStatus};
 use ctap_core::ctaphid::CtapHidError;
 use ctap_core::device::TransportError;
 use ctap_core::enroll::EnrollError;
+use ctap_core::fs::FileError;
 
 /// The documented exit codes (see `ctap-enroll --help`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +79,21 @@ impl From<Finding> for Failure {
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
-        Finding::from_store_error(&e).into()
+        let mut f: Failure = Finding::from_store_error(&e).into();
+        // These are found while reading, before anything is written.
+        let read_time = match &e {
+            StoreError::Parse { .. }
+            | StoreError::Invalid { .. }
+            | StoreError::File(FileError::Insecure { .. }) => true,
+            StoreError::File(
+                FileError::NotFound(_) | FileError::Io { .. } | FileError::LockTimeout(_),
+            )
+            | StoreError::BadUserName(_) => false,
+        };
+        if read_time {
+            f.fix.push_str("; nothing was changed");
+        }
+        f
     }
 }
 

@@ -613,6 +613,11 @@ fn bad_files_are_refused_naming_the_file_and_nothing_changes() {
                 "{what}: {}",
                 r.stderr
             );
+            assert!(
+                r.stderr.trim_end().ends_with("; nothing was changed"),
+                "{what}: {}",
+                r.stderr
+            );
             expect_named(&r, args[0]);
         }
         let t = env.run(&["test", "--user", "frank"]).code(1);
