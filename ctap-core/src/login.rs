@@ -133,7 +133,8 @@ impl fmt::Display for LoginError {
             LoginError::Device(e) => e.fmt(f),
             LoginError::Rejected { credential, reason, suspended } => {
                 write!(f, "credential {credential:?} rejected: {reason}")?;
-                if *suspended {
+                // An already suspended credential says so in `reason`; only a new suspension is news.
+                if *suspended && !matches!(reason, VerifyError::Suspended(_)) {
                     write!(f, "; the credential is now suspended until `ctap-enroll unsuspend`")?;
                 }
                 Ok(())

@@ -16,7 +16,8 @@ Exit status:
      no such credential, check-config found problems, import-pam-u2f skipped a line
   2  usage or configuration error: bad arguments; a config, records or state file that is
      missing, unreadable, insecure or malformed; permission denied (run as root)
-  3  no security key found, or the --device cannot be opened
+  3  no security key found, or the --device cannot be opened (test still exits 1, with
+     FAIL (no_key): its verdict is always PASS/0 or FAIL/1)
 
 Errors go to standard error as `ctap-enroll: <what happened>: <what to do>`.
 

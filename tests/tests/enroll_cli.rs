@@ -454,6 +454,7 @@ fn cloned_key_fails_and_is_suspended_until_unsuspend() {
     env.serve(&genuine);
     let t = env.run(&["test", "--user", "erin"]).code(1);
     assert!(t.stdout.starts_with("FAIL (suspended)"), "{}", t.stdout);
+    assert!(!t.stdout.contains("now suspended"), "{}", t.stdout);
     let u = env.run(&["unsuspend", "key-1", "--user", "erin"]).ok();
     assert!(u.stdout.contains("Unsuspended \"key-1\""), "{}", u.stdout);
     env.run(&["test", "--user", "erin"]).ok();
