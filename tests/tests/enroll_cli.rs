@@ -307,6 +307,18 @@ fn enroll_list_test_rename_remove() {
     );
     let t = env.run(&["test", "--user", "alice"]).code(1);
     assert!(t.stdout.starts_with("FAIL ("), "{}", t.stdout);
+    // Without --user, sudo's $SUDO_USER is the user.
+    let o = env
+        .command(&["list"])
+        .env("SUDO_USER", "zed")
+        .output()
+        .unwrap();
+    let l = Run::from(o).ok();
+    assert!(
+        l.stdout.contains("No credentials enrolled for zed"),
+        "{}",
+        l.stdout
+    );
     let t = env.run(&["test", "--user", "nobody-here"]).code(1);
     assert!(t.stdout.starts_with("FAIL (no_records)"), "{}", t.stdout);
 }
@@ -900,4 +912,72 @@ fn import_pam_u2f_lines_then_test_passes() {
         "{}",
         r.stdout
     );
+}
+
+#[test]
+fn pin_prompt_reads_the_terminal_with_echo_off() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    // util-linux's script(1) gives the command a pseudo-terminal (Debian: bsdutils, Essential).
+    if !Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: /usr/bin/script is not installed");
+        return;
+    }
+    let env = Env::new("tty", "", &["--pin", "135790"]);
+    env.run_with_input(
+        &[
+            "--pin-stdin",
+            "enroll",
+            "--user",
+            "judy",
+            "--uv",
+            "required",
+        ],
+        "135790\n",
+    )
+    .ok();
+    let inner = format!(
+        "{} --config {} --device {} test --user judy",
+        bin("ctap-enroll").display(),
+        env.config.display(),
+        env.uri()
+    );
+    let mut child = Command::new("/usr/bin/script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env_remove("SUDO_USER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut out = child.stdout.take().unwrap();
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    // Type the PIN only once the prompt is up (echo is off by then), as a person would.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&seen.lock().unwrap()).contains("Security key PIN: ") {
+        assert!(std::time::Instant::now() < deadline, "no PIN prompt");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"135790\n").unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    reader.join().unwrap();
+    let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("PASS: judy verified"), "{text}");
+    assert!(text.contains("user verified: yes"), "{text}");
+    assert!(!text.contains("135790"), "the PIN was echoed: {text}");
 }
