@@ -24,7 +24,7 @@ wait_sock() { for _ in $(seq 500); do [ -S "$1" ] && return 0; sleep 0.02; done;
 "$bin/ctap-softtoken" serve --socket "$tmp/key.sock" --state "$tmp/key.state" --presence auto 2>/dev/null &
 pids+=($!)
 wait_sock "$tmp/key.sock"
-HOME=$tmp "$bin/ctap-enroll" --device "unix:$tmp/key.sock" ssh --name bench --credentials "$tmp/creds.toml" >/dev/null
+HOME=$tmp "$bin/ctap-enroll" --device "unix:$tmp/key.sock" ssh --name bench --credentials "$tmp/creds.toml" >/dev/null 2>&1
 "$bin/ctap-sshagent" -D -a "$tmp/ctap.sock" --device "unix:$tmp/key.sock" --credentials "$tmp/creds.toml" >/dev/null 2>"$tmp/ctap.log" &
 pids+=($!)
 wait_sock "$tmp/ctap.sock"
@@ -45,9 +45,10 @@ echo "OpenSSH ssh-agent (ecdsa, key in memory): $theirs"
 rate() { sed -E 's/.*: ([0-9.]+) sign\/s.*/\1/' <<<"$1"; }
 ms() { sed -E 's/.*, ([0-9.]+) ms each/\1/' <<<"$1"; }
 awk -v a="$(rate "$ours")" -v b="$(rate "$theirs")" 'BEGIN { printf "ratio: OpenSSH ssh-agent is %.1fx faster (ours %.1f%% of its rate)\n", b / a, 100 * a / b }'
-# Per request, from the agent's log of the measured run (the last n lines): device open
-# (connect, CTAPHID INIT, getInfo) and getAssertion (up to the key's answer, verified and encoded).
-tail -n "$n" "$tmp/ctap.log" | sed -nE 's/.*device open ([0-9]+) us, getAssertion ([0-9]+) us.*/\1 \2/p' |
+# Per request, from the agent's log of the measured run (its last n "signed" lines): device open
+# (connect, CTAPHID INIT, getInfo; ~0 when the kept session is reused) and getAssertion (up to
+# the key's answer, verified and encoded).
+grep 'signed SSHSIG' "$tmp/ctap.log" | tail -n "$n" | sed -nE 's/.*device open ([0-9]+) us, getAssertion ([0-9]+) us.*/\1 \2/p' |
     awk -v total="$(ms "$ours")" '{ o += $1; a += $2; k++ } END {
         o /= k * 1000; a /= k * 1000; rest = total - o - a;
         printf "where a ctap-sshagent request goes (mean of %d): %.3f ms total = device open %.3f ms (%.0f%%) + getAssertion %.3f ms (%.0f%%) + agent/protocol/client %.3f ms (%.0f%%)\n",

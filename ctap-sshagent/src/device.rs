@@ -8,9 +8,11 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ctap_core::ctap2::pin::Pin;
-use ctap_core::ctap2::{Ctap2, CtapStatus};
+use ctap_core::ctap2::{Ctap2, CtapError, CtapStatus};
+use ctap_core::ctaphid::CtapHidError;
 use ctap_core::ctaphid::{CtapHidChannel, KeepaliveStatus, WaitDecision};
 use ctap_core::device::{self, DeviceUri, Transport};
+use ctap_core::session::Authenticator;
 use ctap_core::ssh::{self, SkKey, SkSignature, SshError, UserVerification, VerificationNeed};
 
 use crate::askpass;
@@ -30,7 +32,14 @@ pub struct DeviceConfig {
 pub struct DeviceGate {
     busy: Mutex<bool>,
     freed: Condvar,
+    /// The open session, kept between requests: opening (connect, CTAPHID INIT, getInfo) costs
+    /// as much as the signature itself. Used only by the gate's holder; dropped after any
+    /// framing or transport error and when idle, so a replugged or misbehaving key starts afresh.
+    session: Mutex<Option<(Authenticator, Instant)>>,
 }
+
+/// A session unused this long is closed and reopened on the next request.
+const SESSION_IDLE: Duration = Duration::from_secs(60);
 
 pub struct GateGuard<'a>(&'a DeviceGate);
 
@@ -48,6 +57,7 @@ impl Default for DeviceGate {
         DeviceGate {
             busy: Mutex::new(false),
             freed: Condvar::new(),
+            session: Mutex::new(None),
         }
     }
 }
@@ -72,6 +82,38 @@ pub struct SignTiming {
     pub assertion: Duration,
 }
 
+fn open(cfg: &DeviceConfig) -> Result<Authenticator, String> {
+    let transport = device::open(&cfg.uri).map_err(|e| format!("cannot open {}: {e}", cfg.uri))?;
+    let hid = CtapHidChannel::open(transport).map_err(|e| format!("{}: {e}", cfg.uri))?;
+    let mut ctap = Ctap2::new(hid).map_err(|e| format!("{}: {e}", cfg.uri))?;
+    ctap.set_touch_timeout(cfg.touch_timeout);
+    Ok(ctap)
+}
+
+/// The transport failed: on a kept session this means the key went away since (replugged,
+/// the virtual key restarted), and one fresh session is worth a try.
+fn is_transport_failure(r: &Result<SkSignature, SshError>) -> bool {
+    matches!(
+        r,
+        Err(SshError::Ctap(CtapError::Hid(CtapHidError::Transport(_))))
+    )
+}
+
+/// Whether the session is still trustworthy after this result: the key answered within the
+/// protocol (a signature, or a CTAP status such as "denied").
+fn keep_session(r: &Result<SkSignature, SshError>) -> bool {
+    match r {
+        Ok(_) | Err(SshError::Ctap(CtapError::Status(_))) => true,
+        Err(
+            SshError::Ctap(_)
+            | SshError::BadAssertion(_)
+            | SshError::Malformed(_)
+            | SshError::Unsupported(_)
+            | SshError::Refused(_),
+        ) => false,
+    }
+}
+
 /// Sign `data` with `key` on the configured device.
 pub fn sign(
     cfg: &DeviceConfig,
@@ -82,12 +124,21 @@ pub fn sign(
     let _guard = gate
         .acquire(cfg.touch_timeout)
         .ok_or("the security key is busy with another request")?;
+    let mut slot = gate.session.lock().unwrap_or_else(|p| p.into_inner());
     let t0 = Instant::now();
-    let transport = device::open(&cfg.uri).map_err(|e| format!("cannot open {}: {e}", cfg.uri))?;
-    let mut ctap =
-        Ctap2::new(CtapHidChannel::open(transport).map_err(|e| format!("{}: {e}", cfg.uri))?)
-            .map_err(|e| format!("{}: {e}", cfg.uri))?;
-    ctap.set_touch_timeout(cfg.touch_timeout);
+    let kept = slot
+        .take()
+        .filter(|(_, used)| used.elapsed() < SESSION_IDLE)
+        .map(|(c, _)| c);
+    let (mut ctap, mut reused) = match kept {
+        Some(c) => (c, true),
+        None => (open(cfg)?, false),
+    };
+    // PIN and UV state may have changed since the session was opened: ask again when it matters.
+    if reused && key.verify_required() && ctap.refresh_info().is_err() {
+        ctap = open(cfg)?;
+        reused = false;
+    }
     let mut timing = SignTiming {
         open: t0.elapsed(),
         ..SignTiming::default()
@@ -103,14 +154,20 @@ pub fn sign(
         cue.show();
     }
     let t1 = Instant::now();
-    let first = attempt(&mut ctap, key, data, need, pin.as_ref(), &mut cue);
-    let result = match first {
+    let mut result = attempt(&mut ctap, key, data, need, pin.as_ref(), &mut cue);
+    if reused && is_transport_failure(&result) {
+        let t = Instant::now();
+        ctap = open(cfg)?;
+        timing.open += t.elapsed();
+        result = attempt(&mut ctap, key, data, need, pin.as_ref(), &mut cue);
+    }
+    let result = match result {
         // The key wants a PIN although the credential did not say so (credProtect, alwaysUv):
         // ask once, as OpenSSH's agent does.
         Err(SshError::Ctap(e))
             if pin.is_none()
-                && matches!(e.status(), Some(CtapStatus::PuatRequired))
-                && ctap.info().pin_set() =>
+                && e.status() == Some(CtapStatus::PuatRequired)
+                && ctap.refresh_info().is_ok_and(|i| i.pin_set()) =>
         {
             let pin = ask_pin(cfg, key)?;
             attempt(
@@ -125,6 +182,9 @@ pub fn sign(
         other => other,
     };
     timing.assertion = t1.elapsed();
+    if keep_session(&result) {
+        *slot = Some((ctap, Instant::now()));
+    }
     match result {
         Ok(sig) => Ok((sig, timing)),
         Err(SshError::Ctap(e)) if e.status() == Some(CtapStatus::PinInvalid) => {

@@ -495,3 +495,71 @@ fn socket_activation_and_the_shell_snippet() {
         "{err}"
     );
 }
+
+#[test]
+fn the_agent_reopens_the_key_after_it_restarts() {
+    let dir = temp("restart");
+    let sock = dir.path().join("key.sock");
+    let state = dir.path().join("state");
+    let start = || {
+        let child = Command::new(bin("ctap-softtoken"))
+            .args(["serve", "--socket"])
+            .arg(&sock)
+            .arg("--state")
+            .arg(&state)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&sock).is_err() {
+            assert!(Instant::now() < deadline, "softtoken did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    };
+    let mut token = start();
+    let t = ctap_core::device::UnixTransport::connect(&sock).unwrap();
+    let mut c =
+        ctap_core::ctap2::Ctap2::new(ctap_core::ctaphid::CtapHidChannel::open(t).unwrap()).unwrap();
+    let record = ctap_core::ssh::enroll_ssh_credential(
+        &mut c,
+        &enrollment(SkAlgorithm::EcdsaP256, "r"),
+        None,
+        &mut |_| WaitDecision::Continue,
+    )
+    .unwrap();
+    drop(c);
+    let creds = write_credentials(dir.path(), std::slice::from_ref(&record));
+    let socket = dir.path().join("agent.sock");
+    let mut agent = Command::new(bin("ctap-sshagent"))
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .arg("--device")
+        .arg(format!("unix:{}", sock.display()))
+        .arg("--credentials")
+        .arg(&creds)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "agent did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let blob = SkKey::from_record(&record).unwrap().public_blob();
+    let mut client = Client(UnixStream::connect(&socket).unwrap());
+    assert_eq!(client.sign(&blob, &sshsig_blob())[0], 14);
+    // The key goes away and comes back: the kept session is dead, the agent opens a new one.
+    let _ = Command::new("kill").arg(token.id().to_string()).status();
+    let _ = token.wait();
+    token = start();
+    assert_eq!(client.sign(&blob, &sshsig_blob())[0], 14);
+    let _ = token.kill();
+    let _ = token.wait();
+    let _ = agent.kill();
+    let _ = agent.wait();
+}

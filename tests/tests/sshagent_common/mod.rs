@@ -154,6 +154,7 @@ impl Agent {
     pub fn terminate(&mut self) -> bool {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
+            .stderr(Stdio::null())
             .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
