@@ -76,10 +76,8 @@ pub fn enroll(ctx: &mut Context, args: &SshArgs) -> Result<Exit, Failure> {
             .map(|p| p.device)
             .unwrap_or(ctap_core::device::DeviceUri::Auto),
     };
-    let mut keys = ctap_core::session::open_authenticators(
-        &device,
-        ctap_core::ctap2::DEFAULT_TOUCH_TIMEOUT,
-    )?;
+    let mut keys =
+        ctap_core::session::open_authenticators(&device, ctap_core::ctap2::DEFAULT_TOUCH_TIMEOUT)?;
     if keys.len() > 1 {
         return Err(Failure::new(
             Exit::Usage,
