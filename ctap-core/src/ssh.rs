@@ -141,3 +141,39 @@ pub fn write_key_files(path: &std::path::Path, key: &SkKey) -> Result<(), String
         format!("{}\n", key.authorized_keys_line()).as_bytes(),
     )
 }
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::request::classify;
+    use super::wire::Reader;
+    use super::*;
+
+    proptest! {
+        /// Every parser that reads peer or file input answers arbitrary bytes with a value or an
+        /// error, never a panic.
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = SkKey::read_private(&mut Reader::new(&bytes));
+            let _ = SkKey::parse_public_blob(&bytes);
+            let _ = classify(&bytes, SK_ECDSA, &bytes);
+            let _ = verify_host_signature(&bytes, &bytes, &bytes);
+            let _ = SkKey::from_openssh_private(&String::from_utf8_lossy(&bytes));
+            let _ = encode_sk_signature(SkAlgorithm::EcdsaP256, &bytes, 1, 1);
+        }
+
+        /// Valid prefixes with a corrupted tail: deeper paths than random bytes reach.
+        #[test]
+        fn corrupted_private_fields_never_panic(cut in 0usize..200, flip in any::<u8>(), at in 0usize..200) {
+            let (_, k) = key::tests::ecdsa_key();
+            let mut f = k.private_fields();
+            if let Some(b) = f.get_mut(at) {
+                *b ^= flip;
+            }
+            f.truncate(cut.min(f.len()));
+            let _ = SkKey::read_private(&mut Reader::new(&f));
+            let _ = verify_sk_signature(&k, b"data", &f);
+        }
+    }
+}

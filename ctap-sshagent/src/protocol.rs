@@ -264,6 +264,15 @@ mod tests {
         assert!(parse_constraints(&mut Reader::new(&[9])).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = parse(&bytes);
+            let _ = parse_session_bind(&bytes);
+            let _ = parse_constraints(&mut Reader::new(&bytes));
+        }
+    }
+
     #[test]
     fn replies_are_length_prefixed() {
         assert_eq!(Response::Failure.encode(), [0, 0, 0, 1, SSH_AGENT_FAILURE]);
