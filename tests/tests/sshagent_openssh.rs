@@ -633,3 +633,54 @@ fn ctap_enroll_ssh_key_file_is_added_by_ssh_add_and_export_ssh_matches_ssh_add_l
     assert!(sign.status.success(), "{}", text(&sign));
     assert!(verify.status.success(), "{}", text(&verify));
 }
+
+#[test]
+fn no_touch_required_keys_sign_without_presence_where_sshd_allows_it() {
+    if !can_run_sshd() {
+        return;
+    }
+    let dir = temp("sshd-notouch");
+    let state = dir.path().join("state");
+    let key = SoftToken::start(dir.path(), &state, &[]);
+    let mut e = enrollment(SkAlgorithm::Ed25519, "notouch");
+    e.no_touch_required = true;
+    let records = enroll(&key, &[e], None);
+    key.stop();
+    // A key that never sees a touch.
+    let key = SoftToken::start(dir.path(), &state, &["--presence", "deny"]);
+    let creds = write_credentials(dir.path(), &records);
+    let agent = Agent::start(dir.path(), &key, &creds, &["--timeout", "5"]);
+    let line = SkKey::from_record(&records[0])
+        .unwrap()
+        .authorized_keys_line();
+
+    let sshd = Sshd::start(dir.path(), &format!("no-touch-required {line}\n"));
+    let out = sshd.login(&agent);
+    assert!(
+        out.status.success(),
+        "{}\nagent: {}\nsshd: {}",
+        text(&out),
+        agent.log_text(),
+        sshd.log_text()
+    );
+    assert!(
+        agent.log_text().contains("flags 0x00"),
+        "no UP flag: {}",
+        agent.log_text()
+    );
+    assert!(
+        !agent.log_text().contains("Touch your security key"),
+        "no touch cue"
+    );
+    drop(sshd);
+
+    // Without the option in authorized_keys, sshd insists on user presence.
+    let sshd = Sshd::start(dir.path(), &format!("{line}\n"));
+    let out = sshd.login(&agent);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        sshd.log_text().contains("user presence"),
+        "{}",
+        sshd.log_text()
+    );
+}
