@@ -110,6 +110,9 @@ pub fn enroll(
 ) -> Result<CredentialRecord, EnrollError> {
     let user = req.user.as_str();
     let rp_id = req.rp_id.clone().unwrap_or_else(default_rp_id);
+    // The user's lock covers the whole read-modify-write of records and state, so a concurrent
+    // `remove` or second `enroll` cannot interleave with this one (admin edits take it too).
+    let mut guard = store.lock_state(user, std::time::Duration::from_secs(30))?;
     let mut records = store.load_system_records(user)?;
     if req.name.trim().is_empty() {
         return Err(EnrollError::Refused(
@@ -254,11 +257,8 @@ pub fn enroll(
         created: crate::credential::now_rfc3339(),
         no_touch_required: false,
     };
-    {
-        let mut guard = store.lock_state(user, std::time::Duration::from_secs(30))?;
-        guard.state.put(state);
-        guard.commit()?;
-    }
+    guard.state.put(state);
+    guard.commit()?;
     records.credentials.push(record.clone());
     store.save_system_records(user, &records)?;
     Ok(record)

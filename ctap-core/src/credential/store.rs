@@ -233,16 +233,27 @@ fn ensure_dir(dir: &Path, mode: u32) -> Result<(), StoreError> {
     if dir.is_dir() {
         return Ok(());
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(dir)
-        .map_err(|source| {
-            StoreError::File(FileError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })
+    let io = |source| {
+        StoreError::File(FileError::Io {
+            path: dir.to_path_buf(),
+            source,
         })
+    };
+    // Missing parents get the usual 0755; only the directory itself gets `mode` (0700 for state).
+    if let Some(parent) = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.is_dir())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .map_err(io)?;
+    }
+    match std::fs::DirBuilder::new().mode(mode).create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other.map_err(io),
+    }
 }
 
 /// A user's home directory and uid, from the password database.
