@@ -1,0 +1,214 @@
+//! Benchmark of pam_ctap (run through bench/pam-bench.sh, as root): wall time of a pamtester
+//! authentication through pam_ctap with the virtual key (presence auto) against a pam_permit
+//! stack (the cost of pamtester + libpam alone), their difference (our overhead), and the
+//! in-process paths: `login()` without PAM, and `verify_assertion` alone.
+//!
+//! Usage: pam_bench [ITERATIONS] (default 50; verify runs 200x as many).
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ctap_core::config::{PinPolicy, Policy};
+use ctap_core::ctap2::ext::hmac_secret::HmacSalts;
+use ctap_core::ctap2::pin::Pin;
+use ctap_core::ctap2::GetAssertionRequest;
+use ctap_core::ctaphid::WaitDecision;
+use ctap_core::enroll::{enroll, EnrollRequest, UvPreference};
+use ctap_core::login::login;
+use ctap_core::session::{open_authenticators, Prompter};
+use ctap_core::verify::{verify_assertion, Challenge, Expectation};
+use ctap_e2e::{bin_dir, SoftToken, TempDir};
+
+struct Quiet;
+impl Prompter for Quiet {
+    fn touch_cue(&mut self, _: &str) {}
+    fn request_pin(&mut self, _: &str) -> Option<Pin> {
+        None
+    }
+    fn info(&mut self, _: &str) {}
+}
+
+struct Service(String);
+impl Service {
+    fn new(content: &str) -> Self {
+        let name = format!("ctap-bench-{:08x}", rand::random::<u32>());
+        std::fs::write(Path::new("/etc/pam.d").join(&name), content).unwrap();
+        Service(name)
+    }
+}
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(Path::new("/etc/pam.d").join(&self.0));
+    }
+}
+
+fn pamtester(service: &str, user: &str) -> Duration {
+    let t = Instant::now();
+    let st = Command::new("pamtester")
+        .args([service, user, "authenticate"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let d = t.elapsed();
+    assert!(st.success(), "pamtester {service} failed");
+    d
+}
+
+fn stats(mut v: Vec<Duration>) -> (Duration, Duration) {
+    v.sort_unstable();
+    let median = v[v.len() / 2];
+    let p99 = v[((v.len() * 99).div_ceil(100))
+        .saturating_sub(1)
+        .min(v.len() - 1)];
+    (median, p99)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:8.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(50);
+    let dir = TempDir::new("pam-bench");
+    let key = SoftToken::start(dir.path(), &dir.path().join("key.state"), &[]);
+    while std::os::unix::net::UnixStream::connect(&key.socket).is_err() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut policy = Policy::default();
+    policy
+        .apply_arguments([format!("device={}", key.uri()).as_str()])
+        .unwrap();
+    policy.records_dir = dir.path().join("users");
+    policy.state_dir = dir.path().join("state");
+    policy.log_socket = dir.path().join("no-syslog.sock");
+    policy.cue = false;
+    {
+        let mut keys = open_authenticators(&policy.device, policy.touch_timeout()).unwrap();
+        let req = EnrollRequest {
+            user: "bench".into(),
+            name: "virtual".into(),
+            rp_id: Some("pam://bench".into()),
+            uv: UvPreference::Discouraged,
+            pin_policy: PinPolicy::Prompt,
+        };
+        enroll(&policy.store(), &req, &mut keys[0], &mut Quiet).unwrap();
+    }
+    let config = dir.path().join("pam_ctap.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "device = \"{}\"\nrecords_dir = {:?}\nstate_dir = {:?}\nlog_socket = {:?}\ncue = false\n",
+            key.uri(),
+            policy.records_dir,
+            policy.state_dir,
+            policy.log_socket
+        ),
+    )
+    .unwrap();
+    let module = std::fs::canonicalize(bin_dir().join("libpam_ctap.so")).unwrap();
+    let ctap = Service::new(&format!(
+        "auth required {} config={}\n",
+        module.display(),
+        config.display()
+    ));
+    let permit = Service::new("auth required pam_permit.so\n");
+
+    // Warm up (page cache, dynamic loader), then interleave so drift hits both alike.
+    for _ in 0..3 {
+        pamtester(&ctap.0, "bench");
+        pamtester(&permit.0, "bench");
+    }
+    let (mut with, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        with.push(pamtester(&ctap.0, "bench"));
+        base.push(pamtester(&permit.0, "bench"));
+    }
+    let (wm, wp) = stats(with);
+    let (bm, bp) = stats(base);
+
+    // In process: the whole login (open key, probe, assertion, verify, state write).
+    let mut logins = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        login("bench", "bench", &policy, &mut Quiet).unwrap();
+        logins.push(t.elapsed());
+    }
+    let (lm, lp) = stats(logins);
+
+    // In process: verify_assertion alone, over one real assertion.
+    let store = policy.store();
+    let record = store
+        .load_records("bench")
+        .unwrap()
+        .file
+        .credentials
+        .remove(0);
+    let state = store.read_state("bench").unwrap().credentials.remove(0);
+    let challenge = Challenge::new("bench", "bench");
+    let request = GetAssertionRequest {
+        rp_id: record.rp_id.clone(),
+        client_data_hash: challenge.client_data_hash(),
+        allow_list: vec![record.credential_id.clone()],
+        user_presence: true,
+        user_verification: false,
+        hmac_secret: state
+            .hmac_salt
+            .map(|salt1| HmacSalts { salt1, salt2: None }),
+    };
+    let mut keys = open_authenticators(&policy.device, policy.touch_timeout()).unwrap();
+    let response = keys[0]
+        .get_assertion(&request, None, &mut |_| WaitDecision::Continue)
+        .unwrap();
+    let asked = [&record];
+    let expect = Expectation {
+        challenge: &challenge,
+        asked: &asked,
+        counter_policy: policy.counter,
+    };
+    let iterations = n * 200;
+    let mut verifies = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        let v = verify_assertion(&expect, &response, &state);
+        verifies.push(t.elapsed());
+        assert!(v.is_ok());
+    }
+    let (vm, vp) = stats(verifies);
+
+    println!(
+        "pam_ctap benchmark: {n} runs each (verify: {iterations}), virtual key, presence auto"
+    );
+    println!("{:<44} {:>11} {:>11}", "", "median", "p99");
+    println!("{:<44} {} {}", "pamtester, pam_ctap stack", ms(wm), ms(wp));
+    println!(
+        "{:<44} {} {}",
+        "pamtester, pam_permit stack (baseline)",
+        ms(bm),
+        ms(bp)
+    );
+    println!(
+        "{:<44} {} {}",
+        "overhead of pam_ctap (difference)",
+        ms(wm.saturating_sub(bm)),
+        ms(wp.saturating_sub(bp))
+    );
+    println!(
+        "{:<44} {} {}",
+        "in-process login() (no PAM, no process)",
+        ms(lm),
+        ms(lp)
+    );
+    println!(
+        "{:<44} {:8.1} us {:8.1} us",
+        "in-process verify_assertion",
+        vm.as_secs_f64() * 1e6,
+        vp.as_secs_f64() * 1e6
+    );
+}
