@@ -65,6 +65,10 @@ fn pam_pin_wrong_is_auth_err() {
     // No answer at all (conversation gives nothing): still a failure, not a skip.
     let r = s.auth_with("carol", "");
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    assert_contains(
+        &s.fx.auth_line(),
+        &["auth failed: ", "user=carol reason=uv_unavailable"],
+    );
 }
 
 #[test]

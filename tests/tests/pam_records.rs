@@ -152,3 +152,28 @@ fn pam_per_user_records_are_ignored_unless_root_opts_in() {
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert_contains(&s.fx.auth_line(), &["reason=config_error"]);
 }
+
+#[test]
+fn pam_missing_state_or_unusable_credentials_are_auth_err() {
+    if !can_run("pam_missing_state_or_unusable_credentials_are_auth_err") {
+        return;
+    }
+    let s = Setup::new("pam-nostate", "alice", "", "");
+    // Root's policy accepts another relying party only: alice's credential is not usable here.
+    let svc = ServiceFile::new(&observing_stack(&format!(
+        "config={} rp_id=pam://elsewhere nouserok",
+        s.config.display()
+    )));
+    let r = pamtester(&svc.name, "alice", "", &[]);
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    assert_contains(&s.fx.auth_line(), &["reason=no_usable_credential"]);
+
+    // State lost (counter, hmac check): a denial that names the credential, never a fresh start.
+    std::fs::remove_file(s.state_path("alice")).unwrap();
+    let r = s.auth("alice");
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    assert_contains(
+        &s.fx.auth_line(),
+        &["reason=missing_state credential=\"virtual\""],
+    );
+}
