@@ -230,7 +230,7 @@ impl SkKey {
     ///
     /// The key pair is decoded by `ssh-key` from our own encoding of the fields rather than built
     /// with its constructors: those refuse key handles longer than 255 bytes, which CTAP2
-    /// credential ids (up to 1023 bytes, and fido-authenticator's wrapped credentials) exceed.
+    /// credential ids may exceed (CTAP2 allows up to 1023 bytes; the virtual key's are 156).
     pub fn to_openssh_private(&self) -> Result<String, SshError> {
         let fields = self.private_fields();
         let data = ssh_key::private::KeypairData::decode(&mut fields.as_slice())
