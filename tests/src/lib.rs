@@ -87,10 +87,15 @@ impl SoftToken {
             socket,
             state: state.to_path_buf(),
         };
+        // The socket file appears at bind(), a moment before listen(): wait for a connection
+        // to be accepted, not just for the file.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !t.socket.exists() {
-            assert!(Instant::now() < deadline, "ctap-softtoken did not start");
-            std::thread::sleep(Duration::from_millis(20));
+        while std::os::unix::net::UnixStream::connect(&t.socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "ctap-softtoken did not start accepting connections"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
         t
     }

@@ -26,16 +26,8 @@ pub const RP_ID: &str = "pam://ctap-e2e";
 /// Start a virtual key and wait until it accepts connections: the harness waits for the socket
 /// file, which appears at bind(), a moment before listen().
 pub fn start_key(dir: &Path, state: &Path, extra: &[&str]) -> SoftToken {
-    let key = SoftToken::start(dir, state, extra);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&key.socket).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "ctap-softtoken does not accept connections"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    key
+    // SoftToken::start returns once the key accepts connections.
+    SoftToken::start(dir, state, extra)
 }
 
 /// True when the PAM tests can run; otherwise says why they are skipped.
