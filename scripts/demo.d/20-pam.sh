@@ -1,0 +1,26 @@
+# Demo stage: authenticate "demo" through the real Linux-PAM stack (pamtester) with pam_ctap.
+set -euo pipefail
+echo "== log in through Linux-PAM: pamtester with pam_ctap as the only auth module =="
+if [ "$(id -u)" -ne 0 ] || ! command -v pamtester >/dev/null; then
+    echo "(skipped: needs root and pamtester to install a PAM service file)"
+    exit 0
+fi
+service="ctap-demo-$$"
+trap 'rm -f "/etc/pam.d/$service"' EXIT
+module=$(readlink -f "$BIN/libpam_ctap.so")
+echo "auth required $module config=$WORK/etc/pam_ctap.toml" > "/etc/pam.d/$service"
+echo "+ /etc/pam.d/$service: $(cat "/etc/pam.d/$service")"
+echo "+ pamtester $service demo authenticate"
+pamtester "$service" demo authenticate
+echo "+ the same against another virtual key, which holds no credential for demo:"
+"$BIN/ctap-softtoken" serve --socket "$WORK/other.sock" --state "$WORK/other.state" 2>/dev/null &
+other=$!
+for _ in $(seq 100); do [ -S "$WORK/other.sock" ] && break; sleep 0.05; done
+sleep 0.2
+echo "auth required $module config=$WORK/etc/pam_ctap.toml device=unix:$WORK/other.sock" > "/etc/pam.d/$service"
+if pamtester "$service" demo authenticate; then
+    echo "unexpected: another key was accepted" >&2
+    kill "$other"; exit 1
+fi
+kill "$other"; wait "$other" 2>/dev/null || true
+echo "(refused, as it must be)"
