@@ -15,7 +15,7 @@
 # common-* files are restored before the module is removed.
 # Prints one line per check and ends with "N passed, N failed"; exits 1 if any check failed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 root=$PWD
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -207,7 +207,6 @@ check "systemd user units are installed" \
     test -f /usr/lib/systemd/user/ctap-sshagent.socket -a -f /usr/lib/systemd/user/ctap-sshagent.service
 if [ -z "$man_excluded" ]; then
     for page in pam_ctap "5 pam_ctap.toml" ctap-enroll ctap-enroll-enroll ctap-sshagent; do
-        # shellcheck disable=SC2086 # "5 pam_ctap.toml" is a section and a name
         check "man -w $page finds the installed page" bash -c "man -w $page | grep -q '^/usr/share/man/'"
     done
 else
