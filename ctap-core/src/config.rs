@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::credential::{CredentialStore, StoreError};
+use crate::credential::toml_error_line;
+use crate::credential::CredentialStore;
 use crate::device::DeviceUri;
 use crate::fs::{self, FileError, Ownership};
 
@@ -148,23 +149,11 @@ impl std::error::Error for ConfigError {}
 impl Policy {
     /// Parse policy text; `path` is for messages only.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let policy: Policy =
-            toml::from_str(text).map_err(|e| match StoreError::parse(path, text, &e) {
-                StoreError::Parse {
-                    path,
-                    line,
-                    message,
-                } => ConfigError::Parse {
-                    path,
-                    line,
-                    message,
-                },
-                other => ConfigError::Parse {
-                    path: path.to_path_buf(),
-                    line: None,
-                    message: other.to_string(),
-                },
-            })?;
+        let policy: Policy = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            line: toml_error_line(text, &e),
+            message: e.message().to_string(),
+        })?;
         policy.check().map_err(|message| ConfigError::Parse {
             path: path.to_path_buf(),
             line: None,
@@ -345,6 +334,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown scheme"), "{err}");
+        let err = Policy::parse(
+            Path::new("/etc/x.toml"),
+            "cue_prompt = \"Touchez la clé ✓\"\nbogus = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("/etc/x.toml:2:"),
+            "non-ASCII before the error: {err}"
+        );
         let err = Policy::parse(Path::new("/etc/x.toml"), "timeout = 0\n")
             .unwrap_err()
             .to_string();

@@ -188,8 +188,13 @@ fn find_credential<'r>(
 ) -> Result<(usize, &'r CredentialRecord), LoginError> {
     let mut last_err = None;
     for (i, key) in keys.iter_mut().enumerate() {
-        let mut rp_ids: Vec<&str> = creds.iter().map(|c| c.rp_id.as_str()).collect();
-        rp_ids.dedup();
+        // One probe per relying party, in enrollment order (dedup alone misses non-adjacent ones).
+        let mut rp_ids: Vec<&str> = Vec::new();
+        for c in creds {
+            if !rp_ids.contains(&c.rp_id.as_str()) {
+                rp_ids.push(c.rp_id.as_str());
+            }
+        }
         for rp in rp_ids {
             let group: Vec<&CredentialRecord> = creds.iter().filter(|c| c.rp_id == rp).collect();
             let probe = GetAssertionRequest {

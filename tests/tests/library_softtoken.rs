@@ -285,3 +285,59 @@ fn credential_from_another_key_is_not_recognised() {
         .unwrap();
     assert_eq!(err.status(), Some(CtapStatus::NoCredentials), "{err}");
 }
+
+#[test]
+fn wink_ping_selection_and_next_assertion() {
+    let dir = TempDir::new("misc");
+    let key = SoftToken::start(dir.path(), &dir.path().join("state"), &[]);
+    let mut hid =
+        ctap_core::ctaphid::CtapHidChannel::open(UnixTransport::connect(&key.socket).unwrap())
+            .unwrap();
+    hid.wink().unwrap();
+    hid.ping(&[0x5A; 300]).unwrap();
+    let mut c = Ctap2::new(hid).unwrap();
+    c.selection(&mut go()).unwrap();
+
+    // Two discoverable credentials for one RP: getAssertion without an allow list reports both,
+    // getNextAssertion returns the second.
+    let mut ids = Vec::new();
+    for user in [&b"u1"[..], b"u2"] {
+        let req = MakeCredentialRequest {
+            client_data_hash: rand::random(),
+            rp_id: "rk.example".into(),
+            rp_name: None,
+            user_id: user.to_vec(),
+            user_name: String::from_utf8(user.to_vec()).unwrap(),
+            user_display_name: None,
+            algorithms: vec![Algorithm::Es256],
+            exclude_list: vec![],
+            resident_key: true,
+            user_verification: false,
+            hmac_secret: false,
+            cred_protect: None,
+        };
+        ids.push(
+            c.make_credential(&req, None, &mut go())
+                .unwrap()
+                .credential()
+                .credential_id
+                .clone(),
+        );
+    }
+    let req = GetAssertionRequest {
+        rp_id: "rk.example".into(),
+        client_data_hash: rand::random(),
+        allow_list: vec![],
+        user_presence: true,
+        user_verification: false,
+        hmac_secret: None,
+    };
+    let first = c.get_assertion(&req, None, &mut go()).unwrap();
+    assert_eq!(first.number_of_credentials, Some(2));
+    let second = c.get_next_assertion().unwrap();
+    let mut got = vec![first.credential_id, second.credential_id];
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids);
+    assert!(second.user_id.is_some());
+}

@@ -24,12 +24,9 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn parse(path: &std::path::Path, text: &str, err: &toml::de::Error) -> Self {
-        let line = err
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
         StoreError::Parse {
             path: path.to_path_buf(),
-            line,
+            line: toml_error_line(text, err),
             message: err.message().to_string(),
         }
     }
@@ -66,4 +63,17 @@ impl From<FileError> for StoreError {
     fn from(e: FileError) -> Self {
         StoreError::File(e)
     }
+}
+
+/// The 1-based line a TOML error points at. Counts bytes, so an offset that is not on a
+/// character boundary cannot make it panic.
+pub(crate) fn toml_error_line(text: &str, err: &toml::de::Error) -> Option<usize> {
+    let start = err.span()?.start.min(text.len());
+    Some(
+        text.as_bytes()[..start]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1,
+    )
 }

@@ -81,10 +81,6 @@ impl<T: Transport> Ctap2<T> {
         Ok(&self.info)
     }
 
-    pub fn hid(&mut self) -> &mut CtapHidChannel<T> {
-        &mut self.hid
-    }
-
     /// How long operations that wait for a touch may take in all.
     pub fn set_touch_timeout(&mut self, t: Duration) {
         self.touch_timeout = t;
