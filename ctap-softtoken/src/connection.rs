@@ -212,7 +212,7 @@ impl Connection {
             }) => {
                 if now >= next_keepalive {
                     next_keepalive = now + KEEPALIVE_INTERVAL;
-                    if self.send(cid, CMD_KEEPALIVE, &[KEEPALIVE_PROCESSING]) == Flow::Close {
+                    if self.send(cid, cmd::KEEPALIVE, &[KEEPALIVE_PROCESSING]) == Flow::Close {
                         return Flow::Close;
                     }
                 }
@@ -237,7 +237,7 @@ impl Connection {
                         } else {
                             KEEPALIVE_PROCESSING
                         };
-                        if self.send(cid, CMD_KEEPALIVE, &[status]) == Flow::Close {
+                        if self.send(cid, cmd::KEEPALIVE, &[status]) == Flow::Close {
                             return Flow::Close;
                         }
                     }
@@ -267,16 +267,16 @@ impl Connection {
             None => Delivery::Normal(data),
         };
         match delivery {
-            Delivery::Normal(data) => self.send(cid, CMD_CBOR, &data),
+            Delivery::Normal(data) => self.send(cid, cmd::CBOR, &data),
             Delivery::OtherChannel(data) => {
                 let other = match cid.wrapping_add(0x0100) {
                     0 | BROADCAST_CID => 0x0100,
                     other => other,
                 };
-                self.send(other, CMD_CBOR, &data)
+                self.send(other, cmd::CBOR, &data)
             }
             Delivery::TruncatedThenClose(data, len) => {
-                if let Some(first) = fragment(cid, CMD_CBOR, &data).first() {
+                if let Some(first) = fragment(cid, cmd::CBOR, &data).first() {
                     let _ = self.stream.write_all(&first[..len.min(PACKET_SIZE)]);
                 }
                 self.log("fault truncate-report: sent a short report, closing");
@@ -289,7 +289,7 @@ impl Connection {
         match parse(packet) {
             Frame::Init {
                 cid,
-                cmd: CMD_INIT,
+                cmd: cmd::INIT,
                 len,
                 data,
             } => self.handle_init(cid, len, data),
@@ -303,7 +303,7 @@ impl Connection {
                     return self.send_error(cid, ERR_INVALID_CHANNEL);
                 }
                 if let Some(busy) = &self.busy {
-                    if busy.cid() == cid && cmd == CMD_CANCEL {
+                    if busy.cid() == cid && cmd == cmd::CANCEL {
                         if let Some(Busy::Engine { ticket, .. }) = &self.busy {
                             ticket.cancel();
                         }
@@ -311,7 +311,7 @@ impl Connection {
                     }
                     return self.send_error(cid, ERR_CHANNEL_BUSY);
                 }
-                if cmd == CMD_CANCEL {
+                if cmd == cmd::CANCEL {
                     // Nothing to cancel: CANCEL gets no response.
                     return Flow::Continue;
                 }
@@ -383,22 +383,22 @@ impl Connection {
         } else {
             return self.send_error(cid, ERR_INVALID_CHANNEL);
         };
-        self.send(cid, CMD_INIT, &init_response(nonce, new_cid, CAPABILITIES))
+        self.send(cid, cmd::INIT, &init_response(nonce, new_cid, CAPABILITIES))
     }
 
     fn dispatch(&mut self, reassembly: Reassembly) -> Flow {
         let (cid, cmd) = (reassembly.cid, reassembly.cmd);
         let payload = reassembly.into_payload();
         match cmd {
-            CMD_PING => self.send(cid, CMD_PING, &payload),
-            CMD_WINK => {
+            cmd::PING => self.send(cid, cmd::PING, &payload),
+            cmd::WINK => {
                 if !payload.is_empty() {
                     return self.send_error(cid, ERR_INVALID_LEN);
                 }
                 eprintln!("ctap-softtoken: connection {}: wink", self.id);
-                self.send(cid, CMD_WINK, &[])
+                self.send(cid, cmd::WINK, &[])
             }
-            CMD_CBOR => {
+            cmd::CBOR => {
                 if payload.is_empty() {
                     return self.send_error(cid, ERR_INVALID_LEN);
                 }
@@ -435,15 +435,14 @@ impl Connection {
                     }
                 }
             }
-            // CMD_MSG (see CAPABILITIES), CMD_LOCK (optional, not implemented), and anything a
-            // host should never send (KEEPALIVE, ERROR) or we do not know.
-            CMD_MSG | CMD_LOCK | CMD_KEEPALIVE | CMD_ERROR => self.send_error(cid, ERR_INVALID_CMD),
+            // MSG (see CAPABILITIES), LOCK (optional, not implemented), and anything a host
+            // should never send (KEEPALIVE, ERROR) or we do not know.
             _ => self.send_error(cid, ERR_INVALID_CMD),
         }
     }
 
     fn send_error(&mut self, cid: u32, code: u8) -> Flow {
-        self.send(cid, CMD_ERROR, &[code])
+        self.send(cid, cmd::ERROR, &[code])
     }
 
     fn send(&mut self, cid: u32, cmd: u8, payload: &[u8]) -> Flow {

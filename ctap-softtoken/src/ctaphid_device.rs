@@ -1,34 +1,26 @@
 //! CTAPHID framing, device side: packet layout, reassembly of requests, fragmentation of
 //! responses (CTAP 2.1 §11.2). Pure functions and small state machines, no I/O, so every
 //! rule can be unit-tested; the connection loop in `connection.rs` drives them.
+//!
+//! Wire constants the client side already defines (command bytes, the broadcast channel,
+//! capability bits, report and message sizes) come from `ctap_core::ctaphid`, so both ends of
+//! our own tests agree by construction.
 
+/// The most a CTAPHID message can carry at all (one init packet and 128 continuations).
+pub use ctap_core::ctaphid::MAX_MESSAGE as MAX_WIRE_MESSAGE;
+pub use ctap_core::ctaphid::{cmd, BROADCAST_CID, CAPABILITY_CBOR, CAPABILITY_WINK};
 /// Every HID report is exactly this long, in both directions.
-pub const PACKET_SIZE: usize = 64;
+pub use ctap_core::device::{Report as Packet, REPORT_SIZE as PACKET_SIZE};
+
 /// Payload bytes in an initialization packet (after CID, CMD, BCNT).
 pub const INIT_DATA: usize = PACKET_SIZE - 7;
 /// Payload bytes in a continuation packet (after CID, SEQ).
 pub const CONT_DATA: usize = PACKET_SIZE - 5;
 /// Continuation sequence numbers run 0..=0x7F.
 pub const MAX_SEQ: u8 = 0x7F;
-/// The most a CTAPHID message can carry at all (one init packet and 128 continuations).
-pub const MAX_WIRE_MESSAGE: usize = INIT_DATA + (MAX_SEQ as usize + 1) * CONT_DATA;
-
-pub const BROADCAST_CID: u32 = 0xFFFF_FFFF;
-
-// Commands (without the 0x80 init-packet bit).
-pub const CMD_PING: u8 = 0x01;
-pub const CMD_MSG: u8 = 0x03;
-pub const CMD_LOCK: u8 = 0x04;
-pub const CMD_INIT: u8 = 0x06;
-pub const CMD_WINK: u8 = 0x08;
-pub const CMD_CBOR: u8 = 0x10;
-pub const CMD_CANCEL: u8 = 0x11;
-pub const CMD_KEEPALIVE: u8 = 0x3B;
-pub const CMD_ERROR: u8 = 0x3F;
 
 // ERROR codes.
 pub const ERR_INVALID_CMD: u8 = 0x01;
-pub const ERR_INVALID_PAR: u8 = 0x02;
 pub const ERR_INVALID_LEN: u8 = 0x03;
 pub const ERR_INVALID_SEQ: u8 = 0x04;
 pub const ERR_MSG_TIMEOUT: u8 = 0x05;
@@ -42,12 +34,8 @@ pub const KEEPALIVE_UPNEEDED: u8 = 0x02;
 
 // INIT response.
 pub const PROTOCOL_VERSION: u8 = 2;
-pub const CAPABILITY_WINK: u8 = 0x01;
-pub const CAPABILITY_CBOR: u8 = 0x04;
 /// "Does not implement CTAPHID_MSG".
 pub const CAPABILITY_NMSG: u8 = 0x08;
-
-pub type Packet = [u8; PACKET_SIZE];
 
 /// A received report, decoded just enough to route it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,7 +182,7 @@ mod tests {
     fn fragment_and_reassemble_round_trip() {
         for len in [0, 1, INIT_DATA, INIT_DATA + 1, 1000, MAX_WIRE_MESSAGE] {
             let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let packets = fragment(0x0102_0304, CMD_PING, &payload);
+            let packets = fragment(0x0102_0304, cmd::PING, &payload);
             let Frame::Init {
                 cid,
                 cmd,
@@ -204,7 +192,7 @@ mod tests {
             else {
                 panic!("first packet must be an init packet");
             };
-            assert_eq!((cid, cmd, announced), (0x0102_0304, CMD_PING, len));
+            assert_eq!((cid, cmd, announced), (0x0102_0304, cmd::PING, len));
             let mut r = Reassembly::start(cid, cmd, announced, data);
             for packet in &packets[1..] {
                 let Frame::Cont { seq, data, .. } = parse(packet) else {
@@ -219,14 +207,14 @@ mod tests {
 
     #[test]
     fn max_message_uses_all_sequence_numbers() {
-        let packets = fragment(1, CMD_CBOR, &vec![0; MAX_WIRE_MESSAGE]);
+        let packets = fragment(1, cmd::CBOR, &vec![0; MAX_WIRE_MESSAGE]);
         assert_eq!(packets.len(), 129);
         assert_eq!(packets[128][4], MAX_SEQ);
     }
 
     #[test]
     fn out_of_order_continuation_is_rejected() {
-        let mut r = Reassembly::start(1, CMD_PING, 200, &[0; INIT_DATA]);
+        let mut r = Reassembly::start(1, cmd::PING, 200, &[0; INIT_DATA]);
         assert_eq!(
             r.push(1, &[0; CONT_DATA]),
             Err(SeqError::OutOfOrder {
