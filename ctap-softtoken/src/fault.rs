@@ -3,6 +3,7 @@
 //! restarted on the same state with a fault and misbehave at login.
 
 use ciborium::Value;
+use ctap_core::ctap2::cbor;
 
 /// CTAP2 command byte of authenticatorGetAssertion.
 const GET_ASSERTION: u8 = 0x02;
@@ -128,9 +129,9 @@ impl Fault {
 /// Flip the first byte of the signature in a successful getAssertion response and re-encode.
 ///
 /// An error response, or one we cannot parse, is returned unchanged: there is no signature to
-/// corrupt. The authenticator emits its map in canonical key order (1, 2, 3, ...) with
-/// minimal-length heads, and ciborium re-encodes the same values the same way, so the result
-/// is canonical CBOR that differs from the original in exactly one signature byte.
+/// corrupt. The re-encoding is ctap-core's CTAP2 canonical encoder, the one clients check
+/// responses against; the authenticator's own output is canonical, so the result differs from
+/// the original in exactly one signature byte and nothing but the signature check fails.
 pub fn corrupt_signature(response: Vec<u8>) -> Vec<u8> {
     let Some((&0x00, body)) = response.split_first() else {
         return response;
@@ -152,11 +153,11 @@ pub fn corrupt_signature(response: Vec<u8>) -> Vec<u8> {
     if !flipped {
         return response;
     }
-    let mut out = vec![0x00];
-    match ciborium::into_writer(&Value::Map(entries), &mut out) {
-        Ok(()) => out,
-        Err(_) => response,
+    let body = cbor::encode(&Value::Map(entries));
+    if body.is_empty() {
+        return response;
     }
+    [&[0x00][..], &body].concat()
 }
 
 #[cfg(test)]
