@@ -34,13 +34,7 @@ pub struct Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(file) = &self.file {
-            write!(f, "{}", file.display())?;
-            if let Some(l) = self.line {
-                write!(f, ":{l}")?;
-            }
-            write!(f, ": ")?;
-        }
+        f.write_str(&self.location())?;
         if self.severity == Severity::Note {
             write!(f, "note: ")?;
         }
@@ -49,6 +43,34 @@ impl fmt::Display for Finding {
 }
 
 impl Finding {
+    /// `FILE[:LINE]: `, or nothing when the finding is about no file.
+    pub fn location(&self) -> String {
+        match (&self.file, self.line) {
+            (Some(file), Some(l)) => format!("{}:{l}: ", file.display()),
+            (Some(file), None) => format!("{}: ", file.display()),
+            (None, _) => String::new(),
+        }
+    }
+
+    /// A problem located in no file (a bad user name, a bad module argument).
+    fn unlocated(problem: String, fix: &str) -> Self {
+        Finding {
+            file: None,
+            line: None,
+            severity: Severity::Problem,
+            problem,
+            fix: fix.into(),
+        }
+    }
+
+    /// A parse error at `path[:line]`; the parser's multi-line message made one line.
+    fn parse(path: &Path, line: Option<usize>, message: &str, fix: &str) -> Self {
+        Finding {
+            line,
+            ..Finding::problem(path, message.trim().replace('\n', " "), fix)
+        }
+    }
+
     fn problem(file: &Path, problem: impl Into<String>, fix: impl Into<String>) -> Self {
         Finding {
             file: Some(file.to_path_buf()),
@@ -107,26 +129,21 @@ impl Finding {
                 path,
                 line,
                 message,
-            } => Finding {
-                line: *line,
-                ..Finding::problem(
-                    path,
-                    message.trim().replace('\n', " "),
-                    "correct the file (or restore it from a backup)",
-                )
-            },
+            } => Finding::parse(
+                path,
+                *line,
+                message,
+                "correct the file (or restore it from a backup)",
+            ),
             StoreError::Invalid { path, message } => Finding::problem(
                 path,
                 message.clone(),
                 "correct the file, or remove the credential and enroll it again",
             ),
-            StoreError::BadUserName(u) => Finding {
-                file: None,
-                line: None,
-                severity: Severity::Problem,
-                problem: format!("invalid user name {u:?}"),
-                fix: "give a login name (letters, digits, . _ - @ $)".into(),
-            },
+            StoreError::BadUserName(u) => Finding::unlocated(
+                format!("invalid user name {u:?}"),
+                "give a login name (letters, digits, . _ - @ $)",
+            ),
         }
     }
 
@@ -138,21 +155,16 @@ impl Finding {
                 path,
                 line,
                 message,
-            } => Finding {
-                line: *line,
-                ..Finding::problem(
-                    path,
-                    message.trim().replace('\n', " "),
-                    "correct the setting (see the example pam_ctap.toml)",
-                )
-            },
-            ConfigError::Argument { argument, message } => Finding {
-                file: None,
-                line: None,
-                severity: Severity::Problem,
-                problem: format!("argument {argument:?}: {message}"),
-                fix: "correct the argument".into(),
-            },
+            } => Finding::parse(
+                path,
+                *line,
+                message,
+                "correct the setting (see the example pam_ctap.toml)",
+            ),
+            ConfigError::Argument { argument, message } => Finding::unlocated(
+                format!("argument {argument:?}: {message}"),
+                "correct the argument",
+            ),
         }
     }
 }
@@ -166,9 +178,17 @@ pub struct Report {
 
 impl Report {
     pub fn problems(&self) -> usize {
+        self.count(Severity::Problem)
+    }
+
+    pub fn notes(&self) -> usize {
+        self.count(Severity::Note)
+    }
+
+    fn count(&self, severity: Severity) -> usize {
         self.findings
             .iter()
-            .filter(|f| f.severity == Severity::Problem)
+            .filter(|f| f.severity == severity)
             .count()
     }
 }
@@ -208,17 +228,12 @@ pub fn check(config_path: &Path) -> Report {
     }
 }
 
-/// What a directory listing holds, by kind.
-struct Listing {
-    user_files: Vec<(String, PathBuf)>,
-}
-
 fn check_dir(
     dir: &Path,
     max_mode: u32,
     what: &str,
     findings: &mut Vec<Finding>,
-) -> Option<Listing> {
+) -> Option<Vec<(String, PathBuf)>> {
     let meta = match std::fs::symlink_metadata(dir) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -302,19 +317,19 @@ fn check_dir(
         }
         user_files.push((user.to_string(), path));
     }
-    Some(Listing { user_files })
+    Some(user_files)
 }
 
 fn check_store(policy: &Policy, findings: &mut Vec<Finding>) {
     let store = policy.store();
-    let mut records: Vec<(String, PathBuf, CredentialFile)> = Vec::new();
+    let mut records: Vec<(String, CredentialFile)> = Vec::new();
     let mut broken_records = Vec::new();
-    if let Some(listing) = check_dir(&store.records_dir, 0o755, "records", findings) {
-        for (user, path) in listing.user_files {
+    if let Some(user_files) = check_dir(&store.records_dir, 0o755, "records", findings) {
+        for (user, path) in user_files {
             match load_credential_file(&path, Ownership::ROOT) {
                 Ok(file) => {
                     check_records(policy, &user, &path, &file, findings);
-                    records.push((user, path, file));
+                    records.push((user, file));
                 }
                 Err(e) => {
                     findings.push(Finding::from_store_error(&e));
@@ -324,13 +339,14 @@ fn check_store(policy: &Policy, findings: &mut Vec<Finding>) {
         }
     }
     let mut state_users = Vec::new();
-    if let Some(listing) = check_dir(&store.state_dir, 0o700, "state", findings) {
-        for (user, path) in listing.user_files {
+    if let Some(user_files) = check_dir(&store.state_dir, 0o700, "state", findings) {
+        for (user, path) in user_files {
             check_state_mode(&path, findings);
             state_users.push(user.clone());
-            let has_records = records.iter().any(|(u, _, _)| *u == user);
-            match store.read_state(&user) {
-                Ok(state) if !has_records => {
+            let file = records.iter().find(|(u, _)| *u == user).map(|(_, f)| f);
+            match (store.read_state(&user), file) {
+                (Ok(state), Some(file)) => cross_check(&user, &path, file, &state, findings),
+                (Ok(state), None) => {
                     if !state.credentials.is_empty() && !broken_records.contains(&user) {
                         findings.push(Finding::note(
                             &path,
@@ -339,17 +355,11 @@ fn check_store(policy: &Policy, findings: &mut Vec<Finding>) {
                         ));
                     }
                 }
-                Ok(state) => {
-                    let Some((_, _, file)) = records.iter().find(|(u, _, _)| *u == user) else {
-                        continue;
-                    };
-                    cross_check(&user, &path, file, &state, findings);
-                }
-                Err(e) => findings.push(Finding::from_store_error(&e)),
+                (Err(e), _) => findings.push(Finding::from_store_error(&e)),
             }
         }
     }
-    for (user, _, file) in &records {
+    for (user, file) in &records {
         let login_creds = file
             .credentials
             .iter()

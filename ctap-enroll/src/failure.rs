@@ -64,16 +64,7 @@ impl fmt::Display for Failure {
 
 impl From<Finding> for Failure {
     fn from(f: Finding) -> Self {
-        let mut what = String::new();
-        if let Some(file) = &f.file {
-            what.push_str(&file.display().to_string());
-            if let Some(l) = f.line {
-                what.push_str(&format!(":{l}"));
-            }
-            what.push_str(": ");
-        }
-        what.push_str(&f.problem);
-        Failure::new(Exit::Usage, what, f.fix)
+        Failure::new(Exit::Usage, f.location() + &f.problem, f.fix)
     }
 }
 

@@ -1,6 +1,6 @@
 //! `check-config`: print every finding, fail when one is a problem.
 
-use ctap_core::check::{self, Severity};
+use ctap_core::check;
 
 use super::{say, Context};
 use crate::{Exit, Failure};
@@ -11,11 +11,7 @@ pub fn check(ctx: &Context) -> Result<Exit, Failure> {
         say(f.to_string());
     }
     let problems = report.problems();
-    let notes = report
-        .findings
-        .iter()
-        .filter(|f| f.severity == Severity::Note)
-        .count();
+    let notes = report.notes();
     let scope = match &report.policy {
         Some(p) => format!(
             "{}, {}, {}",
