@@ -49,7 +49,8 @@ fn serve(args: Args) -> Result<(), String> {
         .or_else(|| std::env::var_os("SSH_ASKPASS").map(PathBuf::from));
     let credentials = match &args.credentials {
         Some(p) => p.clone(),
-        None => home()?.join(ctap_core::credential::PER_USER_FILE),
+        None => ctap_core::ssh::user_credentials_path()
+            .ok_or("cannot find the home directory: set HOME or pass --credentials")?,
     };
     let timeout = Duration::from_secs(args.timeout);
     let cfg = Config {
@@ -91,17 +92,6 @@ fn serve(args: Args) -> Result<(), String> {
     log(format!("listening on {}", socket.display()));
     block_signals(Some(socket))?;
     accept_loop(listener, Agent::new(cfg))
-}
-
-fn home() -> Result<PathBuf, String> {
-    if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        return Ok(PathBuf::from(h));
-    }
-    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .ok()
-        .flatten()
-        .ok_or("cannot find the home directory: set HOME or pass --credentials")?;
-    Ok(user.dir)
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, String> {
