@@ -215,19 +215,41 @@ fn accept_loop(listener: UnixListener, agent: Agent) -> Result<(), String> {
                 continue;
             }
         }
-        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            active.fetch_sub(1, Ordering::SeqCst);
+        let Some(slot) = Slot::take(&active) else {
             log("too many connections: closing a new one");
             continue;
-        }
+        };
         let agent = Arc::clone(&agent);
-        let active = Arc::clone(&active);
-        std::thread::spawn(move || {
+        // Builder, not thread::spawn: a failed spawn must not panic the accept loop.
+        let spawned = std::thread::Builder::new().spawn(move || {
+            let _slot = slot;
             serve_connection(&agent, stream);
-            active.fetch_sub(1, Ordering::SeqCst);
         });
+        if let Err(e) = spawned {
+            log(format!("cannot start a connection thread: {e}"));
+        }
     }
     Ok(())
+}
+
+/// One of the MAX_CONNECTIONS places, given back on drop: also when the connection's thread
+/// panics or never starts, so such failures cannot use up the places one by one.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>) -> Option<Slot> {
+        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            active.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Slot(Arc::clone(active)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Read length-prefixed messages and answer each, until the client closes or misbehaves.
