@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use ctap_core::ctap2::pin::Pin;
 use ctap_core::ctap2::{Ctap2, CtapError, CtapStatus};
-use ctap_core::ctaphid::CtapHidError;
-use ctap_core::ctaphid::{CtapHidChannel, KeepaliveStatus, WaitDecision};
-use ctap_core::device::{self, DeviceUri, Transport};
+use ctap_core::ctaphid::{CtapHidChannel, CtapHidError, KeepaliveStatus, WaitDecision};
+use ctap_core::device::{self, DeviceUri};
 use ctap_core::session::Authenticator;
 use ctap_core::ssh::{self, SkKey, SkSignature, SshError, UserVerification, VerificationNeed};
 
@@ -29,6 +28,7 @@ pub struct DeviceConfig {
 
 /// One exchange with the key at a time: a second client waits (bounded) instead of interleaving
 /// CTAPHID channels on one key while the first waits for a touch.
+#[derive(Default)]
 pub struct DeviceGate {
     busy: Mutex<bool>,
     freed: Condvar,
@@ -49,16 +49,6 @@ impl Drop for GateGuard<'_> {
             *b = false;
         }
         self.0.freed.notify_one();
-    }
-}
-
-impl Default for DeviceGate {
-    fn default() -> Self {
-        DeviceGate {
-            busy: Mutex::new(false),
-            freed: Condvar::new(),
-            session: Mutex::new(None),
-        }
     }
 }
 
@@ -150,16 +140,21 @@ pub fn sign(
         VerificationNeed::Pin => Some(ask_pin(cfg, key)?),
         VerificationNeed::None | VerificationNeed::BuiltIn => None,
     };
+    let uv = match (need, &pin) {
+        (_, Some(p)) => UserVerification::Pin(p),
+        (VerificationNeed::BuiltIn, None) => UserVerification::BuiltIn,
+        (VerificationNeed::None | VerificationNeed::Pin, None) => UserVerification::None,
+    };
     if key.touch_required() || need == VerificationNeed::BuiltIn {
         cue.show();
     }
     let t1 = Instant::now();
-    let mut result = attempt(&mut ctap, key, data, need, pin.as_ref(), &mut cue);
+    let mut result = attempt(&mut ctap, key, data, uv, &mut cue);
     if reused && is_transport_failure(&result) {
         let t = Instant::now();
         ctap = open(cfg)?;
         timing.open += t.elapsed();
-        result = attempt(&mut ctap, key, data, need, pin.as_ref(), &mut cue);
+        result = attempt(&mut ctap, key, data, uv, &mut cue);
     }
     let result = match result {
         // The key wants a PIN although the credential did not say so (credProtect, alwaysUv):
@@ -170,14 +165,7 @@ pub fn sign(
                 && ctap.refresh_info().is_ok_and(|i| i.pin_set()) =>
         {
             let pin = ask_pin(cfg, key)?;
-            attempt(
-                &mut ctap,
-                key,
-                data,
-                VerificationNeed::Pin,
-                Some(&pin),
-                &mut cue,
-            )
+            attempt(&mut ctap, key, data, UserVerification::Pin(&pin), &mut cue)
         }
         other => other,
     };
@@ -194,19 +182,13 @@ pub fn sign(
     }
 }
 
-fn attempt<T: Transport>(
-    ctap: &mut Ctap2<T>,
+fn attempt(
+    ctap: &mut Authenticator,
     key: &SkKey,
     data: &[u8],
-    need: VerificationNeed,
-    pin: Option<&Pin>,
+    uv: UserVerification<'_>,
     cue: &mut Cue<'_>,
 ) -> Result<SkSignature, SshError> {
-    let uv = match (need, pin) {
-        (_, Some(p)) => UserVerification::Pin(p),
-        (VerificationNeed::BuiltIn, None) => UserVerification::BuiltIn,
-        (VerificationNeed::None | VerificationNeed::Pin, None) => UserVerification::None,
-    };
     let mut on_keepalive = |s: KeepaliveStatus| {
         if s == KeepaliveStatus::UpNeeded {
             cue.show();

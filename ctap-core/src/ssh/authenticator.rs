@@ -14,6 +14,7 @@ use crate::ctap2::{Ctap2, GetAssertionRequest, KeepaliveHandler, MakeCredentialR
 use crate::device::Transport;
 
 /// How a signature proves user verification.
+#[derive(Clone, Copy)]
 pub enum UserVerification<'a> {
     /// Not asked for (the key does not require it).
     None,
