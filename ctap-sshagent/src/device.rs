@@ -8,10 +8,10 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ctap_core::ctap2::pin::Pin;
-use ctap_core::ctap2::{Ctap2, CtapError, CtapStatus};
-use ctap_core::ctaphid::{CtapHidChannel, CtapHidError, KeepaliveStatus, WaitDecision};
-use ctap_core::device::{self, DeviceUri};
-use ctap_core::session::Authenticator;
+use ctap_core::ctap2::{CtapError, CtapStatus};
+use ctap_core::ctaphid::{CtapHidError, KeepaliveStatus, WaitDecision};
+use ctap_core::device::DeviceUri;
+use ctap_core::session::{open_authenticators, Authenticator};
 use ctap_core::ssh::{self, SkKey, SkSignature, SshError, UserVerification, VerificationNeed};
 
 use crate::askpass;
@@ -72,12 +72,14 @@ pub struct SignTiming {
     pub assertion: Duration,
 }
 
+/// The configured key, opened as the PAM module opens it; with `auto` and several keys, the
+/// first one that opens.
 fn open(cfg: &DeviceConfig) -> Result<Authenticator, String> {
-    let transport = device::open(&cfg.uri).map_err(|e| format!("cannot open {}: {e}", cfg.uri))?;
-    let hid = CtapHidChannel::open(transport).map_err(|e| format!("{}: {e}", cfg.uri))?;
-    let mut ctap = Ctap2::new(hid).map_err(|e| format!("{}: {e}", cfg.uri))?;
-    ctap.set_touch_timeout(cfg.touch_timeout);
-    Ok(ctap)
+    open_authenticators(&cfg.uri, cfg.touch_timeout)
+        .map_err(|e| format!("cannot open {}: {e}", cfg.uri))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("cannot open {}: no security key", cfg.uri))
 }
 
 /// The transport failed: on a kept session this means the key went away since (replugged,
