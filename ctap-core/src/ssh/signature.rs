@@ -18,7 +18,6 @@
 //! right, the sk-ecdsa one is not). Both layouts here are checked by the end-to-end tests
 //! against `ssh-keygen -Y verify` and a real sshd.
 
-use p256::ecdsa::signature::Verifier;
 use sha2::{Digest, Sha256};
 
 use super::key::{SkAlgorithm, SkKey};
@@ -98,10 +97,8 @@ pub fn verify_sk_signature(
             ir.finish("ecdsa signature")?;
             let sig = p256::ecdsa::Signature::from_scalars(rr, ss)
                 .map_err(|_| SshError::malformed("r or s out of range"))?;
-            let pk = key.cose_key().p256_public().map_err(SshError::Ctap)?;
-            p256::ecdsa::VerifyingKey::from(pk)
-                .verify(&signed, &sig)
-                .is_ok()
+            // The key's own check, which takes the DER form a security key answers with.
+            key.cose_key().verify(&signed, sig.to_der().as_bytes())
         }
         CoseKey::EdDsa { .. } => key.cose_key().verify(&signed, inner),
     };
