@@ -41,25 +41,13 @@ fn allocate_cid() -> u32 {
     }
 }
 
-/// A request in progress on this connection.
-enum Busy {
-    /// Queued or running in the authenticator; `fault` mangles the reply.
-    Engine {
-        cid: u32,
-        ticket: Ticket,
-        fault: Option<Fault>,
-        next_keepalive: Instant,
-    },
-    /// `--fault stall-keepalive`: keepalives forever, no answer.
-    Stall { cid: u32, next_keepalive: Instant },
-}
-
-impl Busy {
-    fn cid(&self) -> u32 {
-        match self {
-            Busy::Engine { cid, .. } | Busy::Stall { cid, .. } => *cid,
-        }
-    }
+/// A request in progress on this connection: keepalives go out on `cid` until it is answered.
+struct Busy {
+    cid: u32,
+    next_keepalive: Instant,
+    /// Queued or running in the authenticator, with the fault that mangles the reply. `None`
+    /// under `--fault stall-keepalive`: keepalives forever, no answer.
+    job: Option<(Ticket, Option<Fault>)>,
 }
 
 /// What the connection loop does after handling an event.
@@ -204,57 +192,31 @@ impl Connection {
                 return self.send_error(cid, ERR_MSG_TIMEOUT);
             }
         }
-        match self.busy.take() {
-            None => Flow::Continue,
-            Some(Busy::Stall {
-                cid,
-                mut next_keepalive,
-            }) => {
-                if now >= next_keepalive {
-                    next_keepalive = now + KEEPALIVE_INTERVAL;
-                    if self.send(cid, cmd::KEEPALIVE, &[KEEPALIVE_PROCESSING]) == Flow::Close {
-                        return Flow::Close;
-                    }
+        let Some(busy) = &mut self.busy else {
+            return Flow::Continue;
+        };
+        let cid = busy.cid;
+        let mut status = KEEPALIVE_PROCESSING;
+        if let Some((ticket, fault)) = &busy.job {
+            match ticket.try_reply() {
+                Ok(Some(reply)) => {
+                    let fault = *fault;
+                    self.busy = None;
+                    return self.deliver(cid, reply, fault);
                 }
-                self.busy = Some(Busy::Stall {
-                    cid,
-                    next_keepalive,
-                });
-                Flow::Continue
-            }
-            Some(Busy::Engine {
-                cid,
-                ticket,
-                fault,
-                mut next_keepalive,
-            }) => match ticket.try_reply() {
-                Ok(Some(reply)) => self.deliver(cid, reply, fault),
-                Ok(None) => {
-                    if now >= next_keepalive {
-                        next_keepalive = now + KEEPALIVE_INTERVAL;
-                        let status = if ticket.waiting_for_presence() {
-                            KEEPALIVE_UPNEEDED
-                        } else {
-                            KEEPALIVE_PROCESSING
-                        };
-                        if self.send(cid, cmd::KEEPALIVE, &[status]) == Flow::Close {
-                            return Flow::Close;
-                        }
-                    }
-                    self.busy = Some(Busy::Engine {
-                        cid,
-                        ticket,
-                        fault,
-                        next_keepalive,
-                    });
-                    Flow::Continue
-                }
+                Ok(None) if ticket.waiting_for_presence() => status = KEEPALIVE_UPNEEDED,
+                Ok(None) => {}
                 Err(_) => {
                     self.log("the authenticator stopped; closing");
-                    Flow::Close
+                    return Flow::Close;
                 }
-            },
+            }
         }
+        if now < busy.next_keepalive {
+            return Flow::Continue;
+        }
+        busy.next_keepalive = now + KEEPALIVE_INTERVAL;
+        self.send(cid, cmd::KEEPALIVE, &[status])
     }
 
     fn deliver(&mut self, cid: u32, reply: Reply, fault: Option<Fault>) -> Flow {
@@ -303,8 +265,8 @@ impl Connection {
                     return self.send_error(cid, ERR_INVALID_CHANNEL);
                 }
                 if let Some(busy) = &self.busy {
-                    if busy.cid() == cid && cmd == cmd::CANCEL {
-                        if let Some(Busy::Engine { ticket, .. }) = &self.busy {
+                    if busy.cid == cid && cmd == cmd::CANCEL {
+                        if let Some((ticket, _)) = &busy.job {
                             ticket.cancel();
                         }
                         return Flow::Continue;
@@ -327,33 +289,33 @@ impl Connection {
                 if len > MAX_MESSAGE_SIZE {
                     return self.send_error(cid, ERR_INVALID_LEN);
                 }
-                let reassembly = Reassembly::start(cid, cmd, len, data);
-                if reassembly.is_complete() {
-                    self.dispatch(reassembly)
-                } else {
-                    self.reassembly = Some((reassembly, Instant::now() + REASSEMBLY_TIMEOUT));
-                    Flow::Continue
-                }
+                self.dispatch_or_wait(Reassembly::start(cid, cmd, len, data))
             }
             Frame::Cont { cid, seq, data } => {
-                let Some((mut reassembly, _)) = self.reassembly.take() else {
-                    // A continuation without a message in progress is ignored (§11.2.4).
+                // A continuation without a message in progress on its channel is ignored
+                // (§11.2.4), and does not extend another channel's reassembly deadline.
+                let Some((mut reassembly, deadline)) = self.reassembly.take() else {
                     return Flow::Continue;
                 };
                 if reassembly.cid != cid {
-                    self.reassembly = Some((reassembly, Instant::now() + REASSEMBLY_TIMEOUT));
+                    self.reassembly = Some((reassembly, deadline));
                     return Flow::Continue;
                 }
                 if reassembly.push(seq, data).is_err() {
                     return self.send_error(cid, ERR_INVALID_SEQ);
                 }
-                if reassembly.is_complete() {
-                    self.dispatch(reassembly)
-                } else {
-                    self.reassembly = Some((reassembly, Instant::now() + REASSEMBLY_TIMEOUT));
-                    Flow::Continue
-                }
+                self.dispatch_or_wait(reassembly)
             }
+        }
+    }
+
+    /// Run a complete message, or wait (with a fresh deadline) for its next continuation.
+    fn dispatch_or_wait(&mut self, reassembly: Reassembly) -> Flow {
+        if reassembly.is_complete() {
+            self.dispatch(reassembly)
+        } else {
+            self.reassembly = Some((reassembly, Instant::now() + REASSEMBLY_TIMEOUT));
+            Flow::Continue
         }
     }
 
@@ -373,7 +335,7 @@ impl Connection {
             new_cid
         } else if self.channels.contains(&cid) {
             // INIT on an allocated channel resynchronises it: abandon what was in progress.
-            if self.busy.as_ref().is_some_and(|busy| busy.cid() == cid) {
+            if self.busy.as_ref().is_some_and(|busy| busy.cid == cid) {
                 self.busy = None; // dropping the ticket cancels the job
             }
             if self.reassembly.as_ref().is_some_and(|(r, _)| r.cid == cid) {
@@ -403,37 +365,28 @@ impl Connection {
                     return self.send_error(cid, ERR_INVALID_LEN);
                 }
                 let fault = self.fault.filter(|_| Fault::applies_to(&payload));
-                let now = Instant::now();
-                match fault.map(Fault::plan) {
+                let job = match fault.map(Fault::plan) {
                     Some(Plan::Drop) => {
                         self.log("fault drop-connection: closing after the request");
-                        Flow::Close
+                        return Flow::Close;
                     }
-                    Some(Plan::Stall) => {
-                        self.busy = Some(Busy::Stall {
-                            cid,
-                            next_keepalive: now + KEEPALIVE_INTERVAL,
-                        });
-                        Flow::Continue
-                    }
+                    Some(Plan::Stall) => None,
                     Some(Plan::Process) | None => {
                         match self.engine.submit(JobKind::Cbor, payload) {
-                            Ok(ticket) => {
-                                self.busy = Some(Busy::Engine {
-                                    cid,
-                                    ticket,
-                                    fault,
-                                    next_keepalive: now + KEEPALIVE_INTERVAL,
-                                });
-                                Flow::Continue
-                            }
+                            Ok(ticket) => Some((ticket, fault)),
                             Err(_) => {
                                 self.log("the authenticator stopped; closing");
-                                Flow::Close
+                                return Flow::Close;
                             }
                         }
                     }
-                }
+                };
+                self.busy = Some(Busy {
+                    cid,
+                    next_keepalive: Instant::now() + KEEPALIVE_INTERVAL,
+                    job,
+                });
+                Flow::Continue
             }
             // MSG (see CAPABILITIES), LOCK (optional, not implemented), and anything a host
             // should never send (KEEPALIVE, ERROR) or we do not know.
@@ -445,12 +398,13 @@ impl Connection {
         self.send(cid, cmd::ERROR, &[code])
     }
 
+    /// Send a whole message in one write: the stream carries reports back to back anyway, and a
+    /// large response is one syscall instead of up to 129.
     fn send(&mut self, cid: u32, cmd: u8, payload: &[u8]) -> Flow {
-        for packet in fragment(cid, cmd, payload) {
-            if let Err(e) = self.stream.write_all(&packet) {
-                self.log(&format!("write failed, dropping connection: {e}"));
-                return Flow::Close;
-            }
+        let packets = fragment(cid, cmd, payload);
+        if let Err(e) = self.stream.write_all(packets.as_flattened()) {
+            self.log(&format!("write failed, dropping connection: {e}"));
+            return Flow::Close;
         }
         Flow::Continue
     }
