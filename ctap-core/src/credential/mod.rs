@@ -9,8 +9,8 @@ mod state;
 mod store;
 
 pub use b64::{decode as b64_decode, encode as b64_encode};
-pub use error::StoreError;
 pub(crate) use error::toml_error_line;
+pub use error::StoreError;
 pub use record::{CredentialFile, CredentialRecord, UvRequirement};
 pub use state::{CredentialState, StateFile, STATE_VERSION};
 pub use store::{
