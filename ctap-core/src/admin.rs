@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::credential::record::AlgorithmName;
 use crate::credential::{
-    CredentialRecord, CredentialStore, RecordsSource, StoreError, UvRequirement,
+    CredentialFile, CredentialRecord, CredentialStore, RecordsSource, StoreError, UvRequirement,
 };
 use crate::ctap2::CtapError;
 use crate::device::{self, DeviceUri};
@@ -255,14 +255,13 @@ pub fn unsuspend(
     Ok(Unsuspended::Lifted(reason))
 }
 
-/// The first name of the form `key-<n>` that the user does not have yet.
-pub fn default_credential_name(store: &CredentialStore, user: &str) -> Result<String, StoreError> {
-    let records = store.load_system_records(user)?;
+/// The first name of the form `key-<n>` that `records` does not have yet.
+pub fn default_credential_name(records: &CredentialFile) -> String {
     let taken = |name: &str| records.credentials.iter().any(|c| c.name == name);
     let n = (1..=records.credentials.len() + 1)
         .find(|n| !taken(&format!("key-{n}")))
         .unwrap_or(records.credentials.len() + 1);
-    Ok(format!("key-{n}"))
+    format!("key-{n}")
 }
 
 /// One attached key, as `devices` shows it (`fido2-token -L` and `-I` together).

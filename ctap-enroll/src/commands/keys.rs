@@ -7,10 +7,10 @@ use ctap_core::config::Policy;
 use ctap_core::ctap2::pin::Pin;
 use ctap_core::ctap2::{CtapError, CtapStatus};
 use ctap_core::device::DeviceUri;
-use ctap_core::enroll::{default_rp_id, enroll as enroll_key, EnrollRequest};
+use ctap_core::enroll::{enroll as enroll_key, EnrollRequest};
 use zeroize::Zeroizing;
 
-use super::{json, say, user_of, Context};
+use super::{json, say, single_key, user_of, Context};
 use crate::cli::{DevicesArgs, EnrollArgs, PinCommand};
 use crate::{Exit, Failure};
 
@@ -97,24 +97,21 @@ pub fn enroll(ctx: &mut Context, args: &EnrollArgs) -> Result<Exit, Failure> {
     let user = user_of(&args.user)?;
     let store = policy.store();
     // Fail on unreadable or insecure files, and on missing privileges, before the key is touched.
-    store.load_system_records(&user)?;
+    let records = store.load_system_records(&user)?;
     drop(store.lock_state(&user, admin::EDIT_LOCK_WAIT)?);
     let name = match &args.name {
         Some(n) => n.clone(),
-        None => admin::default_credential_name(&store, &user)?,
+        None => admin::default_credential_name(&records),
     };
     let req = EnrollRequest {
         user: user.clone(),
         name,
-        rp_id: args
-            .rp_id
-            .clone()
-            .or_else(|| policy.rp_id.clone())
-            .or_else(|| Some(default_rp_id())),
+        // None: enroll uses pam://<hostname>.
+        rp_id: args.rp_id.clone().or_else(|| policy.rp_id.clone()),
         uv: args.uv.into(),
         pin_policy: policy.pin,
     };
-    let mut key = ctx.single_key(&policy)?;
+    let mut key = single_key(&policy.device, policy.touch_timeout())?;
     let record = enroll_key(&store, &req, &mut key, &mut ctx.prompter)?;
     let counter = store
         .read_state(&user)
@@ -159,7 +156,7 @@ fn new_pin(ctx: &mut Context) -> Result<Pin, Failure> {
 
 pub fn pin(ctx: &mut Context, cmd: &PinCommand) -> Result<Exit, Failure> {
     let policy: Policy = ctx.policy()?;
-    let mut key = ctx.single_key(&policy)?;
+    let mut key = single_key(&policy.device, policy.touch_timeout())?;
     if key.info().option("clientPin").is_none() {
         return Err(Failure::new(
             Exit::Failed,
