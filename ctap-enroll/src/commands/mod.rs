@@ -8,9 +8,11 @@ mod ssh;
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ctap_core::config::Policy;
 use ctap_core::credential::valid_user_name;
+use ctap_core::device::DeviceUri;
 use ctap_core::session::{open_authenticators, Authenticator};
 
 use crate::cli::{Cli, Command, UserArg};
@@ -20,7 +22,7 @@ use crate::{Exit, Failure};
 /// What every subcommand may need: the global options, and root's policy once loaded.
 pub struct Context {
     pub config: PathBuf,
-    pub device: Option<ctap_core::device::DeviceUri>,
+    pub device: Option<DeviceUri>,
     pub prompter: TerminalPrompter,
 }
 
@@ -33,20 +35,20 @@ impl Context {
         }
         Ok(policy)
     }
+}
 
-    /// The one key to act on; several attached keys need `--device`.
-    pub fn single_key(&self, policy: &Policy) -> Result<Authenticator, Failure> {
-        let mut keys = open_authenticators(&policy.device, policy.touch_timeout())?;
-        if keys.len() > 1 {
-            return Err(Failure::new(
-                Exit::Usage,
-                format!("{} security keys are attached", keys.len()),
-                "name one with --device hidraw:/dev/hidrawN (see `ctap-enroll devices`)",
-            ));
-        }
-        keys.pop()
-            .ok_or_else(|| Failure::new(Exit::NoKey, "no security key found", "insert your key"))
+/// The one key `device` names; several attached keys need `--device`.
+pub fn single_key(device: &DeviceUri, touch_timeout: Duration) -> Result<Authenticator, Failure> {
+    let mut keys = open_authenticators(device, touch_timeout)?;
+    if keys.len() > 1 {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!("{} security keys are attached", keys.len()),
+            "name one with --device hidraw:/dev/hidrawN (see `ctap-enroll devices`)",
+        ));
     }
+    keys.pop()
+        .ok_or_else(|| Failure::new(Exit::NoKey, "no security key found", "insert your key"))
 }
 
 /// `--user`, else `$SUDO_USER` (the admin who ran `sudo ctap-enroll`), else the current user.

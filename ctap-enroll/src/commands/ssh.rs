@@ -9,7 +9,7 @@ use ctap_core::fs::Ownership;
 use ctap_core::session::{keepalive_for, Prompter};
 use ctap_core::ssh::{self, SkAlgorithm, SkKey, SshEnrollment, SshError};
 
-use super::{say, Context};
+use super::{say, single_key, Context};
 use crate::cli::{ExportSshArgs, SshArgs, SshKeyType};
 use crate::{Exit, Failure};
 
@@ -76,18 +76,7 @@ pub fn enroll(ctx: &mut Context, args: &SshArgs) -> Result<Exit, Failure> {
             .map(|p| p.device)
             .unwrap_or(ctap_core::device::DeviceUri::Auto),
     };
-    let mut keys =
-        ctap_core::session::open_authenticators(&device, ctap_core::ctap2::DEFAULT_TOUCH_TIMEOUT)?;
-    if keys.len() > 1 {
-        return Err(Failure::new(
-            Exit::Usage,
-            format!("{} security keys are attached", keys.len()),
-            "name one with --device hidraw:/dev/hidrawN",
-        ));
-    }
-    let mut key = keys
-        .pop()
-        .ok_or_else(|| Failure::new(Exit::NoKey, "no security key found", "insert your key"))?;
+    let mut key = single_key(&device, ctap_core::ctap2::DEFAULT_TOUCH_TIMEOUT)?;
     let token = if key.info().pin_set() {
         let pin = ctx
             .prompter
