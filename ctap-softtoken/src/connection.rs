@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::ctaphid_device::*;
-use crate::engine::{EngineHandle, JobKind, Reply, Ticket, MAX_MESSAGE_SIZE};
+use crate::engine::{EngineHandle, Reply, Ticket, MAX_MESSAGE_SIZE};
 use crate::fault::{Delivery, Fault, Plan};
 
 /// Keepalives go out this often while a request is in progress (CTAP 2.1 §11.2.9.2.1).
@@ -371,15 +371,13 @@ impl Connection {
                         return Flow::Close;
                     }
                     Some(Plan::Stall) => None,
-                    Some(Plan::Process) | None => {
-                        match self.engine.submit(JobKind::Cbor, payload) {
-                            Ok(ticket) => Some((ticket, fault)),
-                            Err(_) => {
-                                self.log("the authenticator stopped; closing");
-                                return Flow::Close;
-                            }
+                    Some(Plan::Process) | None => match self.engine.submit(payload) {
+                        Ok(ticket) => Some((ticket, fault)),
+                        Err(_) => {
+                            self.log("the authenticator stopped; closing");
+                            return Flow::Close;
                         }
-                    }
+                    },
                 };
                 self.busy = Some(Busy {
                     cid,

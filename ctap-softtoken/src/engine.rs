@@ -1,6 +1,6 @@
 //! The authenticator: fido-authenticator on trussed, on one thread, one transaction at a time.
 //!
-//! Connections hand CTAPHID CBOR/MSG messages to the engine as [`Job`]s through a FIFO queue
+//! Connections hand CTAPHID CBOR messages to the engine as [`Job`]s through a FIFO queue
 //! and wait for the reply, sending keepalives meanwhile. A real key is a single
 //! microcontroller: it also serves one transaction at a time, and a host talking to it while it
 //! is busy waits. Serialising here keeps the authenticator's state (PIN token, counters, the
@@ -32,6 +32,7 @@ use trussed_staging::virt::{BackendIds, Dispatcher};
 use trussed_staging::StagingContext;
 
 use crate::cli::Presence;
+use crate::ctaphid_device::{ERR_INVALID_CMD, ERR_INVALID_LEN, ERR_OTHER};
 use crate::error::Error;
 use crate::platform::{SoftPlatform, SoftUi, UiState};
 use crate::state_file::StateFile;
@@ -57,13 +58,6 @@ static BACKENDS: [BackendId<BackendIds>; 2] = [
     BackendId::Core,
 ];
 
-/// The CTAPHID commands the authenticator answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobKind {
-    Cbor,
-    Msg,
-}
-
 /// The authenticator's answer to one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -76,7 +70,6 @@ pub enum Reply {
 /// One message queued for the authenticator.
 struct Job {
     id: u64,
-    kind: JobKind,
     payload: Vec<u8>,
     cancelled: Arc<AtomicBool>,
     reply: Sender<Reply>,
@@ -112,15 +105,15 @@ pub struct Ticket {
 pub struct EngineGone;
 
 impl EngineHandle {
-    /// Queue a message for the authenticator.
-    pub fn submit(&self, kind: JobKind, payload: Vec<u8>) -> Result<Ticket, EngineGone> {
+    /// Queue a CTAPHID_CBOR message for the authenticator. (CTAPHID_MSG never gets here: we
+    /// announce NMSG, see `connection::CAPABILITIES`.)
+    pub fn submit(&self, payload: Vec<u8>) -> Result<Ticket, EngineGone> {
         let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
         let cancelled = Arc::new(AtomicBool::new(false));
         let (reply, reply_rx) = mpsc::channel();
         self.jobs
             .send(Job {
                 id,
-                kind,
                 payload,
                 cancelled: cancelled.clone(),
                 reply,
@@ -347,7 +340,7 @@ fn work(app: &mut dyn App<'static>, jobs: Receiver<Job>, shared: &Shared) {
             let reply = if job.cancelled.load(Ordering::SeqCst) {
                 Reply::Data(vec![STATUS_KEEPALIVE_CANCEL])
             } else {
-                call(app, job.kind, &job.payload)
+                call(app, &job.payload)
             };
             INTERRUPT.set_idle();
             shared.ui.reset();
@@ -359,31 +352,25 @@ fn work(app: &mut dyn App<'static>, jobs: Receiver<Job>, shared: &Shared) {
     }
 }
 
-/// One message through the authenticator's CTAPHID app interface.
-fn call(app: &mut dyn App<'static>, kind: JobKind, payload: &[u8]) -> Reply {
-    let command = match kind {
-        JobKind::Cbor => AppCommand::Cbor,
-        JobKind::Msg => AppCommand::Msg,
-    };
+/// One CBOR message through the authenticator's CTAPHID app interface.
+fn call(app: &mut dyn App<'static>, payload: &[u8]) -> Reply {
     let mut response = Bytes::<RESPONSE_CAPACITY>::new();
     // fido-authenticator is firmware code: it should not panic on any input, but if it does,
     // one request fails and the key keeps serving, as a hardware key would after a watchdog
     // reset. The default panic hook has already printed the message to stderr.
     let result = catch_unwind(AssertUnwindSafe(|| {
-        app.call(command, payload, response.as_mut_view())
+        app.call(AppCommand::Cbor, payload, response.as_mut_view())
     }));
     match result {
         Ok(Ok(())) => Reply::Data(response.to_vec()),
-        Ok(Err(AppError::InvalidCommand)) => {
-            Reply::HidError(crate::ctaphid_device::ERR_INVALID_CMD)
-        }
-        Ok(Err(AppError::InvalidLength)) => Reply::HidError(crate::ctaphid_device::ERR_INVALID_LEN),
-        Ok(Err(AppError::NoResponse)) => Reply::HidError(crate::ctaphid_device::ERR_OTHER),
+        Ok(Err(AppError::InvalidCommand)) => Reply::HidError(ERR_INVALID_CMD),
+        Ok(Err(AppError::InvalidLength)) => Reply::HidError(ERR_INVALID_LEN),
+        Ok(Err(AppError::NoResponse)) => Reply::HidError(ERR_OTHER),
         Err(_) => {
             eprintln!(
                 "ctap-softtoken: the authenticator panicked on a request; answering ERR_OTHER"
             );
-            Reply::HidError(crate::ctaphid_device::ERR_OTHER)
+            Reply::HidError(ERR_OTHER)
         }
     }
 }
