@@ -61,6 +61,9 @@ enum Flow {
 struct ReportReader {
     buf: Packet,
     filled: usize,
+    /// The read timeout last set on the socket: while a request runs, every poll asks for the
+    /// same one, and setting it again is a syscall per poll.
+    timeout: Option<Duration>,
 }
 
 enum ReadOutcome {
@@ -77,7 +80,10 @@ impl ReportReader {
     ) -> io::Result<ReadOutcome> {
         // A zero timeout means "block" to the OS; never ask for that by accident.
         let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
-        stream.set_read_timeout(timeout)?;
+        if timeout != self.timeout {
+            stream.set_read_timeout(timeout)?;
+            self.timeout = timeout;
+        }
         loop {
             match stream.read(&mut self.buf[self.filled..]) {
                 Ok(0) => {
@@ -117,6 +123,7 @@ pub fn serve(stream: UnixStream, engine: EngineHandle, fault: Option<Fault>, id:
         reader: ReportReader {
             buf: [0; PACKET_SIZE],
             filled: 0,
+            timeout: None,
         },
         channels: VecDeque::new(),
         reassembly: None,
