@@ -117,14 +117,7 @@ pub fn list(store: &CredentialStore, user: &str) -> Result<Vec<CredentialSummary
     };
     let state = store.read_state(user)?;
     let system_path = store.records_path(user)?;
-    let system_count = if records
-        .sources
-        .contains(&RecordsSource::System(system_path.clone()))
-    {
-        store.load_system_records(user)?.credentials.len()
-    } else {
-        0
-    };
+    let system_count = records.system_count;
     let per_user_path = records.sources.iter().find_map(|s| match s {
         RecordsSource::PerUser(p) => Some(p.clone()),
         RecordsSource::System(_) => None,

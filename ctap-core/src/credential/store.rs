@@ -21,7 +21,10 @@ pub enum RecordsSource {
 #[derive(Debug, Clone)]
 pub struct UserRecords {
     pub sources: Vec<RecordsSource>,
+    /// All credentials, root's file's first.
     pub file: CredentialFile,
+    /// How many of `file.credentials` come from root's file.
+    pub system_count: usize,
 }
 
 /// The records and state directories. Paths come from root's configuration (or tests).
@@ -87,6 +90,7 @@ impl CredentialStore {
             Err(e) if e.is_not_found() => not_found = Some(e),
             Err(e) => return Err(e),
         }
+        let system_count = file.credentials.len();
         if self.per_user_records {
             if let Some((home, uid)) = home_of(user) {
                 let path = home.join(PER_USER_FILE);
@@ -102,7 +106,11 @@ impl CredentialStore {
         }
         match (sources.is_empty(), not_found) {
             (true, Some(e)) => Err(e),
-            _ => Ok(UserRecords { sources, file }),
+            _ => Ok(UserRecords {
+                sources,
+                system_count,
+                file,
+            }),
         }
     }
 
