@@ -38,6 +38,10 @@ impl StateFile {
     /// A missing or empty file becomes a fresh key. Any other size is refused: it is not our
     /// file, and littlefs would misread it.
     pub fn open(path: &Path) -> Result<StateFile, Error> {
+        let open_error = |source| Error::StateOpen {
+            path: path.to_owned(),
+            source,
+        };
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -46,10 +50,7 @@ impl StateFile {
             .mode(0o600)
             .custom_flags(nix::libc::O_CLOEXEC | nix::libc::O_NOFOLLOW)
             .open(path)
-            .map_err(|source| Error::StateOpen {
-                path: path.to_owned(),
-                source,
-            })?;
+            .map_err(open_error)?;
         let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(locked) => locked,
             Err((_, Errno::EWOULDBLOCK)) => {
@@ -57,27 +58,12 @@ impl StateFile {
                     path: path.to_owned(),
                 })
             }
-            Err((_, errno)) => {
-                return Err(Error::StateOpen {
-                    path: path.to_owned(),
-                    source: io::Error::from(errno),
-                })
-            }
+            Err((_, errno)) => return Err(open_error(io::Error::from(errno))),
         };
-        let len = file
-            .metadata()
-            .map_err(|source| Error::StateOpen {
-                path: path.to_owned(),
-                source,
-            })?
-            .len();
+        let len = file.metadata().map_err(open_error)?.len();
         let fresh = match len {
             0 => {
-                file.set_len(STATE_FILE_SIZE)
-                    .map_err(|source| Error::StateOpen {
-                        path: path.to_owned(),
-                        source,
-                    })?;
+                file.set_len(STATE_FILE_SIZE).map_err(open_error)?;
                 true
             }
             STATE_FILE_SIZE => false,
