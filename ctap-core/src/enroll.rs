@@ -112,7 +112,7 @@ pub fn enroll(
     let rp_id = req.rp_id.clone().unwrap_or_else(default_rp_id);
     // The user's lock covers the whole read-modify-write of records and state, so a concurrent
     // `remove` or second `enroll` cannot interleave with this one (admin edits take it too).
-    let mut guard = store.lock_state(user, std::time::Duration::from_secs(30))?;
+    let mut guard = store.lock_state(user, crate::admin::EDIT_LOCK_WAIT)?;
     let mut records = store.load_system_records(user)?;
     if req.name.trim().is_empty() {
         return Err(EnrollError::Refused(
