@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::account::Account;
 use crate::credential::record::AlgorithmName;
 use crate::credential::{
     CredentialFile, CredentialRecord, CredentialStore, RecordsSource, StoreError, UvRequirement,
@@ -109,8 +110,12 @@ pub fn uv_name(u: UvRequirement) -> &'static str {
 
 /// The user's credentials (root's file, plus the user's own when the store opts in) with their
 /// state. A user with no records file at all has an empty list.
-pub fn list(store: &CredentialStore, user: &str) -> Result<Vec<CredentialSummary>, StoreError> {
-    let records = match store.load_records(user) {
+pub fn list(
+    store: &CredentialStore,
+    account: &Account,
+) -> Result<Vec<CredentialSummary>, StoreError> {
+    let user = account.name();
+    let records = match store.load_records(account) {
         Ok(r) => r,
         Err(e) if e.is_not_found() => return Ok(Vec::new()),
         Err(e) => return Err(e),
@@ -166,16 +171,17 @@ fn not_found(
 /// Records go first: a crash in between leaves an orphan state entry, which is harmless.
 pub fn remove(
     store: &CredentialStore,
-    user: &str,
+    account: &Account,
     name: &str,
 ) -> Result<CredentialRecord, AdminError> {
+    let user = account.name();
     let mut guard = store.lock_state(user, EDIT_LOCK_WAIT)?;
     let mut records = store.load_system_records(user)?;
     let index = records
         .find(name)
         .ok_or_else(|| not_found(store, user, name, &records.credentials))?;
     let removed = records.credentials.remove(index);
-    store.save_system_records(user, &records)?;
+    store.save_system_records(account, &records)?;
     if guard.state.get(&removed.credential_id).is_some() {
         guard.state.remove(&removed.credential_id);
         guard.commit()?;
@@ -184,7 +190,13 @@ pub fn remove(
 }
 
 /// Give a credential a new label.
-pub fn rename(store: &CredentialStore, user: &str, old: &str, new: &str) -> Result<(), AdminError> {
+pub fn rename(
+    store: &CredentialStore,
+    account: &Account,
+    old: &str,
+    new: &str,
+) -> Result<(), AdminError> {
+    let user = account.name();
     if new.trim().is_empty() {
         return Err(AdminError::Refused(
             "the new name must not be empty".to_string(),
@@ -206,7 +218,7 @@ pub fn rename(store: &CredentialStore, user: &str, old: &str, new: &str) -> Resu
         )));
     }
     records.credentials[index].name = new.to_string();
-    store.save_system_records(user, &records)?;
+    store.save_system_records(account, &records)?;
     Ok(())
 }
 
@@ -223,9 +235,10 @@ pub enum Unsuspended {
 /// next counter is above it, a clone's still is not.
 pub fn unsuspend(
     store: &CredentialStore,
-    user: &str,
+    account: &Account,
     name: &str,
 ) -> Result<Unsuspended, AdminError> {
+    let user = account.name();
     let mut guard = store.lock_state(user, EDIT_LOCK_WAIT)?;
     let records = store.load_system_records(user)?;
     let record = records

@@ -8,10 +8,9 @@ use std::fmt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::account::name_of_stem;
 use crate::config::{ConfigError, Policy, UvPolicy};
-use crate::credential::{
-    home_of, load_credential_file, valid_user_name, CredentialFile, StoreError, UvRequirement,
-};
+use crate::credential::{home_of, load_credential_file, CredentialFile, StoreError, UvRequirement};
 use crate::fs::{FileError, Ownership};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,8 +141,11 @@ impl Finding {
             ),
             StoreError::BadUserName(u) => Finding::unlocated(
                 format!("invalid user name {u:?}"),
-                "give a login name (letters, digits, . _ - @ $)",
+                "give the account's login name",
             ),
+            StoreError::Lookup(m) => {
+                Finding::unlocated(m.clone(), "check the name service (nsswitch.conf, sssd)")
+            }
         }
     }
 
@@ -307,15 +309,15 @@ fn check_dir(
             ));
             continue;
         };
-        if !valid_user_name(user) {
+        let Some(user) = name_of_stem(user) else {
             findings.push(Finding::problem(
                 &path,
-                format!("{user:?} is not a valid user name; login ignores this file"),
-                "rename it to <login name>.toml or remove it",
+                format!("{user:?} is not a user file name; login ignores this file"),
+                "rename it to <login name>.toml (other bytes than letters, digits, . _ - @ $ as %XX) or remove it",
             ));
             continue;
-        }
-        user_files.push((user.to_string(), path));
+        };
+        user_files.push((user, path));
     }
     Some(user_files)
 }
@@ -383,12 +385,29 @@ fn check_records(
     file: &CredentialFile,
     findings: &mut Vec<Finding>,
 ) {
-    if home_of(user).is_none() {
-        findings.push(Finding::note(
+    match (home_of(user), file.uid) {
+        (None, _) => findings.push(Finding::note(
             path,
             format!("there is no user {user} on this system"),
             "remove the file if the account is gone",
-        ));
+        )),
+        (Some((_, uid)), Some(recorded)) if uid != recorded => findings.push(Finding::problem(
+            path,
+            format!(
+                "written for uid {recorded}, but user {user} has uid {uid}: login refuses it (uid_mismatch)"
+            ),
+            format!(
+                "if the name was reused, remove the old keys (`ctap-enroll remove --user {user} NAME`) and enroll the new account's"
+            ),
+        )),
+        (Some(_), Some(_)) => {}
+        (Some((_, uid)), None) => findings.push(Finding::note(
+            path,
+            format!(
+                "records of {user} do not store the account's uid ({uid}): until they do, the name alone identifies them"
+            ),
+            "any `ctap-enroll` write for the user adds it (e.g. `ctap-enroll rename --user USER NAME NAME`)",
+        )),
     }
     if file.credentials.is_empty() {
         findings.push(Finding::note(

@@ -42,7 +42,8 @@ impl std::str::FromStr for UvPreference {
 }
 
 pub struct EnrollRequest {
-    pub user: String,
+    /// The account, resolved through NSS: records are named by its canonical name and carry its uid.
+    pub user: crate::account::Account,
     pub name: String,
     /// Defaults to `pam://<hostname>`.
     pub rp_id: Option<String>,
@@ -108,12 +109,18 @@ pub fn enroll(
     key: &mut Authenticator,
     prompter: &mut dyn Prompter,
 ) -> Result<CredentialRecord, EnrollError> {
-    let user = req.user.as_str();
+    let user = req.user.name();
     let rp_id = req.rp_id.clone().unwrap_or_else(default_rp_id);
     // The user's lock covers the whole read-modify-write of records and state, so a concurrent
     // `remove` or second `enroll` cannot interleave with this one (admin edits take it too).
     let mut guard = store.lock_state(user, crate::admin::EDIT_LOCK_WAIT)?;
     let mut records = store.load_system_records(user)?;
+    if let Some(recorded) = records.uid.filter(|u| *u != req.user.uid()) {
+        return Err(EnrollError::Refused(format!(
+            "the records of {user} were written for uid {recorded}, but the account has uid {}: check the account; if the name was reused, remove the old keys first (ctap-enroll remove --user {user} NAME)",
+            req.user.uid()
+        )));
+    }
     if req.name.trim().is_empty() {
         return Err(EnrollError::Refused(
             "the credential name must not be empty (--name)".into(),
@@ -260,6 +267,6 @@ pub fn enroll(
     guard.state.put(state);
     guard.commit()?;
     records.credentials.push(record.clone());
-    store.save_system_records(user, &records)?;
+    store.save_system_records(&req.user, &records)?;
     Ok(record)
 }

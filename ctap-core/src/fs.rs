@@ -151,17 +151,127 @@ pub fn read_trusted(path: &Path, owner: Ownership) -> Result<Vec<u8>, FileError>
     let meta = file.metadata().map_err(|e| FileError::io(path, e))?;
     check_metadata(path, &meta, owner)?;
     check_parent(path, owner)?;
-    // Configuration and state are small; a huge file is a mistake or an attack.
-    if meta.len() > 1 << 20 {
-        return Err(FileError::Insecure {
-            path: path.to_path_buf(),
-            why: "is larger than 1 MiB".into(),
-        });
+    read_bounded(path, &mut file, &meta)
+}
+
+/// Configuration and state are small; a huge file is a mistake or an attack.
+pub const MAX_FILE: u64 = 1 << 20;
+
+/// Read at most [`MAX_FILE`] bytes: the size is checked before and, since a file its owner can
+/// write may grow after the fstat, again while reading.
+fn read_bounded(path: &Path, file: &mut File, meta: &Metadata) -> Result<Vec<u8>, FileError> {
+    let too_large = || FileError::Insecure {
+        path: path.to_path_buf(),
+        why: "is larger than 1 MiB".into(),
+    };
+    if meta.len() > MAX_FILE {
+        return Err(too_large());
     }
     let mut buf = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.read_to_end(&mut buf)
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut buf)
         .map_err(|e| FileError::io(path, e))?;
+    if buf.len() as u64 > MAX_FILE {
+        return Err(too_large());
+    }
     Ok(buf)
+}
+
+/// Like [`read_trusted`] for a file in a user's home directory, opened with the user's
+/// filesystem identity (setfsuid/setfsgid on this thread, restored before returning), so that
+/// root follows no path the user could not follow: a symlinked `~/.config` pointing at a file
+/// only root may read is refused by the kernel, not read. The file itself must then pass the
+/// usual checks (no symlink, owned by `owner`, not group- or world-writable, parent directory
+/// owned by root or `owner`), and is read through a bounded reader.
+///
+/// Only the fsuid and fsgid change; supplementary groups stay root's (root normally has none
+/// beyond gid 0). When the caller is not root the calls change nothing and the caller's own
+/// permissions apply.
+pub fn read_trusted_as_user(path: &Path, owner: Ownership, gid: u32) -> Result<Vec<u8>, FileError> {
+    use nix::unistd::{setfsgid, setfsuid, Gid, Uid};
+    let old_gid = setfsgid(Gid::from_raw(gid));
+    let old_uid = setfsuid(Uid::from_raw(owner.uid));
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
+        .open(path);
+    setfsuid(old_uid);
+    setfsgid(old_gid);
+    let mut file = opened.map_err(|e| FileError::io(path, e))?;
+    let meta = file.metadata().map_err(|e| FileError::io(path, e))?;
+    check_metadata(path, &meta, owner)?;
+    check_parent(path, owner)?;
+    read_bounded(path, &mut file, &meta)
+}
+
+/// Open a file whose owner is not known in advance (an authfile to import): no symlink, a
+/// regular file not group- or world-writable, in a directory owned by root or the file's owner
+/// and writable by nobody else, at most [`MAX_FILE`] bytes. Returns the contents and the owner's
+/// uid, so the caller can decide what that owner may vouch for.
+pub fn read_trusted_any_owner(path: &Path) -> Result<(Vec<u8>, u32), FileError> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| FileError::io(path, e))?;
+    let meta = file.metadata().map_err(|e| FileError::io(path, e))?;
+    let owner = Ownership { uid: meta.uid() };
+    check_metadata(path, &meta, owner)?;
+    check_parent(path, owner)?;
+    Ok((read_bounded(path, &mut file, &meta)?, owner.uid))
+}
+
+/// The temporary files [`write_atomic`] makes for `path`: `.<name>.tmp.<pid>.<8 hex digits>`.
+fn is_temp_of(candidate: &str, name: &str) -> bool {
+    let Some(rest) = candidate
+        .strip_prefix('.')
+        .and_then(|c| c.strip_prefix(name))
+        .and_then(|c| c.strip_prefix(".tmp."))
+    else {
+        return false;
+    };
+    match rest.split_once('.') {
+        Some((pid, hex)) => {
+            !pid.is_empty()
+                && pid.bytes().all(|b| b.is_ascii_digit())
+                && hex.len() == 8
+                && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        }
+        None => false,
+    }
+}
+
+/// Remove the temporary files an interrupted [`write_atomic`] of `path` left behind (a write
+/// killed between creating its temporary file and the rename). Call it only while holding the
+/// lock every writer of `path` takes, so that no live write's temporary file can be removed.
+/// Only regular files with exactly the temporary-name pattern go; returns how many. Failures
+/// are ignored: the next write tries again and `check-config` reports what remains.
+pub fn remove_stale_temps(path: &Path) -> usize {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return 0;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(candidate) = file_name.to_str() else {
+            continue;
+        };
+        // file_type() does not follow symlinks.
+        if is_temp_of(candidate, name)
+            && entry.file_type().is_ok_and(|t| t.is_file())
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Replace `path` with `contents` atomically: a temporary file in the same directory, fsync,
@@ -311,6 +421,55 @@ mod tests {
         assert_eq!(std::fs::read(&f).unwrap(), b"two");
         assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o777, 0o600);
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn stale_temp_files_of_one_file_are_removed_and_nothing_else() {
+        let d = tmpdir();
+        let f = d.join("alice.toml");
+        write_atomic(&f, b"one", 0o600).unwrap();
+        let stale = [
+            ".alice.toml.tmp.4242.0badcafe",
+            ".alice.toml.tmp.1.00000000",
+        ];
+        let keep = [
+            ".alice.toml.toml.tmp.1.00000000", // another user's (alice.toml)
+            ".bob.toml.tmp.1.00000000",
+            ".alice.toml.tmp.x.00000000",
+            ".alice.lock",
+            "alice.toml",
+        ];
+        for n in stale.iter().chain(&keep[..4]) {
+            std::fs::write(d.join(n), "partial").unwrap();
+        }
+        std::os::unix::fs::symlink(&f, d.join(".alice.toml.tmp.7.0000000a")).unwrap();
+        assert_eq!(remove_stale_temps(&f), 2);
+        for n in stale {
+            assert!(!d.join(n).exists(), "{n}");
+        }
+        for n in keep {
+            assert!(d.join(n).exists(), "{n}");
+        }
+        assert!(d
+            .join(".alice.toml.tmp.7.0000000a")
+            .symlink_metadata()
+            .is_ok());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_file_growing_past_the_cap_is_refused_and_owner_is_reported() {
+        let d = tmpdir();
+        let f = d.join("big");
+        std::fs::write(&f, vec![b'x'; (MAX_FILE + 1) as usize]).unwrap();
+        let err = read_trusted_any_owner(&f).unwrap_err();
+        assert!(err.to_string().contains("larger than 1 MiB"), "{err}");
+        std::fs::write(&f, "small").unwrap();
+        let (bytes, uid) = read_trusted_any_owner(&f).unwrap();
+        assert_eq!((bytes.as_slice(), uid), (&b"small"[..], me().uid));
+        std::os::unix::fs::symlink(&f, d.join("link")).unwrap();
+        assert!(read_trusted_any_owner(&d.join("link")).is_err());
         std::fs::remove_dir_all(&d).unwrap();
     }
 

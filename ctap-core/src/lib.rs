@@ -10,8 +10,10 @@
 //! - [`verify`]: the only constructor of a [`verify::VerifiedAssertion`].
 //! - [`login`]: the whole login as PAM, `ctap-enroll test` and the demo run it.
 //! - [`config`]: root's policy file.
+//! - [`account`]: the canonical account behind the name PAM was given.
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod admin;
 pub mod check;
 pub mod config;

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::account::{Account, Nss, UserResolver};
 use crate::config::{CloneAction, PinPolicy, Policy, UvPolicy};
 use crate::credential::{CredentialRecord, StoreError, UvRequirement};
 use crate::ctap2::ext::hmac_secret::HmacSalts;
@@ -45,7 +46,25 @@ impl LoginGranted {
 /// Why a login failed. Every variant is a denial.
 #[derive(Debug)]
 pub enum LoginError {
-    /// The user has no records file at all (the only case `nouserok` may skip).
+    /// The name PAM was given is not an account the name service knows.
+    UnknownUser(String),
+    /// The name service could not be asked.
+    Lookup(String),
+    /// Root's records were written for another uid than the account's (the name was reused).
+    UidMismatch {
+        recorded: u32,
+        actual: u32,
+    },
+    /// The account has no records, but root-written state for it names credentials: the records
+    /// were lost or removed by hand. Never skipped.
+    RecordsMissing,
+    /// The canonical name has nothing, but another name of the same uid is enrolled.
+    EnrolledAsOtherName {
+        other: String,
+        uid: u32,
+    },
+    /// The account has no records and no state, nor does any other name of its uid (the only
+    /// case `nouserok` may skip).
     NoRecords,
     /// Records or state could not be read or written.
     Store(StoreError),
@@ -71,6 +90,11 @@ impl LoginError {
     /// A short stable word for syslog lines and tests.
     pub fn kind(&self) -> &'static str {
         match self {
+            LoginError::UnknownUser(_) => "unknown_user",
+            LoginError::Lookup(_) => "nss_error",
+            LoginError::UidMismatch { .. } => "uid_mismatch",
+            LoginError::RecordsMissing => "records_missing",
+            LoginError::EnrolledAsOtherName { .. } => "alias_enrolled",
             LoginError::NoRecords => "no_records",
             LoginError::Store(_) => "config_error",
             LoginError::NoUsableCredential(_) => "no_usable_credential",
@@ -118,6 +142,23 @@ fn device_kind(e: &CtapError) -> &'static str {
 impl fmt::Display for LoginError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            LoginError::UnknownUser(name) => write!(
+                f,
+                "user {name:?} is not known to the password database (NSS): check the name, or the name service"
+            ),
+            LoginError::Lookup(m) => write!(f, "{m}: check the name service (nsswitch.conf, sssd)"),
+            LoginError::UidMismatch { recorded, actual } => write!(
+                f,
+                "the user's records were written for uid {recorded}, but the account now has uid {actual} (a reused name?): check the account, then remove and re-enroll its keys with ctap-enroll"
+            ),
+            LoginError::RecordsMissing => write!(
+                f,
+                "the user has login state but no records file: restore the records file from a backup, or remove the state file to un-enroll the user"
+            ),
+            LoginError::EnrolledAsOtherName { other, uid } => write!(
+                f,
+                "keys of uid {uid} are enrolled under the name {other:?}, not this one: log in as {other:?}, or enroll this name with ctap-enroll"
+            ),
             LoginError::NoRecords => write!(f, "no security key is enrolled for this user"),
             LoginError::Store(e) => e.fmt(f),
             LoginError::NoUsableCredential(m) => f.write_str(m),
@@ -279,20 +320,70 @@ pub fn user_verification(
     }
 }
 
-/// Authenticate `user` for `service` under `policy`.
+/// The account behind the name PAM was given (see [`crate::account`]). A name the name
+/// service does not know is a denial, never "no records".
+pub fn resolve(resolver: &dyn UserResolver, typed: &str) -> Result<Account, LoginError> {
+    match resolver.by_name(typed) {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => Err(LoginError::UnknownUser(typed.to_string())),
+        Err(e) => Err(LoginError::Lookup(e.to_string())),
+    }
+}
+
+/// Why an account without records of its own is, or is not, simply not enrolled.
+fn no_records(
+    store: &crate::credential::CredentialStore,
+    account: &Account,
+    resolver: &dyn UserResolver,
+) -> LoginError {
+    match store.has_state(account.name()) {
+        Ok(false) => {}
+        Ok(true) => return LoginError::RecordsMissing,
+        Err(e) => return e.into(),
+    }
+    match store.other_enrolled_name(account, resolver) {
+        Ok(None) => LoginError::NoRecords,
+        Ok(Some(other)) => LoginError::EnrolledAsOtherName {
+            other,
+            uid: account.uid(),
+        },
+        Err(e) => e.into(),
+    }
+}
+
+/// Authenticate `user` (as PAM was given it: resolved through NSS) for `service` under `policy`.
 pub fn login(
     user: &str,
     service: &str,
     policy: &Policy,
     prompter: &mut dyn Prompter,
 ) -> Result<LoginGranted, LoginError> {
+    login_with(&Nss, user, service, policy, prompter)
+}
+
+/// [`login`] with the name service injected.
+pub fn login_with(
+    resolver: &dyn UserResolver,
+    user: &str,
+    service: &str,
+    policy: &Policy,
+    prompter: &mut dyn Prompter,
+) -> Result<LoginGranted, LoginError> {
+    let account = resolve(resolver, user)?;
+    let user = account.name();
     let store = policy.store();
-    let records = match store.load_records(user) {
-        Ok(r) => r.file.credentials,
-        Err(e) if e.is_not_found() => return Err(LoginError::NoRecords),
+    let records = match store.load_records(&account) {
+        Ok(r) => r.file,
+        Err(e) if e.is_not_found() => return Err(no_records(&store, &account, resolver)),
         Err(e) => return Err(e.into()),
     };
-    let creds = usable_credentials(policy, records)?;
+    if let Some(recorded) = records.uid.filter(|u| *u != account.uid()) {
+        return Err(LoginError::UidMismatch {
+            recorded,
+            actual: account.uid(),
+        });
+    }
+    let creds = usable_credentials(policy, records.credentials)?;
 
     // Held until the new state is on disk (module doc).
     let mut guard = store.lock_state(user, policy.touch_timeout() + Duration::from_secs(5))?;
@@ -316,6 +407,16 @@ pub fn login(
         });
     }
 
+    // User verification and hmac-secret come from root-written state as well as the record: a
+    // record (a per-user file's, say) can ask for more than state, never for less.
+    let mut effective = record.clone();
+    if state.hmac_uv {
+        effective.user_verification = UvRequirement::Required;
+    }
+    if state.hmac_check.is_some() {
+        effective.hmac_secret = true;
+    }
+    let record = &effective;
     let uv_required = record.user_verification == UvRequirement::Required;
     let token = if uv_required {
         user_verification(

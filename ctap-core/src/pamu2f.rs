@@ -32,9 +32,10 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
 
+use crate::account::{Account, UserResolver};
 use crate::credential::record::AlgorithmName;
 use crate::credential::{
-    valid_user_name, CredentialRecord, CredentialState, CredentialStore, StoreError, UvRequirement,
+    CredentialRecord, CredentialState, CredentialStore, StoreError, UvRequirement,
 };
 use crate::ctap2::cose::{Algorithm, CoseKey, ALG_ES256};
 
@@ -107,16 +108,22 @@ pub fn parse(text: &str) -> Authfile {
     out
 }
 
+/// pam-u2f compares the field with the name PAM was given, whatever its spelling; the import
+/// resolves it through NSS. Here only what cannot be a name at all is refused.
+fn plausible_user_name(user: &str) -> bool {
+    !user.is_empty() && !user.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
 fn parse_line(line: usize, content: &str, out: &mut Authfile) {
     let mut fields = content.split(':');
     let user = fields.next().unwrap_or_default();
     let skip = |position, reason: String| Skipped {
         line,
         position,
-        user: valid_user_name(user).then(|| user.to_string()),
+        user: plausible_user_name(user).then(|| user.to_string()),
         reason,
     };
-    if !valid_user_name(user) {
+    if !plausible_user_name(user) {
         out.skipped.push(skip(
             None,
             format!("{user:?} is not a valid user name (expected user:keyhandle,publickey,type,options)"),
@@ -312,22 +319,22 @@ fn drop_duplicates(out: &mut Authfile) {
 /// Where imported credentials point.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
-    /// pam-u2f's `origin`: the RP ID of current-format credentials.
     pub rp_id: String,
-    /// pam-u2f's `appid`: the RP ID of old-format credentials (pam-u2f defaults it to origin).
     pub appid: String,
-    /// Import only this user's lines; others are reported.
-    pub only_user: Option<String>,
+    /// `--user`: import only this account's line (resolved through NSS like the lines).
+    pub only_user: Option<Account>,
+    /// The uid owning the authfile (from [`crate::fs::read_trusted_any_owner`]). pam-u2f only
+    /// ever used the authenticating user's own line of a home-directory authfile, so a file not
+    /// owned by root vouches for its owner alone: every other user's line is refused.
+    pub file_owner: u32,
 }
 
-/// One credential that became a record.
 #[derive(Debug, Clone)]
 pub struct Imported {
     pub line: usize,
     pub position: usize,
     pub user: String,
     pub record: CredentialRecord,
-    /// Differences from pam-u2f's behaviour worth telling the admin.
     pub notes: Vec<String>,
 }
 
@@ -337,27 +344,66 @@ pub struct ImportReport {
     pub skipped: Vec<Skipped>,
 }
 
-/// Write the file's importable credentials into `store`, one user at a time under that user's
-/// state lock: state entries (counter 0, no hmac-secret) first, then the records.
-pub fn import(store: &CredentialStore, file: Authfile, opts: &ImportOptions) -> ImportReport {
+/// Import `file` into root's records. Each line's user is resolved through `resolver` and the
+/// credentials are recorded under the canonical account name (with its uid); a line naming a
+/// user the name service does not know, or (for a file not owned by root) anyone but the file's
+/// owner, is skipped with its reason.
+pub fn import(
+    store: &CredentialStore,
+    resolver: &dyn UserResolver,
+    file: Authfile,
+    opts: &ImportOptions,
+) -> ImportReport {
     let mut report = ImportReport {
         imported: Vec::new(),
         skipped: file.skipped,
     };
-    let mut by_user: BTreeMap<String, Vec<AuthfileCredential>> = BTreeMap::new();
+    let mut by_user: BTreeMap<String, (Account, Vec<AuthfileCredential>)> = BTreeMap::new();
     for c in file.credentials {
+        let skip = |reason: String| Skipped {
+            line: c.line,
+            position: Some(c.position),
+            user: Some(c.user.clone()),
+            reason,
+        };
+        let account = match resolver.by_name(&c.user) {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                report.skipped.push(skip(format!(
+                    "{:?} is not a user the password database (NSS) knows",
+                    c.user
+                )));
+                continue;
+            }
+            Err(e) => {
+                report.skipped.push(skip(e.to_string()));
+                continue;
+            }
+        };
+        if opts.file_owner != 0 && account.uid() != opts.file_owner {
+            report.skipped.push(skip(format!(
+                "the file is owned by uid {}, not root: it may only hold its owner's keys, not {}'s (uid {})",
+                opts.file_owner,
+                account.name(),
+                account.uid()
+            )));
+            continue;
+        }
         match &opts.only_user {
-            Some(u) if *u != c.user => report.skipped.push(Skipped {
-                line: c.line,
-                position: Some(c.position),
-                user: Some(c.user.clone()),
-                reason: format!("belongs to user {}, and --user {u} was given", c.user),
-            }),
-            Some(_) | None => by_user.entry(c.user.clone()).or_default().push(c),
+            Some(u) if u.name() != account.name() => report.skipped.push(skip(format!(
+                "belongs to user {}, and --user {} was given",
+                account.name(),
+                u.name()
+            ))),
+            Some(_) | None => by_user
+                .entry(account.name().to_string())
+                .or_insert_with(|| (account.clone(), Vec::new()))
+                .1
+                .push(c),
         }
     }
-    for (user, creds) in by_user {
-        if let Err(e) = import_user(store, &user, &creds, opts, &mut report) {
+    for (user, (account, creds)) in by_user {
+        if let Err(e) = import_user(store, &account, &creds, opts, &mut report) {
             for c in &creds {
                 report.skipped.push(Skipped {
                     line: c.line,
@@ -377,11 +423,12 @@ pub fn import(store: &CredentialStore, file: Authfile, opts: &ImportOptions) -> 
 
 fn import_user(
     store: &CredentialStore,
-    user: &str,
+    account: &Account,
     creds: &[AuthfileCredential],
     opts: &ImportOptions,
     report: &mut ImportReport,
 ) -> Result<(), StoreError> {
+    let user = account.name();
     let mut guard = store.lock_state(user, crate::admin::EDIT_LOCK_WAIT)?;
     let mut records = store.load_system_records(user)?;
     let mut added = Vec::new();
@@ -451,7 +498,7 @@ fn import_user(
         return Ok(());
     }
     guard.commit()?;
-    store.save_system_records(user, &records)?;
+    store.save_system_records(account, &records)?;
     report.imported.extend(added);
     Ok(())
 }
@@ -516,7 +563,7 @@ mod tests {
              grace:AAAA,AAAA,es256,\n\
              heidi:AAAA\n\
              ivan:AAAA,{pk},es999,\n\
-             ../x:AAAA,{pk},es256,\n\
+             x\ty:AAAA,{pk},es256,\n\
              # a comment\n\
              judy:AAAA,{pk},es256,:BBBB,{pk},es256,\n\
              judy:CCCC,{pk},es256,\n"

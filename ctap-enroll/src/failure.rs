@@ -79,7 +79,8 @@ impl From<StoreError> for Failure {
             StoreError::File(
                 FileError::NotFound(_) | FileError::Io { .. } | FileError::LockTimeout(_),
             )
-            | StoreError::BadUserName(_) => false,
+            | StoreError::BadUserName(_)
+            | StoreError::Lookup(_) => false,
         };
         if read_time {
             f.fix.push_str("; nothing was changed");

@@ -180,7 +180,12 @@ fn failed_line(who: &str, e: &LoginError) -> String {
 fn severity(e: &LoginError) -> Severity {
     match e {
         LoginError::Rejected { .. } => Severity::Warning,
-        LoginError::Store(_) | LoginError::MissingState { .. } => Severity::Err,
+        LoginError::Store(_)
+        | LoginError::MissingState { .. }
+        | LoginError::Lookup(_)
+        | LoginError::UidMismatch { .. }
+        | LoginError::RecordsMissing
+        | LoginError::EnrolledAsOtherName { .. } => Severity::Err,
         _ => Severity::Notice,
     }
 }
@@ -189,6 +194,10 @@ fn severity(e: &LoginError) -> Severity {
 fn user_message(e: &LoginError) -> String {
     let text = match e {
         LoginError::NoRecords => "No security key is registered for you",
+        LoginError::UnknownUser(_) => "Unknown user",
+        LoginError::EnrolledAsOtherName { .. } => {
+            "Your security key is registered under another user name: ask your administrator"
+        }
         LoginError::WrongKey => "This security key is not registered for you",
         LoginError::UvUnavailable(m) => return format!("Security key: {m}"),
         LoginError::Rejected {

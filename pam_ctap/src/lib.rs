@@ -69,6 +69,11 @@ fn to_pam(e: &LoginError, nouserok: bool) -> Verdict {
     match e {
         LoginError::NoRecords if nouserok => Verdict(PamResultCode::PAM_IGNORE),
         LoginError::NoRecords => Verdict::deny(),
+        LoginError::UnknownUser(_) => Verdict::deny(),
+        LoginError::Lookup(_) => Verdict::deny(),
+        LoginError::UidMismatch { .. } => Verdict::deny(),
+        LoginError::RecordsMissing => Verdict::deny(),
+        LoginError::EnrolledAsOtherName { .. } => Verdict::deny(),
         LoginError::Store(_) => Verdict::deny(),
         LoginError::NoUsableCredential(_) => Verdict::deny(),
         LoginError::WrongKey => Verdict::deny(),

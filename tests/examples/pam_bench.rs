@@ -44,6 +44,15 @@ impl Drop for Service {
     }
 }
 
+/// The user the benchmark enrolls and logs in: an account NSS knows (login resolves the name),
+/// whose records live in the benchmark's own directory.
+const BENCH_USER: &str = "daemon";
+
+fn bench_account() -> ctap_core::account::Account {
+    use ctap_core::account::{Nss, UserResolver};
+    Nss.by_name(BENCH_USER).unwrap().unwrap()
+}
+
 fn pamtester(service: &str, user: &str) -> Duration {
     let t = Instant::now();
     let st = Command::new("pamtester")
@@ -92,7 +101,7 @@ fn main() {
     {
         let mut keys = open_authenticators(&policy.device, policy.touch_timeout()).unwrap();
         let req = EnrollRequest {
-            user: "bench".into(),
+            user: bench_account(),
             name: "virtual".into(),
             rp_id: Some("pam://bench".into()),
             uv: UvPreference::Discouraged,
@@ -122,13 +131,13 @@ fn main() {
 
     // Warm up (page cache, dynamic loader), then interleave so drift hits both alike.
     for _ in 0..3 {
-        pamtester(&ctap.0, "bench");
-        pamtester(&permit.0, "bench");
+        pamtester(&ctap.0, BENCH_USER);
+        pamtester(&permit.0, BENCH_USER);
     }
     let (mut with, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
-        with.push(pamtester(&ctap.0, "bench"));
-        base.push(pamtester(&permit.0, "bench"));
+        with.push(pamtester(&ctap.0, BENCH_USER));
+        base.push(pamtester(&permit.0, BENCH_USER));
     }
     let (wm, wp) = stats(with);
     let (bm, bp) = stats(base);
@@ -137,7 +146,7 @@ fn main() {
     let mut logins = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        login("bench", "bench", &policy, &mut Quiet).unwrap();
+        login(BENCH_USER, "bench", &policy, &mut Quiet).unwrap();
         logins.push(t.elapsed());
     }
     let (lm, lp) = stats(logins);
@@ -145,13 +154,13 @@ fn main() {
     // In process: verify_assertion alone, over one real assertion.
     let store = policy.store();
     let record = store
-        .load_records("bench")
+        .load_records(&bench_account())
         .unwrap()
         .file
         .credentials
         .remove(0);
-    let state = store.read_state("bench").unwrap().credentials.remove(0);
-    let challenge = Challenge::new("bench", "bench");
+    let state = store.read_state(BENCH_USER).unwrap().credentials.remove(0);
+    let challenge = Challenge::new("bench", BENCH_USER);
     let request = GetAssertionRequest {
         rp_id: record.rp_id.clone(),
         client_data_hash: challenge.client_data_hash(),

@@ -239,24 +239,24 @@ fn devices_describes_the_virtual_key() {
 #[test]
 fn enroll_list_test_rename_remove() {
     let env = Env::new("happy", "", &[]);
-    let e = env.enroll("alice", &[]).ok();
+    let e = env.enroll("daemon", &[]).ok();
     assert!(
-        e.stdout.contains("Enrolled \"key-1\" for alice."),
+        e.stdout.contains("Enrolled \"key-1\" for daemon."),
         "{}",
         e.stdout
     );
     assert!(e.stdout.contains("pam://test") && e.stdout.contains("hmac-secret"));
     assert!(e.stderr.contains("Touch your security key"), "{}", e.stderr);
     assert_eq!(
-        std::fs::metadata(env.records("alice")).unwrap().mode() & 0o777,
+        std::fs::metadata(env.records("daemon")).unwrap().mode() & 0o777,
         0o644
     );
     assert_eq!(
-        std::fs::metadata(env.state("alice")).unwrap().mode() & 0o777,
+        std::fs::metadata(env.state("daemon")).unwrap().mode() & 0o777,
         0o600
     );
 
-    let l = env.run(&["list", "--user", "alice"]).ok();
+    let l = env.run(&["list", "--user", "daemon"]).ok();
     assert!(l.stdout.starts_with("NAME"), "{}", l.stdout);
     assert!(
         l.stdout.contains("key-1") && l.stdout.contains("never"),
@@ -264,18 +264,18 @@ fn enroll_list_test_rename_remove() {
         l.stdout
     );
 
-    let t = env.run(&["test", "--user", "alice"]).ok();
+    let t = env.run(&["test", "--user", "daemon"]).ok();
     assert!(
-        t.stdout.starts_with("PASS: alice verified with \"key-1\""),
+        t.stdout.starts_with("PASS: daemon verified with \"key-1\""),
         "{}",
         t.stdout
     );
     let counter = passed_counter(&t.stdout);
-    assert_eq!(env.read_state("alice").credentials[0].sign_count, counter);
+    assert_eq!(env.read_state("daemon").credentials[0].sign_count, counter);
 
-    env.run(&["rename", "key-1", "blue", "--user", "alice"])
+    env.run(&["rename", "key-1", "blue", "--user", "daemon"])
         .ok();
-    let j = env.run(&["list", "--user", "alice", "--json"]).ok();
+    let j = env.run(&["list", "--user", "daemon", "--json"]).ok();
     assert!(j.stdout.contains("\"name\": \"blue\""), "{}", j.stdout);
     assert!(
         j.stdout.contains(&format!("\"sign_count\": {counter}")),
@@ -283,12 +283,12 @@ fn enroll_list_test_rename_remove() {
         j.stdout
     );
     assert!(j.stdout.contains("\"suspended\": false"), "{}", j.stdout);
-    env.run(&["test", "--user", "alice"]).ok();
+    env.run(&["test", "--user", "daemon"]).ok();
 
     // Renaming onto an existing name, or an unknown credential, is refused.
-    env.enroll("alice", &["--name", "red"]).code(1); // same key: refused, see below
+    env.enroll("daemon", &["--name", "red"]).code(1); // same key: refused, see below
     let r = env
-        .run(&["rename", "nosuch", "x", "--user", "alice"])
+        .run(&["rename", "nosuch", "x", "--user", "daemon"])
         .code(1);
     assert!(
         r.stderr.contains("no credential named \"nosuch\""),
@@ -296,48 +296,51 @@ fn enroll_list_test_rename_remove() {
         r.stderr
     );
 
-    let rm = env.run(&["remove", "blue", "--user", "alice"]).ok();
+    let rm = env.run(&["remove", "blue", "--user", "daemon"]).ok();
     assert!(rm.stdout.contains("Removed \"blue\""), "{}", rm.stdout);
-    assert!(env.read_state("alice").credentials.is_empty());
-    let l = env.run(&["list", "--user", "alice"]).ok();
+    assert!(env.read_state("daemon").credentials.is_empty());
+    let l = env.run(&["list", "--user", "daemon"]).ok();
     assert!(
-        l.stdout.contains("No credentials enrolled for alice"),
+        l.stdout.contains("No credentials enrolled for daemon"),
         "{}",
         l.stdout
     );
-    let t = env.run(&["test", "--user", "alice"]).code(1);
+    let t = env.run(&["test", "--user", "daemon"]).code(1);
     assert!(t.stdout.starts_with("FAIL ("), "{}", t.stdout);
     // Without --user, sudo's $SUDO_USER is the user.
     let o = env
         .command(&["list"])
-        .env("SUDO_USER", "zed")
+        .env("SUDO_USER", "uucp")
         .output()
         .unwrap();
     let l = Run::from(o).ok();
     assert!(
-        l.stdout.contains("No credentials enrolled for zed"),
+        l.stdout.contains("No credentials enrolled for uucp"),
         "{}",
         l.stdout
     );
+    // A name the password database does not know is a denial of its own, never "no records".
     let t = env.run(&["test", "--user", "nobody-here"]).code(1);
+    assert!(t.stdout.starts_with("FAIL (unknown_user)"), "{}", t.stdout);
+    let t = env.run(&["test", "--user", "nobody"]).code(1);
     assert!(t.stdout.starts_with("FAIL (no_records)"), "{}", t.stdout);
 }
 
 #[test]
 fn enrolling_the_same_key_twice_is_refused() {
     let env = Env::new("twice", "", &[]);
-    env.enroll("bob", &["--name", "first"]).ok();
-    let before = std::fs::read(env.records("bob")).unwrap();
-    let r = env.enroll("bob", &["--name", "second"]).code(1);
+    env.enroll("bin", &["--name", "first"]).ok();
+    let before = std::fs::read(env.records("bin")).unwrap();
+    let r = env.enroll("bin", &["--name", "second"]).code(1);
     assert!(
         r.stderr
-            .contains("\nctap-enroll: this security key is already enrolled for bob (RP pam://test): nothing to do"),
+            .contains("\nctap-enroll: this security key is already enrolled for bin (RP pam://test): nothing to do"),
         "{}",
         r.stderr
     );
-    assert_eq!(std::fs::read(env.records("bob")).unwrap(), before);
+    assert_eq!(std::fs::read(env.records("bin")).unwrap(), before);
     // The same name twice is refused before the key is asked.
-    let r = env.enroll("bob", &["--name", "first"]).code(1);
+    let r = env.enroll("bin", &["--name", "first"]).code(1);
     assert!(
         r.stderr.contains("already has a credential named"),
         "{}",
@@ -364,7 +367,7 @@ fn pin_set_change_and_uv_required_enrollment() {
             "--pin-stdin",
             "enroll",
             "--user",
-            "carol",
+            "sys",
             "--rp-id",
             "pam://test",
             "--uv",
@@ -379,11 +382,11 @@ fn pin_set_change_and_uv_required_enrollment() {
         e.stdout
     );
     let t = env
-        .run_with_input(&["--pin-stdin", "test", "--user", "carol"], "123456\n")
+        .run_with_input(&["--pin-stdin", "test", "--user", "sys"], "123456\n")
         .ok();
     assert!(t.stdout.contains("user verified: yes"), "{}", t.stdout);
     let t = env
-        .run_with_input(&["--pin-stdin", "test", "--user", "carol"], "999999\n")
+        .run_with_input(&["--pin-stdin", "test", "--user", "sys"], "999999\n")
         .code(1);
     assert!(t.stdout.starts_with("FAIL (pin_invalid)"), "{}", t.stdout);
 
@@ -392,7 +395,7 @@ fn pin_set_change_and_uv_required_enrollment() {
         "123456\n24682468\n24682468\n",
     )
     .ok();
-    env.run_with_input(&["--pin-stdin", "test", "--user", "carol"], "24682468\n")
+    env.run_with_input(&["--pin-stdin", "test", "--user", "sys"], "24682468\n")
         .ok();
     let w = env
         .run_with_input(
@@ -406,13 +409,13 @@ fn pin_set_change_and_uv_required_enrollment() {
 #[test]
 fn test_fails_after_the_hmac_check_is_altered() {
     let env = Env::new("hmac", "", &[]);
-    env.enroll("dave", &[]).ok();
-    env.run(&["test", "--user", "dave"]).ok();
-    let path = env.state("dave");
+    env.enroll("sync", &[]).ok();
+    env.run(&["test", "--user", "sync"]).ok();
+    let path = env.state("sync");
     let mut state: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     state["credential"][0]["hmac_check"] = toml::Value::String(b64_encode(&[0u8; 32]));
     std::fs::write(&path, toml::to_string(&state).unwrap()).unwrap();
-    let t = env.run(&["test", "--user", "dave"]).code(1);
+    let t = env.run(&["test", "--user", "sync"]).code(1);
     assert!(t.stdout.starts_with("FAIL (hmac_mismatch)"), "{}", t.stdout);
 }
 
@@ -433,49 +436,49 @@ fn advance_past(env: &Env, user: &str, bound: u32) {
 #[test]
 fn cloned_key_fails_and_is_suspended_until_unsuspend() {
     let mut env = Env::new("clone", "clone_action = \"suspend\"\n", &[]);
-    env.enroll("erin", &[]).ok();
-    let enrolled = env.read_state("erin").credentials[0].sign_count;
+    env.enroll("games", &[]).ok();
+    let enrolled = env.read_state("games").credentials[0].sign_count;
     env.stop_key();
     let clone = env.dir.path().join("clone.state");
     std::fs::copy(&env.key_state, &clone).unwrap();
 
     let genuine = env.key_state.clone();
     env.serve(&genuine);
-    env.run(&["test", "--user", "erin"]).ok();
-    advance_past(&env, "erin", enrolled + 512);
+    env.run(&["test", "--user", "games"]).ok();
+    advance_past(&env, "games", enrolled + 512);
 
     env.serve(&clone);
-    let t = env.run(&["test", "--user", "erin"]).code(1);
+    let t = env.run(&["test", "--user", "games"]).code(1);
     assert!(
         t.stdout.starts_with("FAIL (counter_regression)"),
         "{}",
         t.stdout
     );
     assert!(t.stdout.contains("now suspended"), "{}", t.stdout);
-    let l = env.run(&["list", "--user", "erin"]).ok();
+    let l = env.run(&["list", "--user", "games"]).ok();
     assert!(
         l.stdout.contains("SUSPENDED: counter regression"),
         "{}",
         l.stdout
     );
-    let j = env.run(&["list", "--user", "erin", "--json"]).ok();
+    let j = env.run(&["list", "--user", "games", "--json"]).ok();
     assert!(j.stdout.contains("\"suspended\": true"), "{}", j.stdout);
     let c = env.run(&["check-config"]).ok();
     assert!(c.stdout.contains("is suspended"), "{}", c.stdout);
 
     env.serve(&genuine);
-    let t = env.run(&["test", "--user", "erin"]).code(1);
+    let t = env.run(&["test", "--user", "games"]).code(1);
     assert!(t.stdout.starts_with("FAIL (suspended)"), "{}", t.stdout);
     assert!(!t.stdout.contains("now suspended"), "{}", t.stdout);
-    let u = env.run(&["unsuspend", "key-1", "--user", "erin"]).ok();
+    let u = env.run(&["unsuspend", "key-1", "--user", "games"]).ok();
     assert!(u.stdout.contains("Unsuspended \"key-1\""), "{}", u.stdout);
-    env.run(&["test", "--user", "erin"]).ok();
-    let u = env.run(&["unsuspend", "key-1", "--user", "erin"]).ok();
+    env.run(&["test", "--user", "games"]).ok();
+    let u = env.run(&["unsuspend", "key-1", "--user", "games"]).ok();
     assert!(u.stdout.contains("not suspended"), "{}", u.stdout);
     // The clone stays refused: its counter is still behind the genuine key's.
-    advance_past(&env, "erin", enrolled + 2 * 512);
+    advance_past(&env, "games", enrolled + 2 * 512);
     env.serve(&clone);
-    let t = env.run(&["test", "--user", "erin"]).code(1);
+    let t = env.run(&["test", "--user", "games"]).code(1);
     assert!(
         t.stdout.starts_with("FAIL (counter_regression)"),
         "{}",
@@ -508,9 +511,9 @@ fn snapshot(paths: &[PathBuf]) -> Vec<FileSnapshot> {
 #[test]
 fn bad_files_are_refused_naming_the_file_and_nothing_changes() {
     let env = Env::new("badfiles", "", &[]);
-    env.enroll("frank", &[]).ok();
-    let records = env.records("frank");
-    let state = env.state("frank");
+    env.enroll("man", &[]).ok();
+    let records = env.records("man");
+    let state = env.state("man");
     let good_records = std::fs::read_to_string(&records).unwrap();
     let good_state = std::fs::read_to_string(&state).unwrap();
     let elsewhere = env.dir.path().join("elsewhere.toml");
@@ -531,7 +534,8 @@ fn bad_files_are_refused_naming_the_file_and_nothing_changes() {
             "unknown field",
             write_records(good_records.replacen("name = ", "colour = \"blue\"\nname = ", 1)),
             &records,
-            Some(2),
+            // After `uid = …`, a blank line and `[[credential]]`.
+            Some(4),
         ),
         (
             "wrong type",
@@ -614,11 +618,11 @@ fn bad_files_are_refused_naming_the_file_and_nothing_changes() {
             );
         };
         for args in [
-            vec!["list", "--user", "frank"],
-            vec!["remove", "key-1", "--user", "frank"],
-            vec!["rename", "key-1", "other", "--user", "frank"],
-            vec!["unsuspend", "key-1", "--user", "frank"],
-            vec!["enroll", "--user", "frank", "--name", "again"],
+            vec!["list", "--user", "man"],
+            vec!["remove", "key-1", "--user", "man"],
+            vec!["rename", "key-1", "other", "--user", "man"],
+            vec!["unsuspend", "key-1", "--user", "man"],
+            vec!["enroll", "--user", "man", "--name", "again"],
         ] {
             let r = env.run(&args).code(2);
             assert!(
@@ -633,7 +637,7 @@ fn bad_files_are_refused_naming_the_file_and_nothing_changes() {
             );
             expect_named(&r, args[0]);
         }
-        let t = env.run(&["test", "--user", "frank"]).code(1);
+        let t = env.run(&["test", "--user", "man"]).code(1);
         assert!(
             t.stdout.starts_with("FAIL (config_error)"),
             "{what}: {}",
@@ -650,9 +654,9 @@ fn bad_files_are_refused_naming_the_file_and_nothing_changes() {
 #[test]
 fn sixteen_concurrent_tests_leave_the_highest_counter() {
     let env = Env::new("concurrent", "", &[]);
-    env.enroll("grace", &[]).ok();
+    env.enroll("lp", &[]).ok();
     let children: Vec<_> = (0..16)
-        .map(|_| env.command(&["test", "--user", "grace"]).spawn().unwrap())
+        .map(|_| env.command(&["test", "--user", "lp"]).spawn().unwrap())
         .collect();
     let mut counters = Vec::new();
     for c in children {
@@ -666,18 +670,18 @@ fn sixteen_concurrent_tests_leave_the_highest_counter() {
         16,
         "each login saw its own counter: {counters:?}"
     );
-    let state = env.read_state("grace");
+    let state = env.read_state("lp");
     assert_eq!(state.credentials[0].sign_count, *counters.last().unwrap());
 }
 
 #[test]
 fn sigkill_mid_update_leaves_the_old_or_the_new_state() {
     let env = Env::new("sigkill", "", &[]);
-    env.enroll("heidi", &[]).ok();
-    let mut last = env.read_state("heidi").credentials[0].sign_count;
+    env.enroll("mail", &[]).ok();
+    let mut last = env.read_state("mail").credentials[0].sign_count;
     let mut killed = 0;
     for i in 0..50u64 {
-        let mut child = env.command(&["test", "--user", "heidi"]).spawn().unwrap();
+        let mut child = env.command(&["test", "--user", "mail"]).spawn().unwrap();
         // Spread the kills over the whole run: config, lock, key, write.
         let delay = (i * 7 + rand::random::<u64>() % 11) % 160;
         std::thread::sleep(Duration::from_millis(delay));
@@ -686,7 +690,7 @@ fn sigkill_mid_update_leaves_the_old_or_the_new_state() {
             killed += 1;
         }
         child.wait().unwrap();
-        let text = std::fs::read_to_string(env.state("heidi")).unwrap();
+        let text = std::fs::read_to_string(env.state("mail")).unwrap();
         let state: StateFile = toml::from_str(&text)
             .unwrap_or_else(|e| panic!("iteration {i}: broken state file: {e}\n{text}"));
         let now = state.credentials[0].sign_count;
@@ -699,7 +703,7 @@ fn sigkill_mid_update_leaves_the_old_or_the_new_state() {
     }
     assert!(killed > 10, "only {killed} of 50 runs were killed mid-way");
     // Whatever the kills left (temporary files, a key counter ahead of the state), login works.
-    let t = env.run(&["test", "--user", "heidi"]).ok();
+    let t = env.run(&["test", "--user", "mail"]).ok();
     assert!(passed_counter(&t.stdout) > last);
     let c = env.run(&["check-config"]).ok();
     assert!(c.stdout.contains("OK: no problems"), "{}", c.stdout);
@@ -708,16 +712,16 @@ fn sigkill_mid_update_leaves_the_old_or_the_new_state() {
 #[test]
 fn check_config_is_clean_then_names_each_problem() {
     let env = Env::new("check", "", &[]);
-    env.enroll("ivan", &[]).ok();
+    env.enroll("news", &[]).ok();
     let c = env.run(&["check-config"]).ok();
     assert!(c.stdout.contains("OK: no problems"), "{}", c.stdout);
 
-    std::fs::set_permissions(env.state("ivan"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(env.state("news"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let c = env.run(&["check-config"]).code(1);
-    let want = format!("{}: state file has mode 0644", env.state("ivan").display());
+    let want = format!("{}: state file has mode 0644", env.state("news").display());
     assert!(c.stdout.contains(&want), "{}", c.stdout);
     assert!(c.stdout.contains("chmod 600"), "{}", c.stdout);
-    std::fs::set_permissions(env.state("ivan"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(env.state("news"), std::fs::Permissions::from_mode(0o600)).unwrap();
 
     env.write_config("rp_id = \"pam://elsewhere\"\n");
     let c = env.run(&["check-config"]).code(1);
@@ -727,7 +731,7 @@ fn check_config_is_clean_then_names_each_problem() {
     let c = env.run(&["check-config"]).code(1);
     let want = format!("{}:4: unknown field `bogus`", env.config.display());
     assert!(c.stdout.contains(&want), "{}", c.stdout);
-    let l = env.run(&["list", "--user", "ivan"]).code(2);
+    let l = env.run(&["list", "--user", "news"]).code(2);
     assert!(l.stderr.contains(&want), "{}", l.stderr);
 }
 
@@ -776,9 +780,9 @@ fn import_pam_u2f_lines_then_test_passes() {
     use ctap_core::ctap2::cose::{Algorithm, CoseKey};
     let env = Env::new("pamu2f", "", &[]);
     let key = env.key.as_ref().unwrap();
-    let (a_id, a_key) = pamu2fcfg(key, "pam://test", "alice", Algorithm::Es256);
-    let (b_id, b_key) = pamu2fcfg(key, "pam://test", "bob", Algorithm::EdDsa);
-    let (c_id, c_key) = pamu2fcfg(key, "pam://legacy", "carol", Algorithm::Es256);
+    let (a_id, a_key) = pamu2fcfg(key, "pam://test", "daemon", Algorithm::Es256);
+    let (b_id, b_key) = pamu2fcfg(key, "pam://test", "bin", Algorithm::EdDsa);
+    let (c_id, c_key) = pamu2fcfg(key, "pam://legacy", "sys", Algorithm::Es256);
     let (
         CoseKey::Es256 { x: ax, y: ay, .. },
         CoseKey::EdDsa { x: bx },
@@ -796,13 +800,13 @@ fn import_pam_u2f_lines_then_test_passes() {
         .collect();
     let authfile = env.dir.path().join("u2f_mappings");
     let text = format!(
-        "alice:{},{a_pk},es256,+presence\n\
-         bob:{},{},eddsa,+presence\n\
-         carol:{},{c_hex}\n\
-         dave:*,{a_pk},es256,+presence\n\
-         erin:{},{a_pk},rs256,+presence\n\
-         frank:not*base64,{a_pk},es256,+presence\n\
-         grace\n",
+        "daemon:{},{a_pk},es256,+presence\n\
+         bin:{},{},eddsa,+presence\n\
+         sys:{},{c_hex}\n\
+         sync:*,{a_pk},es256,+presence\n\
+         games:{},{a_pk},rs256,+presence\n\
+         man:not*base64,{a_pk},es256,+presence\n\
+         lp\n",
         std_b64(&a_id),
         std_b64(&b_id),
         std_b64(&bx),
@@ -824,23 +828,23 @@ fn import_pam_u2f_lines_then_test_passes() {
     for (line, what) in [
         (
             1,
-            "imported credential 1 of alice as \"pam-u2f-1\" (es256, RP ID pam://test",
+            "imported credential 1 of daemon as \"pam-u2f-1\" (es256, RP ID pam://test",
         ),
-        (2, "imported credential 1 of bob as \"pam-u2f-1\" (eddsa"),
+        (2, "imported credential 1 of bin as \"pam-u2f-1\" (eddsa"),
         (
             3,
-            "imported credential 1 of carol as \"pam-u2f-1\" (es256, RP ID pam://legacy",
+            "imported credential 1 of sys as \"pam-u2f-1\" (es256, RP ID pam://legacy",
         ),
-        (4, "credential 1 of dave not imported: resident credential"),
+        (4, "credential 1 of sync not imported: resident credential"),
         (
             5,
-            "credential 1 of erin not imported: rs256 keys are not supported",
+            "credential 1 of games not imported: rs256 keys are not supported",
         ),
         (
             6,
-            "credential 1 of frank not imported: key handle is not valid base64",
+            "credential 1 of man not imported: key handle is not valid base64",
         ),
-        (7, "line of grace not imported: no credentials"),
+        (7, "line of lp not imported: no credentials"),
     ] {
         let want = format!("{file}:{line}: {what}");
         assert!(
@@ -855,7 +859,7 @@ fn import_pam_u2f_lines_then_test_passes() {
         r.stdout
     );
 
-    for user in ["alice", "bob", "carol"] {
+    for user in ["daemon", "bin", "sys"] {
         let t = env.run(&["test", "--user", user]).ok();
         assert!(
             t.stdout.contains("verified with \"pam-u2f-1\""),
@@ -865,7 +869,7 @@ fn import_pam_u2f_lines_then_test_passes() {
         let s = env.read_state(user);
         assert!(s.credentials[0].hmac_check.is_none());
     }
-    let l = env.run(&["list", "--user", "alice", "--json"]).ok();
+    let l = env.run(&["list", "--user", "daemon", "--json"]).ok();
     assert!(l.stdout.contains("\"hmac_secret\": false"), "{}", l.stdout);
 
     // Importing again adds nothing; --user limits the import to one user.
@@ -874,20 +878,20 @@ fn import_pam_u2f_lines_then_test_passes() {
             "import-pam-u2f",
             file,
             "--user",
-            "alice",
+            "daemon",
             "--rp-id",
             "pam://test",
         ])
         .code(1);
     assert!(
         r.stdout
-            .contains("already enrolled for alice as \"pam-u2f-1\""),
+            .contains("already enrolled for daemon as \"pam-u2f-1\""),
         "{}",
         r.stdout
     );
     assert!(
         r.stdout
-            .contains("belongs to user bob, and --user alice was given"),
+            .contains("belongs to user bin, and --user daemon was given"),
         "{}",
         r.stdout
     );
@@ -896,7 +900,7 @@ fn import_pam_u2f_lines_then_test_passes() {
     let only_alice = env.dir.path().join("alice_keys");
     std::fs::write(
         &only_alice,
-        format!("zed:{},{a_pk},es256,+presence+pin\n", std_b64(&a_id)),
+        format!("uucp:{},{a_pk},es256,+presence+pin\n", std_b64(&a_id)),
     )
     .unwrap();
     let r = env
@@ -929,7 +933,7 @@ fn pin_prompt_reads_the_terminal_with_echo_off() {
             "--pin-stdin",
             "enroll",
             "--user",
-            "judy",
+            "proxy",
             "--uv",
             "required",
         ],
@@ -937,7 +941,7 @@ fn pin_prompt_reads_the_terminal_with_echo_off() {
     )
     .ok();
     let inner = format!(
-        "{} --config {} --device {} test --user judy",
+        "{} --config {} --device {} test --user proxy",
         bin("ctap-enroll").display(),
         env.config.display(),
         env.uri()
@@ -977,7 +981,7 @@ fn pin_prompt_reads_the_terminal_with_echo_off() {
     reader.join().unwrap();
     let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
     assert!(status.success(), "{text}");
-    assert!(text.contains("PASS: judy verified"), "{text}");
+    assert!(text.contains("PASS: proxy verified"), "{text}");
     assert!(text.contains("user verified: yes"), "{text}");
     assert!(!text.contains("135790"), "the PIN was echoed: {text}");
 }

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use ctap_core::account::{Nss, UserResolver};
 use ctap_core::config::{CloneAction, Policy};
 use ctap_core::ctap2::pin::Pin;
 use ctap_core::enroll::{enroll, EnrollRequest, UvPreference};
@@ -48,7 +49,7 @@ fn enroll_user(
 ) -> Result<(), ctap_core::enroll::EnrollError> {
     let mut keys = open_authenticators(&p.device, p.touch_timeout()).unwrap();
     let req = EnrollRequest {
-        user: user.into(),
+        user: Nss.by_name(user).unwrap().unwrap(),
         name: "virtual".into(),
         rp_id: Some("pam://test".into()),
         uv,
@@ -63,10 +64,10 @@ fn enroll_then_login_succeeds_and_advances_the_counter() {
     let key = SoftToken::start(dir.path(), &dir.path().join("key"), &[]);
     let p = policy(dir.path(), &key);
     let mut s = Script::default();
-    enroll_user(&p, "alice", UvPreference::Preferred, &mut s).unwrap();
-    let before = p.store().read_state("alice").unwrap().credentials[0].sign_count;
-    let g1 = login("alice", "sudo", &p, &mut s).unwrap();
-    let g2 = login("alice", "sudo", &p, &mut s).unwrap();
+    enroll_user(&p, "daemon", UvPreference::Preferred, &mut s).unwrap();
+    let before = p.store().read_state("daemon").unwrap().credentials[0].sign_count;
+    let g1 = login("daemon", "sudo", &p, &mut s).unwrap();
+    let g2 = login("daemon", "sudo", &p, &mut s).unwrap();
     assert!(g1.sign_count() > before && g2.sign_count() > g1.sign_count());
     assert_eq!(g2.credential_name(), "virtual");
     assert!(
@@ -74,7 +75,7 @@ fn enroll_then_login_succeeds_and_advances_the_counter() {
         "preferred without PIN resolves to discouraged"
     );
     assert_eq!(
-        p.store().read_state("alice").unwrap().credentials[0].sign_count,
+        p.store().read_state("daemon").unwrap().credentials[0].sign_count,
         g2.sign_count()
     );
     assert!(s.cues.iter().any(|c| c == "Touch your security key"));
@@ -82,7 +83,7 @@ fn enroll_then_login_succeeds_and_advances_the_counter() {
     // Enrolling the same key twice is refused by the key itself (excludeList).
     let mut keys = open_authenticators(&p.device, p.touch_timeout()).unwrap();
     let req = EnrollRequest {
-        user: "alice".into(),
+        user: Nss.by_name("daemon").unwrap().unwrap(),
         name: "again".into(),
         rp_id: Some("pam://test".into()),
         uv: UvPreference::Discouraged,
@@ -105,21 +106,21 @@ fn unknown_user_wrong_key_and_tampered_check_fail() {
         login("nobody", "sudo", &p, &mut s),
         Err(LoginError::NoRecords)
     ));
-    enroll_user(&p, "alice", UvPreference::Discouraged, &mut s).unwrap();
+    enroll_user(&p, "daemon", UvPreference::Discouraged, &mut s).unwrap();
 
     let wrong = policy(dir.path(), &other);
     assert!(matches!(
-        login("alice", "sudo", &wrong, &mut s),
+        login("daemon", "sudo", &wrong, &mut s),
         Err(LoginError::WrongKey)
     ));
 
-    let state_path = p.store().state_path("alice").unwrap();
+    let state_path = p.store().state_path("daemon").unwrap();
     let text = std::fs::read_to_string(&state_path).unwrap();
     let mut state: toml::Value = toml::from_str(&text).unwrap();
     state["credential"][0]["hmac_check"] =
         toml::Value::String(ctap_core::credential::b64_encode(&[0u8; 32]));
     std::fs::write(&state_path, toml::to_string(&state).unwrap()).unwrap();
-    let err = login("alice", "sudo", &p, &mut s).unwrap_err();
+    let err = login("daemon", "sudo", &p, &mut s).unwrap_err();
     assert_eq!(err.kind(), "hmac_mismatch", "{err}");
 }
 
@@ -131,7 +132,7 @@ fn cloned_key_is_detected_and_suspended() {
     let mut p = policy(dir.path(), &key);
     p.clone_action = CloneAction::Suspend;
     let mut s = Script::default();
-    enroll_user(&p, "alice", UvPreference::Discouraged, &mut s).unwrap();
+    enroll_user(&p, "daemon", UvPreference::Discouraged, &mut s).unwrap();
     key.stop();
     let clone_state = dir.path().join("clone");
     std::fs::copy(&key_state, &clone_state).unwrap();
@@ -144,12 +145,12 @@ fn cloned_key_is_detected_and_suspended() {
     // The softtoken steps its counter by a random 1..=256 per assertion (two per login: probe
     // and the real one), so the clone's first login reaches at most copy + 512. Log in with the
     // genuine key until the stored counter is past that, so the regression is certain.
-    let copied = p.store().read_state("alice").unwrap().credentials[0].sign_count;
+    let copied = p.store().read_state("daemon").unwrap().credentials[0].sign_count;
     for _ in 0..600 {
-        if p.store().read_state("alice").unwrap().credentials[0].sign_count > copied + 512 {
+        if p.store().read_state("daemon").unwrap().credentials[0].sign_count > copied + 512 {
             break;
         }
-        login("alice", "sudo", &p, &mut s).unwrap();
+        login("daemon", "sudo", &p, &mut s).unwrap();
     }
     key.stop();
 
@@ -158,7 +159,7 @@ fn cloned_key_is_detected_and_suspended() {
         device: clone.uri().parse().unwrap(),
         ..p.clone()
     };
-    match login("alice", "sudo", &pc, &mut s) {
+    match login("daemon", "sudo", &pc, &mut s) {
         Err(LoginError::Rejected {
             reason: VerifyError::CounterRegression { .. },
             suspended: true,
@@ -166,7 +167,7 @@ fn cloned_key_is_detected_and_suspended() {
         }) => {}
         other => panic!("expected a suspending counter regression, got {other:?}"),
     }
-    let st = pc.store().read_state("alice").unwrap();
+    let st = pc.store().read_state("daemon").unwrap();
     assert!(st.credentials[0].suspended);
     // Suspended: even the genuine key is refused now, until an admin unsuspends.
     clone.stop();
@@ -176,7 +177,7 @@ fn cloned_key_is_detected_and_suspended() {
         ..p
     };
     assert_eq!(
-        login("alice", "sudo", &p, &mut s).unwrap_err().kind(),
+        login("daemon", "sudo", &p, &mut s).unwrap_err().kind(),
         "suspended"
     );
 }
@@ -194,8 +195,8 @@ fn uv_required_asks_for_the_pin() {
         pin: Some("2468".into()),
         ..Default::default()
     };
-    enroll_user(&p, "carol", UvPreference::Preferred, &mut s).unwrap();
-    let g = login("carol", "login", &p, &mut s).unwrap();
+    enroll_user(&p, "sys", UvPreference::Preferred, &mut s).unwrap();
+    let g = login("sys", "login", &p, &mut s).unwrap();
     assert!(g.user_verified());
 
     let mut wrong = Script {
@@ -203,7 +204,7 @@ fn uv_required_asks_for_the_pin() {
         ..Default::default()
     };
     assert_eq!(
-        login("carol", "login", &p, &mut wrong).unwrap_err().kind(),
+        login("sys", "login", &p, &mut wrong).unwrap_err().kind(),
         "pin_invalid"
     );
     assert!(
@@ -213,7 +214,7 @@ fn uv_required_asks_for_the_pin() {
     );
     let mut none = Script::default();
     assert_eq!(
-        login("carol", "login", &p, &mut none).unwrap_err().kind(),
+        login("sys", "login", &p, &mut none).unwrap_err().kind(),
         "uv_unavailable"
     );
 }
@@ -225,18 +226,18 @@ fn presence_denied_fails_without_touching_state() {
     let key = SoftToken::start(dir.path(), &state, &[]);
     let p = policy(dir.path(), &key);
     let mut s = Script::default();
-    enroll_user(&p, "dave", UvPreference::Discouraged, &mut s).unwrap();
+    enroll_user(&p, "sync", UvPreference::Discouraged, &mut s).unwrap();
     key.stop();
-    let before = std::fs::read(p.store().state_path("dave").unwrap()).unwrap();
+    let before = std::fs::read(p.store().state_path("sync").unwrap()).unwrap();
     let key = SoftToken::start(dir.path(), &state, &["--presence", "deny"]);
     let p = Policy {
         device: key.uri().parse().unwrap(),
         ..p
     };
-    let err = login("dave", "sudo", &p, &mut s).unwrap_err();
+    let err = login("sync", "sudo", &p, &mut s).unwrap_err();
     assert!(matches!(err.kind(), "presence_denied" | "timeout"), "{err}");
     assert_eq!(
-        std::fs::read(p.store().state_path("dave").unwrap()).unwrap(),
+        std::fs::read(p.store().state_path("sync").unwrap()).unwrap(),
         before
     );
 }

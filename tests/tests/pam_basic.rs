@@ -12,8 +12,8 @@ fn pam_success_logs_credential_and_counter() {
     if !can_run("pam_success_logs_credential_and_counter") {
         return;
     }
-    let s = Setup::new("pam-ok", "alice", "", "");
-    let r = s.auth("alice");
+    let s = Setup::new("pam-ok", "daemon", "", "");
+    let r = s.auth("daemon");
     assert_eq!(r.result, PamResult::Success, "{r:?}");
     assert!(r.stdout.contains("Touch your security key"), "cue: {r:?}");
     let line = s.fx.auth_line();
@@ -22,7 +22,7 @@ fn pam_success_logs_credential_and_counter() {
         &line,
         &[
             "auth ok: service=ctap-e2e-",
-            "user=alice credential=\"virtual\" counter=",
+            "user=daemon credential=\"virtual\" counter=",
         ],
     );
     // The counter in the line is the one now in root's state file.
@@ -35,12 +35,12 @@ fn pam_success_logs_credential_and_counter() {
         .unwrap()
         .parse()
         .unwrap();
-    let state = std::fs::read_to_string(s.fx.state_dir().join("alice.toml")).unwrap();
+    let state = std::fs::read_to_string(s.fx.state_dir().join("daemon.toml")).unwrap();
     assert!(
         state.contains(&format!("sign_count = {counter}")),
         "{state}"
     );
-    let r2 = s.auth("alice");
+    let r2 = s.auth("daemon");
     assert_eq!(r2.result, PamResult::Success, "{r2:?}");
     assert!(!s.fx.auth_line().contains(&format!("counter={counter} ")));
 }
@@ -50,8 +50,8 @@ fn pam_cue_is_configurable() {
     if !can_run("pam_cue_is_configurable") {
         return;
     }
-    let s = Setup::new("pam-cue", "alice", "", "cue_prompt=Tap-the-key");
-    let r = s.auth("alice");
+    let s = Setup::new("pam-cue", "daemon", "", "cue_prompt=Tap-the-key");
+    let r = s.auth("daemon");
     assert_eq!(r.result, PamResult::Success, "{r:?}");
     assert!(r.stdout.contains("Tap-the-key"), "{r:?}");
     assert!(!r.stdout.contains("Touch your security key"), "{r:?}");
@@ -62,16 +62,16 @@ fn pam_wrong_key_is_auth_err() {
     if !can_run("pam_wrong_key_is_auth_err") {
         return;
     }
-    let mut s = Setup::new("pam-wrongkey", "alice", "", "");
-    // Another key entirely (fresh state): it holds none of alice's credentials.
+    let mut s = Setup::new("pam-wrongkey", "daemon", "", "");
+    // Another key entirely (fresh state): it holds none of daemon's credentials.
     let other = s.fx.path().join("other.state");
     s.restart_key(Some(&other), &[]);
-    let r = s.auth("alice");
+    let r = s.auth("daemon");
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert!(r.stderr.contains("not registered for you"), "{r:?}");
     assert_contains(
         &s.fx.auth_line(),
-        &["auth failed: ", "user=alice reason=wrong_key"],
+        &["auth failed: ", "user=daemon reason=wrong_key"],
     );
 }
 
@@ -80,10 +80,10 @@ fn pam_presence_denied_is_auth_err() {
     if !can_run("pam_presence_denied_is_auth_err") {
         return;
     }
-    let mut s = Setup::new("pam-deny", "alice", "", "");
+    let mut s = Setup::new("pam-deny", "daemon", "", "");
     s.restart_key(None, &["--presence", "deny"]);
-    let state_before = std::fs::read(s.fx.state_dir().join("alice.toml")).unwrap();
-    let r = s.auth("alice");
+    let state_before = std::fs::read(s.fx.state_dir().join("daemon.toml")).unwrap();
+    let r = s.auth("daemon");
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     // The virtual key answers a refused touch with CTAP2_ERR_USER_ACTION_TIMEOUT (as real keys
     // do when nobody touches), which the library classifies as `timeout`.
@@ -93,7 +93,7 @@ fn pam_presence_denied_is_auth_err() {
         "{line}"
     );
     assert_eq!(
-        std::fs::read(s.fx.state_dir().join("alice.toml")).unwrap(),
+        std::fs::read(s.fx.state_dir().join("daemon.toml")).unwrap(),
         state_before,
         "a denied login leaves state alone"
     );
@@ -104,9 +104,9 @@ fn pam_touch_timeout_cancels_and_is_auth_err() {
     if !can_run("pam_touch_timeout_cancels_and_is_auth_err") {
         return;
     }
-    let mut s = Setup::new("pam-timeout", "alice", "", "timeout=2");
+    let mut s = Setup::new("pam-timeout", "daemon", "", "timeout=2");
     s.restart_key(None, &["--presence", "delay=30000"]);
-    let r = s.auth("alice");
+    let r = s.auth("daemon");
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert!(
         r.elapsed < Duration::from_secs(15),
@@ -122,19 +122,19 @@ fn pam_no_key_reachable_is_auth_err() {
     if !can_run("pam_no_key_reachable_is_auth_err") {
         return;
     }
-    let s = Setup::new("pam-nokey", "alice", "", "");
+    let s = Setup::new("pam-nokey", "daemon", "", "");
     let missing = s.fx.path().join("no-such-key.sock");
     let svc = ServiceFile::new(&observing_stack(&format!(
         "config={} device=unix:{}",
         s.config.display(),
         missing.display()
     )));
-    let r = pamtester(&svc.name, "alice", "", &[]);
+    let r = pamtester(&svc.name, "daemon", "", &[]);
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert!(r.stderr.contains("No security key found"), "{r:?}");
     assert_contains(
         &s.fx.auth_line(),
-        &["auth failed: ", "user=alice reason=no_key"],
+        &["auth failed: ", "user=daemon reason=no_key"],
     );
 }
 
@@ -143,7 +143,7 @@ fn pam_unknown_or_malformed_argument_fails_and_is_named() {
     if !can_run("pam_unknown_or_malformed_argument_fails_and_is_named") {
         return;
     }
-    let s = Setup::new("pam-badarg", "alice", "", "");
+    let s = Setup::new("pam-badarg", "daemon", "", "");
     for (arg, named) in [
         ("nosuchoption", "argument=\"nosuchoption\""),
         ("timeout=soon", "argument=\"timeout=soon\""),
@@ -153,7 +153,7 @@ fn pam_unknown_or_malformed_argument_fails_and_is_named() {
             "config={} {arg}",
             s.config.display()
         )));
-        let r = pamtester(&svc.name, "alice", "", &[]);
+        let r = pamtester(&svc.name, "daemon", "", &[]);
         assert_eq!(r.result, PamResult::AuthErr, "{arg}: {r:?}");
         let lines = s.fx.log_lines();
         let line = lines
@@ -167,7 +167,7 @@ fn pam_unknown_or_malformed_argument_fails_and_is_named() {
     // /dev/log since no root file chose another socket.
     let svc = ServiceFile::new(&observing_stack("config=relative.toml"));
     assert_eq!(
-        pamtester(&svc.name, "alice", "", &[]).result,
+        pamtester(&svc.name, "daemon", "", &[]).result,
         PamResult::AuthErr
     );
     // A malformed config file is a failure too, never the defaults.
@@ -175,7 +175,7 @@ fn pam_unknown_or_malformed_argument_fails_and_is_named() {
     std::fs::write(&bad, "timeout = \"soon\"\n").unwrap();
     let svc = ServiceFile::new(&observing_stack(&format!("config={}", bad.display())));
     assert_eq!(
-        pamtester(&svc.name, "alice", "", &[]).result,
+        pamtester(&svc.name, "daemon", "", &[]).result,
         PamResult::AuthErr
     );
 }
@@ -185,9 +185,9 @@ fn pam_setcred_succeeds() {
     if !can_run("pam_setcred_succeeds") {
         return;
     }
-    let s = Setup::new("pam-setcred", "alice", "", "");
+    let s = Setup::new("pam-setcred", "daemon", "", "");
     let out = std::process::Command::new("pamtester")
-        .args([&s.service.name, "alice", "authenticate", "setcred"])
+        .args([&s.service.name, "daemon", "authenticate", "setcred"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

@@ -11,10 +11,10 @@ fn pam_eight_concurrent_authentications_all_succeed() {
     if !can_run("pam_eight_concurrent_authentications_all_succeed") {
         return;
     }
-    let s = Setup::new("pam-concurrent", "alice", "", "");
+    let s = Setup::new("pam-concurrent", "daemon", "", "");
     let runs: Vec<Run> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
-            .map(|_| scope.spawn(|| pamtester(&s.service.name, "alice", "", &[])))
+            .map(|_| scope.spawn(|| pamtester(&s.service.name, "daemon", "", &[])))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -50,7 +50,7 @@ fn pam_eight_concurrent_authentications_all_succeed() {
         "every login saw a fresh counter: {counters:?}"
     );
 
-    let text = std::fs::read_to_string(s.state_path("alice")).unwrap();
+    let text = std::fs::read_to_string(s.state_path("daemon")).unwrap();
     let v: toml::Value = toml::from_str(&text).unwrap();
     let stored = v["credential"][0]["sign_count"].as_integer().unwrap() as u64;
     assert_eq!(
@@ -59,5 +59,5 @@ fn pam_eight_concurrent_authentications_all_succeed() {
         "state holds the newest counter"
     );
     // And the state is still good for the next login.
-    assert_eq!(s.auth("alice").result, PamResult::Success);
+    assert_eq!(s.auth("daemon").result, PamResult::Success);
 }

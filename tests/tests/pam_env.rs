@@ -50,13 +50,13 @@ fn pam_environment_names_no_device_config_or_records() {
     if !can_run("pam_environment_names_no_device_config_or_records") {
         return;
     }
-    let s = Setup::new("pam-env", "alice", "", "");
-    // A rogue world: another key, with mallory enrolled in other records, and a permissive
+    let s = Setup::new("pam-env", "daemon", "", "");
+    // A rogue world: another key, with lp enrolled in other records, and a permissive
     // config (nouserok, that key, those records) — everything an attacker's variables point at.
     let rogue_fx = Fixture::new("pam-env-rogue");
     let rogue_key = start_key(rogue_fx.path(), &rogue_fx.path().join("rogue.state"), &[]);
-    rogue_fx.enroll(&rogue_key, "mallory", UvPreference::Discouraged, None);
-    rogue_fx.enroll(&rogue_key, "alice", UvPreference::Discouraged, None);
+    rogue_fx.enroll(&rogue_key, "lp", UvPreference::Discouraged, None);
+    rogue_fx.enroll(&rogue_key, "daemon", UvPreference::Discouraged, None);
     let rogue_config = rogue_fx.config("rogue.toml", &rogue_key.uri(), "nouserok = true");
     let env = hostile_env(
         &rogue_key.uri(),
@@ -64,20 +64,20 @@ fn pam_environment_names_no_device_config_or_records() {
         &rogue_fx.path().display().to_string(),
     );
 
-    // 1. alice still authenticates with root's key: the variables did not move the device to
-    //    the rogue key (whose alice credential root's records do not know).
-    let r = run(&s.service.name, "alice", &env);
+    // 1. daemon still authenticates with root's key: the variables did not move the device to
+    //    the rogue key (whose daemon credential root's records do not know).
+    let r = run(&s.service.name, "daemon", &env);
     assert_eq!(r.result, PamResult::Success, "{r:?}");
-    assert_contains(&s.fx.auth_line(), &["auth ok: ", "user=alice"]);
+    assert_contains(&s.fx.auth_line(), &["auth ok: ", "user=daemon"]);
     assert!(
         rogue_fx.log_lines().is_empty(),
         "the rogue config's log socket was never used"
     );
 
-    // 2. mallory, enrolled only in the rogue records, with a rogue nouserok: still AUTH_ERR.
-    let r = run(&s.service.name, "mallory", &env);
+    // 2. lp, enrolled only in the rogue records, with a rogue nouserok: still AUTH_ERR.
+    let r = run(&s.service.name, "lp", &env);
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
-    assert_contains(&s.fx.auth_line(), &["user=mallory reason=no_records"]);
+    assert_contains(&s.fx.auth_line(), &["user=lp reason=no_records"]);
 
     // 3. Root's config names a missing key; the environment names a working one: no key.
     let missing = s.fx.config(
@@ -91,7 +91,7 @@ fn pam_environment_names_no_device_config_or_records() {
         &s.config.display().to_string(),
         &s.fx.path().display().to_string(),
     );
-    let r = run(&svc.name, "alice", &env);
+    let r = run(&svc.name, "daemon", &env);
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
-    assert_contains(&s.fx.auth_line(), &["user=alice reason=no_key"]);
+    assert_contains(&s.fx.auth_line(), &["user=daemon reason=no_key"]);
 }

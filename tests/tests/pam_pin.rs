@@ -14,7 +14,7 @@ fn setup(tag: &str) -> Setup {
     // "preferred" on a key with a PIN resolves to required at enrollment.
     Setup::build(
         tag,
-        "carol",
+        "sys",
         &["--pin", PIN],
         UvPreference::Preferred,
         Some(PIN),
@@ -29,7 +29,7 @@ fn pam_pin_right_succeeds_with_uv() {
         return;
     }
     let s = setup("pam-pin-ok");
-    let r = s.auth_with("carol", &format!("{PIN}\n"));
+    let r = s.auth_with("sys", &format!("{PIN}\n"));
     assert_eq!(r.result, PamResult::Success, "{r:?}");
     // misc_conv writes prompts to stderr.
     assert!(
@@ -43,7 +43,7 @@ fn pam_pin_right_succeeds_with_uv() {
     let line = s.fx.auth_line();
     assert_contains(
         &line,
-        &["auth ok: ", "user=carol credential=\"virtual\"", "uv=yes"],
+        &["auth ok: ", "user=sys credential=\"virtual\"", "uv=yes"],
     );
     assert!(!line.contains(PIN), "no secret in the log: {line}");
 }
@@ -54,20 +54,20 @@ fn pam_pin_wrong_is_auth_err() {
         return;
     }
     let s = setup("pam-pin-wrong");
-    let r = s.auth_with("carol", "1357\n");
+    let r = s.auth_with("sys", "1357\n");
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert!(r.stdout.contains("tries left"), "{r:?}");
     assert!(r.stderr.contains("Wrong PIN"), "{r:?}");
     let line = s.fx.auth_line();
-    assert_contains(&line, &["auth failed: ", "user=carol reason=pin_invalid"]);
+    assert_contains(&line, &["auth failed: ", "user=sys reason=pin_invalid"]);
     assert!(!line.contains("1357"), "no secret in the log: {line}");
 
     // No answer at all (conversation gives nothing): still a failure, not a skip.
-    let r = s.auth_with("carol", "");
+    let r = s.auth_with("sys", "");
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert_contains(
         &s.fx.auth_line(),
-        &["auth failed: ", "user=carol reason=uv_unavailable"],
+        &["auth failed: ", "user=sys reason=uv_unavailable"],
     );
 }
 
@@ -91,11 +91,11 @@ fn pam_pin_blocked_is_auth_err() {
         s.restart_key(None, &[]);
     }
     assert_eq!(s.key().connect().pin_retries().unwrap().retries, 0);
-    let r = s.auth_with("carol", &format!("{PIN}\n"));
+    let r = s.auth_with("sys", &format!("{PIN}\n"));
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert!(r.stderr.contains("PIN blocked: reset the key"), "{r:?}");
     assert_contains(
         &s.fx.auth_line(),
-        &["auth failed: ", "user=carol reason=pin_blocked"],
+        &["auth failed: ", "user=sys reason=pin_blocked"],
     );
 }

@@ -13,8 +13,8 @@ fn pam_user_without_records_is_auth_err() {
     if !can_run("pam_user_without_records_is_auth_err") {
         return;
     }
-    let s = Setup::new("pam-norec", "alice", "", "");
-    let r = s.auth("bob");
+    let s = Setup::new("pam-norec", "daemon", "", "");
+    let r = s.auth("bin");
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert!(
         r.stderr.contains("No security key is registered for you"),
@@ -22,7 +22,7 @@ fn pam_user_without_records_is_auth_err() {
     );
     assert_contains(
         &s.fx.auth_line(),
-        &["auth failed: ", "user=bob reason=no_records"],
+        &["auth failed: ", "user=bin reason=no_records"],
     );
 }
 
@@ -31,64 +31,64 @@ fn pam_nouserok_ignores_only_an_absent_records_file() {
     if !can_run("pam_nouserok_ignores_only_an_absent_records_file") {
         return;
     }
-    let s = Setup::new("pam-nouserok", "alice", "", "nouserok");
+    let s = Setup::new("pam-nouserok", "daemon", "", "nouserok");
     // Absent: PAM_IGNORE, which the observing stack turns into pam_debug's USER_UNKNOWN.
-    let r = s.auth("bob");
+    let r = s.auth("bin");
     assert_eq!(r.result, PamResult::UserUnknown, "IGNORE expected: {r:?}");
     let line = s.fx.auth_line();
     assert!(line.starts_with("<85>"), "LOG_NOTICE: {line}");
     assert_contains(
         &line,
-        &["auth ignored: ", "user=bob reason=no_records (nouserok)"],
+        &["auth ignored: ", "user=bin reason=no_records (nouserok)"],
     );
     // An enrolled user is still checked under nouserok.
-    assert_eq!(s.auth("alice").result, PamResult::Success);
+    assert_eq!(s.auth("daemon").result, PamResult::Success);
     s.fx.log_lines();
 
-    let bob = s.records_path("bob");
-    let good = std::fs::read_to_string(s.records_path("alice")).unwrap();
+    let bin = s.records_path("bin");
+    let good = std::fs::read_to_string(s.records_path("daemon")).unwrap();
     type Make<'a> = Box<dyn Fn() + 'a>;
     let cases: Vec<(&str, Make)> = vec![
         (
             "malformed",
-            Box::new(|| std::fs::write(&bob, "[[credential]]\nname = 3\n").unwrap()),
+            Box::new(|| std::fs::write(&bin, "[[credential]]\nname = 3\n").unwrap()),
         ),
         (
             "not UTF-8",
-            Box::new(|| std::fs::write(&bob, b"\xff\xfe\x00").unwrap()),
+            Box::new(|| std::fs::write(&bin, b"\xff\xfe\x00").unwrap()),
         ),
         (
             "owned by another user",
             Box::new(|| {
-                std::fs::write(&bob, &good).unwrap();
-                chown(&bob, Some(4242), None).unwrap();
+                std::fs::write(&bin, &good).unwrap();
+                chown(&bin, Some(4242), None).unwrap();
             }),
         ),
         (
             "group-writable",
             Box::new(|| {
-                std::fs::write(&bob, &good).unwrap();
-                std::fs::set_permissions(&bob, std::fs::Permissions::from_mode(0o664)).unwrap();
+                std::fs::write(&bin, &good).unwrap();
+                std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o664)).unwrap();
             }),
         ),
         (
             "a symlink",
-            Box::new(|| symlink(s.records_path("alice"), &bob).unwrap()),
+            Box::new(|| symlink(s.records_path("daemon"), &bin).unwrap()),
         ),
         (
             "a directory",
-            Box::new(|| std::fs::create_dir(&bob).unwrap()),
+            Box::new(|| std::fs::create_dir(&bin).unwrap()),
         ),
     ];
     for (what, make) in cases {
-        let _ = std::fs::remove_file(&bob);
-        let _ = std::fs::remove_dir(&bob);
+        let _ = std::fs::remove_file(&bin);
+        let _ = std::fs::remove_dir(&bin);
         make();
-        let r = s.auth("bob");
+        let r = s.auth("bin");
         assert_eq!(r.result, PamResult::AuthErr, "records file {what}: {r:?}");
         assert_contains(
             &s.fx.auth_line(),
-            &["auth failed: ", "user=bob reason=config_error"],
+            &["auth failed: ", "user=bin reason=config_error"],
         );
     }
 }
@@ -98,13 +98,13 @@ fn pam_malformed_state_is_a_denial_not_a_reset() {
     if !can_run("pam_malformed_state_is_a_denial_not_a_reset") {
         return;
     }
-    let s = Setup::new("pam-badstate", "alice", "", "nouserok");
-    std::fs::write(s.state_path("alice"), "version = \"x\"\n").unwrap();
-    let r = s.auth("alice");
+    let s = Setup::new("pam-badstate", "daemon", "", "nouserok");
+    std::fs::write(s.state_path("daemon"), "version = \"x\"\n").unwrap();
+    let r = s.auth("daemon");
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert_contains(&s.fx.auth_line(), &["auth failed: ", "reason=config_error"]);
     assert_eq!(
-        std::fs::read_to_string(s.state_path("alice")).unwrap(),
+        std::fs::read_to_string(s.state_path("daemon")).unwrap(),
         "version = \"x\"\n",
         "state is never repaired"
     );
@@ -129,10 +129,11 @@ fn pam_per_user_records_are_ignored_unless_root_opts_in() {
     chown(&own, Some(user.uid), None).unwrap();
     std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o644)).unwrap();
 
-    // Not opted in: the file is not read at all, as if the user had no records.
+    // Not opted in: the file is not read at all, as if the user had no records; root-written
+    // state for the user remains, so the login is denied as "records missing".
     let r = s.auth(&user.name);
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
-    assert_contains(&s.fx.auth_line(), &["reason=no_records"]);
+    assert_contains(&s.fx.auth_line(), &["reason=records_missing"]);
 
     // Root opts in: now the same file works (so the refusal above was the policy).
     let opted =
@@ -158,19 +159,19 @@ fn pam_missing_state_or_unusable_credentials_are_auth_err() {
     if !can_run("pam_missing_state_or_unusable_credentials_are_auth_err") {
         return;
     }
-    let s = Setup::new("pam-nostate", "alice", "", "");
-    // Root's policy accepts another relying party only: alice's credential is not usable here.
+    let s = Setup::new("pam-nostate", "daemon", "", "");
+    // Root's policy accepts another relying party only: daemon's credential is not usable here.
     let svc = ServiceFile::new(&observing_stack(&format!(
         "config={} rp_id=pam://elsewhere nouserok",
         s.config.display()
     )));
-    let r = pamtester(&svc.name, "alice", "", &[]);
+    let r = pamtester(&svc.name, "daemon", "", &[]);
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert_contains(&s.fx.auth_line(), &["reason=no_usable_credential"]);
 
     // State lost (counter, hmac check): a denial that names the credential, never a fresh start.
-    std::fs::remove_file(s.state_path("alice")).unwrap();
-    let r = s.auth("alice");
+    std::fs::remove_file(s.state_path("daemon")).unwrap();
+    let r = s.auth("daemon");
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert_contains(
         &s.fx.auth_line(),

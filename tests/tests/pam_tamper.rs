@@ -21,12 +21,12 @@ fn sign_count(s: &Setup, user: &str) -> (u64, bool) {
 /// the key's state taken now) can reach in one login: the softtoken steps its counter by a
 /// random 1..=256 per assertion, two assertions per login (probe, then the real one).
 fn advance_past_clone(s: &Setup) {
-    let (copied, _) = sign_count(s, "alice");
+    let (copied, _) = sign_count(s, "daemon");
     for _ in 0..600 {
-        if sign_count(s, "alice").0 > copied + 512 {
+        if sign_count(s, "daemon").0 > copied + 512 {
             return;
         }
-        assert_eq!(s.auth("alice").result, PamResult::Success);
+        assert_eq!(s.auth("daemon").result, PamResult::Success);
     }
     panic!("the genuine key's counter did not advance");
 }
@@ -36,17 +36,17 @@ fn pam_cloned_key_is_refused_logged_and_suspended() {
     if !can_run("pam_cloned_key_is_refused_logged_and_suspended") {
         return;
     }
-    let mut s = Setup::new("pam-clone", "alice", "clone_action = \"suspend\"", "");
+    let mut s = Setup::new("pam-clone", "daemon", "clone_action = \"suspend\"", "");
     s.stop_key();
     let clone = s.fx.path().join("clone.state");
     std::fs::copy(&s.key_state, &clone).unwrap();
     s.restart_key(None, &[]);
     advance_past_clone(&s);
     s.fx.log_lines();
-    let (stored, _) = sign_count(&s, "alice");
+    let (stored, _) = sign_count(&s, "daemon");
 
     s.restart_key(Some(&clone), &[]);
-    let r = s.auth("alice");
+    let r = s.auth("daemon");
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     let line = s.fx.auth_line();
     assert!(line.starts_with("<84>"), "LOG_WARNING: {line}");
@@ -54,15 +54,15 @@ fn pam_cloned_key_is_refused_logged_and_suspended() {
         &line,
         &[
             "auth failed: ",
-            "user=alice reason=counter_regression credential=\"virtual\" suspended=yes",
+            "user=daemon reason=counter_regression credential=\"virtual\" suspended=yes",
             &format!("from {stored} to "),
         ],
     );
-    assert!(sign_count(&s, "alice").1, "suspended in state");
+    assert!(sign_count(&s, "daemon").1, "suspended in state");
 
     // Suspended: the genuine key is refused too, until an admin unsuspends.
     s.restart_key(None, &[]);
-    let r = s.auth("alice");
+    let r = s.auth("daemon");
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert!(r.stderr.contains("suspended"), "{r:?}");
     assert_contains(&s.fx.auth_line(), &["reason=suspended"]);
@@ -73,7 +73,7 @@ fn pam_cloned_key_with_clone_action_deny_is_refused_not_suspended() {
     if !can_run("pam_cloned_key_with_clone_action_deny_is_refused_not_suspended") {
         return;
     }
-    let mut s = Setup::new("pam-clone-deny", "alice", "", "clone_action=deny");
+    let mut s = Setup::new("pam-clone-deny", "daemon", "", "clone_action=deny");
     s.stop_key();
     let clone = s.fx.path().join("clone.state");
     std::fs::copy(&s.key_state, &clone).unwrap();
@@ -81,13 +81,13 @@ fn pam_cloned_key_with_clone_action_deny_is_refused_not_suspended() {
     advance_past_clone(&s);
     s.fx.log_lines();
     s.restart_key(Some(&clone), &[]);
-    assert_eq!(s.auth("alice").result, PamResult::AuthErr);
+    assert_eq!(s.auth("daemon").result, PamResult::AuthErr);
     let line = s.fx.auth_line();
     assert_contains(&line, &["reason=counter_regression"]);
     assert!(!line.contains("suspended=yes"), "{line}");
-    assert!(!sign_count(&s, "alice").1);
+    assert!(!sign_count(&s, "daemon").1);
     s.restart_key(None, &[]);
-    assert_eq!(s.auth("alice").result, PamResult::Success);
+    assert_eq!(s.auth("daemon").result, PamResult::Success);
 }
 
 #[test]
@@ -95,8 +95,8 @@ fn pam_tampered_hmac_check_is_auth_err() {
     if !can_run("pam_tampered_hmac_check_is_auth_err") {
         return;
     }
-    let s = Setup::new("pam-hmac", "alice", "", "");
-    let path = s.state_path("alice");
+    let s = Setup::new("pam-hmac", "daemon", "", "");
+    let path = s.state_path("daemon");
     let mut v: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert!(
         v["credential"][0].get("hmac_check").is_some(),
@@ -105,7 +105,7 @@ fn pam_tampered_hmac_check_is_auth_err() {
     v["credential"][0]["hmac_check"] =
         toml::Value::String(ctap_core::credential::b64_encode(&[7u8; 32]));
     std::fs::write(&path, toml::to_string(&v).unwrap()).unwrap();
-    let r = s.auth("alice");
+    let r = s.auth("daemon");
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     let line = s.fx.auth_line();
     assert!(line.starts_with("<84>"), "LOG_WARNING: {line}");
@@ -123,16 +123,16 @@ fn pam_corrupted_signature_is_auth_err() {
     if !can_run("pam_corrupted_signature_is_auth_err") {
         return;
     }
-    let mut s = Setup::new("pam-badsig", "alice", "", "");
-    let before = sign_count(&s, "alice");
+    let mut s = Setup::new("pam-badsig", "daemon", "", "");
+    let before = sign_count(&s, "daemon");
     s.restart_key(None, &["--fault", "corrupt-signature"]);
-    let r = s.auth("alice");
+    let r = s.auth("daemon");
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert_contains(
         &s.fx.auth_line(),
         &["auth failed: ", "reason=bad_signature"],
     );
-    assert_eq!(sign_count(&s, "alice"), before, "state untouched");
+    assert_eq!(sign_count(&s, "daemon"), before, "state untouched");
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn pam_truncated_or_malformed_responses_are_auth_err() {
     if !can_run("pam_truncated_or_malformed_responses_are_auth_err") {
         return;
     }
-    let mut s = Setup::new("pam-faults", "alice", "", "timeout=2");
+    let mut s = Setup::new("pam-faults", "daemon", "", "timeout=2");
     for (fault, reasons) in [
         ("truncate-report", &["device_error", "timeout"][..]),
         ("malformed-cbor", &["device_error"][..]),
@@ -150,7 +150,7 @@ fn pam_truncated_or_malformed_responses_are_auth_err() {
         ("stall-keepalive", &["timeout"][..]),
     ] {
         s.restart_key(None, &["--fault", fault]);
-        let r = s.auth("alice");
+        let r = s.auth("daemon");
         assert_eq!(r.result, PamResult::AuthErr, "{fault}: {r:?}");
         let line = s.fx.auth_line();
         assert!(
@@ -162,5 +162,5 @@ fn pam_truncated_or_malformed_responses_are_auth_err() {
     }
     // And the key still works once it behaves.
     s.restart_key(None, &[]);
-    assert_eq!(s.auth("alice").result, PamResult::Success);
+    assert_eq!(s.auth("daemon").result, PamResult::Success);
 }

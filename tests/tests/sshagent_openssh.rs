@@ -52,6 +52,7 @@ fn ssh_add_lists_the_enrolled_keys_as_export_ssh_prints_them() {
         .collect();
     let exported = export_ssh_lines(&CredentialFile {
         credentials: records,
+        uid: None,
     })
     .unwrap();
     assert_eq!(listed, exported);

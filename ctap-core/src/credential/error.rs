@@ -20,6 +20,8 @@ pub enum StoreError {
     },
     /// The user name cannot name a file.
     BadUserName(String),
+    /// The password database could not be asked (NSS error, not "no such user").
+    Lookup(String),
 }
 
 impl StoreError {
@@ -53,6 +55,7 @@ impl fmt::Display for StoreError {
             } => write!(f, "{}: {message}", path.display()),
             StoreError::Invalid { path, message } => write!(f, "{}: {message}", path.display()),
             StoreError::BadUserName(u) => write!(f, "invalid user name {u:?}"),
+            StoreError::Lookup(m) => f.write_str(m),
         }
     }
 }

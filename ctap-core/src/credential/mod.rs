@@ -22,14 +22,3 @@ pub use store::{
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
-
-/// A user name safe to use as a file name: what useradd accepts, nothing that walks paths.
-pub fn valid_user_name(user: &str) -> bool {
-    !user.is_empty()
-        && user.len() <= 256
-        && !user.starts_with('-')
-        && !user.starts_with('.')
-        && user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '$' | '@'))
-}

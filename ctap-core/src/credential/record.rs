@@ -86,6 +86,12 @@ impl CredentialRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialFile {
+    /// The uid of the account the file was written for (`ctap-enroll` writes it on every write
+    /// of root's records). Login refuses a file whose uid is not the account's: the name was
+    /// reused for another account. Files written before releases that store it have none and
+    /// are identified by their name alone until their next write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
     #[serde(default, rename = "credential")]
     pub credentials: Vec<CredentialRecord>,
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use super::record::CredentialFile;
 use super::state::{StateFile, STATE_VERSION};
-use super::{valid_user_name, StoreError};
+use super::StoreError;
+use crate::account::{file_stem, name_of_stem, Account, UserResolver};
 use crate::fs::{self, FileError, Ownership, StateLock};
 
 /// Which file a user's records came from.
@@ -48,12 +49,10 @@ impl CredentialStore {
         }
     }
 
-    fn checked(user: &str) -> Result<&str, StoreError> {
-        if valid_user_name(user) {
-            Ok(user)
-        } else {
-            Err(StoreError::BadUserName(user.to_string()))
-        }
+    /// The file-name stem of the canonical account name `user` ([`file_stem`]): every name NSS
+    /// can return names a file inside the records and state directories.
+    fn checked(user: &str) -> Result<String, StoreError> {
+        file_stem(user).map_err(|_| StoreError::BadUserName(user.to_string()))
     }
 
     pub fn records_path(&self, user: &str) -> Result<PathBuf, StoreError> {
@@ -74,34 +73,56 @@ impl CredentialStore {
             .join(format!(".{}.lock", Self::checked(user)?)))
     }
 
-    /// The user's records: root's file, plus the user's own file when opted in. A user with
-    /// neither gets `StoreError` with [`StoreError::is_not_found`]; any other problem (unreadable,
-    /// insecure, malformed) is a different error, so `nouserok` can never skip a broken file.
-    pub fn load_records(&self, user: &str) -> Result<UserRecords, StoreError> {
-        let system_path = self.records_path(user)?;
+    /// The account's records: root's file, plus the user's own file when opted in. An account
+    /// with neither gets `StoreError` with [`StoreError::is_not_found`]; any other problem
+    /// (unreadable, insecure, malformed) is a different error, so `nouserok` can never skip a
+    /// broken file.
+    ///
+    /// The per-user file is opened with the user's filesystem identity and read through a
+    /// bounded reader ([`fs::read_trusted_as_user`]). It may only add credentials: one whose id
+    /// is also in root's file is refused (the user's copy could claim weaker settings), and
+    /// login takes user verification and the hmac-secret requirement from root-written state.
+    pub fn load_records(&self, account: &Account) -> Result<UserRecords, StoreError> {
+        let system_path = self.records_path(account.name())?;
         let mut sources = Vec::new();
         let mut file = CredentialFile::default();
         let mut not_found = None;
         match load_credential_file(&system_path, Ownership::ROOT) {
             Ok(f) => {
                 sources.push(RecordsSource::System(system_path));
-                file.credentials.extend(f.credentials);
+                file = f;
             }
             Err(e) if e.is_not_found() => not_found = Some(e),
             Err(e) => return Err(e),
         }
         let system_count = file.credentials.len();
         if self.per_user_records {
-            if let Some((home, uid)) = home_of(user) {
-                let path = home.join(PER_USER_FILE);
-                match load_credential_file(&path, Ownership { uid }) {
-                    Ok(f) => {
-                        sources.push(RecordsSource::PerUser(path));
-                        file.credentials.extend(f.credentials);
+            let path = account.home().join(PER_USER_FILE);
+            let owner = Ownership { uid: account.uid() };
+            match read_credential_bytes(
+                &path,
+                fs::read_trusted_as_user(&path, owner, account.gid()),
+            ) {
+                Ok(f) => {
+                    if let Some(dup) = f.credentials.iter().find(|c| {
+                        file.credentials
+                            .iter()
+                            .any(|r| r.credential_id == c.credential_id)
+                    }) {
+                        return Err(StoreError::Invalid {
+                            path,
+                            message: format!(
+                                "credential {:?} ({}) is also in root's records: a per-user file may only add keys; remove it from this file",
+                                dup.name,
+                                dup.id_b64()
+                            ),
+                        });
                     }
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e),
+                    sources.push(RecordsSource::PerUser(path));
+                    file.credentials.extend(f.credentials);
                 }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
             }
         }
         match (sources.is_empty(), not_found) {
@@ -114,6 +135,91 @@ impl CredentialStore {
         }
     }
 
+    /// Whether root-written state for `user` names any credential: such a user was enrolled,
+    /// so a login is never skipped (`nouserok`), whatever happened to the records files.
+    pub fn has_state(&self, user: &str) -> Result<bool, StoreError> {
+        Ok(!self.read_state(user)?.credentials.is_empty())
+    }
+
+    /// Another name of the same account (same uid: `useradd -o`, a renamed account, records
+    /// written under another spelling) that has records or state, if any. Login asks only when
+    /// the canonical name has neither and `nouserok` would otherwise skip the factor.
+    ///
+    /// Why this is sound: records and state are named by an account name, so the enrolled
+    /// names of uid U are exactly the files whose name NSS resolves to U, plus files written
+    /// for U (records store the uid) whose name NSS no longer resolves to U. We find them as:
+    /// 1. `getpwuid(U)`'s name (one lookup; the primary entry, where the enrolled name usually is);
+    /// 2. every records file whose stored `uid` is U (one small read per file, no NSS);
+    /// 3. every records file without a stored uid (written before uids were stored) and every
+    ///    state file without a records file, by an NSS lookup of its name.
+    ///
+    /// Enumerating the password database (getpwent) instead is not sound (SSSD and LDAP
+    /// normally do not enumerate) and costs a scan of every account. The cost here is one
+    /// directory read and one read per records file, paid only on the path that would skip the
+    /// factor; step 3 shrinks as old files gain their uid at their next write. A file that
+    /// cannot be read counts as naming U (fail closed) when its name resolves to U.
+    pub fn other_enrolled_name(
+        &self,
+        account: &Account,
+        resolver: &dyn UserResolver,
+    ) -> Result<Option<String>, StoreError> {
+        let same_uid = |name: &str| -> Result<bool, StoreError> {
+            match resolver.by_name(name) {
+                Ok(Some(a)) => Ok(a.uid() == account.uid()),
+                Ok(None) => Ok(false),
+                Err(e) => Err(StoreError::Lookup(e.to_string())),
+            }
+        };
+        let enrolled = |name: &str| -> Result<bool, StoreError> {
+            match self.load_system_records_opt(name) {
+                Ok(Some(_)) => return Ok(true),
+                Ok(None) => {}
+                Err(_) => return Ok(true),
+            }
+            Ok(self.has_state(name).unwrap_or(true))
+        };
+        if let Ok(Some(primary)) = resolver.by_uid(account.uid()) {
+            if primary.name() != account.name() && enrolled(primary.name())? {
+                return Ok(Some(primary.name().to_string()));
+            }
+        }
+        let mut record_names = Vec::new();
+        for name in names_in(&self.records_dir)? {
+            if name == account.name() {
+                continue;
+            }
+            let hit = match self.load_system_records_opt(&name) {
+                Ok(Some(f)) => match f.uid {
+                    Some(uid) => uid == account.uid(),
+                    None => same_uid(&name)?,
+                },
+                Ok(None) => false,
+                Err(_) => same_uid(&name)?,
+            };
+            if hit {
+                return Ok(Some(name));
+            }
+            record_names.push(name);
+        }
+        for name in names_in(&self.state_dir)? {
+            if name == account.name() || record_names.contains(&name) {
+                continue;
+            }
+            if same_uid(&name)? && self.has_state(&name).unwrap_or(true) {
+                return Ok(Some(name));
+            }
+        }
+        Ok(None)
+    }
+
+    fn load_system_records_opt(&self, user: &str) -> Result<Option<CredentialFile>, StoreError> {
+        match load_credential_file(&self.records_path(user)?, Ownership::ROOT) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Root's records file for `user` alone (what `ctap-enroll` edits); empty when absent.
     pub fn load_system_records(&self, user: &str) -> Result<CredentialFile, StoreError> {
         match load_credential_file(&self.records_path(user)?, Ownership::ROOT) {
@@ -122,10 +228,19 @@ impl CredentialStore {
         }
     }
 
-    /// Write root's records file atomically (0644: the PAM module and `list` read it).
-    pub fn save_system_records(&self, user: &str, file: &CredentialFile) -> Result<(), StoreError> {
-        let path = self.records_path(user)?;
-        save_credential_file(&path, file, 0o644)
+    /// Write root's records file atomically (0644: the PAM module and `list` read it), stamped
+    /// with the account's uid. Callers hold the account's state lock (every writer of records
+    /// does), so temporary files an interrupted earlier write left are removed first.
+    pub fn save_system_records(
+        &self,
+        account: &Account,
+        file: &CredentialFile,
+    ) -> Result<(), StoreError> {
+        let path = self.records_path(account.name())?;
+        fs::remove_stale_temps(&path);
+        let mut file = file.clone();
+        file.uid = Some(account.uid());
+        save_credential_file(&path, &file, 0o644)
     }
 
     /// Take the user's state lock and read the state under it. Missing state is empty state; a
@@ -162,6 +277,8 @@ impl StateGuard {
             path: self.path.clone(),
             message: e.to_string(),
         })?;
+        // Still under the lock every state writer takes: no live write's temp file is removed.
+        fs::remove_stale_temps(&self.path);
         fs::write_atomic(&self.path, text.as_bytes(), 0o600)?;
         Ok(())
     }
@@ -199,9 +316,37 @@ fn read_state_file(path: &Path) -> Result<StateFile, StoreError> {
     Ok(state)
 }
 
+/// The account names of the `<stem>.toml` files in `dir` (none if it does not exist).
+fn names_in(dir: &Path) -> Result<Vec<String>, StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(StoreError::File(FileError::Io {
+                path: dir.to_path_buf(),
+                source,
+            }))
+        }
+    };
+    Ok(entries
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name();
+            name_of_stem(n.to_str()?.strip_suffix(".toml")?)
+        })
+        .collect())
+}
+
 /// Read and validate a credentials file owned by `owner`.
 pub fn load_credential_file(path: &Path, owner: Ownership) -> Result<CredentialFile, StoreError> {
-    let bytes = fs::read_trusted(path, owner)?;
+    read_credential_bytes(path, fs::read_trusted(path, owner))
+}
+
+fn read_credential_bytes(
+    path: &Path,
+    bytes: Result<Vec<u8>, FileError>,
+) -> Result<CredentialFile, StoreError> {
+    let bytes = bytes?;
     let text = String::from_utf8(bytes).map_err(|_| StoreError::Invalid {
         path: path.to_path_buf(),
         message: "is not UTF-8".into(),

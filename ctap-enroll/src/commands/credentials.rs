@@ -6,7 +6,7 @@ use ctap_core::login::login;
 use ctap_core::verify::CounterOutcome;
 use serde::Serialize;
 
-use super::{json, say, user_of, Context};
+use super::{json, say, user_name_of, user_of, Context};
 use crate::cli::{ListArgs, NameArgs, RenameArgs, TestArgs};
 use crate::{Exit, Failure};
 
@@ -18,11 +18,12 @@ struct ListJson<'a> {
 
 pub fn list(ctx: &Context, args: &ListArgs) -> Result<Exit, Failure> {
     let policy = ctx.policy()?;
-    let user = user_of(&args.user)?;
-    let creds = admin::list(&policy.store(), &user)?;
+    let account = user_of(&args.user)?;
+    let user = account.name();
+    let creds = admin::list(&policy.store(), &account)?;
     if args.json {
         json(&ListJson {
-            user: &user,
+            user,
             credentials: &creds,
         })?;
         return Ok(Exit::Ok);
@@ -97,8 +98,9 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<Exit, Failure> {
 
 pub fn remove(ctx: &Context, args: &NameArgs) -> Result<Exit, Failure> {
     let policy = ctx.policy()?;
-    let user = user_of(&args.user)?;
-    let removed = admin::remove(&policy.store(), &user, &args.name)?;
+    let account = user_of(&args.user)?;
+    let user = account.name();
+    let removed = admin::remove(&policy.store(), &account, &args.name)?;
     say(format!(
         "Removed {:?} (credential id {}) for {user}.",
         removed.name,
@@ -109,8 +111,9 @@ pub fn remove(ctx: &Context, args: &NameArgs) -> Result<Exit, Failure> {
 
 pub fn rename(ctx: &Context, args: &RenameArgs) -> Result<Exit, Failure> {
     let policy = ctx.policy()?;
-    let user = user_of(&args.user)?;
-    admin::rename(&policy.store(), &user, &args.old, &args.new)?;
+    let account = user_of(&args.user)?;
+    let user = account.name();
+    admin::rename(&policy.store(), &account, &args.old, &args.new)?;
     say(format!(
         "Renamed {:?} to {:?} for {user}.",
         args.old, args.new
@@ -120,8 +123,9 @@ pub fn rename(ctx: &Context, args: &RenameArgs) -> Result<Exit, Failure> {
 
 pub fn unsuspend(ctx: &Context, args: &NameArgs) -> Result<Exit, Failure> {
     let policy = ctx.policy()?;
-    let user = user_of(&args.user)?;
-    match admin::unsuspend(&policy.store(), &user, &args.name)? {
+    let account = user_of(&args.user)?;
+    let user = account.name();
+    match admin::unsuspend(&policy.store(), &account, &args.name)? {
         Unsuspended::Lifted(reason) => say(format!(
             "Unsuspended {:?} for {user} (it was suspended: {reason}).",
             args.name
@@ -136,7 +140,8 @@ pub fn unsuspend(ctx: &Context, args: &NameArgs) -> Result<Exit, Failure> {
 
 pub fn test(ctx: &mut Context, args: &TestArgs) -> Result<Exit, Failure> {
     let policy = ctx.policy()?;
-    let user = user_of(&args.user)?;
+    // The name as given: login resolves it through NSS, as the PAM module does.
+    let user = user_name_of(&args.user)?;
     match login(&user, &args.service, &policy, &mut ctx.prompter) {
         Ok(granted) => {
             let counter = match granted.counter() {

@@ -1,40 +1,53 @@
 //! `import-pam-u2f`: read a pam-u2f authfile, import what can be, report the rest per line.
 
-use std::io::Read;
-
+use ctap_core::account::{Nss, UserResolver};
 use ctap_core::admin::{algorithm_name, uv_name};
 use ctap_core::enroll::default_rp_id;
+use ctap_core::fs::read_trusted_any_owner;
 use ctap_core::pamu2f::{self, ImportOptions};
 
-use super::{say, user_of, Context};
-use crate::cli::{ImportArgs, UserArg};
+use super::{account_named, say, Context};
+use crate::cli::ImportArgs;
 use crate::{Exit, Failure};
-
-/// Authfiles are a line per user; anything this large is not one.
-const MAX_AUTHFILE: u64 = 1 << 20;
 
 pub fn import(ctx: &Context, args: &ImportArgs) -> Result<Exit, Failure> {
     let policy = ctx.policy()?;
     let only_user = match &args.user {
-        Some(u) => Some(user_of(&UserArg {
-            user: Some(u.clone()),
-        })?),
+        Some(u) => Some(account_named(u)?),
         None => None,
     };
     let file = &args.file;
-    let unreadable = |e: std::io::Error| {
+    // The rules records are read by: no symlink, a regular file not writable by others, in a
+    // directory only root or its owner can write, at most 1 MiB. The owner decides whose keys
+    // the file can vouch for.
+    let (bytes, owner) = read_trusted_any_owner(file).map_err(|e| {
         Failure::new(
             Exit::Usage,
-            format!("{}: {e}", file.display()),
-            "name a readable pam-u2f authfile",
+            e.to_string(),
+            "name a pam-u2f authfile that is a regular file (no symlink), not group- or world-writable",
         )
-    };
-    let mut text = String::new();
-    std::fs::File::open(file)
-        .map_err(unreadable)?
-        .take(MAX_AUTHFILE)
-        .read_to_string(&mut text)
-        .map_err(unreadable)?;
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Failure::new(
+            Exit::Usage,
+            format!("{}: is not UTF-8", file.display()),
+            "name a pam-u2f authfile",
+        )
+    })?;
+    let owner_name = Nss
+        .by_uid(owner)
+        .ok()
+        .flatten()
+        .map(|a| a.name().to_string())
+        .unwrap_or_else(|| "?".into());
+    if owner == 0 {
+        say(format!("{}: owned by root", file.display()));
+    } else {
+        say(format!(
+            "{}: owned by {owner_name} (uid {owner}), not root: only {owner_name}'s keys are imported",
+            file.display()
+        ));
+    }
     let rp_id = args
         .rp_id
         .clone()
@@ -44,8 +57,9 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> Result<Exit, Failure> {
         appid: args.appid.clone().unwrap_or_else(|| rp_id.clone()),
         rp_id,
         only_user,
+        file_owner: owner,
     };
-    let report = pamu2f::import(&policy.store(), pamu2f::parse(&text), &opts);
+    let report = pamu2f::import(&policy.store(), &Nss, pamu2f::parse(&text), &opts);
     let name = file.display();
     for i in &report.imported {
         let r = &i.record;

@@ -94,7 +94,8 @@ fn print_device(r: &DeviceReport) {
 
 pub fn enroll(ctx: &mut Context, args: &EnrollArgs) -> Result<Exit, Failure> {
     let policy = ctx.policy()?;
-    let user = user_of(&args.user)?;
+    let account = user_of(&args.user)?;
+    let user = account.name().to_string();
     let store = policy.store();
     // Fail on unreadable or insecure files, and on missing privileges, before the key is touched.
     let records = store.load_system_records(&user)?;
@@ -104,7 +105,7 @@ pub fn enroll(ctx: &mut Context, args: &EnrollArgs) -> Result<Exit, Failure> {
         None => admin::default_credential_name(&records),
     };
     let req = EnrollRequest {
-        user: user.clone(),
+        user: account,
         name,
         // None: enroll uses pam://<hostname>.
         rp_id: args.rp_id.clone().or_else(|| policy.rp_id.clone()),

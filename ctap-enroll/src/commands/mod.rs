@@ -10,8 +10,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ctap_core::account::{Account, Nss, UserResolver};
 use ctap_core::config::Policy;
-use ctap_core::credential::valid_user_name;
 use ctap_core::device::DeviceUri;
 use ctap_core::session::{open_authenticators, Authenticator};
 
@@ -51,29 +51,46 @@ pub fn single_key(device: &DeviceUri, touch_timeout: Duration) -> Result<Authent
         .ok_or_else(|| Failure::new(Exit::NoKey, "no security key found", "insert your key"))
 }
 
-/// `--user`, else `$SUDO_USER` (the admin who ran `sudo ctap-enroll`), else the current user.
-pub fn user_of(arg: &UserArg) -> Result<String, Failure> {
-    let user = match &arg.user {
-        Some(u) => u.clone(),
+/// `--user`, else `$SUDO_USER` (the admin who ran `sudo ctap-enroll`), else the current user:
+/// the name as given, for `test`, which resolves it the way the PAM module does.
+pub fn user_name_of(arg: &UserArg) -> Result<String, Failure> {
+    match &arg.user {
+        Some(u) => Ok(u.clone()),
         None => match std::env::var("SUDO_USER") {
-            Ok(u) if !u.is_empty() => u,
+            Ok(u) if !u.is_empty() => Ok(u),
             Ok(_) | Err(_) => nix::unistd::User::from_uid(nix::unistd::getuid())
                 .ok()
                 .flatten()
                 .map(|u| u.name)
                 .ok_or_else(|| {
                     Failure::new(Exit::Usage, "cannot tell who you are", "pass --user USER")
-                })?,
+                }),
         },
-    };
-    if !valid_user_name(&user) {
-        return Err(Failure::new(
-            Exit::Usage,
-            format!("{user:?} is not a valid user name"),
-            "pass a login name with --user",
-        ));
     }
-    Ok(user)
+}
+
+/// The account [`user_name_of`] names, resolved through NSS as login resolves it: records are
+/// written under its canonical name and carry its uid.
+pub fn user_of(arg: &UserArg) -> Result<Account, Failure> {
+    let user = user_name_of(arg)?;
+    account_named(&user)
+}
+
+/// The account `user` names in the password database.
+pub fn account_named(user: &str) -> Result<Account, Failure> {
+    match Nss.by_name(user) {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => Err(Failure::new(
+            Exit::Usage,
+            format!("{user:?} is not a user the password database (NSS) knows"),
+            "pass an existing login name with --user",
+        )),
+        Err(e) => Err(Failure::new(
+            Exit::Failed,
+            e.to_string(),
+            "check the name service (nsswitch.conf, sssd)",
+        )),
+    }
 }
 
 /// Print to standard output; a closed pipe is not worth a panic.

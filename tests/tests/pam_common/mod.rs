@@ -173,12 +173,14 @@ impl Fixture {
         p
     }
 
-    /// Enroll `key` for `user` through ctap-core, as `ctap-enroll` would.
+    /// Enroll `key` for `user` through ctap-core, as `ctap-enroll` would. `user` must be an
+    /// account NSS knows (the module resolves names): tests use system accounts such as
+    /// `daemon`, `bin` and `sys`, whose records live only in this fixture's directory.
     pub fn enroll(&self, key: &SoftToken, user: &str, uv: UvPreference, pin: Option<&str>) {
         let p = self.policy(key);
         let mut keys = open_authenticators(&p.device, p.touch_timeout()).unwrap();
         let req = EnrollRequest {
-            user: user.into(),
+            user: account(user),
             name: "virtual".into(),
             rp_id: Some(RP_ID.into()),
             uv,
@@ -319,11 +321,13 @@ impl Setup {
     }
 
     pub fn state_path(&self, user: &str) -> PathBuf {
-        self.fx.state_dir().join(format!("{user}.toml"))
+        let stem = ctap_core::account::file_stem(user).unwrap();
+        self.fx.state_dir().join(format!("{stem}.toml"))
     }
 
     pub fn records_path(&self, user: &str) -> PathBuf {
-        self.fx.records_dir().join(format!("{user}.toml"))
+        let stem = ctap_core::account::file_stem(user).unwrap();
+        self.fx.records_dir().join(format!("{stem}.toml"))
     }
 
     pub fn auth_with(&self, user: &str, stdin: &str) -> Run {
@@ -374,6 +378,14 @@ pub fn assert_contains(line: &str, parts: &[&str]) {
     for p in parts {
         assert!(line.contains(p), "{p:?} not in {line}");
     }
+}
+
+/// The account NSS knows by `name`.
+pub fn account(name: &str) -> ctap_core::account::Account {
+    use ctap_core::account::{Nss, UserResolver};
+    Nss.by_name(name)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no account {name:?}"))
 }
 
 /// A throwaway local user (with a home), deleted on drop.

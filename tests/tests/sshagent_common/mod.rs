@@ -69,6 +69,7 @@ pub fn write_credentials(home: &Path, records: &[CredentialRecord]) -> PathBuf {
         &path,
         &CredentialFile {
             credentials: records.to_vec(),
+            uid: None,
         },
         0o600,
     )
