@@ -398,15 +398,35 @@ pub struct TestUser {
 impl TestUser {
     pub fn new() -> Self {
         let name = format!("ctapt{:06x}", rand::random::<u32>() & 0xff_ffff);
+        Self::create(&name, &["--create-home", "--shell", "/bin/sh"])
+    }
+
+    /// A user named `name` (any spelling: `--badname` lets `@`, `\` and upper case through),
+    /// without a home, with useradd's `extra` arguments (`-o -u UID` makes an alias).
+    pub fn named(name: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["--badname", "--no-create-home", "--shell", "/bin/sh"];
+        args.extend_from_slice(extra);
+        Self::create(name, &args)
+    }
+
+    fn create(name: &str, args: &[&str]) -> Self {
         let st = Command::new("useradd")
-            .args(["--create-home", "--shell", "/bin/sh", &name])
+            .args(args)
+            .arg(name)
             .status()
             .unwrap();
         assert!(st.success(), "useradd {name}");
-        let out = Command::new("id").args(["-u", &name]).output().unwrap();
-        let uid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-        let home = PathBuf::from(format!("/home/{name}"));
-        TestUser { name, uid, home }
+        let a = account(name);
+        TestUser {
+            name: name.to_string(),
+            uid: a.uid(),
+            home: a.home().to_path_buf(),
+        }
+    }
+
+    /// A unique suffix for test user names.
+    pub fn tag() -> String {
+        format!("{:06x}", rand::random::<u32>() & 0xff_ffff)
     }
 }
 

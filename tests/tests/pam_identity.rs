@@ -1,0 +1,101 @@
+//! The account, not the spelling (issue 9 item 1): the module resolves PAM_USER through NSS and
+//! finds records by the canonical account. Another name of an enrolled uid, or a name spelt with
+//! `@`, `\` or upper case, must need the key or be denied: never PAM_IGNORE under `nouserok`.
+#![allow(clippy::unwrap_used)]
+
+mod pam_common;
+
+use pam_common::*;
+
+#[test]
+fn pam_alias_of_an_enrolled_uid_is_never_ignored() {
+    if !can_run("pam_alias_of_an_enrolled_uid_is_never_ignored") {
+        return;
+    }
+    let user = TestUser::new();
+    // `useradd -o`: another passwd entry, another name, the same uid.
+    let alias = TestUser::named(
+        &format!("ctapa{}", TestUser::tag()),
+        &["-o", "-u", &user.uid.to_string()],
+    );
+    assert_eq!(alias.uid, user.uid);
+    let s = Setup::new("pam-alias", &user.name, "", "nouserok");
+
+    let r = s.auth(&user.name);
+    assert_eq!(r.result, PamResult::Success, "{r:?}");
+    s.fx.log_lines();
+
+    // The alias has no records of its own; before, nouserok skipped the factor for it.
+    let r = s.auth(&alias.name);
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    let line = s.fx.auth_line();
+    assert_contains(
+        &line,
+        &[
+            &format!("user={} reason=alias_enrolled", alias.name),
+            &format!("under the name \\\"{}\\\"", user.name)[..],
+        ],
+    );
+    assert!(
+        r.stderr.contains("registered under another user name"),
+        "{r:?}"
+    );
+
+    // Even with the enrolled name's records gone, its root-written state keeps the alias out.
+    std::fs::remove_file(s.records_path(&user.name)).unwrap();
+    let r = s.auth(&alias.name);
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    assert_contains(&s.fx.auth_line(), &["reason=alias_enrolled"]);
+    let r = s.auth(&user.name);
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    assert_contains(&s.fx.auth_line(), &["reason=records_missing"]);
+}
+
+#[test]
+fn pam_names_with_at_backslash_and_upper_case_need_the_key() {
+    if !can_run("pam_names_with_at_backslash_and_upper_case_need_the_key") {
+        return;
+    }
+    let tag = TestUser::tag();
+    for name in [
+        format!("Ctap{tag}@corp.example"),
+        format!("CORP\\ctap{tag}"),
+        format!("CTAPU{tag}"),
+    ] {
+        let user = TestUser::named(&name, &[]);
+        let mut s = Setup::new("pam-names", &user.name, "", "nouserok");
+        // The files stay inside their directories, whatever the name.
+        let records = s.records_path(&user.name);
+        assert_eq!(records.parent().unwrap(), s.fx.records_dir(), "{name}");
+        assert!(records.exists(), "{}", records.display());
+        assert!(s.state_path(&user.name).exists(), "{name}");
+
+        let r = s.auth(&user.name);
+        assert_eq!(r.result, PamResult::Success, "{name}: {r:?}");
+        s.fx.log_lines();
+
+        // Without the key: denied, not ignored.
+        s.stop_key();
+        let r = s.auth(&user.name);
+        assert_eq!(r.result, PamResult::AuthErr, "{name}: {r:?}");
+        assert_contains(&s.fx.auth_line(), &["reason=no_key"]);
+    }
+}
+
+#[test]
+fn pam_a_name_nss_does_not_know_is_denied_even_with_nouserok() {
+    if !can_run("pam_a_name_nss_does_not_know_is_denied_even_with_nouserok") {
+        return;
+    }
+    let s = Setup::new("pam-unknown", "daemon", "", "nouserok");
+    let typed = format!("DAEMON-{}", TestUser::tag());
+    let r = s.auth(&typed);
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    assert_contains(
+        &s.fx.auth_line(),
+        &[&format!("user={typed} reason=unknown_user")],
+    );
+    // A known account without records (or state) is still the one nouserok skips.
+    let r = s.auth("bin");
+    assert_eq!(r.result, PamResult::UserUnknown, "{r:?}");
+}
