@@ -241,3 +241,99 @@ fn presence_denied_fails_without_touching_state() {
         before
     );
 }
+
+/// A name service that answers case-insensitively with the canonical lower-case name, as SSSD
+/// (case_sensitive = false) does: `ALICE` is alice.
+struct CaseInsensitive(Vec<ctap_core::account::Account>);
+
+impl UserResolver for CaseInsensitive {
+    fn by_name(
+        &self,
+        name: &str,
+    ) -> Result<Option<ctap_core::account::Account>, ctap_core::account::LookupError> {
+        let wanted = name.to_lowercase();
+        Ok(self.0.iter().find(|a| a.name() == wanted).cloned())
+    }
+    fn by_uid(
+        &self,
+        uid: u32,
+    ) -> Result<Option<ctap_core::account::Account>, ctap_core::account::LookupError> {
+        Ok(self.0.iter().find(|a| a.uid() == uid).cloned())
+    }
+}
+
+fn fake_account(name: &str, uid: u32) -> ctap_core::account::Account {
+    ctap_core::account::Account::from_passwd(name.into(), uid, uid, "/nonexistent".into())
+}
+
+#[test]
+fn an_sssd_like_resolver_finds_the_canonical_account_for_any_spelling() {
+    use ctap_core::login::login_with;
+    let dir = TempDir::new("resolver");
+    let key = SoftToken::start(dir.path(), &dir.path().join("key"), &[]);
+    let other = SoftToken::start(dir.path(), &dir.path().join("other"), &[]);
+    let p = policy(dir.path(), &key);
+    let alice = fake_account("alice", 61001);
+    let nss = CaseInsensitive(vec![alice.clone(), fake_account("bob", 61002)]);
+    let mut s = Script::default();
+    {
+        let mut keys = open_authenticators(&p.device, p.touch_timeout()).unwrap();
+        let req = EnrollRequest {
+            user: alice.clone(),
+            name: "virtual".into(),
+            rp_id: Some("pam://test".into()),
+            uv: UvPreference::Discouraged,
+            pin_policy: p.pin,
+        };
+        enroll(&p.store(), &req, &mut keys[0], &mut s).unwrap();
+    }
+    let records = std::fs::read_to_string(p.store().records_path("alice").unwrap()).unwrap();
+    assert!(records.starts_with("uid = 61001\n"), "{records}");
+
+    // Any spelling is alice: her key logs in, another key is refused. Never "no records".
+    for typed in ["alice", "ALICE", "Alice"] {
+        let g = login_with(&nss, typed, "sudo", &p, &mut s).unwrap();
+        assert_eq!(g.credential_name(), "virtual");
+        let wrong = policy(dir.path(), &other);
+        let err = login_with(&nss, typed, "sudo", &wrong, &mut s).unwrap_err();
+        assert_eq!(err.kind(), "wrong_key", "{typed}: {err}");
+    }
+    // A name the resolver does not know is a denial of its own.
+    let err = login_with(&nss, "mallory", "sudo", &p, &mut s).unwrap_err();
+    assert_eq!(err.kind(), "unknown_user", "{err}");
+    // bob, known and not enrolled: the one case nouserok may skip.
+    let err = login_with(&nss, "BOB", "sudo", &p, &mut s).unwrap_err();
+    assert_eq!(err.kind(), "no_records", "{err}");
+
+    // Records an earlier release wrote under the typed spelling (no uid in them) are found as
+    // another name of the same account: denied, not skipped.
+    let store = p.store();
+    let legacy = records
+        .lines()
+        .skip_while(|l| !l.starts_with("[[credential]]"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::remove_file(store.records_path("alice").unwrap()).unwrap();
+    std::fs::rename(
+        store.state_path("alice").unwrap(),
+        store.state_path("ALICE").unwrap(),
+    )
+    .unwrap();
+    std::fs::write(store.records_path("ALICE").unwrap(), &legacy).unwrap();
+    let err = login_with(&nss, "Alice", "sudo", &p, &mut s).unwrap_err();
+    assert_eq!(err.kind(), "alias_enrolled", "{err}");
+    assert!(err.to_string().contains("\"ALICE\""), "{err}");
+
+    // The name reused for another uid: the records (written for 61001) are refused.
+    std::fs::remove_file(store.records_path("ALICE").unwrap()).unwrap();
+    std::fs::rename(
+        store.state_path("ALICE").unwrap(),
+        store.state_path("alice").unwrap(),
+    )
+    .unwrap();
+    std::fs::write(store.records_path("alice").unwrap(), &records).unwrap();
+    let reused = CaseInsensitive(vec![fake_account("alice", 61003)]);
+    let err = login_with(&reused, "alice", "sudo", &p, &mut s).unwrap_err();
+    assert_eq!(err.kind(), "uid_mismatch", "{err}");
+    assert!(err.to_string().contains("uid 61001"), "{err}");
+}
