@@ -985,3 +985,54 @@ fn pin_prompt_reads_the_terminal_with_echo_off() {
     assert!(text.contains("user verified: yes"), "{text}");
     assert!(!text.contains("135790"), "the PIN was echoed: {text}");
 }
+
+#[test]
+fn stale_temp_files_go_with_the_next_write_and_are_reported_until_then() {
+    let env = Env::new("staletmp", "", &[]);
+    env.enroll("daemon", &[]).ok();
+    env.enroll("bin", &[]).ok();
+    // What writes killed between creating their temp file and the rename leave behind.
+    let stale = |dir: PathBuf, user: &str| -> Vec<PathBuf> {
+        (0..3)
+            .map(|i| {
+                let p = dir.join(format!(
+                    ".{user}.toml.tmp.{}.{:08x}",
+                    90000 + i,
+                    0xdead_0000u32 + i
+                ));
+                std::fs::write(&p, "partial").unwrap();
+                p
+            })
+            .collect()
+    };
+    let daemon_records = stale(env.records_dir(), "daemon");
+    let daemon_state = stale(env.state_dir(), "daemon");
+    let bin_records = stale(env.records_dir(), "bin");
+    let c = env.run(&["check-config"]).ok();
+    assert_eq!(
+        c.stdout.matches("interrupted write").count(),
+        9,
+        "{}",
+        c.stdout
+    );
+
+    // A records write for daemon (under daemon's lock) removes daemon's records leftovers only.
+    env.run(&["rename", "key-1", "blue", "--user", "daemon"])
+        .ok();
+    assert!(daemon_records.iter().all(|p| !p.exists()));
+    assert!(daemon_state.iter().chain(&bin_records).all(|p| p.exists()));
+    // A state write (a login) removes daemon's state leftovers.
+    env.run(&["test", "--user", "daemon"]).ok();
+    assert!(daemon_state.iter().all(|p| !p.exists()));
+    // bin's remain, and check-config still names each.
+    let c = env.run(&["check-config"]).ok();
+    assert_eq!(
+        c.stdout.matches("interrupted write").count(),
+        3,
+        "{}",
+        c.stdout
+    );
+    for p in &bin_records {
+        assert!(c.stdout.contains(&p.display().to_string()), "{}", c.stdout);
+    }
+}
