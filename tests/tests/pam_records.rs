@@ -178,3 +178,85 @@ fn pam_missing_state_or_unusable_credentials_are_auth_err() {
         &["reason=missing_state credential=\"virtual\""],
     );
 }
+
+/// Issue 9 item 4: with `per_user_records = true`, the user's own file can add keys, never
+/// weaken or switch off what root enrolled.
+#[test]
+fn pam_per_user_file_cannot_weaken_or_skip_what_root_enrolled() {
+    if !can_run("pam_per_user_file_cannot_weaken_or_skip_what_root_enrolled") {
+        return;
+    }
+    let user = TestUser::new();
+    let s = Setup::new("pam-peruser-weak", &user.name, "", "");
+    let opted =
+        s.fx.config("opted.toml", &s.key().uri(), "per_user_records = true");
+    let svc = ServiceFile::new(&observing_stack(&format!(
+        "config={} nouserok",
+        opted.display()
+    )));
+    let auth = || pamtester(&svc.name, &user.name, "", &[]);
+    let dir = user.home.join(".config/ctap");
+    std::fs::create_dir_all(&dir).unwrap();
+    for d in [user.home.join(".config"), dir.clone()] {
+        chown(&d, Some(user.uid), None).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let own = dir.join("credentials.toml");
+    let write_own = |text: &str| {
+        std::fs::write(&own, text).unwrap();
+        chown(&own, Some(user.uid), None).unwrap();
+        std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o644)).unwrap();
+    };
+    let root_records = std::fs::read_to_string(s.records_path(&user.name)).unwrap();
+    let credential = &root_records[root_records.find("[[credential]]").unwrap()..];
+
+    // 1. The same credential in root's records and the user's file: refused.
+    write_own(credential);
+    let r = auth();
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    assert_contains(
+        &s.fx.auth_line(),
+        &["reason=config_error", "also in root's records"],
+    );
+
+    // 2. The user's copy switches hmac-secret off: root's state still demands the check (here
+    //    a check the key cannot meet), so the login fails on it.
+    std::fs::remove_file(s.records_path(&user.name)).unwrap();
+    write_own(&credential.replace("hmac_secret = true", "hmac_secret = false"));
+    let state_path = s.state_path(&user.name);
+    let good_state = std::fs::read_to_string(&state_path).unwrap();
+    let mut state: toml::Value = toml::from_str(&good_state).unwrap();
+    state["credential"][0]["hmac_check"] =
+        toml::Value::String(ctap_core::credential::b64_encode(&[0u8; 32]));
+    std::fs::write(&state_path, toml::to_string(&state).unwrap()).unwrap();
+    let r = auth();
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    assert_contains(&s.fx.auth_line(), &["reason=hmac_mismatch"]);
+    std::fs::write(&state_path, &good_state).unwrap();
+    let r = auth();
+    assert_eq!(r.result, PamResult::Success, "{r:?}");
+    s.fx.log_lines();
+
+    // 3. The user deletes their file: root-written state remains, so never IGNORE.
+    std::fs::remove_file(&own).unwrap();
+    let r = auth();
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    assert_contains(&s.fx.auth_line(), &["reason=records_missing"]);
+
+    // 4. ~/.config points into a directory only root may enter: root does not follow the
+    //    user's symlink there (the file is opened with the user's filesystem identity).
+    let hidden = s.fx.path().join("root-only");
+    std::fs::create_dir_all(hidden.join("ctap")).unwrap();
+    std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let planted = hidden.join("ctap/credentials.toml");
+    std::fs::write(&planted, credential).unwrap();
+    chown(&planted, Some(user.uid), None).unwrap();
+    std::fs::remove_dir_all(user.home.join(".config")).unwrap();
+    symlink(&hidden, user.home.join(".config")).unwrap();
+    let r = auth();
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    assert_contains(
+        &s.fx.auth_line(),
+        &["reason=config_error", "Permission denied"],
+    );
+}
