@@ -91,6 +91,13 @@ pub enum Command {
     /// cannot be imported is reported with the reason. Imported credentials have no
     /// hmac-secret check (pam-u2f made none) and start at counter 0; re-enroll a key with
     /// `enroll` to add the check.
+    ///
+    /// The file is opened like records: no symlink, not group- or world-writable, in a
+    /// directory only root or its owner can write, at most 1 MiB; its owner is printed. A file
+    /// not owned by root (a user's ~/.config/Yubico/u2f_keys) imports only its owner's line:
+    /// pam-u2f only ever used the authenticating user's own line of such a file, so lines
+    /// naming other users are refused and listed. Each line's user is resolved through the
+    /// password database (NSS) and recorded under the account's canonical name.
     #[command(name = "import-pam-u2f")]
     ImportPamU2f(ImportArgs),
     /// Set or change the key's PIN.

@@ -1036,3 +1036,77 @@ fn stale_temp_files_go_with_the_next_write_and_are_reported_until_then() {
         assert!(c.stdout.contains(&p.display().to_string()), "{}", c.stdout);
     }
 }
+
+/// Issue 9 item 6: pam-u2f used only the authenticating user's own line of a home-directory
+/// authfile, so a file not owned by root may only import its owner's keys.
+#[test]
+fn import_of_a_user_owned_authfile_grants_only_its_owner() {
+    use ctap_core::ctap2::cose::{Algorithm, CoseKey};
+    use std::os::unix::fs::chown;
+    let env = Env::new("pamu2f-owner", "", &[]);
+    let key = env.key.as_ref().unwrap();
+    let mut lines = String::new();
+    for user in ["daemon", "bin", "no-such-user-ctap"] {
+        let (id, pk) = pamu2fcfg(key, "pam://test", user, Algorithm::Es256);
+        let CoseKey::Es256 { x, y, .. } = pk else {
+            panic!("es256 expected")
+        };
+        lines.push_str(&format!(
+            "{user}:{},{},es256,+presence\n",
+            std_b64(&id),
+            std_b64(&[x.as_slice(), &y].concat())
+        ));
+    }
+    // daemon's own authfile (uid 1), naming bin's key too.
+    let authfile = env.dir.path().join("u2f_keys");
+    std::fs::write(&authfile, &lines).unwrap();
+    chown(&authfile, Some(1), Some(1)).unwrap();
+    std::fs::set_permissions(&authfile, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let import = |path: &Path| {
+        env.run(&[
+            "import-pam-u2f",
+            path.to_str().unwrap(),
+            "--rp-id",
+            "pam://test",
+        ])
+    };
+    let r = import(&authfile).code(1);
+    let out = &r.stdout;
+    assert!(
+        out.contains("owned by daemon (uid 1), not root: only daemon's keys are imported"),
+        "{out}"
+    );
+    assert!(out.contains(":1: imported credential 1 of daemon"), "{out}");
+    assert!(
+        out.contains(":2: credential 1 of bin not imported: the file is owned by uid 1, not root"),
+        "{out}"
+    );
+    assert!(out.contains("1 imported, 2 not imported."), "{out}");
+    assert!(!env.records("bin").exists());
+    env.run(&["test", "--user", "daemon"]).ok();
+
+    // The trusted-open rules: no symlink, not writable by others.
+    let link = env.dir.path().join("u2f_link");
+    std::os::unix::fs::symlink(&authfile, &link).unwrap();
+    let r = import(&link).code(2);
+    assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
+    std::fs::set_permissions(&authfile, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let r = import(&authfile).code(2);
+    assert!(
+        r.stderr.contains("group- or world-writable"),
+        "{}",
+        r.stderr
+    );
+
+    // Root's own file vouches for every user NSS knows; unknown names are listed.
+    chown(&authfile, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&authfile, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = import(&authfile).code(1);
+    let out = &r.stdout;
+    assert!(out.contains("owned by root"), "{out}");
+    assert!(out.contains(":2: imported credential 1 of bin"), "{out}");
+    assert!(
+        out.contains("\"no-such-user-ctap\" is not a user the password database (NSS) knows"),
+        "{out}"
+    );
+}
