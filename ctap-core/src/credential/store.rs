@@ -188,13 +188,17 @@ impl CredentialStore {
             if name == account.name() {
                 continue;
             }
-            let hit = match self.load_system_records_opt(&name) {
-                Ok(Some(f)) => match f.uid {
-                    Some(uid) => uid == account.uid(),
-                    None => same_uid(&name)?,
+            let path = self.records_path(&name)?;
+            let hit = match stored_uid_prefix(&path) {
+                Some(uid) => uid == account.uid(),
+                None => match self.load_system_records_opt(&name) {
+                    Ok(Some(f)) => match f.uid {
+                        Some(uid) => uid == account.uid(),
+                        None => same_uid(&name)?,
+                    },
+                    Ok(None) => false,
+                    Err(_) => same_uid(&name)?,
                 },
-                Ok(None) => false,
-                Err(_) => same_uid(&name)?,
             };
             if hit {
                 return Ok(Some(name));
@@ -316,6 +320,40 @@ fn read_state_file(path: &Path) -> Result<StateFile, StoreError> {
     Ok(state)
 }
 
+/// The uid a records file stores, read from its first line alone (`uid = N`, as
+/// [`CredentialStore::save_system_records`] writes it first), so that the alias scan costs one
+/// small read per file rather than a parse. `None` when the first line is anything else: the
+/// caller then parses the whole file. Only used to find *more* reasons to deny, so the file's
+/// trust checks (which login applies when it reads the file for its own account) are not needed
+/// here; O_NOFOLLOW still keeps it from following a link.
+fn stored_uid_prefix(path: &Path) -> Option<u32> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let mut buf = [0u8; 32];
+    let mut len = 0;
+    while len < buf.len() {
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) => return None,
+        }
+    }
+    let line = buf[..len].split(|b| *b == b'\n').next()?;
+    if line.len() == len {
+        return None; // no complete first line
+    }
+    let digits = std::str::from_utf8(line).ok()?.strip_prefix("uid = ")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// The account names of the `<stem>.toml` files in `dir` (none if it does not exist).
 fn names_in(dir: &Path) -> Result<Vec<String>, StoreError> {
     let entries = match std::fs::read_dir(dir) {
@@ -413,4 +451,98 @@ fn ensure_dir(dir: &Path, mode: u32) -> Result<(), StoreError> {
 pub fn home_of(user: &str) -> Option<(PathBuf, u32)> {
     let u = nix::unistd::User::from_name(user).ok()??;
     Some((u.dir, u.uid.as_raw()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::LookupError;
+
+    struct Table(Vec<Account>);
+    impl UserResolver for Table {
+        fn by_name(&self, name: &str) -> Result<Option<Account>, LookupError> {
+            Ok(self.0.iter().find(|a| a.name() == name).cloned())
+        }
+        fn by_uid(&self, uid: u32) -> Result<Option<Account>, LookupError> {
+            Ok(self.0.iter().find(|a| a.uid() == uid).cloned())
+        }
+    }
+
+    fn account(name: &str, uid: u32) -> Account {
+        Account::from_passwd(name.into(), uid, uid, "/nonexistent".into())
+    }
+
+    fn store() -> CredentialStore {
+        let d = std::env::temp_dir().join(format!("ctap-store-{}", rand::random::<u64>()));
+        let store = CredentialStore {
+            records_dir: d.join("users"),
+            state_dir: d.join("state"),
+            per_user_records: false,
+        };
+        std::fs::create_dir_all(&store.records_dir).unwrap();
+        std::fs::create_dir_all(&store.state_dir).unwrap();
+        store
+    }
+
+    #[test]
+    fn the_stored_uid_is_read_from_the_first_line_only() {
+        let s = store();
+        let p = s.records_dir.join("x.toml");
+        for (text, want) in [
+            ("uid = 1001\n\n[[credential]]\n", Some(1001)),
+            ("uid = 1001", None),
+            ("uid = -1\n", None),
+            ("uid = 99999999999\n", None),
+            ("[[credential]]\nuid = 5\n", None),
+            ("", None),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            assert_eq!(stored_uid_prefix(&p), want, "{text:?}");
+        }
+        std::fs::remove_dir_all(s.records_dir.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn other_names_of_the_uid_are_found_by_stored_uid_nss_and_state() {
+        let alice = account("alice", 1001);
+        let nss = Table(vec![
+            account("bob", 1002),
+            alice.clone(),
+            account("alias", 1001),
+        ]);
+        let s = store();
+        let write = |dir: &Path, name: &str, text: &str| {
+            std::fs::write(dir.join(format!("{name}.toml")), text).unwrap()
+        };
+        // Nothing anywhere; bob's records are bob's.
+        write(&s.records_dir, "bob", "uid = 1002\n");
+        assert_eq!(s.other_enrolled_name(&alice, &nss).unwrap(), None);
+        // Records stored for uid 1001 under a name NSS no longer knows (a renamed account).
+        write(&s.records_dir, "old-alice", "uid = 1001\n");
+        assert_eq!(
+            s.other_enrolled_name(&alice, &nss).unwrap().as_deref(),
+            Some("old-alice")
+        );
+        std::fs::remove_file(s.records_dir.join("old-alice.toml")).unwrap();
+        // A legacy file (no uid) of a name that resolves to 1001 (useradd -o).
+        write(&s.records_dir, "alias", "");
+        assert_eq!(
+            s.other_enrolled_name(&alice, &nss).unwrap().as_deref(),
+            Some("alias")
+        );
+        std::fs::remove_file(s.records_dir.join("alias.toml")).unwrap();
+        // State alone, of a name that resolves to 1001; an empty state does not count.
+        write(&s.state_dir, "alias", "version = 1\n");
+        assert_eq!(s.other_enrolled_name(&alice, &nss).unwrap(), None);
+        write(
+            &s.state_dir,
+            "alias",
+            "version = 1\n[[credential]]\ncredential_id = \"AAAA\"\nsign_count = 0\n",
+        );
+        assert_eq!(
+            s.other_enrolled_name(&alice, &nss).unwrap().as_deref(),
+            Some("alias")
+        );
+        std::fs::remove_dir_all(s.records_dir.parent().unwrap()).unwrap();
+    }
 }
