@@ -178,7 +178,10 @@ impl CredentialStore {
             }
             Ok(self.has_state(name).unwrap_or(true))
         };
-        if let Ok(Some(primary)) = resolver.by_uid(account.uid()) {
+        let primary = resolver
+            .by_uid(account.uid())
+            .map_err(|e| StoreError::Lookup(e.to_string()))?;
+        if let Some(primary) = primary {
             if primary.name() != account.name() && enrolled(primary.name())? {
                 return Ok(Some(primary.name().to_string()));
             }
