@@ -337,3 +337,75 @@ fn an_sssd_like_resolver_finds_the_canonical_account_for_any_spelling() {
     assert_eq!(err.kind(), "uid_mismatch", "{err}");
     assert!(err.to_string().contains("uid 61001"), "{err}");
 }
+
+/// Issue 9 item 4: a per-user copy of a credential that says `user_verification =
+/// "discouraged"` does not drop the PIN: root-written state (enrolled with UV) decides.
+#[test]
+fn a_per_user_record_cannot_drop_user_verification() {
+    use ctap_core::login::login_with;
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let dir = TempDir::new("peruser-uv");
+    let key = SoftToken::start(dir.path(), &dir.path().join("key"), &[]);
+    let mut p = policy(dir.path(), &key);
+    {
+        let mut keys = open_authenticators(&p.device, p.touch_timeout()).unwrap();
+        keys[0].set_pin(&Pin::new("2468".into()).unwrap()).unwrap();
+    }
+    let uid = 61010;
+    let home = dir.path().join("home");
+    let alice = ctap_core::account::Account::from_passwd("alice".into(), uid, uid, home.clone());
+    let nss = CaseInsensitive(vec![alice.clone()]);
+    let mut s = Script {
+        pin: Some("2468".into()),
+        ..Default::default()
+    };
+    {
+        let mut keys = open_authenticators(&p.device, p.touch_timeout()).unwrap();
+        let req = EnrollRequest {
+            user: alice.clone(),
+            name: "virtual".into(),
+            rp_id: Some("pam://test".into()),
+            uv: UvPreference::Preferred,
+            pin_policy: p.pin,
+        };
+        enroll(&p.store(), &req, &mut keys[0], &mut s).unwrap();
+    }
+    // Move the credential into alice's own file, claiming no user verification.
+    let root_path = p.store().records_path("alice").unwrap();
+    let text = std::fs::read_to_string(&root_path).unwrap();
+    assert!(text.contains("user_verification = \"required\""), "{text}");
+    std::fs::remove_file(&root_path).unwrap();
+    let own_dir = home.join(".config/ctap");
+    std::fs::create_dir_all(&own_dir).unwrap();
+    for d in [
+        dir.path().to_path_buf(),
+        home.clone(),
+        home.join(".config"),
+        own_dir.clone(),
+    ] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for d in [home.clone(), home.join(".config"), own_dir.clone()] {
+        chown(&d, Some(uid), Some(uid)).unwrap();
+    }
+    let own = own_dir.join("credentials.toml");
+    let credential = &text[text.find("[[credential]]").unwrap()..];
+    std::fs::write(
+        &own,
+        credential.replace(
+            "user_verification = \"required\"",
+            "user_verification = \"discouraged\"",
+        ),
+    )
+    .unwrap();
+    chown(&own, Some(uid), Some(uid)).unwrap();
+    p.per_user_records = true;
+
+    // Still asks for the PIN: without one, no login.
+    let mut none = Script::default();
+    let err = login_with(&nss, "alice", "sudo", &p, &mut none).unwrap_err();
+    assert_eq!(err.kind(), "uv_unavailable", "{err}");
+    // With it, the login verifies the user, as enrolled.
+    let g = login_with(&nss, "alice", "sudo", &p, &mut s).unwrap();
+    assert!(g.user_verified());
+}
