@@ -194,7 +194,8 @@ fn severity(e: &LoginError) -> Severity {
 fn user_message(e: &LoginError) -> String {
     let text = match e {
         LoginError::NoRecords => "No security key is registered for you",
-        LoginError::UnknownUser(_) => "Unknown user",
+        // No "unknown user": that would tell whoever types names which accounts exist.
+        LoginError::UnknownUser(_) => "Security key authentication failed",
         LoginError::EnrolledAsOtherName { .. } => {
             "Your security key is registered under another user name: ask your administrator"
         }
