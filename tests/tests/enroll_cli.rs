@@ -1110,3 +1110,51 @@ fn import_of_a_user_owned_authfile_grants_only_its_owner() {
         "{out}"
     );
 }
+
+/// Issue 9 item 1: records store the account's uid; older records gain it at their next write,
+/// and check-config names those without it, and those written for another uid.
+#[test]
+fn records_carry_the_uid_and_check_config_names_those_without_it() {
+    let env = Env::new("stamp", "", &[]);
+    env.enroll("daemon", &[]).ok();
+    let path = env.records("daemon");
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(written.starts_with("uid = 1\n"), "{written}");
+    let c = env.run(&["check-config"]).ok();
+    assert!(!c.stdout.contains("store the account's uid"), "{}", c.stdout);
+
+    // As an earlier release wrote it: no uid. Login still works by the name alone.
+    let legacy = written.replacen("uid = 1\n", "", 1);
+    std::fs::write(&path, &legacy).unwrap();
+    let c = env.run(&["check-config"]).ok();
+    assert!(
+        c.stdout
+            .contains("records of daemon do not store the account's uid (1)"),
+        "{}",
+        c.stdout
+    );
+    env.run(&["test", "--user", "daemon"]).ok();
+    // The next write adds it.
+    env.run(&["rename", "key-1", "key-1", "--user", "daemon"])
+        .ok();
+    assert!(std::fs::read_to_string(&path)
+        .unwrap()
+        .starts_with("uid = 1\n"));
+    let c = env.run(&["check-config"]).ok();
+    assert!(!c.stdout.contains("store the account's uid"), "{}", c.stdout);
+
+    // Written for another uid (the name reused): login refuses, check-config says why.
+    std::fs::write(&path, written.replacen("uid = 1\n", "uid = 4242\n", 1)).unwrap();
+    let t = env.run(&["test", "--user", "daemon"]).code(1);
+    assert!(t.stdout.starts_with("FAIL (uid_mismatch)"), "{}", t.stdout);
+    let c = env.run(&["check-config"]).code(1);
+    assert!(
+        c.stdout
+            .contains("written for uid 4242, but user daemon has uid 1"),
+        "{}",
+        c.stdout
+    );
+    // enroll refuses to add to them.
+    let e = env.enroll("daemon", &["--name", "second"]).code(1);
+    assert!(e.all().contains("written for uid 4242"), "{}", e.all());
+}
