@@ -2,7 +2,14 @@
 //!
 //! The user's state lock is held from before the assertion until its result is written. Two
 //! sessions of one user therefore take turns: without that, a session holding counter 6 could
-//! write before one holding counter 5, and the second would look like a cloned key.
+//! write before one holding counter 5, and the second would look like a cloned key. The lock is
+//! taken only after user verification (the PIN prompt), and the state is read again under it:
+//! someone sitting at a PIN prompt, perhaps another local user running `su alice`, must not hold
+//! up alice's other logins.
+//!
+//! A PIN goes only to a key that answered the silent probe for the credential and whose AAGUID
+//! is the one recorded at enrollment, and never when the key has a single retry left: losing that
+//! one blocks the PIN for good, and only a reset that wipes every credential recovers.
 
 use std::fmt;
 use std::time::Duration;
@@ -13,7 +20,8 @@ use crate::ctap2::ext::hmac_secret::HmacSalts;
 use crate::ctap2::pin::{permission, PinUvAuthToken};
 use crate::ctap2::{CtapError, CtapStatus, GetAssertionRequest};
 use crate::ctaphid::CtapHidError;
-use crate::device::TransportError;
+use crate::device::{DeviceUri, TransportError};
+use crate::fs::FileError;
 use crate::session::{keepalive_for, open_authenticators, Authenticator, Prompter};
 use crate::verify::{verify_assertion, Challenge, CounterOutcome, Expectation, VerifyError};
 
@@ -65,6 +73,17 @@ pub enum LoginError {
         reason: VerifyError,
         suspended: bool,
     },
+    /// A place root's configuration names (records or state directory, the `unix:` device
+    /// socket) is missing, or it or a directory above it is not safe to trust.
+    Place(FileError),
+    /// The key has one PIN retry left: the PIN is not sent (module doc).
+    PinLastRetry,
+    /// The key that holds the credential is not the one enrolled (another AAGUID, or none
+    /// recorded while `device = "auto"`): it gets no PIN.
+    DeviceNotEnrolled {
+        credential: String,
+        why: String,
+    },
 }
 
 impl LoginError {
@@ -92,6 +111,10 @@ impl LoginError {
                 VerifyError::CounterNotKept => "no_counter",
                 VerifyError::StoredKeyInvalid(_) => "config_error",
             },
+            LoginError::Place(FileError::NotFound(_)) => "config_missing",
+            LoginError::Place(_) => "untrusted_path",
+            LoginError::PinLastRetry => "pin_last_retry",
+            LoginError::DeviceNotEnrolled { .. } => "device_not_enrolled",
         }
     }
 }
@@ -139,6 +162,23 @@ impl fmt::Display for LoginError {
                 }
                 Ok(())
             }
+            LoginError::Place(FileError::NotFound(p)) => write!(
+                f,
+                "{} does not exist: fix the path in the configuration or mount the volume",
+                p.display()
+            ),
+            LoginError::Place(e) => e.fmt(f),
+            LoginError::PinLastRetry => write!(
+                f,
+                "the security key has one PIN retry left, and a wrong PIN now would block it for good \
+                 (only a reset that erases every credential recovers): enter the right PIN with \
+                 `ctap-enroll pin change` at your own terminal, which restores the retries"
+            ),
+            LoginError::DeviceNotEnrolled { credential, why } => write!(
+                f,
+                "the key answering for credential {credential:?} is not the enrolled key ({why}); \
+                 no PIN was sent to it"
+            ),
         }
     }
 }
@@ -279,6 +319,65 @@ pub fn user_verification(
     }
 }
 
+/// May the PIN go to `key`, which answered the probe for `record`? Only when the key's AAGUID
+/// is the enrolled one (a record without one, from an import, is accepted only when root named
+/// the device), and the key has more than one retry left.
+fn pin_gate(
+    key: &mut Authenticator,
+    record: &CredentialRecord,
+    device: &DeviceUri,
+) -> Result<(), LoginError> {
+    if key.info().builtin_uv() {
+        return Ok(());
+    }
+    let actual = key.info().aaguid_string();
+    let refuse = |why: String| {
+        Err(LoginError::DeviceNotEnrolled {
+            credential: record.name.clone(),
+            why,
+        })
+    };
+    if record.aaguid.is_empty() {
+        if *device == DeviceUri::Auto {
+            return refuse(format!(
+                "no AAGUID was recorded at enrollment and device = \"auto\"; re-enroll the key \
+                 with `ctap-enroll enroll`, or name it with device = (key AAGUID {actual})"
+            ));
+        }
+    } else if !record.aaguid.eq_ignore_ascii_case(&actual) {
+        return refuse(format!(
+            "its AAGUID is {actual}, the enrolled key's is {}",
+            record.aaguid
+        ));
+    }
+    if key.info().pin_set() && key.pin_retries()?.retries == 1 {
+        return Err(LoginError::PinLastRetry);
+    }
+    Ok(())
+}
+
+/// The state of `record`, if it may log in at all (present, not suspended).
+fn usable_state(
+    record: &CredentialRecord,
+    state: &crate::credential::StateFile,
+) -> Result<crate::credential::CredentialState, LoginError> {
+    let state =
+        state
+            .get(&record.credential_id)
+            .cloned()
+            .ok_or_else(|| LoginError::MissingState {
+                credential: record.name.clone(),
+            })?;
+    if state.suspended {
+        return Err(LoginError::Rejected {
+            credential: record.name.clone(),
+            reason: VerifyError::Suspended(state.suspended_reason.clone().unwrap_or_default()),
+            suspended: true,
+        });
+    }
+    Ok(state)
+}
+
 /// Authenticate `user` for `service` under `policy`.
 pub fn login(
     user: &str,
@@ -287,6 +386,7 @@ pub fn login(
     prompter: &mut dyn Prompter,
 ) -> Result<LoginGranted, LoginError> {
     let store = policy.store();
+    store.check_roots().map_err(LoginError::Place)?;
     let records = match store.load_records(user) {
         Ok(r) => r.file.credentials,
         Err(e) if e.is_not_found() => return Err(LoginError::NoRecords),
@@ -294,30 +394,26 @@ pub fn login(
     };
     let creds = usable_credentials(policy, records)?;
 
-    // Held until the new state is on disk (module doc).
-    let mut guard = store.lock_state(user, policy.touch_timeout() + Duration::from_secs(5))?;
+    if let DeviceUri::Unix(socket) = &policy.device {
+        let owners = policy.device_owners().map_err(|why| {
+            LoginError::Place(FileError::Insecure {
+                path: socket.clone(),
+                why,
+            })
+        })?;
+        crate::fs::check_trusted_socket(socket, &owners).map_err(LoginError::Place)?;
+    }
 
     let mut keys = open_authenticators(&policy.device, policy.touch_timeout())?;
     let (index, record) = find_credential(&mut keys, &creds)?;
     let key = &mut keys[index];
 
-    let state = guard
-        .state
-        .get(&record.credential_id)
-        .cloned()
-        .ok_or_else(|| LoginError::MissingState {
-            credential: record.name.clone(),
-        })?;
-    if state.suspended {
-        return Err(LoginError::Rejected {
-            credential: record.name.clone(),
-            reason: VerifyError::Suspended(state.suspended_reason.clone().unwrap_or_default()),
-            suspended: true,
-        });
-    }
+    // Unlocked, before any PIN: a credential that cannot log in gets no PIN prompt.
+    usable_state(record, &store.read_state(user)?)?;
 
     let uv_required = record.user_verification == UvRequirement::Required;
     let token = if uv_required {
+        pin_gate(key, record, &policy.device)?;
         user_verification(
             key,
             &record.rp_id,
@@ -328,6 +424,11 @@ pub fn login(
     } else {
         None
     };
+
+    // Held until the new state is on disk, taken after the PIN (module doc); the state is read
+    // again under it.
+    let mut guard = store.lock_state(user, policy.touch_timeout() + Duration::from_secs(5))?;
+    let state = usable_state(record, &guard.state)?;
     let hmac_secret = match (record.hmac_secret, state.hmac_salt) {
         (true, Some(salt1)) => Some(HmacSalts { salt1, salt2: None }),
         (true, None) => {

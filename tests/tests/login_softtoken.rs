@@ -37,6 +37,10 @@ fn policy(dir: &Path, key: &SoftToken) -> Policy {
         .unwrap();
     p.records_dir = dir.join("users");
     p.state_dir = dir.join("state");
+    // As the packages do: login refuses directories that do not exist.
+    for d in [&p.records_dir, &p.state_dir] {
+        std::fs::create_dir_all(d).unwrap();
+    }
     p
 }
 

@@ -74,6 +74,18 @@ impl CredentialStore {
             .join(format!(".{}.lock", Self::checked(user)?)))
     }
 
+    /// Both directories exist, and they and every directory above them are owned by root (or
+    /// the running user) and not group- or world-writable. Login checks this before anything
+    /// else: a missing directory (a typo, an unmounted volume) must not read as "no records".
+    pub fn check_roots(&self) -> Result<(), FileError> {
+        let me = Ownership {
+            uid: nix::unistd::geteuid().as_raw(),
+        };
+        fs::check_trusted_dir(&self.records_dir, me)?;
+        fs::check_trusted_dir(&self.state_dir, me)?;
+        Ok(())
+    }
+
     /// The user's records: root's file, plus the user's own file when opted in. A user with
     /// neither gets `StoreError` with [`StoreError::is_not_found`]; any other problem (unreadable,
     /// insecure, malformed) is a different error, so `nouserok` can never skip a broken file.
@@ -172,7 +184,7 @@ impl StateGuard {
 }
 
 fn read_state_file(path: &Path) -> Result<StateFile, StoreError> {
-    let bytes = match fs::read_trusted(
+    let bytes = match fs::read_private(
         path,
         Ownership {
             uid: nix::unistd::geteuid().as_raw(),
