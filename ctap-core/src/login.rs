@@ -221,22 +221,25 @@ fn usable_credentials(
     Ok(usable)
 }
 
-/// Find which attached key holds which credential, with silent (up=false) probes.
-fn find_credential<'r>(
+/// Find which attached keys hold which credential, with silent (up=false) probes: for each key
+/// that answers, the credential it holds. A key that answers with a credential it was not asked
+/// about is set aside (and is the error if no other key answers).
+fn find_credentials<'r>(
     keys: &mut [Authenticator],
     creds: &'r [CredentialRecord],
-) -> Result<(usize, &'r CredentialRecord), LoginError> {
+) -> Result<Vec<(usize, &'r CredentialRecord)>, LoginError> {
+    let mut found = Vec::new();
     let mut last_err = None;
-    for (i, key) in keys.iter_mut().enumerate() {
-        // One probe per relying party, in enrollment order (dedup alone misses non-adjacent ones).
-        let mut rp_ids: Vec<&str> = Vec::new();
-        for c in creds {
-            if !rp_ids.contains(&c.rp_id.as_str()) {
-                rp_ids.push(c.rp_id.as_str());
-            }
+    // One probe per relying party, in enrollment order (dedup alone misses non-adjacent ones).
+    let mut rp_ids: Vec<&str> = Vec::new();
+    for c in creds {
+        if !rp_ids.contains(&c.rp_id.as_str()) {
+            rp_ids.push(c.rp_id.as_str());
         }
-        for rp in rp_ids {
-            let group: Vec<&CredentialRecord> = creds.iter().filter(|c| c.rp_id == rp).collect();
+    }
+    'keys: for (i, key) in keys.iter_mut().enumerate() {
+        for rp in &rp_ids {
+            let group: Vec<&CredentialRecord> = creds.iter().filter(|c| c.rp_id == *rp).collect();
             let probe = GetAssertionRequest {
                 rp_id: rp.to_string(),
                 client_data_hash: rand::random(),
@@ -249,25 +252,83 @@ fn find_credential<'r>(
                 crate::ctaphid::WaitDecision::Continue
             }) {
                 Ok(resp) => {
-                    if let Some(c) = group.iter().find(|c| c.credential_id == resp.credential_id) {
-                        return Ok((i, c));
+                    match group.iter().find(|c| c.credential_id == resp.credential_id) {
+                        Some(c) => found.push((i, *c)),
+                        None => {
+                            last_err = Some(LoginError::Rejected {
+                                credential: "(unknown)".into(),
+                                reason: VerifyError::UnexpectedCredential,
+                                suspended: false,
+                            })
+                        }
                     }
-                    return Err(LoginError::Rejected {
-                        credential: "(unknown)".into(),
-                        reason: VerifyError::UnexpectedCredential,
-                        suspended: false,
-                    });
+                    continue 'keys;
                 }
                 Err(CtapError::Status(
                     CtapStatus::NoCredentials | CtapStatus::InvalidCredential,
                 )) => {}
-                Err(e) => last_err = Some(e),
+                Err(e) => last_err = Some(LoginError::Device(e)),
             }
         }
     }
-    match last_err {
-        Some(e) => Err(LoginError::Device(e)),
-        None => Err(LoginError::WrongKey),
+    match (found.is_empty(), last_err) {
+        (false, _) => Ok(found),
+        (true, Some(e)) => Err(e),
+        (true, None) => Err(LoginError::WrongKey),
+    }
+}
+
+/// With several keys attached, let the user's touch pick one (authenticatorSelection) before
+/// any PIN is sent: each of `candidates` (indices into `keys`) blinks, the first one touched
+/// wins and the others are cancelled.
+pub fn select_by_touch(
+    keys: &mut [Authenticator],
+    candidates: &[usize],
+) -> Result<usize, LoginError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const NONE: usize = usize::MAX;
+    let winner = AtomicUsize::new(NONE);
+    let done = AtomicBool::new(false);
+    let results: Vec<Result<(), CtapError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = keys
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| candidates.contains(i))
+            .map(|(i, key)| {
+                let (winner, done) = (&winner, &done);
+                scope.spawn(move || {
+                    let r = key.selection(&mut |_| {
+                        if done.load(Ordering::SeqCst) {
+                            crate::ctaphid::WaitDecision::Cancel
+                        } else {
+                            crate::ctaphid::WaitDecision::Continue
+                        }
+                    });
+                    if r.is_ok() {
+                        let _ =
+                            winner.compare_exchange(NONE, i, Ordering::SeqCst, Ordering::SeqCst);
+                        done.store(true, Ordering::SeqCst);
+                    }
+                    r
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or(Err(CtapError::DeviceMisbehaved(
+                    "key selection thread failed".into(),
+                )))
+            })
+            .collect()
+    });
+    match winner.load(Ordering::SeqCst) {
+        NONE => Err(results
+            .into_iter()
+            .find_map(Result::err)
+            .map(LoginError::Device)
+            .unwrap_or(LoginError::WrongKey)),
+        i => Ok(i),
     }
 }
 
@@ -330,6 +391,24 @@ fn pin_gate(
     if key.info().builtin_uv() {
         return Ok(());
     }
+    enrolled_model(key, record, device)?;
+    if key.info().pin_set() && key.pin_retries()?.retries == 1 {
+        return Err(LoginError::PinLastRetry);
+    }
+    Ok(())
+}
+
+/// Whether a PIN would go to `key` for `record` (UV by PIN, not built in).
+fn needs_pin(key: &Authenticator, record: &CredentialRecord) -> bool {
+    record.user_verification == UvRequirement::Required && !key.info().builtin_uv()
+}
+
+/// The key's AAGUID is the one recorded at enrollment (see [`pin_gate`]).
+fn enrolled_model(
+    key: &Authenticator,
+    record: &CredentialRecord,
+    device: &DeviceUri,
+) -> Result<(), LoginError> {
     let actual = key.info().aaguid_string();
     let refuse = |why: String| {
         Err(LoginError::DeviceNotEnrolled {
@@ -349,9 +428,6 @@ fn pin_gate(
             "its AAGUID is {actual}, the enrolled key's is {}",
             record.aaguid
         ));
-    }
-    if key.info().pin_set() && key.pin_retries()?.retries == 1 {
-        return Err(LoginError::PinLastRetry);
     }
     Ok(())
 }
@@ -405,7 +481,33 @@ pub fn login(
     }
 
     let mut keys = open_authenticators(&policy.device, policy.touch_timeout())?;
-    let (index, record) = find_credential(&mut keys, &creds)?;
+    let found = find_credentials(&mut keys, &creds)?;
+    let (index, record) = if keys.len() > 1 && found.iter().any(|(i, r)| needs_pin(&keys[*i], r)) {
+        // Several keys attached and a PIN to send: the user's touch picks the key first, and
+        // only keys of the enrolled model may be picked.
+        let candidates: Vec<(usize, &CredentialRecord)> = found
+            .iter()
+            .copied()
+            .filter(|(i, r)| {
+                !needs_pin(&keys[*i], r) || enrolled_model(&keys[*i], r, &policy.device).is_ok()
+            })
+            .collect();
+        let Some(&(first, first_record)) = found.first() else {
+            return Err(LoginError::WrongKey);
+        };
+        if candidates.is_empty() {
+            enrolled_model(&keys[first], first_record, &policy.device)?;
+        }
+        prompter.touch_cue("Touch the security key you want to use");
+        let indices: Vec<usize> = candidates.iter().map(|(i, _)| *i).collect();
+        let chosen = select_by_touch(&mut keys, &indices)?;
+        candidates
+            .into_iter()
+            .find(|(i, _)| *i == chosen)
+            .ok_or(LoginError::WrongKey)?
+    } else {
+        *found.first().ok_or(LoginError::WrongKey)?
+    };
     let key = &mut keys[index];
 
     // Unlocked, before any PIN: a credential that cannot log in gets no PIN prompt.
