@@ -232,10 +232,30 @@ pub fn check(config_path: &Path) -> Report {
             };
         }
     };
+    check_device(&policy, &mut findings);
     check_store(&policy, &mut findings);
     Report {
         policy: Some(policy),
         findings,
+    }
+}
+
+/// A `unix:` device socket is checked as login checks it: its owner and every directory above it.
+fn check_device(policy: &Policy, findings: &mut Vec<Finding>) {
+    let crate::device::DeviceUri::Unix(socket) = &policy.device else {
+        return;
+    };
+    match policy.device_owners() {
+        Ok(owners) => {
+            if let Err(e) = crate::fs::check_trusted_socket(socket, &owners) {
+                findings.push(Finding::from_file_error(&e));
+            }
+        }
+        Err(why) => findings.push(Finding::problem(
+            socket,
+            why,
+            "name an existing account in device_owner, or remove it",
+        )),
     }
 }
 
@@ -553,6 +573,35 @@ mod tests {
         assert!(Finding::from_file_error(&link)
             .to_string()
             .contains("refused: is a symbolic link: replace the link"));
+    }
+
+    #[test]
+    fn a_key_socket_others_could_replace_is_a_problem() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/ctap-core-tests")
+            .join(format!("ctap-check-sock-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sock = dir.join("key.sock");
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let policy = Policy {
+            device: crate::device::DeviceUri::Unix(sock.clone()),
+            ..Policy::default()
+        };
+        let mut findings = Vec::new();
+        check_device(&policy, &mut findings);
+        assert!(findings.is_empty(), "{findings:?}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        check_device(&policy, &mut findings);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(findings[0].severity == Severity::Problem, "{findings:?}");
+        assert!(
+            findings[0].to_string().contains("group- or world-writable"),
+            "{}",
+            findings[0]
+        );
     }
 
     #[test]
