@@ -199,6 +199,17 @@ impl Report {
 pub fn check(config_path: &Path) -> Report {
     let mut findings = Vec::new();
     let exists = std::fs::symlink_metadata(config_path).is_ok();
+    if !exists && config_path != Path::new(crate::config::DEFAULT_CONFIG) {
+        findings.push(Finding::problem(
+            config_path,
+            "no such file: a module naming it with config= denies every login",
+            "fix the path, or create the file",
+        ));
+        return Report {
+            policy: None,
+            findings,
+        };
+    }
     let policy = match Policy::load(config_path) {
         Ok(p) => {
             if !exists {
@@ -223,10 +234,30 @@ pub fn check(config_path: &Path) -> Report {
             };
         }
     };
+    check_device(&policy, &mut findings);
     check_store(&policy, &mut findings);
     Report {
         policy: Some(policy),
         findings,
+    }
+}
+
+/// A `unix:` device socket is checked as login checks it: its owner and every directory above it.
+fn check_device(policy: &Policy, findings: &mut Vec<Finding>) {
+    let crate::device::DeviceUri::Unix(socket) = &policy.device else {
+        return;
+    };
+    match policy.device_owners() {
+        Ok(owners) => {
+            if let Err(e) = crate::fs::check_trusted_socket(socket, &owners) {
+                findings.push(Finding::from_file_error(&e));
+            }
+        }
+        Err(why) => findings.push(Finding::problem(
+            socket,
+            why,
+            "name an existing account in device_owner, or remove it",
+        )),
     }
 }
 
@@ -239,10 +270,15 @@ fn check_dir(
     let meta = match std::fs::symlink_metadata(dir) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            findings.push(Finding::note(
+            // Login denies everyone (even under nouserok) until it exists: a typo or an
+            // unmounted volume must not read as "nobody has keys".
+            findings.push(Finding::problem(
                 dir,
-                format!("{what} directory does not exist"),
-                "it is created by the first `ctap-enroll enroll`",
+                format!("{what} directory does not exist: every login is denied"),
+                format!(
+                    "fix the path, mount its volume, or create it (install -d -o root -m {max_mode:04o} {})",
+                    dir.display()
+                ),
             ));
             return None;
         }
@@ -559,12 +595,45 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_config_is_a_note_and_a_broken_one_stops_the_check() {
-        let dir = std::env::temp_dir().join(format!("ctap-check-{}", rand::random::<u64>()));
-        std::fs::create_dir(&dir).unwrap();
+    fn a_key_socket_others_could_replace_is_a_problem() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/ctap-core-tests")
+            .join(format!("ctap-check-sock-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sock = dir.join("key.sock");
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let policy = Policy {
+            device: crate::device::DeviceUri::Unix(sock.clone()),
+            ..Policy::default()
+        };
+        let mut findings = Vec::new();
+        check_device(&policy, &mut findings);
+        assert!(findings.is_empty(), "{findings:?}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        check_device(&policy, &mut findings);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(findings[0].severity == Severity::Problem, "{findings:?}");
+        assert!(
+            findings[0].to_string().contains("group- or world-writable"),
+            "{}",
+            findings[0]
+        );
+    }
+
+    #[test]
+    fn a_missing_explicit_config_and_a_broken_one_stop_the_check() {
+        // Not under /tmp: the ancestor walk refuses world-writable directories.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/ctap-core-tests")
+            .join(format!("ctap-check-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Only the built-in default path may be absent; a named one is an error (a typo).
         let missing = check(&dir.join("absent.toml"));
-        assert!(missing.policy.is_some());
-        assert!(missing.findings[0].severity == Severity::Note);
+        assert!(missing.policy.is_none());
+        assert_eq!(missing.problems(), 1, "{:?}", missing.findings);
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, "timeout = \"soon\"\n").unwrap();
         let r = check(&bad);

@@ -75,6 +75,9 @@ pub struct Policy {
     pub state_dir: PathBuf,
     pub per_user_records: bool,
     pub debug: bool,
+    /// A user (besides root) trusted to own a `unix:` device socket and the directories above it,
+    /// e.g. the account a virtual-key service runs as. Only root's file sets it.
+    pub device_owner: Option<String>,
     /// Where the PAM module sends its syslog lines (a unix socket). Only root's file sets it.
     pub log_socket: PathBuf,
 }
@@ -97,6 +100,7 @@ impl Default for Policy {
             state_dir: store.state_dir,
             per_user_records: false,
             debug: false,
+            device_owner: None,
             log_socket: PathBuf::from("/dev/log"),
         }
     }
@@ -162,7 +166,10 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Load root's file. A missing file gives the defaults; anything else wrong is an error.
+    /// Load root's file. Only the built-in [`DEFAULT_CONFIG`] may be absent (the defaults then
+    /// apply): a file named explicitly (`config=`) that does not exist is an error, because a
+    /// typo there would silently drop what the file requires (`user_verification = "required"`,
+    /// `counter = "require"`, `rp_id`). Anything else wrong is an error too.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         match fs::read_trusted(path, Ownership::ROOT) {
             Ok(bytes) => {
@@ -173,7 +180,9 @@ impl Policy {
                 })?;
                 Self::parse(path, &text)
             }
-            Err(FileError::NotFound(_)) => Ok(Policy::default()),
+            Err(FileError::NotFound(_)) if path == Path::new(DEFAULT_CONFIG) => {
+                Ok(Policy::default())
+            }
             Err(e) => Err(ConfigError::File(e)),
         }
     }
@@ -279,6 +288,21 @@ impl Policy {
         })
     }
 
+    /// Who may own the `unix:` device socket and its directories: root, the `device_owner`
+    /// (resolved now; an unknown name is an error, never "anyone") and the running user, who
+    /// is root in the PAM module.
+    pub fn device_owners(&self) -> Result<Vec<u32>, String> {
+        let mut owners = vec![0, nix::unistd::geteuid().as_raw()];
+        if let Some(name) = &self.device_owner {
+            match nix::unistd::User::from_name(name) {
+                Ok(Some(u)) => owners.push(u.uid.as_raw()),
+                Ok(None) => return Err(format!("device_owner = {name:?}: no such user")),
+                Err(e) => return Err(format!("device_owner = {name:?}: {e}")),
+            }
+        }
+        Ok(owners)
+    }
+
     pub fn touch_timeout(&self) -> Duration {
         Duration::from_secs(self.timeout)
     }
@@ -348,6 +372,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("between 1 and 600"), "{err}");
+    }
+
+    #[test]
+    fn only_the_default_config_may_be_missing() {
+        let missing = Path::new("/etc/ctap/strict.tmol-does-not-exist");
+        match Policy::load(missing) {
+            Err(ConfigError::File(FileError::NotFound(p))) => assert_eq!(p, missing),
+            other => panic!("an explicit missing config must be an error: {other:?}"),
+        }
+        if !Path::new(DEFAULT_CONFIG).exists() {
+            assert_eq!(
+                Policy::load(Path::new(DEFAULT_CONFIG)).unwrap(),
+                Policy::default()
+            );
+        }
     }
 
     #[test]

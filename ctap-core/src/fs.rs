@@ -7,7 +7,7 @@
 use std::fmt;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -105,36 +105,163 @@ fn check_metadata(path: &Path, meta: &Metadata, owner: Ownership) -> Result<(), 
     Ok(())
 }
 
-fn check_parent(path: &Path, owner: Ownership) -> Result<(), FileError> {
-    let Some(parent) = path.parent() else {
-        return Ok(());
-    };
-    let parent = if parent.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        parent
-    };
-    let meta = std::fs::symlink_metadata(parent).map_err(|e| FileError::io(parent, e))?;
+/// Check one directory on the way to a trusted file: a directory, owned by root or by one of
+/// `owners`, and not group- or world-writable. A sticky world-writable directory such as /tmp is
+/// refused too: anyone can create a name there before the owner does.
+fn check_dir(dir: &Path, meta: &Metadata, owners: &[u32]) -> Result<(), FileError> {
     let insecure = |why: String| {
         Err(FileError::Insecure {
-            path: parent.to_path_buf(),
+            path: dir.to_path_buf(),
             why,
         })
     };
     if !meta.file_type().is_dir() {
         return insecure("is not a directory".into());
     }
-    if meta.uid() != 0 && meta.uid() != owner.uid {
+    if meta.uid() != 0 && !owners.contains(&meta.uid()) {
         return insecure(format!(
-            "directory is owned by uid {}, neither root nor the file's owner",
+            "directory is owned by uid {}, neither root nor the file's owner: chown root {}",
+            meta.uid(),
+            dir.display()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return insecure(format!(
+            "directory is group- or world-writable (mode {:04o}): chmod go-w {}",
+            meta.mode() & 0o7777,
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Check `dir` and every directory on the way to it from `/` (sshd's StrictModes walk).
+/// Symbolic links are followed by hand, so that the directory holding each link is checked as
+/// well as the directories its target leads through: a link is only as trustworthy as the
+/// directory it sits in. Returns the resolved path.
+fn check_ancestors(dir: &Path, owners: &[u32]) -> Result<PathBuf, FileError> {
+    use std::collections::VecDeque;
+    use std::path::Component;
+    let absolute = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| FileError::io(dir, e))?
+            .join(dir)
+    };
+    let mut resolved = PathBuf::from("/");
+    let root = std::fs::symlink_metadata(&resolved).map_err(|e| FileError::io(&resolved, e))?;
+    check_dir(&resolved, &root, owners)?;
+    let mut pending: VecDeque<std::ffi::OsString> = absolute
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut links = 0;
+    while let Some(name) = pending.pop_front() {
+        if name == ".." {
+            resolved.pop();
+            continue;
+        }
+        let next = resolved.join(&name);
+        let meta = std::fs::symlink_metadata(&next).map_err(|e| FileError::io(&next, e))?;
+        if meta.file_type().is_symlink() {
+            links += 1;
+            if links > 40 {
+                return Err(FileError::Insecure {
+                    path: dir.to_path_buf(),
+                    why: "too many symbolic links on the way".into(),
+                });
+            }
+            let target = std::fs::read_link(&next).map_err(|e| FileError::io(&next, e))?;
+            if target.is_absolute() {
+                resolved = PathBuf::from("/");
+            }
+            let mut parts: Vec<std::ffi::OsString> = target
+                .components()
+                .filter_map(|c| match c {
+                    Component::Normal(n) => Some(n.to_os_string()),
+                    Component::ParentDir => Some("..".into()),
+                    _ => None,
+                })
+                .collect();
+            while let Some(p) = parts.pop() {
+                pending.push_front(p);
+            }
+            continue;
+        }
+        check_dir(&next, &meta, owners)?;
+        resolved = next;
+    }
+    Ok(resolved)
+}
+
+/// The directories above `path` are trusted, and `path` in its canonical directory is the very
+/// file `meta` describes (the file was opened before the walk; the same inode at the checked
+/// place means no one swapped it in between).
+fn check_location(path: &Path, meta: &Metadata, owner: Ownership) -> Result<(), FileError> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let canonical = check_ancestors(parent, &[owner.uid])?;
+    let name = path.file_name().ok_or_else(|| FileError::Insecure {
+        path: path.to_path_buf(),
+        why: "has no file name".into(),
+    })?;
+    let here =
+        std::fs::symlink_metadata(canonical.join(name)).map_err(|e| FileError::io(path, e))?;
+    if (here.dev(), here.ino()) != (meta.dev(), meta.ino()) {
+        return Err(FileError::Insecure {
+            path: path.to_path_buf(),
+            why: "was replaced while it was being checked".into(),
+        });
+    }
+    Ok(())
+}
+
+/// A directory the configuration names (records or state): it must exist, and it and every
+/// directory above it must be owned by root (or `owner`) and not group- or world-writable.
+pub fn check_trusted_dir(dir: &Path, owner: Ownership) -> Result<(), FileError> {
+    check_ancestors(dir, &[owner.uid]).map(drop)
+}
+
+/// A unix socket root's configuration names as the key: the socket and every directory above
+/// it are owned by root or one of `owners`, and none of them is writable by others. Otherwise
+/// any local user could put their own fake key in its place. A socket that is simply absent is
+/// not an error here (connecting to it reports that the key is missing).
+pub fn check_trusted_socket(path: &Path, owners: &[u32]) -> Result<(), FileError> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let canonical = check_ancestors(parent, owners)?;
+    let Some(name) = path.file_name() else {
+        return Err(FileError::Insecure {
+            path: path.to_path_buf(),
+            why: "has no file name".into(),
+        });
+    };
+    let meta = match std::fs::symlink_metadata(canonical.join(name)) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(FileError::io(path, e)),
+    };
+    let insecure = |why: String| {
+        Err(FileError::Insecure {
+            path: path.to_path_buf(),
+            why,
+        })
+    };
+    if !meta.file_type().is_socket() {
+        return insecure("is not a unix socket".into());
+    }
+    if meta.uid() != 0 && !owners.contains(&meta.uid()) {
+        return insecure(format!(
+            "socket is owned by uid {}, neither root nor a device owner named in the configuration",
             meta.uid()
         ));
     }
-    // A writable directory lets others swap the file; sticky /tmp-like directories are fine
-    // only for files the owner created, which is not a configuration we support.
     if meta.mode() & 0o022 != 0 {
         return insecure(format!(
-            "directory is group- or world-writable (mode {:04o})",
+            "socket is group- or world-writable (mode {:04o}): anyone could use it",
             meta.mode() & 0o7777
         ));
     }
@@ -143,6 +270,17 @@ fn check_parent(path: &Path, owner: Ownership) -> Result<(), FileError> {
 
 /// Read a whole file after checking it as the module doc says.
 pub fn read_trusted(path: &Path, owner: Ownership) -> Result<Vec<u8>, FileError> {
+    read_checked(path, owner, false)
+}
+
+/// [`read_trusted`], and the file must not be readable by group or others either (login state:
+/// counters and hmac-secret checks are nobody else's business). Refused, not repaired: the next
+/// write (0600) repairs it, once an administrator has looked at why it changed.
+pub fn read_private(path: &Path, owner: Ownership) -> Result<Vec<u8>, FileError> {
+    read_checked(path, owner, true)
+}
+
+fn read_checked(path: &Path, owner: Ownership, private: bool) -> Result<Vec<u8>, FileError> {
     let mut file = OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
@@ -150,7 +288,17 @@ pub fn read_trusted(path: &Path, owner: Ownership) -> Result<Vec<u8>, FileError>
         .map_err(|e| FileError::io(path, e))?;
     let meta = file.metadata().map_err(|e| FileError::io(path, e))?;
     check_metadata(path, &meta, owner)?;
-    check_parent(path, owner)?;
+    if private && meta.mode() & 0o044 != 0 {
+        return Err(FileError::Insecure {
+            path: path.to_path_buf(),
+            why: format!(
+                "is readable by group or others (mode {:04o}): chmod 600 {}",
+                meta.mode() & 0o7777,
+                path.display()
+            ),
+        });
+    }
+    check_location(path, &meta, owner)?;
     read_bounded(path, &mut file, &meta)
 }
 
@@ -200,7 +348,7 @@ pub fn read_trusted_as_user(path: &Path, owner: Ownership, gid: u32) -> Result<V
     let mut file = opened.map_err(|e| FileError::io(path, e))?;
     let meta = file.metadata().map_err(|e| FileError::io(path, e))?;
     check_metadata(path, &meta, owner)?;
-    check_parent(path, owner)?;
+    check_location(path, &meta, owner)?;
     read_bounded(path, &mut file, &meta)
 }
 
@@ -217,7 +365,7 @@ pub fn read_trusted_any_owner(path: &Path) -> Result<(Vec<u8>, u32), FileError> 
     let meta = file.metadata().map_err(|e| FileError::io(path, e))?;
     let owner = Ownership { uid: meta.uid() };
     check_metadata(path, &meta, owner)?;
-    check_parent(path, owner)?;
+    check_location(path, &meta, owner)?;
     Ok((read_bounded(path, &mut file, &meta)?, owner.uid))
 }
 
@@ -355,10 +503,16 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn tmpdir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("ctap-fs-{}", rand::random::<u64>()));
-        std::fs::create_dir(&d).unwrap();
+        let d = test_base().join(format!("ctap-fs-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&d).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
         d
+    }
+
+    /// Test files live under the target directory: /tmp is world-writable, and the ancestor
+    /// walk refuses it, as it should.
+    fn test_base() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ctap-core-tests")
     }
 
     fn me() -> Ownership {
@@ -409,6 +563,133 @@ mod tests {
                 .contains("directory is group- or world-writable"),
             "{err}"
         );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn every_ancestor_is_checked_not_only_the_parent() {
+        let d = tmpdir();
+        let deep = d.join("a/b/c");
+        std::fs::create_dir_all(&deep).unwrap();
+        for p in ["a", "a/b", "a/b/c"] {
+            std::fs::set_permissions(d.join(p), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let f = deep.join("records.toml");
+        std::fs::write(&f, "x").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read_trusted(&f, me()).unwrap(), b"x");
+        check_trusted_dir(&deep, me()).unwrap();
+
+        // A grandparent writable by others (sticky or not, as /tmp) lets them rename `b` away.
+        for mode in [0o777, 0o1777, 0o775] {
+            std::fs::set_permissions(d.join("a"), std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = read_trusted(&f, me()).unwrap_err().to_string();
+            assert!(
+                err.contains("/a: refused: directory is group- or world-writable"),
+                "{err}"
+            );
+            let err = check_trusted_dir(&deep, me()).unwrap_err().to_string();
+            assert!(err.contains("group- or world-writable"), "{err}");
+        }
+        std::fs::set_permissions(d.join("a"), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        // A grandparent owned by someone else.
+        let other = Ownership {
+            uid: me().uid + 4242,
+        };
+        nix::unistd::chown(
+            &d.join("a"),
+            Some(nix::unistd::Uid::from_raw(other.uid)),
+            None,
+        )
+        .ok();
+        if std::fs::metadata(d.join("a")).unwrap().uid() == other.uid {
+            let err = read_trusted(&f, me()).unwrap_err().to_string();
+            assert!(err.contains("neither root nor the file's owner"), "{err}");
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_is_only_as_good_as_the_directory_holding_it() {
+        let d = tmpdir();
+        let real = d.join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(real.join("f"), "x").unwrap();
+        let open = d.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::os::unix::fs::symlink(&real, d.join("link")).unwrap();
+        std::os::unix::fs::symlink(&real, open.join("link")).unwrap();
+        // A link in a trusted directory to a trusted one is followed.
+        assert_eq!(read_trusted(&d.join("link/f"), me()).unwrap(), b"x");
+        // The same link in a world-writable directory is refused, though its target is fine.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let err = check_trusted_dir(&open.join("link"), me())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/open: refused"), "{err}");
+        assert!(read_trusted(&open.join("link/f"), me()).is_err());
+        // A missing directory is NotFound, not "empty".
+        assert!(matches!(
+            check_trusted_dir(&d.join("nope"), me()),
+            Err(FileError::NotFound(_))
+        ));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn private_files_must_not_be_readable_by_others() {
+        let d = tmpdir();
+        let f = d.join("alice.toml");
+        std::fs::write(&f, "x").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_private(&f, me()).unwrap(), b"x");
+        for mode in [0o604, 0o640, 0o644] {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = read_private(&f, me()).unwrap_err().to_string();
+            assert!(err.contains("readable by group or others"), "{err}");
+            assert_eq!(read_trusted(&f, me()).unwrap(), b"x");
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn sockets_in_writable_or_foreign_places_are_refused() {
+        let d = tmpdir();
+        let sock = d.join("key.sock");
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let owners = [me().uid];
+        check_trusted_socket(&sock, &owners).unwrap();
+        // Absent: left to the connection to report.
+        check_trusted_socket(&d.join("none.sock"), &owners).unwrap();
+
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = check_trusted_socket(&sock, &owners)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("socket is group- or world-writable"), "{err}");
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let err = check_trusted_socket(&sock, &owners)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("directory is group- or world-writable"),
+            "{err}"
+        );
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        let f = d.join("plain");
+        std::fs::write(&f, "").unwrap();
+        let err = check_trusted_socket(&f, &owners).unwrap_err().to_string();
+        assert!(err.contains("not a unix socket"), "{err}");
+        if me().uid != 0 {
+            // Owned by us, but only root is named.
+            assert!(check_trusted_socket(&sock, &[]).is_err());
+        }
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -2,7 +2,14 @@
 //!
 //! The user's state lock is held from before the assertion until its result is written. Two
 //! sessions of one user therefore take turns: without that, a session holding counter 6 could
-//! write before one holding counter 5, and the second would look like a cloned key.
+//! write before one holding counter 5, and the second would look like a cloned key. The lock is
+//! taken only after user verification (the PIN prompt), and the state is read again under it:
+//! someone sitting at a PIN prompt, perhaps another local user running `su alice`, must not hold
+//! up alice's other logins.
+//!
+//! A PIN goes only to a key that answered the silent probe for the credential and whose AAGUID
+//! is the one recorded at enrollment, and never when the key has a single retry left: losing that
+//! one blocks the PIN for good, and only a reset that wipes every credential recovers.
 
 use std::fmt;
 use std::time::Duration;
@@ -14,7 +21,8 @@ use crate::ctap2::ext::hmac_secret::HmacSalts;
 use crate::ctap2::pin::{permission, PinUvAuthToken};
 use crate::ctap2::{CtapError, CtapStatus, GetAssertionRequest};
 use crate::ctaphid::CtapHidError;
-use crate::device::TransportError;
+use crate::device::{DeviceUri, TransportError};
+use crate::fs::FileError;
 use crate::session::{keepalive_for, open_authenticators, Authenticator, Prompter};
 use crate::verify::{verify_assertion, Challenge, CounterOutcome, Expectation, VerifyError};
 
@@ -84,6 +92,17 @@ pub enum LoginError {
         reason: VerifyError,
         suspended: bool,
     },
+    /// A place root's configuration names (records or state directory, the `unix:` device
+    /// socket) is missing, or it or a directory above it is not safe to trust.
+    Place(FileError),
+    /// The key has one PIN retry left: the PIN is not sent (module doc).
+    PinLastRetry,
+    /// The key that holds the credential is not the one enrolled (another AAGUID, or none
+    /// recorded while `device = "auto"`): it gets no PIN.
+    DeviceNotEnrolled {
+        credential: String,
+        why: String,
+    },
 }
 
 impl LoginError {
@@ -116,6 +135,10 @@ impl LoginError {
                 VerifyError::CounterNotKept => "no_counter",
                 VerifyError::StoredKeyInvalid(_) => "config_error",
             },
+            LoginError::Place(FileError::NotFound(_)) => "config_missing",
+            LoginError::Place(_) => "untrusted_path",
+            LoginError::PinLastRetry => "pin_last_retry",
+            LoginError::DeviceNotEnrolled { .. } => "device_not_enrolled",
         }
     }
 }
@@ -180,6 +203,23 @@ impl fmt::Display for LoginError {
                 }
                 Ok(())
             }
+            LoginError::Place(FileError::NotFound(p)) => write!(
+                f,
+                "{} does not exist: fix the path in the configuration or mount the volume",
+                p.display()
+            ),
+            LoginError::Place(e) => e.fmt(f),
+            LoginError::PinLastRetry => write!(
+                f,
+                "the security key has one PIN retry left, and a wrong PIN now would block it for good \
+                 (only a reset that erases every credential recovers): enter the right PIN with \
+                 `ctap-enroll pin change` at your own terminal, which restores the retries"
+            ),
+            LoginError::DeviceNotEnrolled { credential, why } => write!(
+                f,
+                "the key answering for credential {credential:?} is not the enrolled key ({why}); \
+                 no PIN was sent to it"
+            ),
         }
     }
 }
@@ -222,22 +262,25 @@ fn usable_credentials(
     Ok(usable)
 }
 
-/// Find which attached key holds which credential, with silent (up=false) probes.
-fn find_credential<'r>(
+/// Find which attached keys hold which credential, with silent (up=false) probes: for each key
+/// that answers, the credential it holds. A key that answers with a credential it was not asked
+/// about is set aside (and is the error if no other key answers).
+fn find_credentials<'r>(
     keys: &mut [Authenticator],
     creds: &'r [CredentialRecord],
-) -> Result<(usize, &'r CredentialRecord), LoginError> {
+) -> Result<Vec<(usize, &'r CredentialRecord)>, LoginError> {
+    let mut found = Vec::new();
     let mut last_err = None;
-    for (i, key) in keys.iter_mut().enumerate() {
-        // One probe per relying party, in enrollment order (dedup alone misses non-adjacent ones).
-        let mut rp_ids: Vec<&str> = Vec::new();
-        for c in creds {
-            if !rp_ids.contains(&c.rp_id.as_str()) {
-                rp_ids.push(c.rp_id.as_str());
-            }
+    // One probe per relying party, in enrollment order (dedup alone misses non-adjacent ones).
+    let mut rp_ids: Vec<&str> = Vec::new();
+    for c in creds {
+        if !rp_ids.contains(&c.rp_id.as_str()) {
+            rp_ids.push(c.rp_id.as_str());
         }
-        for rp in rp_ids {
-            let group: Vec<&CredentialRecord> = creds.iter().filter(|c| c.rp_id == rp).collect();
+    }
+    'keys: for (i, key) in keys.iter_mut().enumerate() {
+        for rp in &rp_ids {
+            let group: Vec<&CredentialRecord> = creds.iter().filter(|c| c.rp_id == *rp).collect();
             let probe = GetAssertionRequest {
                 rp_id: rp.to_string(),
                 client_data_hash: rand::random(),
@@ -250,25 +293,83 @@ fn find_credential<'r>(
                 crate::ctaphid::WaitDecision::Continue
             }) {
                 Ok(resp) => {
-                    if let Some(c) = group.iter().find(|c| c.credential_id == resp.credential_id) {
-                        return Ok((i, c));
+                    match group.iter().find(|c| c.credential_id == resp.credential_id) {
+                        Some(c) => found.push((i, *c)),
+                        None => {
+                            last_err = Some(LoginError::Rejected {
+                                credential: "(unknown)".into(),
+                                reason: VerifyError::UnexpectedCredential,
+                                suspended: false,
+                            })
+                        }
                     }
-                    return Err(LoginError::Rejected {
-                        credential: "(unknown)".into(),
-                        reason: VerifyError::UnexpectedCredential,
-                        suspended: false,
-                    });
+                    continue 'keys;
                 }
                 Err(CtapError::Status(
                     CtapStatus::NoCredentials | CtapStatus::InvalidCredential,
                 )) => {}
-                Err(e) => last_err = Some(e),
+                Err(e) => last_err = Some(LoginError::Device(e)),
             }
         }
     }
-    match last_err {
-        Some(e) => Err(LoginError::Device(e)),
-        None => Err(LoginError::WrongKey),
+    match (found.is_empty(), last_err) {
+        (false, _) => Ok(found),
+        (true, Some(e)) => Err(e),
+        (true, None) => Err(LoginError::WrongKey),
+    }
+}
+
+/// With several keys attached, let the user's touch pick one (authenticatorSelection) before
+/// any PIN is sent: each of `candidates` (indices into `keys`) blinks, the first one touched
+/// wins and the others are cancelled.
+pub fn select_by_touch(
+    keys: &mut [Authenticator],
+    candidates: &[usize],
+) -> Result<usize, LoginError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const NONE: usize = usize::MAX;
+    let winner = AtomicUsize::new(NONE);
+    let done = AtomicBool::new(false);
+    let results: Vec<Result<(), CtapError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = keys
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| candidates.contains(i))
+            .map(|(i, key)| {
+                let (winner, done) = (&winner, &done);
+                scope.spawn(move || {
+                    let r = key.selection(&mut |_| {
+                        if done.load(Ordering::SeqCst) {
+                            crate::ctaphid::WaitDecision::Cancel
+                        } else {
+                            crate::ctaphid::WaitDecision::Continue
+                        }
+                    });
+                    if r.is_ok() {
+                        let _ =
+                            winner.compare_exchange(NONE, i, Ordering::SeqCst, Ordering::SeqCst);
+                        done.store(true, Ordering::SeqCst);
+                    }
+                    r
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or(Err(CtapError::DeviceMisbehaved(
+                    "key selection thread failed".into(),
+                )))
+            })
+            .collect()
+    });
+    match winner.load(Ordering::SeqCst) {
+        NONE => Err(results
+            .into_iter()
+            .find_map(Result::err)
+            .map(LoginError::Device)
+            .unwrap_or(LoginError::WrongKey)),
+        i => Ok(i),
     }
 }
 
@@ -351,6 +452,80 @@ fn no_records(
     }
 }
 
+/// May the PIN go to `key`, which answered the probe for `record`? Only when the key's AAGUID
+/// is the enrolled one (a record without one, from an import, is accepted only when root named
+/// the device), and the key has more than one retry left.
+fn pin_gate(
+    key: &mut Authenticator,
+    record: &CredentialRecord,
+    device: &DeviceUri,
+) -> Result<(), LoginError> {
+    if key.info().builtin_uv() {
+        return Ok(());
+    }
+    enrolled_model(key, record, device)?;
+    if key.info().pin_set() && key.pin_retries()?.retries == 1 {
+        return Err(LoginError::PinLastRetry);
+    }
+    Ok(())
+}
+
+/// Whether a PIN would go to `key` for `record` (UV by PIN, not built in).
+fn needs_pin(key: &Authenticator, record: &CredentialRecord) -> bool {
+    record.user_verification == UvRequirement::Required && !key.info().builtin_uv()
+}
+
+/// The key's AAGUID is the one recorded at enrollment (see [`pin_gate`]).
+fn enrolled_model(
+    key: &Authenticator,
+    record: &CredentialRecord,
+    device: &DeviceUri,
+) -> Result<(), LoginError> {
+    let actual = key.info().aaguid_string();
+    let refuse = |why: String| {
+        Err(LoginError::DeviceNotEnrolled {
+            credential: record.name.clone(),
+            why,
+        })
+    };
+    if record.aaguid.is_empty() {
+        if *device == DeviceUri::Auto {
+            return refuse(format!(
+                "no AAGUID was recorded at enrollment and device = \"auto\"; re-enroll the key \
+                 with `ctap-enroll enroll`, or name it with device = (key AAGUID {actual})"
+            ));
+        }
+    } else if !record.aaguid.eq_ignore_ascii_case(&actual) {
+        return refuse(format!(
+            "its AAGUID is {actual}, the enrolled key's is {}",
+            record.aaguid
+        ));
+    }
+    Ok(())
+}
+
+/// The state of `record`, if it may log in at all (present, not suspended).
+fn usable_state(
+    record: &CredentialRecord,
+    state: &crate::credential::StateFile,
+) -> Result<crate::credential::CredentialState, LoginError> {
+    let state =
+        state
+            .get(&record.credential_id)
+            .cloned()
+            .ok_or_else(|| LoginError::MissingState {
+                credential: record.name.clone(),
+            })?;
+    if state.suspended {
+        return Err(LoginError::Rejected {
+            credential: record.name.clone(),
+            reason: VerifyError::Suspended(state.suspended_reason.clone().unwrap_or_default()),
+            suspended: true,
+        });
+    }
+    Ok(state)
+}
+
 /// Authenticate `user` (as PAM was given it: resolved through NSS) for `service` under `policy`.
 pub fn login(
     user: &str,
@@ -372,6 +547,7 @@ pub fn login_with(
     let account = resolve(resolver, user)?;
     let user = account.name();
     let store = policy.store();
+    store.check_roots().map_err(LoginError::Place)?;
     let records = match store.load_records(&account) {
         Ok(r) => r.file,
         Err(e) if e.is_not_found() => return Err(no_records(&store, &account, resolver)),
@@ -385,27 +561,48 @@ pub fn login_with(
     }
     let creds = usable_credentials(policy, records.credentials)?;
 
-    // Held until the new state is on disk (module doc).
-    let mut guard = store.lock_state(user, policy.touch_timeout() + Duration::from_secs(5))?;
+    if let DeviceUri::Unix(socket) = &policy.device {
+        let owners = policy.device_owners().map_err(|why| {
+            LoginError::Place(FileError::Insecure {
+                path: socket.clone(),
+                why,
+            })
+        })?;
+        crate::fs::check_trusted_socket(socket, &owners).map_err(LoginError::Place)?;
+    }
 
     let mut keys = open_authenticators(&policy.device, policy.touch_timeout())?;
-    let (index, record) = find_credential(&mut keys, &creds)?;
+    let found = find_credentials(&mut keys, &creds)?;
+    let (index, record) = if keys.len() > 1 && found.iter().any(|(i, r)| needs_pin(&keys[*i], r)) {
+        // Several keys attached and a PIN to send: the user's touch picks the key first, and
+        // only keys of the enrolled model may be picked.
+        let candidates: Vec<(usize, &CredentialRecord)> = found
+            .iter()
+            .copied()
+            .filter(|(i, r)| {
+                !needs_pin(&keys[*i], r) || enrolled_model(&keys[*i], r, &policy.device).is_ok()
+            })
+            .collect();
+        let Some(&(first, first_record)) = found.first() else {
+            return Err(LoginError::WrongKey);
+        };
+        if candidates.is_empty() {
+            enrolled_model(&keys[first], first_record, &policy.device)?;
+        }
+        prompter.touch_cue("Touch the security key you want to use");
+        let indices: Vec<usize> = candidates.iter().map(|(i, _)| *i).collect();
+        let chosen = select_by_touch(&mut keys, &indices)?;
+        candidates
+            .into_iter()
+            .find(|(i, _)| *i == chosen)
+            .ok_or(LoginError::WrongKey)?
+    } else {
+        *found.first().ok_or(LoginError::WrongKey)?
+    };
     let key = &mut keys[index];
 
-    let state = guard
-        .state
-        .get(&record.credential_id)
-        .cloned()
-        .ok_or_else(|| LoginError::MissingState {
-            credential: record.name.clone(),
-        })?;
-    if state.suspended {
-        return Err(LoginError::Rejected {
-            credential: record.name.clone(),
-            reason: VerifyError::Suspended(state.suspended_reason.clone().unwrap_or_default()),
-            suspended: true,
-        });
-    }
+    // Unlocked, before any PIN: a credential that cannot log in gets no PIN prompt.
+    let state = usable_state(record, &store.read_state(user)?)?;
 
     // User verification and hmac-secret come from root-written state as well as the record: a
     // record (a per-user file's, say) can ask for more than state, never for less.
@@ -419,6 +616,7 @@ pub fn login_with(
     let record = &effective;
     let uv_required = record.user_verification == UvRequirement::Required;
     let token = if uv_required {
+        pin_gate(key, record, &policy.device)?;
         user_verification(
             key,
             &record.rp_id,
@@ -429,6 +627,19 @@ pub fn login_with(
     } else {
         None
     };
+
+    // Held until the new state is on disk, taken after the PIN (module doc); the state is read
+    // again under it.
+    let mut guard = store.lock_state(user, policy.touch_timeout() + Duration::from_secs(5))?;
+    let state = usable_state(record, &guard.state)?;
+    if (state.hmac_uv && !uv_required) || (state.hmac_check.is_some() && !record.hmac_secret) {
+        // Re-enrolled between the unlocked read and the lock: what was asked of the key no
+        // longer matches what the state demands.
+        return Err(LoginError::NoUsableCredential(format!(
+            "credential {:?} was changed while this login waited: try again",
+            record.name
+        )));
+    }
     let hmac_secret = match (record.hmac_secret, state.hmac_salt) {
         (true, Some(salt1)) => Some(HmacSalts { salt1, salt2: None }),
         (true, None) => {

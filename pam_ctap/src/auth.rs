@@ -7,6 +7,7 @@
 
 use ctap_core::config::{config_path_from_arguments, ConfigError, Policy};
 use ctap_core::ctap2::{CtapError, CtapStatus};
+use ctap_core::fs::FileError;
 use ctap_core::login::{login, LoginError, LoginGranted};
 use ctap_core::verify::VerifyError;
 use pam::constants::PAM_SILENT;
@@ -112,9 +113,14 @@ fn policy_from(args: &[&std::ffi::CStr]) -> Result<Policy, (SysLog, &'static str
         return Err((default_log(), "bad_argument", detail));
     }
     let mut policy = Policy::load(&path).map_err(|e| {
+        // An explicit config= that does not exist: a typo must not fall back to the defaults.
+        let reason = match &e {
+            ConfigError::File(FileError::NotFound(_)) => "config_missing",
+            _ => "config_error",
+        };
         (
             default_log(),
-            "config_error",
+            reason,
             format!("detail={}", quoted(&e.to_string())),
         )
     })?;
@@ -182,10 +188,12 @@ fn severity(e: &LoginError) -> Severity {
         LoginError::Rejected { .. } => Severity::Warning,
         LoginError::Store(_)
         | LoginError::MissingState { .. }
+        | LoginError::Place(_)
         | LoginError::Lookup(_)
         | LoginError::UidMismatch { .. }
         | LoginError::RecordsMissing
         | LoginError::EnrolledAsOtherName { .. } => Severity::Err,
+        LoginError::DeviceNotEnrolled { .. } => Severity::Warning,
         _ => Severity::Notice,
     }
 }
@@ -201,6 +209,16 @@ fn user_message(e: &LoginError) -> String {
         }
         LoginError::WrongKey => "This security key is not registered for you",
         LoginError::UvUnavailable(m) => return format!("Security key: {m}"),
+        LoginError::PinLastRetry => {
+            "Your security key has one PIN try left, so no PIN was sent: enter the right PIN with \
+             `ctap-enroll pin change` at your own terminal to restore the tries"
+        }
+        LoginError::DeviceNotEnrolled { .. } => {
+            "This security key is not the one registered for you: no PIN was sent to it"
+        }
+        LoginError::Place(_) => {
+            "Security key login is misconfigured: ask your administrator (see the system log)"
+        }
         LoginError::Rejected {
             reason: VerifyError::Suspended(_),
             ..

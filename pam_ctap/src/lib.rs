@@ -81,6 +81,9 @@ fn to_pam(e: &LoginError, nouserok: bool) -> Verdict {
         LoginError::UvUnavailable(_) => Verdict::deny(),
         LoginError::Device(_) => Verdict::deny(),
         LoginError::Rejected { .. } => Verdict::deny(),
+        LoginError::Place(_) => Verdict::deny(),
+        LoginError::PinLastRetry => Verdict::deny(),
+        LoginError::DeviceNotEnrolled { .. } => Verdict::deny(),
     }
 }
 

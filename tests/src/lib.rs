@@ -5,6 +5,7 @@
 //! `cargo build --workspace --bins` before `cargo test` (the README's test command does).
 #![allow(clippy::unwrap_used)]
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,17 +35,34 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// Where test directories are made: `ctap-e2e-tmp` in the target directory, not /tmp. The PAM
+/// module trusts records, state and key sockets only if every directory above them is owned by
+/// root (or the running user) and writable by no one else, as sshd's StrictModes; /tmp is
+/// world-writable, so a fixture there would rightly be refused. The target directory's
+/// ancestors are the workspace's, owned by whoever builds, and that is who runs the tests.
+pub fn temp_base() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let base = target.join("ctap-e2e-tmp");
+    std::fs::create_dir_all(&base).unwrap();
+    // Whatever the umask, not group- or world-writable.
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::canonicalize(base).unwrap()
+}
+
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
+        let p = temp_base().join(format!(
             "ctap-e2e-{tag}-{}-{:016x}",
             std::process::id(),
             rand::random::<u64>()
         ));
         std::fs::create_dir_all(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         TempDir(p)
     }
     pub fn path(&self) -> &Path {

@@ -1121,7 +1121,11 @@ fn records_carry_the_uid_and_check_config_names_those_without_it() {
     let written = std::fs::read_to_string(&path).unwrap();
     assert!(written.starts_with("uid = 1\n"), "{written}");
     let c = env.run(&["check-config"]).ok();
-    assert!(!c.stdout.contains("store the account's uid"), "{}", c.stdout);
+    assert!(
+        !c.stdout.contains("store the account's uid"),
+        "{}",
+        c.stdout
+    );
 
     // As an earlier release wrote it: no uid. Login still works by the name alone.
     let legacy = written.replacen("uid = 1\n", "", 1);
@@ -1141,7 +1145,11 @@ fn records_carry_the_uid_and_check_config_names_those_without_it() {
         .unwrap()
         .starts_with("uid = 1\n"));
     let c = env.run(&["check-config"]).ok();
-    assert!(!c.stdout.contains("store the account's uid"), "{}", c.stdout);
+    assert!(
+        !c.stdout.contains("store the account's uid"),
+        "{}",
+        c.stdout
+    );
 
     // Written for another uid (the name reused): login refuses, check-config says why.
     std::fs::write(&path, written.replacen("uid = 1\n", "uid = 4242\n", 1)).unwrap();

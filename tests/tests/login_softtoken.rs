@@ -38,6 +38,10 @@ fn policy(dir: &Path, key: &SoftToken) -> Policy {
         .unwrap();
     p.records_dir = dir.join("users");
     p.state_dir = dir.join("state");
+    // As the packages do: login refuses directories that do not exist.
+    for d in [&p.records_dir, &p.state_dir] {
+        std::fs::create_dir_all(d).unwrap();
+    }
     p
 }
 
@@ -408,4 +412,43 @@ fn a_per_user_record_cannot_drop_user_verification() {
     // With it, the login verifies the user, as enrolled.
     let g = login_with(&nss, "alice", "sudo", &p, &mut s).unwrap();
     assert!(g.user_verified());
+}
+
+/// Several keys attached: the one the user touches is chosen (authenticatorSelection) before
+/// any PIN goes anywhere; a key that is not touched is cancelled, and one that refuses does not
+/// end the choice.
+#[test]
+fn with_several_keys_a_touch_chooses_the_key() {
+    use ctap_core::login::select_by_touch;
+    use std::time::{Duration, Instant};
+    let dir = TempDir::new("select");
+    let slow = SoftToken::start(
+        dir.path(),
+        &dir.path().join("a"),
+        &["--presence", "delay=4000"],
+    );
+    let touched = SoftToken::start(dir.path(), &dir.path().join("b"), &[]);
+    let refusing = SoftToken::start(dir.path(), &dir.path().join("c"), &["--presence", "deny"]);
+    let open = |k: &SoftToken| {
+        let uri = k.uri().parse().unwrap();
+        open_authenticators(&uri, Duration::from_secs(10))
+            .unwrap()
+            .remove(0)
+    };
+    let mut keys = vec![open(&slow), open(&touched), open(&refusing)];
+    let start = Instant::now();
+    assert_eq!(select_by_touch(&mut keys, &[0, 1, 2]).unwrap(), 1);
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "the untouched key was cancelled, not waited for: {:?}",
+        start.elapsed()
+    );
+    // Only candidates blink: without the touched key, the slow one wins after its delay. (Fresh
+    // connections: a cancelled request's late answer is not drained by the library, and login
+    // never reuses a key it cancelled.)
+    let mut keys = vec![open(&slow), open(&touched), open(&refusing)];
+    assert_eq!(select_by_touch(&mut keys, &[0, 2]).unwrap(), 0);
+    // No key touched: an error, never a choice.
+    let err = select_by_touch(&mut keys, &[2]).unwrap_err();
+    assert!(matches!(err, LoginError::Device(_)), "{err}");
 }

@@ -73,6 +73,18 @@ impl CredentialStore {
             .join(format!(".{}.lock", Self::checked(user)?)))
     }
 
+    /// Both directories exist, and they and every directory above them are owned by root (or
+    /// the running user) and not group- or world-writable. Login checks this before anything
+    /// else: a missing directory (a typo, an unmounted volume) must not read as "no records".
+    pub fn check_roots(&self) -> Result<(), FileError> {
+        let me = Ownership {
+            uid: nix::unistd::geteuid().as_raw(),
+        };
+        fs::check_trusted_dir(&self.records_dir, me)?;
+        fs::check_trusted_dir(&self.state_dir, me)?;
+        Ok(())
+    }
+
     /// The account's records: root's file, plus the user's own file when opted in. An account
     /// with neither gets `StoreError` with [`StoreError::is_not_found`]; any other problem
     /// (unreadable, insecure, malformed) is a different error, so `nouserok` can never skip a
@@ -296,7 +308,7 @@ impl StateGuard {
 }
 
 fn read_state_file(path: &Path) -> Result<StateFile, StoreError> {
-    let bytes = match fs::read_trusted(
+    let bytes = match fs::read_private(
         path,
         Ownership {
             uid: nix::unistd::geteuid().as_raw(),
@@ -476,7 +488,10 @@ mod tests {
     }
 
     fn store() -> CredentialStore {
-        let d = std::env::temp_dir().join(format!("ctap-store-{}", rand::random::<u64>()));
+        // Under the target directory: /tmp is world-writable, and the ancestor walk refuses it.
+        let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/ctap-core-tests")
+            .join(format!("ctap-store-{}", rand::random::<u64>()));
         let store = CredentialStore {
             records_dir: d.join("users"),
             state_dir: d.join("state"),
@@ -514,8 +529,12 @@ mod tests {
             account("alias", 1001),
         ]);
         let s = store();
+        // 0600: a state file readable by others is refused (and would count as enrolled).
         let write = |dir: &Path, name: &str, text: &str| {
-            std::fs::write(dir.join(format!("{name}.toml")), text).unwrap()
+            use std::os::unix::fs::PermissionsExt;
+            let p = dir.join(format!("{name}.toml"));
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         };
         // Nothing anywhere; bob's records are bob's.
         write(&s.records_dir, "bob", "uid = 1002\n");

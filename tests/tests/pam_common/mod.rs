@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -132,6 +132,15 @@ pub struct Fixture {
 impl Fixture {
     pub fn new(tag: &str) -> Self {
         let dir = TempDir::new(tag);
+        // The records and state directories exist, as the packages make them: the module
+        // refuses a directory that does not.
+        std::fs::create_dir(dir.path().join("users")).unwrap();
+        std::fs::create_dir(dir.path().join("state")).unwrap();
+        std::fs::set_permissions(
+            dir.path().join("state"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
         let log_path = dir.path().join("log.sock");
         let log = UnixDatagram::bind(&log_path).unwrap();
         log.set_nonblocking(true).unwrap();
