@@ -72,6 +72,7 @@ impl LoginError {
     pub fn kind(&self) -> &'static str {
         match self {
             LoginError::NoRecords => "no_records",
+            LoginError::Store(e) if is_busy(e) => "busy",
             LoginError::Store(_) => "config_error",
             LoginError::NoUsableCredential(_) => "no_usable_credential",
             LoginError::WrongKey => "wrong_key",
@@ -94,6 +95,12 @@ impl LoginError {
             },
         }
     }
+}
+
+/// Another login or `ctap-enroll` of the same user held the user's lock for the whole wait:
+/// not a configuration problem, and worth its own word and message.
+fn is_busy(e: &StoreError) -> bool {
+    matches!(e, StoreError::File(crate::fs::FileError::LockTimeout(_)))
 }
 
 fn device_kind(e: &CtapError) -> &'static str {
@@ -119,6 +126,11 @@ impl fmt::Display for LoginError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LoginError::NoRecords => write!(f, "no security key is enrolled for this user"),
+            LoginError::Store(e) if is_busy(e) => write!(
+                f,
+                "another login or ctap-enroll of this user held the lock too long ({e}): \
+                 try again; if it persists, look for a stuck login or ctap-enroll process"
+            ),
             LoginError::Store(e) => e.fmt(f),
             LoginError::NoUsableCredential(m) => f.write_str(m),
             LoginError::WrongKey => write!(f, "the attached security key is not enrolled for this user"),

@@ -67,6 +67,28 @@ pub fn quoted(value: &str) -> String {
     out
 }
 
+/// [`quoted`], cut so the escaped text inside the quotes is at most `max` bytes (a value of
+/// control characters grows up to ten times when escaped); a cut ends in [`ELLIPSIS`].
+pub fn quoted_within(value: &str, max: usize) -> String {
+    let mut out = String::from("\"");
+    let mut one = String::new();
+    for c in value.chars() {
+        one.clear();
+        if c == '"' {
+            one.push_str("\\\"");
+        } else {
+            push_escaped(&mut one, c);
+        }
+        if out.len() - 1 + one.len() > max {
+            out.push_str(ELLIPSIS);
+            break;
+        }
+        out.push_str(&one);
+    }
+    out.push('"');
+    out
+}
+
 /// At most `max` bytes of `value`, cut at a character boundary, with [`ELLIPSIS`] after a cut.
 pub fn bounded(value: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if value.len() <= max {
@@ -112,5 +134,15 @@ mod tests {
         assert_eq!(bounded("abcdef", 3), "abc…");
         assert_eq!(bounded("ééé", 3), "é…", "never inside a character");
         assert!(bounded(&"x".repeat(4096), MAX_FIELD).len() <= MAX_FIELD + ELLIPSIS.len());
+    }
+
+    #[test]
+    fn quoted_within_bounds_the_escaped_text() {
+        assert_eq!(quoted_within("alice", 256), "\"alice\"");
+        assert_eq!(quoted_within("a\"b", 256), quoted("a\"b"));
+        assert_eq!(quoted_within("abcdef", 3), "\"abc…\"");
+        let esc = quoted_within(&"\x1b".repeat(4096), MAX_FIELD);
+        assert!(esc.len() <= MAX_FIELD + 2 + ELLIPSIS.len(), "{}", esc.len());
+        assert!(esc.ends_with("\\u{1b}…\""), "whole escapes only: {esc}");
     }
 }

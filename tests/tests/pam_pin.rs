@@ -59,7 +59,10 @@ fn pam_pin_wrong_is_auth_err() {
     assert!(r.stdout.contains("tries left"), "{r:?}");
     assert!(r.stderr.contains("Wrong PIN"), "{r:?}");
     let line = s.fx.auth_line();
-    assert_contains(&line, &["auth failed: ", "user=carol reason=pin_invalid"]);
+    assert_contains(
+        &line,
+        &["auth failed: ", "reason=pin_invalid ", "user=carol"],
+    );
     assert!(!line.contains("1357"), "no secret in the log: {line}");
 
     // No answer at all (conversation gives nothing): still a failure, not a skip.
@@ -67,7 +70,7 @@ fn pam_pin_wrong_is_auth_err() {
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert_contains(
         &s.fx.auth_line(),
-        &["auth failed: ", "user=carol reason=uv_unavailable"],
+        &["auth failed: ", "reason=uv_unavailable ", "user=carol"],
     );
 }
 
@@ -96,6 +99,6 @@ fn pam_pin_blocked_is_auth_err() {
     assert!(r.stderr.contains("PIN blocked: reset the key"), "{r:?}");
     assert_contains(
         &s.fx.auth_line(),
-        &["auth failed: ", "user=carol reason=pin_blocked"],
+        &["auth failed: ", "reason=pin_blocked ", "user=carol"],
     );
 }
