@@ -51,6 +51,28 @@ pub fn printable(value: &str) -> String {
     out
 }
 
+/// Whole program output (a table, a report, pretty JSON) made safe for a terminal: newlines
+/// and tabs the program wrote stay, every other control or format character is escaped and
+/// backslashes are left alone (so JSON stays JSON). A second line of defence behind escaping
+/// each user-controlled field with [`printable`] or [`quoted`], which also escapes newlines.
+pub fn terminal_safe(output: &str) -> std::borrow::Cow<'_, str> {
+    if !output
+        .chars()
+        .any(|c| needs_escape(c) && c != '\n' && c != '\t')
+    {
+        return output.into();
+    }
+    let mut out = String::with_capacity(output.len() + 16);
+    for c in output.chars() {
+        if needs_escape(c) && c != '\n' && c != '\t' {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
 /// `value` in double quotes, escaped as [`printable`] and with `"` escaped too: for a name in
 /// the middle of a sentence or a `key="value"` field.
 pub fn quoted(value: &str) -> String {
@@ -126,6 +148,12 @@ mod tests {
             let q = quoted(s);
             assert!(q.chars().all(|c| !needs_escape(c)), "{q}");
         }
+    }
+
+    #[test]
+    fn terminal_safe_keeps_layout_and_escapes_the_rest() {
+        assert_eq!(terminal_safe("a\tb\nc \\ \"d\""), "a\tb\nc \\ \"d\"");
+        assert_eq!(terminal_safe("x\x1b[2Jy\r"), "x\\u{1b}[2Jy\\u{d}");
     }
 
     #[test]

@@ -981,3 +981,56 @@ fn pin_prompt_reads_the_terminal_with_echo_off() {
     assert!(text.contains("user verified: yes"), "{text}");
     assert!(!text.contains("135790"), "the PIN was echoed: {text}");
 }
+
+#[test]
+fn user_controlled_names_reach_the_terminal_escaped() {
+    let env = Env::new("escape", "", &[]);
+    env.enroll("alice", &[]).ok();
+    // A name with a terminal escape and a newline, as a user could write in a per-user file.
+    let text = std::fs::read_to_string(env.records("alice")).unwrap();
+    assert!(text.contains("name = \"key-1\""), "{text}");
+    let text = text.replace(
+        "name = \"key-1\"",
+        "name = \"evil\\u001b[31m\\nfake row\\u202e\"",
+    );
+    std::fs::write(env.records("alice"), text).unwrap();
+
+    for args in [
+        &["list", "--user", "alice"][..],
+        &["test", "--user", "alice"][..],
+        &["check-config"][..],
+        &[
+            "rename",
+            "--user",
+            "alice",
+            "evil\u{1b}[31m\nfake row\u{202e}",
+            "x\u{1b}]0;t\u{7}",
+        ][..],
+        &["list", "--user", "alice"][..],
+    ] {
+        let r = env.run(args);
+        let all = r.all();
+        println!("{args:?}:\n{all}");
+        assert!(!all.contains('\u{1b}'), "raw ESC from {args:?}: {all:?}");
+        assert!(!all.contains('\u{7}'), "raw BEL from {args:?}: {all:?}");
+        assert!(
+            !all.contains('\u{202e}'),
+            "raw bidi override from {args:?}: {all:?}"
+        );
+        assert!(
+            !all.contains("\nfake row"),
+            "forged line from {args:?}: {all:?}"
+        );
+    }
+    let l = env.run(&["list", "--user", "alice"]).ok();
+    assert_eq!(
+        l.stdout.lines().count(),
+        2,
+        "header and one row: {}",
+        l.stdout
+    );
+    assert!(l.stdout.contains("x\\u{1b}]0;t\\u{7}"), "{}", l.stdout);
+    // --json escapes as JSON does, unchanged.
+    let j = env.run(&["list", "--user", "alice", "--json"]).ok();
+    assert!(j.stdout.contains("x\\u001b]0;t\\u0007"), "{}", j.stdout);
+}

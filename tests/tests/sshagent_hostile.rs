@@ -220,3 +220,22 @@ fn signatures_are_not_logged_by_default() {
         v.agent.log_text()
     );
 }
+
+#[test]
+fn key_comments_reach_the_log_escaped() {
+    let s = setup("comment", &[]);
+    let mut k = s.keys[0].clone();
+    k.application = "ssh:comment".into();
+    let mut m = vec![17];
+    m.extend_from_slice(&k.private_fields());
+    put_string(&mut m, b"evil\x1b[31m\nctap-sshagent: forged line");
+    assert_eq!(s.agent.client().call(&m), [SUCCESS]);
+    let log = s.agent.log_text();
+    println!("{log}");
+    assert!(!log.contains('\x1b'), "{log:?}");
+    assert!(!log.contains("\nctap-sshagent: forged"), "{log:?}");
+    assert!(
+        log.contains("evil\\u{1b}[31m\\nctap-sshagent: forged line"),
+        "{log:?}"
+    );
+}
