@@ -283,6 +283,21 @@ fn every_login_error_displays_as_human_text_with_a_reason_word() {
             suspended: *suspended,
         });
     }
+    // pam_ctap(8) lists every reason word, with what the admin should check; the module itself
+    // adds bad_argument and no_user (before there is a LoginError).
+    let man = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/man/pam_ctap.8"),
+    )
+    .unwrap();
+    let reasons = &man[man.find(".SH REASONS").expect("a REASONS section")..];
+    let mut words: Vec<&str> = all.iter().map(LoginError::kind).collect();
+    words.extend(["busy", "bad_argument", "no_user"]);
+    for w in words {
+        assert!(
+            reasons.contains(&format!("\n.B {w}\n")),
+            "pam_ctap(8) REASONS lacks {w}"
+        );
+    }
     for e in &all {
         let text = e.to_string();
         assert_human(e.kind(), &text);
