@@ -217,7 +217,7 @@ fn user_message(e: &LoginError) -> String {
             "timeout" => "Timed out waiting for your security key",
             "presence_denied" => "The security key request was denied",
             "cancelled" => "Security key request cancelled",
-            _ => "The security key did not answer correctly",
+            _ => "The security key did not answer correctly: re-insert it and try again",
         },
         _ => "Security key authentication failed",
     };

@@ -1034,3 +1034,42 @@ fn user_controlled_names_reach_the_terminal_escaped() {
     let j = env.run(&["list", "--user", "alice", "--json"]).ok();
     assert!(j.stdout.contains("x\\u001b]0;t\\u0007"), "{}", j.stdout);
 }
+
+#[test]
+fn a_hostile_key_gets_human_text_from_ctap_enroll_test() {
+    // Enrolled on a sound key; the same key restarted with a fault meets `test`.
+    for (fault, says) in [
+        ("malformed-cbor", "CBOR that is not"),
+        ("truncate-report", "incomplete report"),
+        ("bad-status", "unknown status"),
+    ] {
+        let mut env = Env::new("hostile", "", &[]);
+        env.enroll("alice", &[]).ok();
+        env.stop_key();
+        env.key = Some(SoftToken::start(
+            env.dir.path(),
+            &env.key_state,
+            &["--fault", fault],
+        ));
+        let r = env.run(&["test", "--user", "alice"]).code(1);
+        let all = r.all();
+        println!("{fault}: {}", all.trim());
+        assert!(all.contains("FAIL (device_error): "), "{fault}: {all}");
+        assert!(all.contains(says), "{fault}: {all}");
+        assert!(
+            all.contains("re-insert the key and try again"),
+            "{fault}: {all}"
+        );
+        for bad in [
+            "{ ",
+            " }",
+            "Some(",
+            "None",
+            "Semantic(",
+            "Misbehaved(",
+            "ShortReport",
+        ] {
+            assert!(!all.contains(bad), "{fault}: Debug text {bad:?} in {all}");
+        }
+    }
+}

@@ -111,5 +111,6 @@ fn pam_a_hostile_key_gets_human_text_in_the_log() {
         assert_contains(&line, &["auth failed: reason=", says]);
         assert_no_debug_text(&line);
         assert_no_debug_text(&r.stderr);
+        assert!(r.stderr.contains("try again"), "{fault}: what to do: {r:?}");
     }
 }

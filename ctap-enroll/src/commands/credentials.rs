@@ -160,7 +160,15 @@ pub fn test(ctx: &mut Context, args: &TestArgs) -> Result<Exit, Failure> {
             Ok(Exit::Ok)
         }
         Err(e) => {
-            say(format!("FAIL ({}): {e}", e.kind()));
+            let fix = match e.kind() {
+                "device_error" => {
+                    "; re-insert the key and try again; if it persists, check it with `ctap-enroll devices`"
+                }
+                "busy" => "; try again when the other login or ctap-enroll has finished",
+                "config_error" => "; run `ctap-enroll check-config`",
+                _ => "",
+            };
+            say(format!("FAIL ({}): {e}{fix}", e.kind()));
             Ok(Exit::Failed)
         }
     }
