@@ -25,7 +25,7 @@ wait_sock() { for _ in $(seq 500); do [ -S "$1" ] && return 0; sleep 0.02; done;
 pids+=($!)
 wait_sock "$tmp/key.sock"
 HOME=$tmp "$bin/ctap-enroll" --device "unix:$tmp/key.sock" ssh --name bench --credentials "$tmp/creds.toml" >/dev/null 2>&1
-"$bin/ctap-sshagent" -D -a "$tmp/ctap.sock" --device "unix:$tmp/key.sock" --credentials "$tmp/creds.toml" >/dev/null 2>"$tmp/ctap.log" &
+"$bin/ctap-sshagent" -D -a "$tmp/ctap.sock" --device "unix:$tmp/key.sock" --credentials "$tmp/creds.toml" -v >/dev/null 2>"$tmp/ctap.log" &
 pids+=($!)
 wait_sock "$tmp/ctap.sock"
 

@@ -27,4 +27,5 @@ pub mod login;
 pub mod pamu2f;
 pub mod session;
 pub mod ssh;
+pub mod text;
 pub mod verify;

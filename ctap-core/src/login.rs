@@ -115,6 +115,7 @@ impl LoginError {
             LoginError::RecordsMissing => "records_missing",
             LoginError::EnrolledAsOtherName { .. } => "alias_enrolled",
             LoginError::NoRecords => "no_records",
+            LoginError::Store(e) if is_busy(e) => "busy",
             LoginError::Store(_) => "config_error",
             LoginError::NoUsableCredential(_) => "no_usable_credential",
             LoginError::WrongKey => "wrong_key",
@@ -141,6 +142,12 @@ impl LoginError {
             LoginError::DeviceNotEnrolled { .. } => "device_not_enrolled",
         }
     }
+}
+
+/// Another login or `ctap-enroll` of the same user held the user's lock for the whole wait:
+/// not a configuration problem, and worth its own word and message.
+fn is_busy(e: &StoreError) -> bool {
+    matches!(e, StoreError::File(crate::fs::FileError::LockTimeout(_)))
 }
 
 fn device_kind(e: &CtapError) -> &'static str {
@@ -183,6 +190,11 @@ impl fmt::Display for LoginError {
                 "keys of uid {uid} are enrolled under the name {other:?}, not this one: log in as {other:?}, or enroll this name with ctap-enroll"
             ),
             LoginError::NoRecords => write!(f, "no security key is enrolled for this user"),
+            LoginError::Store(e) if is_busy(e) => write!(
+                f,
+                "another login or ctap-enroll of this user held the lock too long ({e}): \
+                 try again; if it persists, look for a stuck login or ctap-enroll process"
+            ),
             LoginError::Store(e) => e.fmt(f),
             LoginError::NoUsableCredential(m) => f.write_str(m),
             LoginError::WrongKey => write!(f, "the attached security key is not enrolled for this user"),

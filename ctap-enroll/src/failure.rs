@@ -48,7 +48,9 @@ impl Failure {
     }
 
     pub fn print(&self) {
-        let _ = writeln!(std::io::stderr().lock(), "ctap-enroll: {self}");
+        let line = self.to_string();
+        let line = ctap_core::text::terminal_safe(&line);
+        let _ = writeln!(std::io::stderr().lock(), "ctap-enroll: {line}");
     }
 }
 

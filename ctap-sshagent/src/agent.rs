@@ -2,13 +2,14 @@
 //! lock, session binding, and the policy applied before a key is asked to sign.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ctap_core::credential::load_credential_file;
 use ctap_core::fs::Ownership;
 use ctap_core::ssh::request::{classify, SignedData};
 use ctap_core::ssh::{self, SkKey};
+use ctap_core::text::{printable, quoted};
 
 use crate::device::{DeviceConfig, DeviceGate};
 use crate::lock::Lock;
@@ -19,6 +20,15 @@ use crate::{askpass, log};
 const MAX_BINDS: usize = 16;
 /// Session identifiers are hashes: 64 bytes for SHA-512 key exchanges; OpenSSH allows 128.
 const MAX_SESSION_ID: usize = 128;
+/// Identities `ssh-add` may add (the credentials file's are not counted): a client must not be
+/// able to grow the agent without bound. Far above what a person adds.
+pub const MAX_IDENTITIES: usize = 1000;
+/// Total bytes of added identities' key handles, applications and comments (a key handle can be
+/// up to a message long, 256 KiB).
+pub const MAX_IDENTITY_BYTES: usize = 4 * 1024 * 1024;
+/// Wait after the n-th wrong unlock passphrase in a row: n × this, at most [`MAX_UNLOCK_DELAY`].
+const UNLOCK_DELAY_STEP: Duration = Duration::from_millis(100);
+const MAX_UNLOCK_DELAY: Duration = Duration::from_secs(10);
 
 pub struct Config {
     pub device: DeviceConfig,
@@ -34,13 +44,24 @@ struct Identity {
     expires: Option<Instant>,
 }
 
+impl Identity {
+    /// What this identity counts against [`MAX_IDENTITY_BYTES`].
+    fn size(&self) -> usize {
+        identity_size(&self.key, &self.blob)
+    }
+}
+
+fn identity_size(key: &SkKey, blob: &[u8]) -> usize {
+    blob.len() + key.key_handle.len() + key.application.len() + key.comment.len()
+}
+
 #[derive(Default)]
 struct State {
     added: Vec<Identity>,
     /// Blobs of file identities removed with `ssh-add -d/-D`, hidden until re-added or restart.
     hidden: Vec<Vec<u8>>,
-    lock: Option<Lock>,
-    unlock_failures: u32,
+    /// Shared so a guess can be checked (a slow hash) without holding the state.
+    lock: Option<Arc<Lock>>,
 }
 
 /// Per-connection state: the sessions this connection was bound to (session-bind@openssh.com).
@@ -59,6 +80,11 @@ pub struct Agent {
     cfg: Config,
     state: Mutex<State>,
     gate: DeviceGate,
+    /// Wrong unlock passphrases in a row, for every connection together. Held during each lock
+    /// and unlock attempt, its hash and its back-off sleep: guesses from parallel connections
+    /// wait their turn, so N guesses take as long from N connections as from one, and at most
+    /// one Argon2 hash (19 MiB) is computed at a time.
+    unlock_failures: Mutex<u32>,
 }
 
 impl Agent {
@@ -67,6 +93,7 @@ impl Agent {
             cfg,
             state: Mutex::new(State::default()),
             gate: DeviceGate::default(),
+            unlock_failures: Mutex::new(0),
         }
     }
 
@@ -123,9 +150,9 @@ impl Agent {
                     Ok(k) => Some(k),
                     Err(e) => {
                         log(format!(
-                            "{}: credential {:?} skipped: {e}",
+                            "{}: credential {} skipped: {e}",
                             self.cfg.credentials.display(),
-                            r.name
+                            quoted(&r.name)
                         ));
                         None
                     }
@@ -184,7 +211,7 @@ impl Agent {
         };
         let what = classify(key_blob, key.algorithm().ssh_name(), data);
         if !key.is_ssh_application() && !what.is_ssh() {
-            return Err(format!("key {} has application {:?}, which is not ssh:, and the data is neither an SSH userauth request nor an SSHSIG blob", key.fingerprint(), key.application));
+            return Err(format!("key {} has application {}, which is not ssh:, and the data is neither an SSH userauth request nor an SSHSIG blob", key.fingerprint(), quoted(&key.application)));
         }
         if let (
             SignedData::Userauth {
@@ -222,10 +249,14 @@ impl Agent {
             }
         }
         let (sig, t) = crate::device::sign(&self.cfg.device, &self.gate, &key, data)?;
+        if !self.cfg.device.verbose {
+            // One line per signature fills the journal of a busy user (`-v` shows them).
+            return Ok(sig.encoded);
+        }
         log(format!(
             "signed {} with {} ({}): flags {:#04x} counter {} (device open {} us, getAssertion {} us)",
             describe(&what),
-            key.comment,
+            printable(&key.comment),
             key.fingerprint(),
             sig.flags,
             sig.counter,
@@ -241,10 +272,24 @@ impl Agent {
             return Response::Failure;
         }
         let blob = key.public_blob();
+        // Re-adding a key replaces it, so the old copy does not count.
+        let others = st.added.iter().filter(|i| i.blob != blob);
+        let (count, bytes) = others.fold((0usize, 0usize), |(n, b), i| (n + 1, b + i.size()));
+        let size = identity_size(&key, &blob);
+        if count >= MAX_IDENTITIES || bytes.saturating_add(size) > MAX_IDENTITY_BYTES {
+            log(format!(
+                "refused to add {} ({}): the agent holds {count} added identities of {bytes} bytes, \
+                 the limit is {MAX_IDENTITIES} identities and {MAX_IDENTITY_BYTES} bytes \
+                 (remove some with `ssh-add -d` or `ssh-add -D`)",
+                key.fingerprint(),
+                printable(&key.comment),
+            ));
+            return Response::Failure;
+        }
         log(format!(
             "added {} {} ({}){}",
             key.algorithm().ssh_name(),
-            key.comment,
+            printable(&key.comment),
             key.fingerprint(),
             if c.confirm { " confirm" } else { "" }
         ));
@@ -298,31 +343,54 @@ impl Agent {
     }
 
     fn lock(&self, passphrase: &[u8]) -> Response {
-        let mut st = self.state();
-        if st.lock.is_some() || passphrase.is_empty() {
+        // In turn with unlock attempts: one slow hash at a time.
+        let _turn = self.unlock_turn();
+        if self.state().lock.is_some() || passphrase.is_empty() {
             return Response::Failure;
         }
-        st.lock = Some(Lock::new(passphrase));
+        let Some(lock) = Lock::new(passphrase) else {
+            log("cannot hash the lock passphrase: the agent stays unlocked");
+            return Response::Failure;
+        };
+        let mut st = self.state();
+        if st.lock.is_some() {
+            return Response::Failure;
+        }
+        st.lock = Some(Arc::new(lock));
         log("locked");
         Response::Success
     }
 
+    fn unlock_turn(&self) -> std::sync::MutexGuard<'_, u32> {
+        self.unlock_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     fn unlock(&self, passphrase: &[u8]) -> Response {
-        let delay = {
-            let mut st = self.state();
-            let Some(lock) = &st.lock else {
-                return Response::Failure;
-            };
-            if !passphrase.is_empty() && lock.matches(passphrase) {
-                st.lock = None;
-                st.unlock_failures = 0;
-                log("unlocked");
-                return Response::Success;
-            }
-            st.unlock_failures = (st.unlock_failures + 1).min(100);
-            Duration::from_millis(100 * u64::from(st.unlock_failures))
+        // Held through the hash and the back-off sleep (see `unlock_failures`).
+        let mut failures = self.unlock_turn();
+        let Some(lock) = self.state().lock.clone() else {
+            return Response::Failure;
         };
-        log("unlock failed: wrong passphrase");
+        if !passphrase.is_empty() && lock.matches(passphrase) {
+            let mut st = self.state();
+            if st.lock.as_ref().is_some_and(|l| Arc::ptr_eq(l, &lock)) {
+                st.lock = None;
+            }
+            *failures = 0;
+            log("unlocked");
+            return Response::Success;
+        }
+        *failures = failures.saturating_add(1);
+        let delay = UNLOCK_DELAY_STEP
+            .saturating_mul(*failures)
+            .min(MAX_UNLOCK_DELAY);
+        log(format!(
+            "unlock failed: wrong passphrase ({} in a row; waiting {} ms before the next attempt)",
+            *failures,
+            delay.as_millis()
+        ));
         std::thread::sleep(delay);
         Response::Failure
     }
@@ -344,7 +412,7 @@ impl Agent {
                 Response::Extension(out)
             }
             other => {
-                log(format!("unsupported extension {other:?}"));
+                log(format!("unsupported extension {}", quoted(other)));
                 Response::Failure
             }
         }
@@ -393,7 +461,7 @@ fn bind(conn: &mut Connection, contents: &[u8]) -> Result<(), String> {
 
 fn describe(what: &SignedData<'_>) -> String {
     match what {
-        SignedData::Userauth { user, .. } => format!("userauth for {user:?}"),
+        SignedData::Userauth { user, .. } => format!("userauth for {}", quoted(user)),
         SignedData::Sshsig { namespace } => format!("SSHSIG ({namespace})"),
         SignedData::Other => "data".into(),
     }

@@ -9,6 +9,13 @@ use clap::Parser;
 ///
 /// Prints the shell commands that point SSH_AUTH_SOCK at it, like ssh-agent; use
 /// `eval "$(ctap-sshagent)"`.
+///
+/// Limits against hostile clients: a message must arrive whole within 5 s of its first byte;
+/// at most 64 connections at once; at most 1000 identities added with ssh-add, holding at most
+/// 4 MiB of key handles, applications and comments (more is refused with SSH_AGENT_FAILURE and
+/// a log line); wrong unlock passphrases (ssh-add -X) from all connections together make each
+/// next attempt wait 100 ms longer, up to 10 s. The lock passphrase is kept only as an
+/// Argon2id hash.
 #[derive(Debug, Parser)]
 #[command(name = "ctap-sshagent", version)]
 pub struct Args {
@@ -40,4 +47,9 @@ pub struct Args {
     /// Seconds to wait for a touch (the askpass program gets 120 s).
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub timeout: u64,
+
+    /// Also log each signature and each touch request (by default only failures, locking and
+    /// added keys are logged).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 }

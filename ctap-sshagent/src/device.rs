@@ -24,6 +24,9 @@ pub struct DeviceConfig {
     pub notify: Option<String>,
     pub touch_timeout: Duration,
     pub askpass_timeout: Duration,
+    /// Log each signature and touch request (`-v`). Off by default: a busy user's journal
+    /// would grow by lines per signature (ssh itself tells the user to touch the key).
+    pub verbose: bool,
 }
 
 /// One exchange with the key at a time: a second client waits (bounded) instead of interleaving
@@ -241,10 +244,12 @@ impl<'a> Cue<'a> {
         self.shown = true;
         let msg = format!(
             "Touch your security key to sign with {} ({})",
-            self.key.comment,
+            ctap_core::text::printable(&self.key.comment),
             self.key.fingerprint()
         );
-        crate::log(&msg);
+        if self.cfg.verbose {
+            crate::log(&msg);
+        }
         if let Some(cmd) = &self.cfg.notify {
             match Command::new("/bin/sh")
                 .arg("-c")

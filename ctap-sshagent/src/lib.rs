@@ -22,7 +22,11 @@ pub fn main() -> i32 {
     server::run(cli::Args::parse())
 }
 
-/// A log line on stderr (the journal under systemd).
+/// A log line on stderr (the journal under systemd). One line, whatever the message holds:
+/// key comments and applications come from clients and files (they are also escaped where
+/// they are formatted).
 pub(crate) fn log(msg: impl std::fmt::Display) {
+    let msg = msg.to_string();
+    let msg = ctap_core::text::terminal_safe(&msg).replace(['\n', '\t'], " ");
     eprintln!("ctap-sshagent: {msg}");
 }

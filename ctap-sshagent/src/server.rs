@@ -60,6 +60,7 @@ fn serve(args: Args) -> Result<(), String> {
             notify: args.notify.clone(),
             touch_timeout: timeout,
             askpass_timeout: Duration::from_secs(120),
+            verbose: args.verbose,
         },
         credentials,
         uid,
@@ -264,11 +265,12 @@ pub fn serve_connection(agent: &Agent, mut stream: UnixStream) {
             Ok(1) => {}
             Ok(_) | Err(_) => return,
         }
-        if stream.set_read_timeout(Some(MESSAGE_TIMEOUT)).is_err() {
-            return;
-        }
+        // One deadline for the whole message, not for each read: a client sending a byte
+        // every few seconds must not hold a connection slot (and a thread) for hours.
+        let deadline = Instant::now() + MESSAGE_TIMEOUT;
         let mut rest = [0u8; 3];
-        if stream.read_exact(&mut rest).is_err() {
+        if read_before(&mut stream, &mut rest, deadline).is_err() {
+            log("incomplete message length: closing the connection");
             let _ = stream.write_all(&Response::Failure.encode());
             return;
         }
@@ -283,8 +285,11 @@ pub fn serve_connection(agent: &Agent, mut stream: UnixStream) {
             return;
         }
         let mut body = Zeroizing::new(vec![0u8; len]);
-        if stream.read_exact(&mut body).is_err() {
-            log("truncated message: closing the connection");
+        if let Err(e) = read_before(&mut stream, &mut body, deadline) {
+            log(format!(
+                "message not received whole within {} s ({e}): closing the connection",
+                MESSAGE_TIMEOUT.as_secs()
+            ));
             let _ = stream.write_all(&Response::Failure.encode());
             return;
         }
@@ -293,4 +298,23 @@ pub fn serve_connection(agent: &Agent, mut stream: UnixStream) {
             return;
         }
     }
+}
+
+/// Fill `buf` from `stream` before `deadline`, however the bytes are spread out in time.
+fn read_before(stream: &mut UnixStream, buf: &mut [u8], deadline: Instant) -> std::io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| std::io::Error::from(ErrorKind::TimedOut))?;
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

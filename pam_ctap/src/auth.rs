@@ -17,7 +17,7 @@ use pam::module::PamHandle;
 
 use crate::conv::PamPrompter;
 use crate::ffi::Invocation;
-use crate::syslog::{field, quoted, Severity, SysLog};
+use crate::syslog::{detail, field, quoted, Severity, SysLog};
 use crate::{grant, to_pam, Verdict};
 
 pub fn authenticate(inv: &mut Invocation<'_>) -> Verdict {
@@ -29,7 +29,7 @@ pub fn authenticate(inv: &mut Invocation<'_>) -> Verdict {
             log.send(
                 Severity::Err,
                 &format!(
-                    "auth failed: service={} user={} reason={reason} {detail}",
+                    "auth failed: reason={reason} service={} user={} {detail}",
                     field(&service),
                     field(&user)
                 ),
@@ -44,9 +44,12 @@ pub fn authenticate(inv: &mut Invocation<'_>) -> Verdict {
             log.send(
                 Severity::Err,
                 &format!(
-                    "auth failed: service={} reason=no_user detail={}",
+                    "auth failed: reason=no_user service={} detail={}",
                     field(&service),
-                    quoted(&format!("pam_get_user: {code:?}"))
+                    detail(&format!(
+                        "the application gave no user name (pam_get_user returned PAM error {})",
+                        code as i32
+                    ))
                 ),
             );
             return Verdict::deny();
@@ -76,7 +79,7 @@ pub fn authenticate(inv: &mut Invocation<'_>) -> Verdict {
             if verdict.is_ignore() {
                 log.send(
                     Severity::Notice,
-                    &format!("auth ignored: {who} reason={} (nouserok)", e.kind()),
+                    &format!("auth ignored: reason={} (nouserok) {who}", e.kind()),
                 );
             } else {
                 log.send(severity(&e), &failed_line(&who, &e));
@@ -121,7 +124,7 @@ fn policy_from(args: &[&std::ffi::CStr]) -> Result<Policy, (SysLog, &'static str
         (
             default_log(),
             reason,
-            format!("detail={}", quoted(&e.to_string())),
+            format!("detail={}", detail(&e.to_string())),
         )
     })?;
     let log = SysLog::new(&policy.log_socket);
@@ -134,13 +137,13 @@ fn policy_from(args: &[&std::ffi::CStr]) -> Result<Policy, (SysLog, &'static str
                 format!(
                     "argument={} detail={}",
                     quoted(argument),
-                    quoted(&e.to_string())
+                    detail(&e.to_string())
                 ),
             ),
             ConfigError::File(_) | ConfigError::Parse { .. } => (
                 log.clone(),
                 "config_error",
-                format!("detail={}", quoted(&e.to_string())),
+                format!("detail={}", detail(&e.to_string())),
             ),
         })?;
     Ok(policy)
@@ -160,8 +163,10 @@ fn ok_line(who: &str, g: &LoginGranted) -> String {
     )
 }
 
+/// Outcome and reason first, then the user-controlled fields (each bounded): a syslog daemon
+/// that cuts a long line never cuts the reason.
 fn failed_line(who: &str, e: &LoginError) -> String {
-    let mut line = format!("auth failed: {who} reason={}", e.kind());
+    let mut line = format!("auth failed: reason={} {who}", e.kind());
     match e {
         LoginError::Rejected {
             credential,
@@ -178,7 +183,7 @@ fn failed_line(who: &str, e: &LoginError) -> String {
         }
         _ => {}
     }
-    line.push_str(&format!(" detail={}", quoted(&e.to_string())));
+    line.push_str(&format!(" detail={}", detail(&e.to_string())));
     line
 }
 
@@ -186,6 +191,7 @@ fn failed_line(who: &str, e: &LoginError) -> String {
 fn severity(e: &LoginError) -> Severity {
     match e {
         LoginError::Rejected { .. } => Severity::Warning,
+        LoginError::Store(_) if e.kind() == "busy" => Severity::Notice,
         LoginError::Store(_)
         | LoginError::MissingState { .. }
         | LoginError::Place(_)
@@ -206,6 +212,9 @@ fn user_message(e: &LoginError) -> String {
         LoginError::UnknownUser(_) => "Security key authentication failed",
         LoginError::EnrolledAsOtherName { .. } => {
             "Your security key is registered under another user name: ask your administrator"
+        }
+        LoginError::Store(_) if e.kind() == "busy" => {
+            "Another login of yours is using your security key: try again"
         }
         LoginError::WrongKey => "This security key is not registered for you",
         LoginError::UvUnavailable(m) => return format!("Security key: {m}"),
@@ -236,7 +245,7 @@ fn user_message(e: &LoginError) -> String {
             "timeout" => "Timed out waiting for your security key",
             "presence_denied" => "The security key request was denied",
             "cancelled" => "Security key request cancelled",
-            _ => "The security key did not answer correctly",
+            _ => "The security key did not answer correctly: re-insert it and try again",
         },
         _ => "Security key authentication failed",
     };

@@ -6,13 +6,18 @@
 //! a module must never write to the host's stdout or stderr, and a missing syslog must not
 //! change the result of an authentication.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ctap_core::text::{self, MAX_FIELD};
+
 const LOG_AUTHPRIV: u8 = 10 << 3;
+
+/// Longest `detail=` value (escaped), so that with the bounded fields before it a line stays
+/// under [`MAX_LINE`].
+const MAX_DETAIL: usize = 640;
 
 /// Syslog severities we use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,9 +85,12 @@ impl SysLog {
 }
 
 /// A field value safe to put in a line: bare when it is plain (`alice`, `sudo`), else quoted
-/// with Rust's escaping, so a name with spaces, quotes or newlines cannot forge fields or lines.
+/// and escaped (`ctap_core::text`), so a name with spaces, quotes or newlines cannot forge
+/// fields or lines. At most [`MAX_FIELD`] bytes: a long user name cannot push the fields after
+/// it off the end of a line the syslog daemon truncates.
 pub fn field(value: &str) -> String {
     let plain = !value.is_empty()
+        && value.len() <= MAX_FIELD
         && value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-@+:/".contains(c));
@@ -93,11 +101,14 @@ pub fn field(value: &str) -> String {
     }
 }
 
-/// Always quoted (credential names, details).
+/// Always quoted (credential names), at most [`MAX_FIELD`] bytes.
 pub fn quoted(value: &str) -> String {
-    let mut s = String::with_capacity(value.len() + 2);
-    let _ = write!(s, "{value:?}");
-    s
+    text::quoted_within(value, MAX_FIELD)
+}
+
+/// The `detail=` field, the last of a line: a sentence, so it may be longer than a name.
+pub fn detail(value: &str) -> String {
+    text::quoted_within(value, MAX_DETAIL)
 }
 
 #[cfg(test)]
@@ -123,6 +134,18 @@ mod tests {
         assert_eq!(field("x\ny"), "\"x\\ny\"");
         assert_eq!(field(""), "\"\"");
         assert_eq!(quoted("virtual"), "\"virtual\"");
+        assert_eq!(field("a\x1b[31m"), "\"a\\u{1b}[31m\"");
+    }
+
+    #[test]
+    fn fields_are_bounded() {
+        let long = "u".repeat(4096);
+        let f = field(&long);
+        assert!(f.starts_with('"') && f.ends_with("…\""), "{f}");
+        assert!(f.len() <= MAX_FIELD + 2 + text::ELLIPSIS.len());
+        let esc = quoted(&"\n".repeat(4096));
+        assert!(esc.len() <= MAX_FIELD + 2 + text::ELLIPSIS.len());
+        assert!(detail(&"d".repeat(4096)).len() <= MAX_DETAIL + 2 + text::ELLIPSIS.len());
     }
 
     #[test]

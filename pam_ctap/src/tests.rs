@@ -154,7 +154,7 @@ fn failure_lines_name_reason_and_credential() {
     let line = crate::auth::failed_line_for_test(e);
     assert!(
         line.starts_with(
-            "auth failed: service=sudo user=alice reason=counter_regression credential=\"k\" suspended=yes detail="
+            "auth failed: reason=counter_regression service=sudo user=alice credential=\"k\" suspended=yes detail="
         ),
         "{line}"
     );

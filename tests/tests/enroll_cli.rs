@@ -1166,3 +1166,95 @@ fn records_carry_the_uid_and_check_config_names_those_without_it() {
     let e = env.enroll("daemon", &["--name", "second"]).code(1);
     assert!(e.all().contains("written for uid 4242"), "{}", e.all());
 }
+
+#[test]
+fn user_controlled_names_reach_the_terminal_escaped() {
+    let env = Env::new("escape", "", &[]);
+    env.enroll("daemon", &[]).ok();
+    // A name with a terminal escape and a newline, as a user could write in a per-user file.
+    let text = std::fs::read_to_string(env.records("daemon")).unwrap();
+    assert!(text.contains("name = \"key-1\""), "{text}");
+    let text = text.replace(
+        "name = \"key-1\"",
+        "name = \"evil\\u001b[31m\\nfake row\\u202e\"",
+    );
+    std::fs::write(env.records("daemon"), text).unwrap();
+
+    for args in [
+        &["list", "--user", "daemon"][..],
+        &["test", "--user", "daemon"][..],
+        &["check-config"][..],
+        &[
+            "rename",
+            "--user",
+            "daemon",
+            "evil\u{1b}[31m\nfake row\u{202e}",
+            "x\u{1b}]0;t\u{7}",
+        ][..],
+        &["list", "--user", "daemon"][..],
+    ] {
+        let r = env.run(args);
+        let all = r.all();
+        println!("{args:?}:\n{all}");
+        assert!(!all.contains('\u{1b}'), "raw ESC from {args:?}: {all:?}");
+        assert!(!all.contains('\u{7}'), "raw BEL from {args:?}: {all:?}");
+        assert!(
+            !all.contains('\u{202e}'),
+            "raw bidi override from {args:?}: {all:?}"
+        );
+        assert!(
+            !all.contains("\nfake row"),
+            "forged line from {args:?}: {all:?}"
+        );
+    }
+    let l = env.run(&["list", "--user", "daemon"]).ok();
+    assert_eq!(
+        l.stdout.lines().count(),
+        2,
+        "header and one row: {}",
+        l.stdout
+    );
+    assert!(l.stdout.contains("x\\u{1b}]0;t\\u{7}"), "{}", l.stdout);
+    // --json escapes as JSON does, unchanged.
+    let j = env.run(&["list", "--user", "daemon", "--json"]).ok();
+    assert!(j.stdout.contains("x\\u001b]0;t\\u0007"), "{}", j.stdout);
+}
+
+#[test]
+fn a_hostile_key_gets_human_text_from_ctap_enroll_test() {
+    // Enrolled on a sound key; the same key restarted with a fault meets `test`.
+    for (fault, says) in [
+        ("malformed-cbor", "CBOR that is not"),
+        ("truncate-report", "incomplete report"),
+        ("bad-status", "unknown status"),
+    ] {
+        let mut env = Env::new("hostile", "", &[]);
+        env.enroll("daemon", &[]).ok();
+        env.stop_key();
+        env.key = Some(SoftToken::start(
+            env.dir.path(),
+            &env.key_state,
+            &["--fault", fault],
+        ));
+        let r = env.run(&["test", "--user", "daemon"]).code(1);
+        let all = r.all();
+        println!("{fault}: {}", all.trim());
+        assert!(all.contains("FAIL (device_error): "), "{fault}: {all}");
+        assert!(all.contains(says), "{fault}: {all}");
+        assert!(
+            all.contains("re-insert the key and try again"),
+            "{fault}: {all}"
+        );
+        for bad in [
+            "{ ",
+            " }",
+            "Some(",
+            "None",
+            "Semantic(",
+            "Misbehaved(",
+            "ShortReport",
+        ] {
+            assert!(!all.contains(bad), "{fault}: Debug text {bad:?} in {all}");
+        }
+    }
+}

@@ -71,7 +71,7 @@ fn pam_wrong_key_is_auth_err() {
     assert!(r.stderr.contains("not registered for you"), "{r:?}");
     assert_contains(
         &s.fx.auth_line(),
-        &["auth failed: ", "user=daemon reason=wrong_key"],
+        &["auth failed: ", "reason=wrong_key ", "user=daemon"],
     );
 }
 
@@ -134,7 +134,7 @@ fn pam_no_key_reachable_is_auth_err() {
     assert!(r.stderr.contains("No security key found"), "{r:?}");
     assert_contains(
         &s.fx.auth_line(),
-        &["auth failed: ", "user=daemon reason=no_key"],
+        &["auth failed: ", "reason=no_key ", "user=daemon"],
     );
 }
 

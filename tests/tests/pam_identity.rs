@@ -32,7 +32,8 @@ fn pam_alias_of_an_enrolled_uid_is_never_ignored() {
     assert_contains(
         &line,
         &[
-            &format!("user={} reason=alias_enrolled", alias.name),
+            "reason=alias_enrolled ",
+            &format!("user={}", alias.name),
             &format!("under the name \\\"{}\\\"", user.name)[..],
         ],
     );
@@ -93,7 +94,7 @@ fn pam_a_name_nss_does_not_know_is_denied_even_with_nouserok() {
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert_contains(
         &s.fx.auth_line(),
-        &[&format!("user={typed} reason=unknown_user")],
+        &["reason=unknown_user ", &format!("user={typed}")],
     );
     // A known account without records (or state) is still the one nouserok skips.
     let r = s.auth("bin");

@@ -59,7 +59,7 @@ fn pam_pin_wrong_is_auth_err() {
     assert!(r.stdout.contains("tries left"), "{r:?}");
     assert!(r.stderr.contains("Wrong PIN"), "{r:?}");
     let line = s.fx.auth_line();
-    assert_contains(&line, &["auth failed: ", "user=sys reason=pin_invalid"]);
+    assert_contains(&line, &["auth failed: ", "reason=pin_invalid ", "user=sys"]);
     assert!(!line.contains("1357"), "no secret in the log: {line}");
 
     // No answer at all (conversation gives nothing): still a failure, not a skip.
@@ -67,7 +67,7 @@ fn pam_pin_wrong_is_auth_err() {
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert_contains(
         &s.fx.auth_line(),
-        &["auth failed: ", "user=sys reason=uv_unavailable"],
+        &["auth failed: ", "reason=uv_unavailable ", "user=sys"],
     );
 }
 
@@ -96,7 +96,7 @@ fn pam_pin_blocked_is_auth_err() {
     assert!(r.stderr.contains("PIN blocked: reset the key"), "{r:?}");
     assert_contains(
         &s.fx.auth_line(),
-        &["auth failed: ", "user=sys reason=pin_blocked"],
+        &["auth failed: ", "reason=pin_blocked ", "user=sys"],
     );
 }
 
@@ -139,7 +139,7 @@ fn pam_pin_is_not_sent_with_one_retry_left() {
     assert!(r.stderr.contains("ctap-enroll pin change"), "{r:?}");
     assert_contains(
         &s.fx.auth_line(),
-        &["auth failed: ", "user=sys reason=pin_last_retry"],
+        &["auth failed: ", "reason=pin_last_retry ", "user=sys"],
     );
     assert_eq!(s.key().connect().pin_retries().unwrap().retries, 1);
 
@@ -180,7 +180,7 @@ fn pam_pin_is_not_sent_to_a_key_with_another_aaguid() {
     assert!(!r.stderr.contains("Security key PIN: "), "{r:?}");
     assert_contains(
         &s.fx.auth_line(),
-        &["auth failed: ", "user=sys reason=device_not_enrolled"],
+        &["auth failed: ", "reason=device_not_enrolled ", "user=sys"],
     );
     // The (wrong) PIN never reached the key.
     assert_eq!(s.key().connect().pin_retries().unwrap().retries, 8);

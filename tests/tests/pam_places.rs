@@ -59,7 +59,7 @@ fn pam_missing_records_or_state_dir_is_a_denial_even_with_nouserok() {
             assert_eq!(r.result, PamResult::AuthErr, "{key} {user}: {r:?}");
             assert_contains(
                 &s.fx.auth_line(),
-                &[&format!("user={user} reason=config_missing"), "-typo"],
+                &["reason=config_missing ", &format!("user={user}"), "-typo"],
             );
         }
         assert!(
@@ -106,7 +106,8 @@ fn pam_records_under_a_writable_ancestor_are_refused() {
             assert_contains(
                 &s.fx.auth_line(),
                 &[
-                    &format!("user={user} reason=untrusted_path"),
+                    "reason=untrusted_path ",
+                    &format!("user={user}"),
                     "group- or world-writable",
                 ],
             );

@@ -54,7 +54,8 @@ fn pam_cloned_key_is_refused_logged_and_suspended() {
         &line,
         &[
             "auth failed: ",
-            "user=daemon reason=counter_regression credential=\"virtual\" suspended=yes",
+            "reason=counter_regression ",
+            "user=daemon credential=\"virtual\" suspended=yes",
             &format!("from {stored} to "),
         ],
     );
@@ -113,7 +114,8 @@ fn pam_tampered_hmac_check_is_auth_err() {
         &line,
         &[
             "auth failed: ",
-            "reason=hmac_mismatch credential=\"virtual\"",
+            "reason=hmac_mismatch ",
+            "credential=\"virtual\"",
         ],
     );
 }

@@ -138,7 +138,7 @@ fn ssh_keygen_signatures_made_through_the_agent_verify() {
         None,
     );
     let creds = write_credentials(dir.path(), &records);
-    let agent = Agent::start(dir.path(), &key, &creds, &[]);
+    let agent = Agent::start(dir.path(), &key, &creds, &["-v"]);
     for (r, tag) in records.iter().zip(["ecdsa-sk", "ed25519-sk"]) {
         let line = SkKey::from_record(r).unwrap().authorized_keys_line();
         let (sign, verify) = sign_and_verify(dir.path(), &agent, &line, tag);
@@ -403,7 +403,7 @@ fn sshd_accepts_logins_signed_through_the_agent() {
     );
     for r in &records {
         let creds = write_credentials(dir.path(), std::slice::from_ref(r));
-        let agent = Agent::start(dir.path(), &key, &creds, &[]);
+        let agent = Agent::start(dir.path(), &key, &creds, &["-v"]);
         let sshd = Sshd::start(
             dir.path(),
             &format!(
@@ -501,7 +501,7 @@ fn verify_required_needs_the_pin_through_askpass() {
         dir.path(),
         &key,
         &creds,
-        &["--askpass", askpass.to_str().unwrap()],
+        &["-v", "--askpass", askpass.to_str().unwrap()],
     );
     let sshd = Sshd::start(dir.path(), &format!("verify-required {uv_line}\n"));
     let out = sshd.login(&agent);
@@ -650,7 +650,7 @@ fn no_touch_required_keys_sign_without_presence_where_sshd_allows_it() {
     // A key that never sees a touch.
     let key = SoftToken::start(dir.path(), &state, &["--presence", "deny"]);
     let creds = write_credentials(dir.path(), &records);
-    let agent = Agent::start(dir.path(), &key, &creds, &["--timeout", "5"]);
+    let agent = Agent::start(dir.path(), &key, &creds, &["-v", "--timeout", "5"]);
     let line = SkKey::from_record(&records[0])
         .unwrap()
         .authorized_keys_line();

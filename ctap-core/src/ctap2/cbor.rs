@@ -58,9 +58,26 @@ pub fn decode_strict(bytes: &[u8]) -> Result<Value, CtapError> {
 pub fn decode_prefix(bytes: &[u8]) -> Result<(Value, usize), CtapError> {
     let mut cursor = std::io::Cursor::new(bytes);
     let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut cursor, 16)
-        .map_err(|e| CtapError::misbehaved(format!("invalid CBOR: {e}")))?;
+        .map_err(|e| CtapError::misbehaved(cbor_error(&e)))?;
     let used = usize::try_from(cursor.position()).unwrap_or(bytes.len());
     Ok((value, used))
+}
+
+/// What went wrong, in words: ciborium's `Display` is its `Debug` (`Semantic(None, "…")`).
+fn cbor_error(e: &ciborium::de::Error<std::io::Error>) -> String {
+    use ciborium::de::Error;
+    match e {
+        Error::Io(_) => "CBOR that ends in the middle of an item".into(),
+        Error::Syntax(at) => format!("CBOR that is not well-formed (at byte {at})"),
+        Error::Semantic(Some(at), msg) => format!(
+            "CBOR that is not valid (at byte {at}: {})",
+            crate::text::printable(msg)
+        ),
+        Error::Semantic(None, msg) => {
+            format!("CBOR that is not valid ({})", crate::text::printable(msg))
+        }
+        Error::RecursionLimitExceeded => "CBOR nested too deeply".into(),
+    }
 }
 
 /// A CBOR map with integer or text keys, read member by member.

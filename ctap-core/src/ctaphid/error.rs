@@ -70,6 +70,36 @@ pub enum FramingViolation {
     EchoMismatch,
 }
 
+impl fmt::Display for FramingViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FramingViolation::InitNonceMismatch => {
+                write!(f, "its INIT answers never carried our nonce")
+            }
+            FramingViolation::ShortInitResponse => write!(f, "its INIT answer was too short"),
+            FramingViolation::BadChannelAllocated(cid) => {
+                write!(f, "it allocated the reserved channel id 0x{cid:08x}")
+            }
+            FramingViolation::MessageTooLong { announced, max } => write!(
+                f,
+                "it announced a {announced}-byte answer, more than the {max} bytes it may send"
+            ),
+            FramingViolation::OutOfOrderSequence { expected, got } => write!(
+                f,
+                "its answer's packets arrived out of order (packet {got} where {expected} was due)"
+            ),
+            FramingViolation::UnexpectedPacket => {
+                write!(f, "it sent a packet that does not fit its answer so far")
+            }
+            FramingViolation::UnexpectedCommand { sent, got } => write!(
+                f,
+                "it answered command 0x{sent:02x} with command 0x{got:02x}"
+            ),
+            FramingViolation::EchoMismatch => write!(f, "its echo of our request was different"),
+        }
+    }
+}
+
 /// Errors of the CTAPHID layer.
 #[derive(Debug)]
 pub enum CtapHidError {
@@ -105,7 +135,7 @@ impl fmt::Display for CtapHidError {
                 code.as_u8()
             ),
             CtapHidError::Misbehaved(v) => {
-                write!(f, "the security key broke the CTAPHID protocol: {v:?}")
+                write!(f, "the security key broke the CTAPHID protocol: {v}")
             }
             CtapHidError::NotCtap2 => write!(
                 f,
@@ -113,7 +143,8 @@ impl fmt::Display for CtapHidError {
             ),
             CtapHidError::RequestTooLong { len, max } => write!(
                 f,
-                "request of {len} bytes exceeds the security key's limit of {max} bytes"
+                "a request of {len} bytes exceeds the security key's limit of {max} bytes: \
+                 remove some credentials of this user or use a key that accepts longer messages"
             ),
             CtapHidError::Timeout => write!(f, "timed out waiting for the security key"),
             CtapHidError::Cancelled => write!(f, "the operation was cancelled"),

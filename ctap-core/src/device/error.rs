@@ -48,7 +48,7 @@ impl fmt::Display for TransportError {
             }
             TransportError::ShortReport { expected, got } => write!(
                 f,
-                "short HID report: expected {expected} bytes, got {got}"
+                "the security key sent an incomplete report ({got} of {expected} bytes)"
             ),
             TransportError::Io(e) => write!(f, "device I/O error: {e}"),
         }

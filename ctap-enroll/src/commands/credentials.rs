@@ -3,6 +3,7 @@
 
 use ctap_core::admin::{self, CredentialSummary, Unsuspended};
 use ctap_core::login::login;
+use ctap_core::text::{printable, quoted};
 use ctap_core::verify::CounterOutcome;
 use serde::Serialize;
 
@@ -39,17 +40,23 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<Exit, Failure> {
                 (None, _) => "NO STATE (re-enroll)".to_string(),
                 (Some(_), true) => format!(
                     "SUSPENDED: {}",
-                    c.suspended_reason
-                        .as_deref()
-                        .unwrap_or("no reason recorded")
+                    printable(
+                        c.suspended_reason
+                            .as_deref()
+                            .unwrap_or("no reason recorded")
+                    )
                 ),
                 (Some(_), false) => "ok".to_string(),
             };
+            // Names and RP IDs come from per-user files: escaped, one row per credential.
             [
-                c.name.clone(),
-                c.rp_id.clone(),
-                c.created.clone(),
-                c.last_used.clone().unwrap_or_else(|| "never".into()),
+                printable(&c.name),
+                printable(&c.rp_id),
+                printable(&c.created),
+                c.last_used
+                    .as_deref()
+                    .map(printable)
+                    .unwrap_or_else(|| "never".into()),
                 c.sign_count
                     .map(|n| n.to_string())
                     .unwrap_or_else(|| "-".into()),
@@ -102,8 +109,8 @@ pub fn remove(ctx: &Context, args: &NameArgs) -> Result<Exit, Failure> {
     let user = account.name();
     let removed = admin::remove(&policy.store(), &account, &args.name)?;
     say(format!(
-        "Removed {:?} (credential id {}) for {user}.",
-        removed.name,
+        "Removed {} (credential id {}) for {user}.",
+        quoted(&removed.name),
         removed.id_b64()
     ));
     Ok(Exit::Ok)
@@ -115,8 +122,9 @@ pub fn rename(ctx: &Context, args: &RenameArgs) -> Result<Exit, Failure> {
     let user = account.name();
     admin::rename(&policy.store(), &account, &args.old, &args.new)?;
     say(format!(
-        "Renamed {:?} to {:?} for {user}.",
-        args.old, args.new
+        "Renamed {} to {} for {user}.",
+        quoted(&args.old),
+        quoted(&args.new)
     ));
     Ok(Exit::Ok)
 }
@@ -127,12 +135,13 @@ pub fn unsuspend(ctx: &Context, args: &NameArgs) -> Result<Exit, Failure> {
     let user = account.name();
     match admin::unsuspend(&policy.store(), &account, &args.name)? {
         Unsuspended::Lifted(reason) => say(format!(
-            "Unsuspended {:?} for {user} (it was suspended: {reason}).",
-            args.name
+            "Unsuspended {} for {user} (it was suspended: {}).",
+            quoted(&args.name),
+            printable(&reason)
         )),
         Unsuspended::WasNotSuspended => say(format!(
-            "{:?} of {user} is not suspended; nothing changed.",
-            args.name
+            "{} of {user} is not suspended; nothing changed.",
+            quoted(&args.name)
         )),
     }
     Ok(Exit::Ok)
@@ -149,14 +158,22 @@ pub fn test(ctx: &mut Context, args: &TestArgs) -> Result<Exit, Failure> {
                 CounterOutcome::NotKept => "the key keeps no counter".to_string(),
             };
             say(format!(
-                "PASS: {user} verified with {:?} ({counter}, user verified: {})",
-                granted.credential_name(),
+                "PASS: {user} verified with {} ({counter}, user verified: {})",
+                quoted(granted.credential_name()),
                 if granted.user_verified() { "yes" } else { "no" }
             ));
             Ok(Exit::Ok)
         }
         Err(e) => {
-            say(format!("FAIL ({}): {e}", e.kind()));
+            let fix = match e.kind() {
+                "device_error" => {
+                    "; re-insert the key and try again; if it persists, check it with `ctap-enroll devices`"
+                }
+                "busy" => "; try again when the other login or ctap-enroll has finished",
+                "config_error" => "; run `ctap-enroll check-config`",
+                _ => "",
+            };
+            say(format!("FAIL ({}): {e}{fix}", e.kind()));
             Ok(Exit::Failed)
         }
     }

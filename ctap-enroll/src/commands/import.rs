@@ -5,6 +5,7 @@ use ctap_core::admin::{algorithm_name, uv_name};
 use ctap_core::enroll::default_rp_id;
 use ctap_core::fs::read_trusted_any_owner;
 use ctap_core::pamu2f::{self, ImportOptions};
+use ctap_core::text::{printable, quoted};
 
 use super::{account_named, say, Context};
 use crate::cli::ImportArgs;
@@ -64,13 +65,13 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> Result<Exit, Failure> {
     for i in &report.imported {
         let r = &i.record;
         say(format!(
-            "{name}:{}: imported credential {} of {} as {:?} ({}, RP ID {}, user verification {})",
+            "{name}:{}: imported credential {} of {} as {} ({}, RP ID {}, user verification {})",
             i.line,
             i.position,
-            i.user,
-            r.name,
+            printable(&i.user),
+            quoted(&r.name),
             algorithm_name(r.algorithm),
-            r.rp_id,
+            printable(&r.rp_id),
             uv_name(r.user_verification)
         ));
         for n in &i.notes {
@@ -79,8 +80,8 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> Result<Exit, Failure> {
     }
     for s in &report.skipped {
         let what = match (&s.user, s.position) {
-            (Some(u), Some(p)) => format!("credential {p} of {u}"),
-            (Some(u), None) => format!("line of {u}"),
+            (Some(u), Some(p)) => format!("credential {p} of {}", printable(u)),
+            (Some(u), None) => format!("line of {}", printable(u)),
             (None, Some(p)) => format!("credential {p}"),
             (None, None) => "line".to_string(),
         };

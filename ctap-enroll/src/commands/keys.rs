@@ -8,6 +8,7 @@ use ctap_core::ctap2::pin::Pin;
 use ctap_core::ctap2::{CtapError, CtapStatus};
 use ctap_core::device::DeviceUri;
 use ctap_core::enroll::{enroll as enroll_key, EnrollRequest};
+use ctap_core::text::{printable, quoted};
 use zeroize::Zeroizing;
 
 use super::{json, say, single_key, user_of, Context};
@@ -48,7 +49,8 @@ fn print_device(r: &DeviceReport) {
     let product = if r.product.is_empty() {
         String::new()
     } else {
-        format!(": {}", r.product)
+        // The product name is the device's to choose.
+        format!(": {}", printable(&r.product))
     };
     let ids = match (r.vendor_id, r.product_id) {
         (Some(v), Some(p)) => format!(" ({v:04x}:{p:04x})"),
@@ -60,7 +62,10 @@ fn print_device(r: &DeviceReport) {
         if v.is_empty() {
             "-".to_string()
         } else {
-            v.join(", ")
+            v.iter()
+                .map(|s| printable(s))
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     };
     if let Some(a) = &r.aaguid {
@@ -118,7 +123,7 @@ pub fn enroll(ctx: &mut Context, args: &EnrollArgs) -> Result<Exit, Failure> {
         .read_state(&user)
         .ok()
         .and_then(|s| s.get(&record.credential_id).map(|c| c.sign_count));
-    say(format!("Enrolled {:?} for {user}.", record.name));
+    say(format!("Enrolled {} for {user}.", quoted(&record.name)));
     let row = |k: &str, v: &str| say(format!("  {k:<18} {v}"));
     row("credential id", &record.id_b64());
     row("relying party", &record.rp_id);

@@ -93,9 +93,12 @@ pub fn account_named(user: &str) -> Result<Account, Failure> {
     }
 }
 
-/// Print to standard output; a closed pipe is not worth a panic.
+/// Print to standard output; a closed pipe is not worth a panic. No control character other
+/// than the newlines and tabs we wrote reaches root's terminal (user-controlled fields are also
+/// escaped where they are formatted, with `ctap_core::text::printable`).
 pub fn say(text: impl AsRef<str>) {
-    let _ = writeln!(std::io::stdout().lock(), "{}", text.as_ref());
+    let text = ctap_core::text::terminal_safe(text.as_ref());
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 pub fn json(value: &impl serde::Serialize) -> Result<(), Failure> {

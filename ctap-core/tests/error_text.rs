@@ -1,0 +1,332 @@
+//! Every error's `Display` is text a person can read (issue 10, item 5): no Rust `Debug`
+//! output (`OutOfOrderSequence { expected: 1, got: 2 }`, `Semantic(None, "…")`, `Some(…)`)
+//! reaches a user, a syslog line or a CLI message.
+#![allow(clippy::unwrap_used)]
+
+use std::io;
+use std::path::PathBuf;
+
+use ctap_core::admin::AdminError;
+use ctap_core::config::ConfigError;
+use ctap_core::credential::StoreError;
+use ctap_core::ctap2::{cbor, CtapError, CtapStatus};
+use ctap_core::ctaphid::{CtapHidError, FramingViolation, HidErrorCode};
+use ctap_core::device::TransportError;
+use ctap_core::enroll::EnrollError;
+use ctap_core::fs::FileError;
+use ctap_core::login::LoginError;
+use ctap_core::ssh::SshError;
+use ctap_core::verify::VerifyError;
+
+/// Fragments only `Debug` output (of our enums, of `Option`, of ciborium's errors) contains.
+const DEBUG_MARKS: &[&str] = &[
+    "{ ",
+    " }",
+    "Some(",
+    "None",
+    "Semantic(",
+    "Syntax(",
+    "Io(",
+    "Custom {",
+    "kind: ",
+    "OutOfOrderSequence",
+    "MessageTooLong",
+    "UnexpectedCommand",
+    "BadChannelAllocated",
+    "InitNonceMismatch",
+    "Misbehaved(",
+    "Transport(",
+    "Status(",
+    "Unknown(",
+];
+
+fn assert_human(what: &str, text: &str) {
+    assert!(!text.trim().is_empty(), "{what}: empty message");
+    for m in DEBUG_MARKS {
+        assert!(!text.contains(m), "{what}: Debug text {m:?} in {text:?}");
+    }
+}
+
+fn violations() -> Vec<FramingViolation> {
+    vec![
+        FramingViolation::InitNonceMismatch,
+        FramingViolation::ShortInitResponse,
+        FramingViolation::BadChannelAllocated(0xffff_ffff),
+        FramingViolation::MessageTooLong {
+            announced: 65535,
+            max: 7609,
+        },
+        FramingViolation::OutOfOrderSequence {
+            expected: 1,
+            got: 2,
+        },
+        FramingViolation::UnexpectedPacket,
+        FramingViolation::UnexpectedCommand {
+            sent: 0x90,
+            got: 0x83,
+        },
+        FramingViolation::EchoMismatch,
+    ]
+}
+
+fn transport_errors() -> Vec<TransportError> {
+    vec![
+        TransportError::NoDevice,
+        TransportError::Open {
+            path: "/dev/hidraw9".into(),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        },
+        TransportError::Open {
+            path: "/dev/hidraw9".into(),
+            source: io::Error::other("boom"),
+        },
+        TransportError::BadUri {
+            uri: "usb:x".into(),
+            reason: "unknown scheme",
+        },
+        TransportError::Timeout,
+        TransportError::Disconnected,
+        TransportError::ShortReport {
+            expected: 64,
+            got: 20,
+        },
+        TransportError::Io(io::Error::from_raw_os_error(5)),
+    ]
+}
+
+fn hid_errors() -> Vec<CtapHidError> {
+    let mut v: Vec<CtapHidError> = transport_errors()
+        .into_iter()
+        .map(CtapHidError::Transport)
+        .collect();
+    v.extend((0..=255u8).map(|b| CtapHidError::Device(HidErrorCode::from_u8(b))));
+    v.extend(violations().into_iter().map(CtapHidError::Misbehaved));
+    v.extend([
+        CtapHidError::NotCtap2,
+        CtapHidError::RequestTooLong {
+            len: 9000,
+            max: 1024,
+        },
+        CtapHidError::Timeout,
+        CtapHidError::Cancelled,
+    ]);
+    v
+}
+
+fn ctap_errors() -> Vec<CtapError> {
+    let mut v: Vec<CtapError> = hid_errors().into_iter().map(CtapError::Hid).collect();
+    v.extend((0..=255u8).map(|b| CtapError::Status(CtapStatus::from_u8(b))));
+    // The decoder's own errors, from bytes a hostile key sends.
+    for bad in [
+        &[0xA1, 0xFF, 0x01][..],
+        &[0xA1],
+        &[0x1C],
+        &[0x5B, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        &[0x81; 40],
+        &[0x00, 0x00],
+    ] {
+        v.push(cbor::decode_strict(bad).unwrap_err());
+    }
+    v.extend([
+        CtapError::DeviceMisbehaved("getInfo response lacks versions".into()),
+        CtapError::DeviceIncompatible("no hmac-secret".into()),
+        CtapError::InvalidInput("the PIN is too short".into()),
+    ]);
+    v
+}
+
+fn file_errors() -> Vec<FileError> {
+    let p = PathBuf::from("/etc/ctap/users/alice.toml");
+    vec![
+        FileError::NotFound(p.clone()),
+        FileError::Insecure {
+            path: p.clone(),
+            why: "is writable by group".into(),
+        },
+        FileError::Io {
+            path: p.clone(),
+            source: io::Error::from_raw_os_error(13),
+        },
+        FileError::LockTimeout(p),
+    ]
+}
+
+fn store_errors() -> Vec<StoreError> {
+    let mut v: Vec<StoreError> = file_errors().into_iter().map(StoreError::File).collect();
+    v.extend([
+        StoreError::Parse {
+            path: "/x.toml".into(),
+            line: Some(3),
+            message: "expected `=`".into(),
+        },
+        StoreError::Parse {
+            path: "/x.toml".into(),
+            line: None,
+            message: "expected `=`".into(),
+        },
+        StoreError::Invalid {
+            path: "/x.toml".into(),
+            message: "bad key".into(),
+        },
+        StoreError::BadUserName("../root".into()),
+    ]);
+    v
+}
+
+fn verify_errors() -> Vec<VerifyError> {
+    vec![
+        VerifyError::UnexpectedCredential,
+        VerifyError::StoredKeyInvalid("not on the curve".into()),
+        VerifyError::RpIdHashMismatch,
+        VerifyError::UserNotPresent,
+        VerifyError::UserNotVerified,
+        VerifyError::BadSignature,
+        VerifyError::HmacMissing,
+        VerifyError::HmacUvMismatch {
+            enrolled_with_uv: true,
+        },
+        VerifyError::HmacMismatch,
+        VerifyError::CounterRegression {
+            stored: 9,
+            received: 3,
+        },
+        VerifyError::CounterNotKept,
+        VerifyError::Suspended("counter regression".into()),
+    ]
+}
+
+#[test]
+fn every_library_error_displays_as_human_text() {
+    for v in violations() {
+        assert_human("FramingViolation", &v.to_string());
+    }
+    for e in transport_errors() {
+        assert_human("TransportError", &e.to_string());
+    }
+    for e in hid_errors() {
+        assert_human("CtapHidError", &e.to_string());
+    }
+    for e in ctap_errors() {
+        assert_human("CtapError", &e.to_string());
+    }
+    for e in file_errors() {
+        assert_human("FileError", &e.to_string());
+    }
+    for e in store_errors() {
+        assert_human("StoreError", &e.to_string());
+    }
+    for e in verify_errors() {
+        assert_human("VerifyError", &e.to_string());
+    }
+    let mut config: Vec<ConfigError> = file_errors().into_iter().map(ConfigError::File).collect();
+    config.extend([
+        ConfigError::Parse {
+            path: "/etc/ctap/pam_ctap.toml".into(),
+            line: Some(2),
+            message: "invalid type".into(),
+        },
+        ConfigError::Argument {
+            argument: "timeout=soon".into(),
+            message: "not a number".into(),
+        },
+    ]);
+    for e in config {
+        assert_human("ConfigError", &e.to_string());
+    }
+    let mut ssh: Vec<SshError> = ctap_errors().into_iter().map(SshError::Ctap).collect();
+    ssh.push(SshError::Malformed("truncated".into()));
+    ssh.push(SshError::Unsupported("ssh-rsa".into()));
+    ssh.push(SshError::Refused("not ssh:".into()));
+    ssh.push(SshError::BadAssertion("extensions".into()));
+    for e in ssh {
+        assert_human("SshError", &e.to_string());
+    }
+    let mut enroll: Vec<EnrollError> = store_errors().into_iter().map(EnrollError::Store).collect();
+    enroll.extend(ctap_errors().into_iter().map(EnrollError::Device));
+    enroll.push(EnrollError::Refused("already enrolled".into()));
+    for e in enroll {
+        assert_human("EnrollError", &e.to_string());
+    }
+    let mut admin: Vec<AdminError> = store_errors().into_iter().map(AdminError::Store).collect();
+    admin.push(AdminError::NotFound {
+        user: "alice".into(),
+        name: "key-9".into(),
+        path: "/etc/ctap/users/alice.toml".into(),
+        known: vec!["key-1".into()],
+    });
+    admin.push(AdminError::Refused("name taken".into()));
+    for e in admin {
+        assert_human("AdminError", &e.to_string());
+    }
+}
+
+#[test]
+fn every_login_error_displays_as_human_text_with_a_reason_word() {
+    let mut all: Vec<LoginError> = vec![
+        LoginError::NoRecords,
+        LoginError::NoUsableCredential("none usable".into()),
+        LoginError::WrongKey,
+        LoginError::MissingState {
+            credential: "key-1".into(),
+        },
+        LoginError::UvUnavailable("no PIN was entered".into()),
+    ];
+    all.extend(store_errors().into_iter().map(LoginError::Store));
+    all.extend(ctap_errors().into_iter().map(LoginError::Device));
+    for (reason, suspended) in verify_errors()
+        .into_iter()
+        .zip([true, false].iter().cycle())
+    {
+        all.push(LoginError::Rejected {
+            credential: "key-1".into(),
+            reason,
+            suspended: *suspended,
+        });
+    }
+    // pam_ctap(8) lists every reason word, with what the admin should check; the module itself
+    // adds bad_argument and no_user (before there is a LoginError).
+    let man = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/man/pam_ctap.8"),
+    )
+    .unwrap();
+    let reasons = &man[man.find(".SH REASONS").expect("a REASONS section")..];
+    let mut words: Vec<&str> = all.iter().map(LoginError::kind).collect();
+    words.extend(["busy", "bad_argument", "no_user"]);
+    for w in words {
+        assert!(
+            reasons.contains(&format!("\n.B {w}\n")),
+            "pam_ctap(8) REASONS lacks {w}"
+        );
+    }
+    for e in &all {
+        let text = e.to_string();
+        assert_human(e.kind(), &text);
+        assert!(
+            e.kind().chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+            "reason word {:?}",
+            e.kind()
+        );
+    }
+    let busy = LoginError::Store(StoreError::File(FileError::LockTimeout(
+        "/s/.alice.lock".into(),
+    )));
+    assert_eq!(busy.kind(), "busy");
+    assert!(busy.to_string().contains("try again"), "{busy}");
+    let parse = LoginError::Store(StoreError::BadUserName("x".into()));
+    assert_eq!(parse.kind(), "config_error");
+}
+
+#[test]
+fn a_hostile_keys_cbor_is_described_in_words() {
+    // A map whose key is a lone "break": what the virtual key's malformed-cbor fault sends.
+    let e = cbor::decode_strict(&[0xA1, 0xFF, 0x01])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("CBOR that is not"), "{e}");
+    let e = CtapHidError::Misbehaved(FramingViolation::OutOfOrderSequence {
+        expected: 1,
+        got: 2,
+    })
+    .to_string();
+    assert!(e.contains("out of order (packet 2 where 1 was due)"), "{e}");
+}
