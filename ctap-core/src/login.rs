@@ -5,7 +5,7 @@
 //! write before one holding counter 5, and the second would look like a cloned key.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::{CloneAction, PinPolicy, Policy, UvPolicy};
 use crate::credential::{CredentialRecord, StoreError, UvRequirement};
@@ -14,7 +14,7 @@ use crate::ctap2::pin::{permission, PinUvAuthToken};
 use crate::ctap2::{CtapError, CtapStatus, GetAssertionRequest};
 use crate::ctaphid::CtapHidError;
 use crate::device::TransportError;
-use crate::session::{keepalive_for, open_authenticators, Authenticator, Prompter};
+use crate::session::{keepalive_for, open_authenticators_until, Authenticator, Prompter};
 use crate::verify::{verify_assertion, Challenge, CounterOutcome, Expectation, VerifyError};
 
 /// A successful login. Only [`login`] builds one, and only after verification and after the new
@@ -181,35 +181,32 @@ fn usable_credentials(
     Ok(usable)
 }
 
-/// Find which attached key holds which credential, with silent (up=false) probes.
+/// Find which attached key holds which credential, with silent (up=false) probes: one per
+/// relying party, in enrollment order, each allow list split to fit the key's getInfo limits.
+/// Every probe is bounded by the login's deadline; once it has passed, the search ends.
 fn find_credential<'r>(
     keys: &mut [Authenticator],
     creds: &'r [CredentialRecord],
 ) -> Result<(usize, &'r CredentialRecord), LoginError> {
+    // Group by relying party in one pass (order of first appearance; non-adjacent ones too).
+    let mut groups: Vec<(&str, Vec<&'r CredentialRecord>)> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for c in creds {
+        let at = *index.entry(c.rp_id.as_str()).or_insert_with(|| {
+            groups.push((c.rp_id.as_str(), Vec::new()));
+            groups.len() - 1
+        });
+        if let Some((_, g)) = groups.get_mut(at) {
+            g.push(c);
+        }
+    }
     let mut last_err = None;
     for (i, key) in keys.iter_mut().enumerate() {
-        // One probe per relying party, in enrollment order (dedup alone misses non-adjacent ones).
-        let mut rp_ids: Vec<&str> = Vec::new();
-        for c in creds {
-            if !rp_ids.contains(&c.rp_id.as_str()) {
-                rp_ids.push(c.rp_id.as_str());
-            }
-        }
-        for rp in rp_ids {
-            let group: Vec<&CredentialRecord> = creds.iter().filter(|c| c.rp_id == rp).collect();
-            let probe = GetAssertionRequest {
-                rp_id: rp.to_string(),
-                client_data_hash: rand::random(),
-                allow_list: group.iter().map(|c| c.credential_id.clone()).collect(),
-                user_presence: false,
-                user_verification: false,
-                hmac_secret: None,
-            };
-            match key.get_assertion(&probe, None, &mut |_| {
-                crate::ctaphid::WaitDecision::Continue
-            }) {
-                Ok(resp) => {
-                    if let Some(c) = group.iter().find(|c| c.credential_id == resp.credential_id) {
+        for (rp, group) in &groups {
+            let ids: Vec<Vec<u8>> = group.iter().map(|c| c.credential_id.clone()).collect();
+            match key.probe_credentials(rp, &ids) {
+                Ok(Some(id)) => {
+                    if let Some(c) = group.iter().find(|c| c.credential_id == id) {
                         return Ok((i, c));
                     }
                     return Err(LoginError::Rejected {
@@ -218,9 +215,11 @@ fn find_credential<'r>(
                         suspended: false,
                     });
                 }
-                Err(CtapError::Status(
-                    CtapStatus::NoCredentials | CtapStatus::InvalidCredential,
-                )) => {}
+                Ok(None) => {}
+                // The login's time is up: no further probe could be answered.
+                Err(e @ CtapError::Hid(CtapHidError::Timeout)) => {
+                    return Err(LoginError::Device(e))
+                }
                 Err(e) => last_err = Some(e),
             }
         }
@@ -297,7 +296,9 @@ pub fn login(
     // Held until the new state is on disk (module doc).
     let mut guard = store.lock_state(user, policy.touch_timeout() + Duration::from_secs(5))?;
 
-    let mut keys = open_authenticators(&policy.device, policy.touch_timeout())?;
+    // Everything with the keys (opening, probes, PIN, the touch) ends by this instant.
+    let deadline = Instant::now() + policy.touch_timeout();
+    let mut keys = open_authenticators_until(&policy.device, policy.touch_timeout(), deadline)?;
     let (index, record) = find_credential(&mut keys, &creds)?;
     let key = &mut keys[index];
 
