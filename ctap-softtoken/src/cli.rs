@@ -55,6 +55,11 @@ pub struct ServeArgs {
     /// can be enrolled normally and fail at login after a restart with the same state.
     #[arg(long, value_enum, value_name = "KIND")]
     pub fault: Option<Fault>,
+
+    /// Append a line to FILE for every CTAPHID_CANCEL received (tests check that clients
+    /// cancel what they abandon). CANCELs are logged to stderr either way.
+    #[arg(long, value_name = "FILE")]
+    pub cancel_log: Option<PathBuf>,
 }
 
 /// The simulated user's answer to a user-presence check.
