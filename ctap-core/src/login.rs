@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::config::{CloneAction, PinPolicy, Policy, UvPolicy};
-use crate::credential::{CredentialRecord, StoreError, UvRequirement};
+use crate::credential::{CredentialRecord, StateFile, StoreError, UvRequirement};
 use crate::ctap2::ext::hmac_secret::HmacSalts;
 use crate::ctap2::pin::{permission, PinUvAuthToken};
 use crate::ctap2::{CtapError, CtapStatus, GetAssertionRequest};
@@ -181,6 +181,23 @@ fn usable_credentials(
     Ok(usable)
 }
 
+/// The order to probe credentials in: the most recently used first, then the others with login
+/// state, then the rest, each in enrollment order. Only the order changes (every credential is
+/// still probed), so the key a user logs in with is found by the first probe even among
+/// hundreds of RP IDs, well within the timeout.
+fn probe_order(creds: &[CredentialRecord], state: &StateFile) -> Vec<CredentialRecord> {
+    let mut ranked: Vec<(bool, Option<&str>, &CredentialRecord)> = creds
+        .iter()
+        .map(|c| {
+            let s = state.get(&c.credential_id);
+            (s.is_some(), s.and_then(|s| s.last_used.as_deref()), c)
+        })
+        .collect();
+    // Stable: equals keep enrollment order. RFC 3339 UTC times sort as text.
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+    ranked.into_iter().map(|(_, _, c)| c.clone()).collect()
+}
+
 /// Find which attached key holds which credential, with silent (up=false) probes: one per
 /// relying party, in enrollment order, each allow list split to fit the key's getInfo limits.
 /// Every probe is bounded by the login's deadline; once it has passed, the search ends.
@@ -299,7 +316,8 @@ pub fn login(
     // Everything with the keys (opening, probes, PIN, the touch) ends by this instant.
     let deadline = Instant::now() + policy.touch_timeout();
     let mut keys = open_authenticators_until(&policy.device, policy.touch_timeout(), deadline)?;
-    let (index, record) = find_credential(&mut keys, &creds)?;
+    let ordered = probe_order(&creds, &guard.state);
+    let (index, record) = find_credential(&mut keys, &ordered)?;
     let key = &mut keys[index];
 
     let state = guard
