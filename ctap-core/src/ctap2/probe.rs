@@ -243,7 +243,10 @@ mod tests {
                 (3, Some(descriptors(c))),
                 (5, Some(cbor::text_map(vec![("up", Value::Bool(false))]))),
             ]);
-            assert!(cbor::encode(&req).len() < 1024, "command byte + request fit");
+            assert!(
+                cbor::encode(&req).len() < 1024,
+                "command byte + request fit"
+            );
         }
 
         // Ids longer than the key's maxCredentialIdLength cannot be its own: left out.
