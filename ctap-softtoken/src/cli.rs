@@ -51,8 +51,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub presence: Presence,
 
-    /// Misbehave on purpose, for tests. Applies to getAssertion (0x02) responses only, so a key
-    /// can be enrolled normally and fail at login after a restart with the same state.
+    /// Misbehave on purpose, for tests. Applies to getAssertion (0x02) only (slow-answer: to
+    /// every CTAP2 command), so a key can be enrolled normally and fail at login after a restart
+    /// with the same state.
     #[arg(long, value_enum, value_name = "KIND")]
     pub fault: Option<Fault>,
 
