@@ -17,8 +17,7 @@ const PIN: &str = "2468";
 fn saw_cancel(log: &Path) -> bool {
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {
-        if std::fs::read_to_string(log).is_ok_and(|t| t.lines().any(|l| l.starts_with("cancel ")))
-        {
+        if std::fs::read_to_string(log).is_ok_and(|t| t.lines().any(|l| l.starts_with("cancel "))) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -32,7 +31,10 @@ fn check(s: &mut Setup, user: &str, stdin: &str, fault: &str, must_cancel: bool)
     s.restart_key(None, &["--fault", fault, "--cancel-log", &log_arg]);
     let r = s.auth_with(user, stdin);
     let line = s.fx.auth_line();
-    println!("pam {user} fault={fault}: {:.2?}, {:?}: {line}", r.elapsed, r.result);
+    println!(
+        "pam {user} fault={fault}: {:.2?}, {:?}: {line}",
+        r.elapsed, r.result
+    );
     assert_eq!(r.result, PamResult::AuthErr, "{fault}: {r:?}");
     assert!(r.elapsed < BOUND, "{fault}: took {:?}", r.elapsed);
     assert_contains(&line, &["auth failed: ", "reason=timeout"]);
