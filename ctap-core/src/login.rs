@@ -414,3 +414,44 @@ pub fn login(
         }
     }
 }
+
+#[cfg(test)]
+mod probe_order_tests {
+    use super::*;
+    use crate::credential::record::AlgorithmName;
+    use crate::credential::CredentialState;
+
+    fn record(id: u8, rp: &str) -> CredentialRecord {
+        CredentialRecord {
+            name: format!("c{id}"),
+            credential_id: vec![id; 16],
+            rp_id: rp.into(),
+            public_key: Vec::new(),
+            algorithm: AlgorithmName::Es256,
+            aaguid: String::new(),
+            user_verification: UvRequirement::Discouraged,
+            hmac_secret: false,
+            created: String::new(),
+            no_touch_required: false,
+        }
+    }
+
+    #[test]
+    fn most_recently_used_first_then_with_state_then_enrollment_order() {
+        let creds: Vec<CredentialRecord> = (1..=5).map(|i| record(i, &format!("rp{i}"))).collect();
+        let mut state = StateFile::default();
+        let mut used = |id: u8, when: Option<&str>| {
+            let mut s = CredentialState::new(vec![id; 16], 0);
+            s.last_used = when.map(str::to_string);
+            state.credentials.push(s);
+        };
+        used(2, Some("2026-01-01T00:00:00Z"));
+        used(4, Some("2026-03-01T00:00:00Z"));
+        used(5, None);
+        let order: Vec<u8> = probe_order(&creds, &state)
+            .iter()
+            .map(|c| c.credential_id[0])
+            .collect();
+        assert_eq!(order, vec![4, 2, 5, 1, 3]);
+    }
+}
