@@ -220,6 +220,32 @@ mod tests {
         feeder.join().unwrap();
     }
 
+    /// A peer answering INIT one byte at a time (each byte well inside any per-read timeout)
+    /// cannot hold INIT past its 3 s limit (before, every byte restarted the read timeout:
+    /// 64 bytes at 2.5 s each held it for 160 s).
+    #[test]
+    fn a_trickling_peer_cannot_hold_init_past_its_limit() {
+        let (t, mut peer, _d) = pair();
+        let feeder = std::thread::spawn(move || {
+            let mut request = [0u8; 64];
+            if peer.read_exact(&mut request).is_err() {
+                return;
+            }
+            for _ in 0..64 {
+                if peer.write_all(&[0xFF]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let start = Instant::now();
+        let r = crate::ctaphid::CtapHidChannel::open(t);
+        let took = start.elapsed();
+        assert!(r.is_err());
+        assert!(took < Duration::from_millis(3500), "took {took:?}");
+        feeder.join().unwrap();
+    }
+
     #[test]
     fn writing_to_a_closed_peer_is_an_error() {
         let (mut t, peer, _d) = pair();
