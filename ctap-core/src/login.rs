@@ -186,10 +186,15 @@ fn usable_credentials(
 /// still probed), so the key a user logs in with is found by the first probe even among
 /// hundreds of RP IDs, well within the timeout.
 fn probe_order(creds: &[CredentialRecord], state: &StateFile) -> Vec<CredentialRecord> {
+    let by_id: std::collections::HashMap<&[u8], &crate::credential::CredentialState> = state
+        .credentials
+        .iter()
+        .map(|s| (s.credential_id.as_slice(), s))
+        .collect();
     let mut ranked: Vec<(bool, Option<&str>, &CredentialRecord)> = creds
         .iter()
         .map(|c| {
-            let s = state.get(&c.credential_id);
+            let s = by_id.get(c.credential_id.as_slice());
             (s.is_some(), s.and_then(|s| s.last_used.as_deref()), c)
         })
         .collect();
@@ -199,7 +204,7 @@ fn probe_order(creds: &[CredentialRecord], state: &StateFile) -> Vec<CredentialR
 }
 
 /// Find which attached key holds which credential, with silent (up=false) probes: one per
-/// relying party, in enrollment order, each allow list split to fit the key's getInfo limits.
+/// relying party, in the order of `creds`, each allow list split to fit the key's getInfo limits.
 /// Every probe is bounded by the login's deadline; once it has passed, the search ends.
 fn find_credential<'r>(
     keys: &mut [Authenticator],
