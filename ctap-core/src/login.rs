@@ -12,18 +12,18 @@
 //! one blocks the PIN for good, and only a reset that wipes every credential recovers.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::Instant;
 
 use crate::account::{Account, Nss, UserResolver};
 use crate::config::{CloneAction, PinPolicy, Policy, UvPolicy};
-use crate::credential::{CredentialRecord, StoreError, UvRequirement};
+use crate::credential::{CredentialRecord, StateFile, StoreError, UvRequirement};
 use crate::ctap2::ext::hmac_secret::HmacSalts;
 use crate::ctap2::pin::{permission, PinUvAuthToken};
 use crate::ctap2::{CtapError, CtapStatus, GetAssertionRequest};
 use crate::ctaphid::CtapHidError;
 use crate::device::{DeviceUri, TransportError};
 use crate::fs::FileError;
-use crate::session::{keepalive_for, open_authenticators, Authenticator, Prompter};
+use crate::session::{keepalive_for, open_authenticators_until, Authenticator, Prompter};
 use crate::verify::{verify_assertion, Challenge, CounterOutcome, Expectation, VerifyError};
 
 /// A successful login. Only [`login`] builds one, and only after verification and after the new
@@ -274,38 +274,57 @@ fn usable_credentials(
     Ok(usable)
 }
 
-/// Find which attached keys hold which credential, with silent (up=false) probes: for each key
-/// that answers, the credential it holds. A key that answers with a credential it was not asked
-/// about is set aside (and is the error if no other key answers).
+/// The order to probe credentials in: the most recently used first, then the others with login
+/// state, then the rest, each in enrollment order. Only the order changes (every credential is
+/// still probed), so the key a user logs in with is found by the first probe even among
+/// hundreds of RP IDs, well within the timeout.
+fn probe_order(creds: &[CredentialRecord], state: &StateFile) -> Vec<CredentialRecord> {
+    let by_id: std::collections::HashMap<&[u8], &crate::credential::CredentialState> = state
+        .credentials
+        .iter()
+        .map(|s| (s.credential_id.as_slice(), s))
+        .collect();
+    let mut ranked: Vec<(bool, Option<&str>, &CredentialRecord)> = creds
+        .iter()
+        .map(|c| {
+            let s = by_id.get(c.credential_id.as_slice());
+            (s.is_some(), s.and_then(|s| s.last_used.as_deref()), c)
+        })
+        .collect();
+    // Stable: equals keep enrollment order. RFC 3339 UTC times sort as text.
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+    ranked.into_iter().map(|(_, _, c)| c.clone()).collect()
+}
+
+/// Find which attached keys hold which credential, with silent (up=false) probes: one per
+/// relying party per key, in the order of `creds`, each allow list split to fit the key's getInfo
+/// limits. For each key that answers, the credential it holds; a key that answers with a
+/// credential it was not asked about is set aside (and is the error if no other key answers).
+/// Every probe is bounded by the login's deadline; once it has passed, the search ends.
 fn find_credentials<'r>(
     keys: &mut [Authenticator],
     creds: &'r [CredentialRecord],
 ) -> Result<Vec<(usize, &'r CredentialRecord)>, LoginError> {
-    let mut found = Vec::new();
-    let mut last_err = None;
-    // One probe per relying party, in enrollment order (dedup alone misses non-adjacent ones).
-    let mut rp_ids: Vec<&str> = Vec::new();
+    // Group by relying party in one pass (order of first appearance; non-adjacent ones too).
+    let mut groups: Vec<(&str, Vec<&'r CredentialRecord>)> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for c in creds {
-        if !rp_ids.contains(&c.rp_id.as_str()) {
-            rp_ids.push(c.rp_id.as_str());
+        let at = *index.entry(c.rp_id.as_str()).or_insert_with(|| {
+            groups.push((c.rp_id.as_str(), Vec::new()));
+            groups.len() - 1
+        });
+        if let Some((_, g)) = groups.get_mut(at) {
+            g.push(c);
         }
     }
+    let mut found = Vec::new();
+    let mut last_err = None;
     'keys: for (i, key) in keys.iter_mut().enumerate() {
-        for rp in &rp_ids {
-            let group: Vec<&CredentialRecord> = creds.iter().filter(|c| c.rp_id == *rp).collect();
-            let probe = GetAssertionRequest {
-                rp_id: rp.to_string(),
-                client_data_hash: rand::random(),
-                allow_list: group.iter().map(|c| c.credential_id.clone()).collect(),
-                user_presence: false,
-                user_verification: false,
-                hmac_secret: None,
-            };
-            match key.get_assertion(&probe, None, &mut |_| {
-                crate::ctaphid::WaitDecision::Continue
-            }) {
-                Ok(resp) => {
-                    match group.iter().find(|c| c.credential_id == resp.credential_id) {
+        for (rp, group) in &groups {
+            let ids: Vec<Vec<u8>> = group.iter().map(|c| c.credential_id.clone()).collect();
+            match key.probe_credentials(rp, &ids) {
+                Ok(Some(id)) => {
+                    match group.iter().find(|c| c.credential_id == id) {
                         Some(c) => found.push((i, *c)),
                         None => {
                             last_err = Some(LoginError::Rejected {
@@ -317,9 +336,14 @@ fn find_credentials<'r>(
                     }
                     continue 'keys;
                 }
-                Err(CtapError::Status(
-                    CtapStatus::NoCredentials | CtapStatus::InvalidCredential,
-                )) => {}
+                Ok(None) => {}
+                // The login's time is up: no further probe could be answered.
+                Err(e @ CtapError::Hid(CtapHidError::Timeout)) => {
+                    if found.is_empty() {
+                        return Err(LoginError::Device(e));
+                    }
+                    break 'keys;
+                }
                 Err(e) => last_err = Some(LoginError::Device(e)),
             }
         }
@@ -583,8 +607,16 @@ pub fn login_with(
         crate::fs::check_trusted_socket(socket, &owners).map_err(LoginError::Place)?;
     }
 
-    let mut keys = open_authenticators(&policy.device, policy.touch_timeout())?;
-    let found = find_credentials(&mut keys, &creds)?;
+    // Read unlocked: it orders the probes and turns away a credential that cannot log in before
+    // any PIN is asked; it is read again under the lock before anything is decided from it.
+    let unlocked_state = store.read_state(user)?;
+
+    // Everything with the keys (opening, probes, PIN, the touch) and the wait for the user's
+    // lock ends by this instant.
+    let deadline = Instant::now() + policy.touch_timeout();
+    let mut keys = open_authenticators_until(&policy.device, policy.touch_timeout(), deadline)?;
+    let ordered = probe_order(&creds, &unlocked_state);
+    let found = find_credentials(&mut keys, &ordered)?;
     let (index, record) = if keys.len() > 1 && found.iter().any(|(i, r)| needs_pin(&keys[*i], r)) {
         // Several keys attached and a PIN to send: the user's touch picks the key first, and
         // only keys of the enrolled model may be picked.
@@ -614,7 +646,7 @@ pub fn login_with(
     let key = &mut keys[index];
 
     // Unlocked, before any PIN: a credential that cannot log in gets no PIN prompt.
-    let state = usable_state(record, &store.read_state(user)?)?;
+    let state = usable_state(record, &unlocked_state)?;
 
     // User verification and hmac-secret come from root-written state as well as the record: a
     // record (a per-user file's, say) can ask for more than state, never for less.
@@ -642,7 +674,7 @@ pub fn login_with(
 
     // Held until the new state is on disk, taken after the PIN (module doc); the state is read
     // again under it.
-    let mut guard = store.lock_state(user, policy.touch_timeout() + Duration::from_secs(5))?;
+    let mut guard = store.lock_state(user, deadline.saturating_duration_since(Instant::now()))?;
     let state = usable_state(record, &guard.state)?;
     if (state.hmac_uv && !uv_required) || (state.hmac_check.is_some() && !record.hmac_secret) {
         // Re-enrolled between the unlocked read and the lock: what was asked of the key no
@@ -717,5 +749,46 @@ pub fn login_with(
                 suspended,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod probe_order_tests {
+    use super::*;
+    use crate::credential::record::AlgorithmName;
+    use crate::credential::CredentialState;
+
+    fn record(id: u8, rp: &str) -> CredentialRecord {
+        CredentialRecord {
+            name: format!("c{id}"),
+            credential_id: vec![id; 16],
+            rp_id: rp.into(),
+            public_key: Vec::new(),
+            algorithm: AlgorithmName::Es256,
+            aaguid: String::new(),
+            user_verification: UvRequirement::Discouraged,
+            hmac_secret: false,
+            created: String::new(),
+            no_touch_required: false,
+        }
+    }
+
+    #[test]
+    fn most_recently_used_first_then_with_state_then_enrollment_order() {
+        let creds: Vec<CredentialRecord> = (1..=5).map(|i| record(i, &format!("rp{i}"))).collect();
+        let mut state = StateFile::default();
+        let mut used = |id: u8, when: Option<&str>| {
+            let mut s = CredentialState::new(vec![id; 16], 0);
+            s.last_used = when.map(str::to_string);
+            state.credentials.push(s);
+        };
+        used(2, Some("2026-01-01T00:00:00Z"));
+        used(4, Some("2026-03-01T00:00:00Z"));
+        used(5, None);
+        let order: Vec<u8> = probe_order(&creds, &state)
+            .iter()
+            .map(|c| c.credential_id[0])
+            .collect();
+        assert_eq!(order, vec![4, 2, 5, 1, 3]);
     }
 }

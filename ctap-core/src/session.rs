@@ -1,6 +1,6 @@
 //! Opening authenticators by URI, and the user-interaction seam.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::ctap2::pin::Pin;
 use crate::ctap2::{Ctap2, CtapError};
@@ -15,6 +15,24 @@ pub type Authenticator = Ctap2<Box<dyn Transport>>;
 pub fn open_authenticators(
     uri: &DeviceUri,
     touch_timeout: Duration,
+) -> Result<Vec<Authenticator>, CtapError> {
+    open(uri, touch_timeout, None)
+}
+
+/// [`open_authenticators`] for one bounded operation (a login, a signature): opening (INIT,
+/// getInfo) and every later request on the returned keys end by `deadline`, whatever a key does.
+pub fn open_authenticators_until(
+    uri: &DeviceUri,
+    touch_timeout: Duration,
+    deadline: Instant,
+) -> Result<Vec<Authenticator>, CtapError> {
+    open(uri, touch_timeout, Some(deadline))
+}
+
+fn open(
+    uri: &DeviceUri,
+    touch_timeout: Duration,
+    deadline: Option<Instant>,
 ) -> Result<Vec<Authenticator>, CtapError> {
     let transports: Vec<Result<Box<dyn Transport>, TransportError>> = match uri {
         DeviceUri::Auto => {
@@ -37,7 +55,7 @@ pub fn open_authenticators(
     for t in transports {
         let result = t
             .map_err(|e| CtapError::Hid(e.into()))
-            .and_then(|t| Ok(CtapHidChannel::open(t)?))
+            .and_then(|t| Ok(CtapHidChannel::open_until(t, deadline)?))
             .and_then(Ctap2::new);
         match result {
             Ok(mut a) => {

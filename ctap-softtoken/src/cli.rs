@@ -51,10 +51,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub presence: Presence,
 
-    /// Misbehave on purpose, for tests. Applies to getAssertion (0x02) responses only, so a key
-    /// can be enrolled normally and fail at login after a restart with the same state.
+    /// Misbehave on purpose, for tests. Applies to getAssertion (0x02) only (slow-answer: to
+    /// every CTAP2 command), so a key can be enrolled normally and fail at login after a restart
+    /// with the same state.
     #[arg(long, value_enum, value_name = "KIND")]
     pub fault: Option<Fault>,
+
+    /// Append a line to FILE for every CTAPHID_CANCEL received (tests check that clients
+    /// cancel what they abandon). CANCELs are logged to stderr either way.
+    #[arg(long, value_name = "FILE")]
+    pub cancel_log: Option<PathBuf>,
 }
 
 /// The simulated user's answer to a user-presence check.

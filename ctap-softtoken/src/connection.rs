@@ -6,11 +6,13 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::ctaphid_device::*;
-use crate::engine::{EngineHandle, Reply, Ticket, MAX_MESSAGE_SIZE};
+use crate::engine::{EngineHandle, Reply, Ticket, MAX_MESSAGE_SIZE, STATUS_KEEPALIVE_CANCEL};
 use crate::fault::{Delivery, Fault, Plan};
 
 /// Keepalives go out this often while a request is in progress (CTAP 2.1 §11.2.9.2.1).
@@ -28,6 +30,14 @@ const MAX_CHANNELS: usize = 32;
 /// provisioned attestation certificate, which the softtoken does not ship, so we announce
 /// NMSG and answer MSG with ERR_INVALID_CMD rather than fail U2F registrations later.
 const CAPABILITIES: u8 = CAPABILITY_WINK | CAPABILITY_CBOR | CAPABILITY_NMSG;
+
+/// Where every CTAPHID_CANCEL received is recorded (`--cancel-log`), for tests to read.
+static CANCEL_LOG: OnceLock<PathBuf> = OnceLock::new();
+
+/// Record every CANCEL received in `path` (one line each), as well as on stderr.
+pub fn set_cancel_log(path: PathBuf) {
+    let _ = CANCEL_LOG.set(path);
+}
 
 /// Channel ids are unique across all connections of this process.
 static NEXT_CID: AtomicU32 = AtomicU32::new(1);
@@ -48,6 +58,8 @@ struct Busy {
     /// Queued or running in the authenticator, with the fault that mangles the reply. `None`
     /// under `--fault stall-keepalive`: keepalives forever, no answer.
     job: Option<(Ticket, Option<Fault>)>,
+    /// Under `--fault slow-answer`: the request, handed to the authenticator at this instant.
+    held: Option<(Instant, Vec<u8>, Option<Fault>)>,
 }
 
 /// What the connection loop does after handling an event.
@@ -203,6 +215,17 @@ impl Connection {
             return Flow::Continue;
         };
         let cid = busy.cid;
+        if busy.held.as_ref().is_some_and(|(at, _, _)| now >= *at) {
+            if let Some((_, payload, fault)) = busy.held.take() {
+                match self.engine.submit(payload) {
+                    Ok(ticket) => busy.job = Some((ticket, fault)),
+                    Err(_) => {
+                        self.log("the authenticator stopped; closing");
+                        return Flow::Close;
+                    }
+                }
+            }
+        }
         let mut status = KEEPALIVE_PROCESSING;
         if let Some((ticket, fault)) = &busy.job {
             match ticket.try_reply() {
@@ -244,6 +267,25 @@ impl Connection {
                 };
                 self.send(other, cmd::CBOR, &data)
             }
+            Delivery::Trickle(data, interval) => {
+                for byte in fragment(cid, cmd::CBOR, &data).as_flattened() {
+                    if self.stream.write_all(&[*byte]).is_err() {
+                        self.log("fault trickle: the client went away");
+                        return Flow::Close;
+                    }
+                    std::thread::sleep(interval);
+                }
+                Flow::Continue
+            }
+            Delivery::FirstReportOnly(data) => {
+                if let Some(first) = fragment(cid, cmd::CBOR, &data).first() {
+                    if self.stream.write_all(first).is_err() {
+                        return Flow::Close;
+                    }
+                }
+                self.log("fault stall-mid-message: sent the first report only");
+                Flow::Continue
+            }
             Delivery::TruncatedThenClose(data, len) => {
                 if let Some(first) = fragment(cid, cmd::CBOR, &data).first() {
                     let _ = self.stream.write_all(&first[..len.min(PACKET_SIZE)]);
@@ -271,10 +313,18 @@ impl Connection {
                 if cid == BROADCAST_CID || !self.channels.contains(&cid) {
                     return self.send_error(cid, ERR_INVALID_CHANNEL);
                 }
+                if cmd == cmd::CANCEL {
+                    self.record_cancel(cid);
+                }
                 if let Some(busy) = &self.busy {
                     if busy.cid == cid && cmd == cmd::CANCEL {
                         if let Some((ticket, _)) = &busy.job {
                             ticket.cancel();
+                        }
+                        if busy.held.is_some() {
+                            // Held back by slow-answer, never started: answer as a key does.
+                            self.busy = None;
+                            return self.send(cid, cmd::CBOR, &[STATUS_KEEPALIVE_CANCEL]);
                         }
                         return Flow::Continue;
                     }
@@ -371,11 +421,17 @@ impl Connection {
                 if payload.is_empty() {
                     return self.send_error(cid, ERR_INVALID_LEN);
                 }
-                let fault = self.fault.filter(|_| Fault::applies_to(&payload));
+                let fault = self.fault.filter(|f| f.hits(&payload));
+                let mut held = None;
                 let job = match fault.map(Fault::plan) {
                     Some(Plan::Drop) => {
                         self.log("fault drop-connection: closing after the request");
                         return Flow::Close;
+                    }
+                    Some(Plan::Busy) => return self.send_error(cid, ERR_CHANNEL_BUSY),
+                    Some(Plan::Delay(delay)) => {
+                        held = Some((Instant::now() + delay, payload, fault));
+                        None
                     }
                     Some(Plan::Stall) => None,
                     Some(Plan::Process) | None => match self.engine.submit(payload) {
@@ -390,12 +446,29 @@ impl Connection {
                     cid,
                     next_keepalive: Instant::now() + KEEPALIVE_INTERVAL,
                     job,
+                    held,
                 });
                 Flow::Continue
             }
             // MSG (see CAPABILITIES), LOCK (optional, not implemented), and anything a host
             // should never send (KEEPALIVE, ERROR) or we do not know.
             _ => self.send_error(cid, ERR_INVALID_CMD),
+        }
+    }
+
+    fn record_cancel(&self, cid: u32) {
+        let busy = self.busy.as_ref().is_some_and(|b| b.cid == cid);
+        let line = format!("cancel connection={} cid={cid:08x} busy={busy}\n", self.id);
+        self.log(line.trim_end());
+        if let Some(path) = CANCEL_LOG.get() {
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| f.write_all(line.as_bytes()));
+            if let Err(e) = appended {
+                self.log(&format!("cannot append to {}: {e}", path.display()));
+            }
         }
     }
 

@@ -1,6 +1,9 @@
 //! Deliberate misbehaviour (`--fault`), so client code can be tested against a hostile or broken
-//! key. Faults hit authenticatorGetAssertion (0x02) only: a key can be enrolled normally, then
-//! restarted on the same state with a fault and misbehave at login.
+//! key. Faults hit authenticatorGetAssertion (0x02) only, except `slow-answer`, which delays
+//! every CTAP2 command: a key can be enrolled normally, then restarted on the same state with a
+//! fault and misbehave at login.
+
+use std::time::Duration;
 
 use ciborium::Value;
 use ctap_core::ctap2::cbor;
@@ -25,7 +28,23 @@ pub enum Fault {
     BadStatus,
     /// Answer on a different channel id than the request's.
     WrongChannel,
+    /// Timing: answer every CTAP2 command (getInfo, clientPIN, getAssertion) [`SLOW_ANSWER`]
+    /// late, with PROCESSING keepalives meanwhile: each answer within any per-command limit.
+    SlowAnswer,
+    /// Timing: PROCESSING keepalives forever in answer to silent (up = false) probes only.
+    ProbeKeepalive,
+    /// Timing: send the response one byte at a time, [`TRICKLE_INTERVAL`] apart.
+    Trickle,
+    /// Timing: send the first report of the response, then nothing (the connection stays open).
+    StallMidMessage,
+    /// Timing: answer every getAssertion with CTAPHID ERROR CHANNEL_BUSY.
+    BusyForever,
 }
+
+/// How late `slow-answer` answers each command.
+pub const SLOW_ANSWER: Duration = Duration::from_millis(2000);
+/// The pause between bytes under `trickle`.
+pub const TRICKLE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What the connection does with a getAssertion request under a fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +55,10 @@ pub enum Plan {
     Stall,
     /// Close the connection without answering.
     Drop,
+    /// Hand the request to the authenticator only after this long (keepalives meanwhile).
+    Delay(Duration),
+    /// Answer CTAPHID ERROR CHANNEL_BUSY.
+    Busy,
 }
 
 /// How the (possibly mangled) response goes out.
@@ -47,6 +70,10 @@ pub enum Delivery {
     TruncatedThenClose(Vec<u8>, usize),
     /// On another channel id.
     OtherChannel(Vec<u8>),
+    /// One byte at a time, this far apart.
+    Trickle(Vec<u8>, Duration),
+    /// The first report only; the rest never comes.
+    FirstReportOnly(Vec<u8>),
 }
 
 /// The status byte `bad-status` answers with: not assigned by CTAP 2.1.
@@ -64,6 +91,11 @@ impl Fault {
         Fault::DropConnection,
         Fault::BadStatus,
         Fault::WrongChannel,
+        Fault::SlowAnswer,
+        Fault::ProbeKeepalive,
+        Fault::Trickle,
+        Fault::StallMidMessage,
+        Fault::BusyForever,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +107,11 @@ impl Fault {
             Fault::DropConnection => "drop-connection",
             Fault::BadStatus => "bad-status",
             Fault::WrongChannel => "wrong-channel",
+            Fault::SlowAnswer => "slow-answer",
+            Fault::ProbeKeepalive => "probe-keepalive",
+            Fault::Trickle => "trickle",
+            Fault::StallMidMessage => "stall-mid-message",
+            Fault::BusyForever => "busy-forever",
         }
     }
 
@@ -91,6 +128,15 @@ impl Fault {
             Fault::DropConnection => "close the connection right after reading the request",
             Fault::BadStatus => "answer with the unknown status byte 0xF3",
             Fault::WrongChannel => "answer on a different channel id than the request's",
+            Fault::SlowAnswer => {
+                "answer every CTAP2 command (getInfo too) 2 s late, with keepalives meanwhile"
+            }
+            Fault::ProbeKeepalive => {
+                "send PROCESSING keepalives forever in answer to silent (up=false) probes"
+            }
+            Fault::Trickle => "send the response one byte every 100 ms",
+            Fault::StallMidMessage => "send the first report of the response, then nothing",
+            Fault::BusyForever => "answer every getAssertion with CTAPHID CHANNEL_BUSY",
         }
     }
 
@@ -99,10 +145,23 @@ impl Fault {
         request.first() == Some(&GET_ASSERTION)
     }
 
+    /// Whether this fault hits this CBOR request: [`Self::applies_to`] for most, every command
+    /// for `slow-answer`, silent probes only for `probe-keepalive`.
+    pub fn hits(self, request: &[u8]) -> bool {
+        match self {
+            Fault::SlowAnswer => true,
+            Fault::ProbeKeepalive => Self::applies_to(request) && is_silent_probe(&request[1..]),
+            _ => Self::applies_to(request),
+        }
+    }
+
     pub fn plan(self) -> Plan {
         match self {
-            Fault::StallKeepalive => Plan::Stall,
+            Fault::StallKeepalive | Fault::ProbeKeepalive => Plan::Stall,
             Fault::DropConnection => Plan::Drop,
+            Fault::SlowAnswer => Plan::Delay(SLOW_ANSWER),
+            Fault::BusyForever => Plan::Busy,
+            Fault::Trickle | Fault::StallMidMessage => Plan::Process,
             Fault::CorruptSignature
             | Fault::TruncateReport
             | Fault::MalformedCbor
@@ -120,10 +179,32 @@ impl Fault {
             Fault::MalformedCbor => Delivery::Normal(vec![0x00, 0xA1, 0xFF, 0x01]),
             Fault::BadStatus => Delivery::Normal(vec![BAD_STATUS]),
             Fault::WrongChannel => Delivery::OtherChannel(response),
+            Fault::Trickle => Delivery::Trickle(response, TRICKLE_INTERVAL),
+            Fault::StallMidMessage => Delivery::FirstReportOnly(response),
+            // Delayed, not changed.
+            Fault::SlowAnswer => Delivery::Normal(response),
             // Never reached: these plans do not produce a response to mangle.
-            Fault::StallKeepalive | Fault::DropConnection => Delivery::Normal(response),
+            Fault::StallKeepalive
+            | Fault::DropConnection
+            | Fault::ProbeKeepalive
+            | Fault::BusyForever => Delivery::Normal(response),
         }
     }
+}
+
+/// Whether getAssertion parameters (CBOR, after the command byte) ask for no user presence:
+/// options (member 5) with `"up": false`.
+fn is_silent_probe(params: &[u8]) -> bool {
+    let Ok(Value::Map(members)) = ciborium::from_reader::<Value, _>(params) else {
+        return false;
+    };
+    members.iter().any(|(k, v)| {
+        k.as_integer() == Some(5.into())
+            && v.as_map().is_some_and(|opts| {
+                opts.iter()
+                    .any(|(k, v)| k.as_text() == Some("up") && v.as_bool() == Some(false))
+            })
+    })
 }
 
 /// Flip the first byte of the signature in a successful getAssertion response and re-encode.
@@ -208,5 +289,18 @@ mod tests {
         assert!(Fault::applies_to(&[0x02, 0xA0]));
         assert!(!Fault::applies_to(&[0x01, 0xA0]));
         assert!(!Fault::applies_to(&[]));
+    }
+
+    #[test]
+    fn probe_keepalive_hits_silent_probes_only() {
+        let probe = cbor::encode(&cbor::int_map(vec![
+            (1, Some(Value::Text("rp".into()))),
+            (5, Some(cbor::text_map(vec![("up", Value::Bool(false))]))),
+        ]));
+        let touch = cbor::encode(&cbor::int_map(vec![(1, Some(Value::Text("rp".into())))]));
+        assert!(Fault::ProbeKeepalive.hits(&[[GET_ASSERTION].as_slice(), &probe].concat()));
+        assert!(!Fault::ProbeKeepalive.hits(&[[GET_ASSERTION].as_slice(), &touch].concat()));
+        assert!(Fault::SlowAnswer.hits(&[0x04]));
+        assert!(!Fault::BusyForever.hits(&[0x04]));
     }
 }

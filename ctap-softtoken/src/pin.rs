@@ -4,7 +4,7 @@
 //! implements for the PAM module and the CLI; we use it rather than write a second copy. The
 //! client talks to our own CTAPHID layer over a socket pair, exactly as a socket client would.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -46,8 +46,8 @@ pub fn set_if_unset(engine: &EngineHandle, pin: &Pin) -> Result<bool, Error> {
 struct PairTransport(UnixStream);
 
 impl Transport for PairTransport {
-    fn write_report(&mut self, report: &Report) -> Result<(), TransportError> {
-        self.0.write_all(report).map_err(TransportError::from)
+    fn write_report(&mut self, report: &Report, timeout: Duration) -> Result<(), TransportError> {
+        ctap_core::device::send_all_nosignal(&self.0, report, timeout).map_err(TransportError::from)
     }
 
     fn read_report(&mut self, timeout: Duration) -> Result<Report, TransportError> {

@@ -38,6 +38,9 @@ pub fn serve(args: ServeArgs) -> Result<(), Error> {
         source: io::Error::from(errno),
     })?;
 
+    if let Some(path) = &args.cancel_log {
+        crate::connection::set_cancel_log(path.clone());
+    }
     let config = EngineConfig {
         presence: args.presence,
     };

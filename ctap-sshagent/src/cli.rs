@@ -44,7 +44,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub credentials: Option<PathBuf>,
 
-    /// Seconds to wait for a touch (the askpass program gets 120 s).
+    /// Seconds one signature's whole exchange with the key may take, touch included; time in
+    /// askpass (which gets 120 s) is added.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub timeout: u64,
 

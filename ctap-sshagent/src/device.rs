@@ -1,6 +1,7 @@
 //! One signature with the security key: open it, settle user verification (built-in UV or a PIN
-//! through askpass), cue the user for the touch, sign, close. Each device exchange is bounded by
-//! the CTAPHID packet timeout and the touch timeout, so a stuck or hostile key costs one request.
+//! through askpass), cue the user for the touch, sign, close. The whole signature (opening the
+//! key, every exchange, the touch) ends within the touch timeout, plus the time the user spends
+//! in askpass, whatever the key does: a stuck or hostile key costs one bounded request.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -11,7 +12,7 @@ use ctap_core::ctap2::pin::Pin;
 use ctap_core::ctap2::{CtapError, CtapStatus};
 use ctap_core::ctaphid::{CtapHidError, KeepaliveStatus, WaitDecision};
 use ctap_core::device::DeviceUri;
-use ctap_core::session::{open_authenticators, Authenticator};
+use ctap_core::session::{open_authenticators_until, Authenticator};
 use ctap_core::ssh::{self, SkKey, SkSignature, SshError, UserVerification, VerificationNeed};
 
 use crate::askpass;
@@ -76,9 +77,9 @@ pub struct SignTiming {
 }
 
 /// The configured key, opened as the PAM module opens it; with `auto` and several keys, the
-/// first one that opens.
-fn open(cfg: &DeviceConfig) -> Result<Authenticator, String> {
-    open_authenticators(&cfg.uri, cfg.touch_timeout)
+/// first one that opens. Opening and every request on it end by `deadline`.
+fn open(cfg: &DeviceConfig, deadline: Instant) -> Result<Authenticator, String> {
+    open_authenticators_until(&cfg.uri, cfg.touch_timeout, deadline)
         .map_err(|e| format!("cannot open {}: {e}", cfg.uri))?
         .into_iter()
         .next()
@@ -121,17 +122,22 @@ pub fn sign(
         .ok_or("the security key is busy with another request")?;
     let mut slot = gate.session.lock().unwrap_or_else(|p| p.into_inner());
     let t0 = Instant::now();
+    // Everything with the key ends by this instant (moved on by the time spent in askpass).
+    let mut deadline = t0 + cfg.touch_timeout;
     let kept = slot
         .take()
         .filter(|(_, used)| used.elapsed() < SESSION_IDLE)
-        .map(|(c, _)| c);
+        .map(|(mut c, _)| {
+            c.set_deadline(Some(deadline));
+            c
+        });
     let (mut ctap, mut reused) = match kept {
         Some(c) => (c, true),
-        None => (open(cfg)?, false),
+        None => (open(cfg, deadline)?, false),
     };
     // PIN and UV state may have changed since the session was opened: ask again when it matters.
     if reused && key.verify_required() && ctap.refresh_info().is_err() {
-        ctap = open(cfg)?;
+        ctap = open(cfg, deadline)?;
         reused = false;
     }
     let mut timing = SignTiming {
@@ -142,7 +148,7 @@ pub fn sign(
     let mut cue = Cue::new(cfg, key);
     let need = ssh::verification_need(ctap.info(), key).map_err(|e| e.to_string())?;
     let pin = match need {
-        VerificationNeed::Pin => Some(ask_pin(cfg, key)?),
+        VerificationNeed::Pin => Some(ask_pin(cfg, key, &mut ctap, &mut deadline)?),
         VerificationNeed::None | VerificationNeed::BuiltIn => None,
     };
     let uv = match (need, &pin) {
@@ -157,7 +163,7 @@ pub fn sign(
     let mut result = attempt(&mut ctap, key, data, uv, &mut cue);
     if reused && is_transport_failure(&result) {
         let t = Instant::now();
-        ctap = open(cfg)?;
+        ctap = open(cfg, deadline)?;
         timing.open += t.elapsed();
         result = attempt(&mut ctap, key, data, uv, &mut cue);
     }
@@ -169,13 +175,14 @@ pub fn sign(
                 && e.status() == Some(CtapStatus::PuatRequired)
                 && ctap.refresh_info().is_ok_and(|i| i.pin_set()) =>
         {
-            let pin = ask_pin(cfg, key)?;
+            let pin = ask_pin(cfg, key, &mut ctap, &mut deadline)?;
             attempt(&mut ctap, key, data, UserVerification::Pin(&pin), &mut cue)
         }
         other => other,
     };
     timing.assertion = t1.elapsed();
     if keep_session(&result) {
+        ctap.set_deadline(None);
         *slot = Some((ctap, Instant::now()));
     }
     match result {
@@ -203,7 +210,22 @@ fn attempt(
     ssh::sign(ctap, key, data, uv, &mut on_keepalive)
 }
 
-fn ask_pin(cfg: &DeviceConfig, key: &SkKey) -> Result<Pin, String> {
+/// Ask for the PIN through askpass. The time the user takes (bounded by the askpass timeout) is
+/// not the key's: the signature's deadline moves on by as much.
+fn ask_pin(
+    cfg: &DeviceConfig,
+    key: &SkKey,
+    ctap: &mut Authenticator,
+    deadline: &mut Instant,
+) -> Result<Pin, String> {
+    let asked = Instant::now();
+    let pin = ask_pin_now(cfg, key);
+    *deadline += asked.elapsed();
+    ctap.set_deadline(Some(*deadline));
+    pin
+}
+
+fn ask_pin_now(cfg: &DeviceConfig, key: &SkKey) -> Result<Pin, String> {
     let prog = cfg.askpass.as_ref().ok_or(
         "the key needs a PIN but no askpass program is configured (--askpass or SSH_ASKPASS)",
     )?;

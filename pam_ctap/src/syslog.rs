@@ -4,9 +4,9 @@
 //! not change. Each line opens its own socket to root's `log_socket` (default `/dev/log`),
 //! datagram first, then stream for syslog daemons that listen that way. Any failure is silent:
 //! a module must never write to the host's stdout or stderr, and a missing syslog must not
-//! change the result of an authentication.
+//! change the result of an authentication. The stream is written with MSG_NOSIGNAL: a syslog
+//! daemon closing its end must not raise SIGPIPE, whose default action kills sudo, login or sshd.
 
-use std::io::Write as _;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -75,13 +75,17 @@ impl SysLog {
                 return;
             }
         }
-        if let Ok(mut s) = UnixStream::connect(&self.socket) {
-            let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+        if let Ok(s) = UnixStream::connect(&self.socket) {
             let mut framed = line.into_bytes();
             framed.push(b'\n');
-            let _ = s.write_all(&framed);
+            let _ = write_stream(&s, &framed);
         }
     }
+}
+
+/// Write a framed line to a stream syslog socket, within a second, never raising SIGPIPE.
+fn write_stream(s: &UnixStream, framed: &[u8]) -> std::io::Result<()> {
+    ctap_core::device::send_all_nosignal(s, framed, Duration::from_secs(1))
 }
 
 /// A field value safe to put in a line: bare when it is plain (`alice`, `sudo`), else quoted
@@ -146,6 +150,52 @@ mod tests {
         let esc = quoted(&"\n".repeat(4096));
         assert!(esc.len() <= MAX_FIELD + 2 + text::ELLIPSIS.len());
         assert!(detail(&"d".repeat(4096)).len() <= MAX_DETAIL + 2 + text::ELLIPSIS.len());
+    }
+
+    /// The host (sudo, login, sshd) may have SIGPIPE at its default action, which kills: a
+    /// child process restores that, writes to a stream whose peer closed, and must get an error
+    /// and exit normally rather than die by the signal. A control child writing with plain
+    /// write(2) must die by SIGPIPE, which shows the check can fail (std's own `UnixStream`
+    /// write passes MSG_NOSIGNAL only in recent Rust releases, not at our MSRV 1.85).
+    #[test]
+    fn stream_write_to_a_closed_peer_does_not_raise_sigpipe() {
+        use std::os::unix::process::ExitStatusExt;
+        const CHILD: &str = "PAM_CTAP_SIGPIPE_CHILD";
+        const NAME: &str = "syslog::tests::stream_write_to_a_closed_peer_does_not_raise_sigpipe";
+        if let Some(mode) = std::env::var_os(CHILD) {
+            // SAFETY: sets SIGPIPE's disposition to its default; no handler is installed.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            }
+            let (ours, peer) = UnixStream::pair().unwrap();
+            drop(peer);
+            let line = b"<86>pam_ctap[1]: x\n";
+            let failed = if mode == "raw" {
+                use std::os::fd::AsRawFd;
+                // SAFETY: writes `line.len()` bytes from a live buffer to an open descriptor.
+                unsafe { libc::write(ours.as_raw_fd(), line.as_ptr().cast(), line.len()) < 0 }
+            } else {
+                write_stream(&ours, line).is_err()
+            };
+            std::process::exit(if failed { 42 } else { 3 });
+        }
+        let run = |mode: &str| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", NAME, "--test-threads=1"])
+                .env(CHILD, mode)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap()
+        };
+        let status = run("ours");
+        assert_eq!(status.signal(), None, "killed by a signal: {status:?}");
+        assert_eq!(status.code(), Some(42), "{status:?}");
+        let control = run("raw");
+        assert_eq!(
+            control.signal(),
+            Some(libc::SIGPIPE),
+            "control: {control:?}"
+        );
     }
 
     #[test]

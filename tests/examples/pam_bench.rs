@@ -1,7 +1,9 @@
 //! Benchmark of pam_ctap (run through bench/pam-bench.sh, as root): wall time of a pamtester
 //! authentication through pam_ctap with the virtual key (presence auto) against a pam_permit
 //! stack (the cost of pamtester + libpam alone), their difference (our overhead), and the
-//! in-process paths: `login()` without PAM, and `verify_assertion` alone.
+//! in-process paths: `login()` without PAM, `verify_assertion` alone, and the silent probes that
+//! find a user's credential (one probe; 1,000 credentials under one RP ID, split into allow-list
+//! chunks; 400 RP IDs, one probe each: what a login costs before its deadline).
 //!
 //! Usage: pam_bench [ITERATIONS] (default 50; verify runs 200x as many).
 #![allow(clippy::unwrap_used)]
@@ -191,33 +193,99 @@ fn main() {
     }
     let (vm, vp) = stats(verifies);
 
+    // Silent probes: credentials the key does not hold (random ids of a real id's length).
+    let fake = |n: usize| -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|_| {
+                (0..record.credential_id.len())
+                    .map(|_| rand::random::<u8>())
+                    .collect()
+            })
+            .collect()
+    };
+    let key = &mut keys[0];
+    let mut probes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let ids = fake(1);
+        let t = Instant::now();
+        assert_eq!(key.probe_credentials(&record.rp_id, &ids).unwrap(), None);
+        probes.push(t.elapsed());
+    }
+    let (pm, pp) = stats(probes);
+    let runs = n.div_ceil(10);
+    let mut many = fake(999);
+    many.push(record.credential_id.clone());
+    let chunks = key.allow_list_chunks(&record.rp_id, &many).len();
+    let mut thousand = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let found = key.probe_credentials(&record.rp_id, &many).unwrap();
+        thousand.push(t.elapsed());
+        assert_eq!(found.as_ref(), Some(&record.credential_id));
+    }
+    let (tm, tp) = stats(thousand);
+    let rps: Vec<(String, Vec<Vec<u8>>)> = (0..400)
+        .map(|i| (format!("pam://bench-rp-{i}"), fake(1)))
+        .collect();
+    let mut four_hundred = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        for (rp, ids) in &rps {
+            assert_eq!(key.probe_credentials(rp, ids).unwrap(), None);
+        }
+        four_hundred.push(t.elapsed());
+    }
+    let (rm, rp99) = stats(four_hundred);
+
     println!(
         "pam_ctap benchmark: {n} runs each (verify: {iterations}), virtual key, presence auto"
     );
-    println!("{:<44} {:>11} {:>11}", "", "median", "p99");
-    println!("{:<44} {} {}", "pamtester, pam_ctap stack", ms(wm), ms(wp));
+    println!("{:<54} {:>11} {:>11}", "", "median", "p99");
+    println!("{:<54} {} {}", "pamtester, pam_ctap stack", ms(wm), ms(wp));
     println!(
-        "{:<44} {} {}",
+        "{:<54} {} {}",
         "pamtester, pam_permit stack (baseline)",
         ms(bm),
         ms(bp)
     );
     println!(
-        "{:<44} {} {}",
+        "{:<54} {} {}",
         "overhead of pam_ctap (difference)",
         ms(wm.saturating_sub(bm)),
         ms(wp.saturating_sub(bp))
     );
     println!(
-        "{:<44} {} {}",
+        "{:<54} {} {}",
         "in-process login() (no PAM, no process)",
         ms(lm),
         ms(lp)
     );
     println!(
-        "{:<44} {:8.1} us {:8.1} us",
+        "{:<54} {:8.1} us {:8.1} us",
         "in-process verify_assertion",
         vm.as_secs_f64() * 1e6,
         vp.as_secs_f64() * 1e6
+    );
+    println!(
+        "{:<54} {} {}",
+        "one silent probe (credential not on key)",
+        ms(pm),
+        ms(pp)
+    );
+    println!(
+        "{:<54} {} {}",
+        format!("1,000 credentials, one RP ID ({chunks} probes, {runs} runs)"),
+        ms(tm),
+        ms(tp)
+    );
+    println!(
+        "{:<54} {} {}",
+        format!("400 RP IDs, none on the key (400 probes, {runs} runs)"),
+        ms(rm),
+        ms(rp99)
+    );
+    println!(
+        "A login probes the most recently used credential first, then one probe per RP ID (in \
+         chunks of maxCredentialCountInList); all of it ends by the configured timeout."
     );
 }

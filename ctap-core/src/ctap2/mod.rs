@@ -14,6 +14,7 @@ mod get_assertion;
 pub mod info;
 mod make_credential;
 pub mod pin;
+pub mod probe;
 mod status;
 
 use std::time::Duration;

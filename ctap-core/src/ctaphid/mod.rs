@@ -38,6 +38,12 @@ pub const CAPABILITY_WINK: u8 = 0x01;
 /// How long to wait for any packet (response or keepalive) before giving up. Devices send
 /// keepalives every 100 ms while busy, so silence this long means the device is gone.
 const PACKET_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest one report may take to write (the key or socket peer is not reading).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// CANCEL is sent after we gave up, often after the deadline: best effort, but bounded.
+const CANCEL_WRITE_TIMEOUT: Duration = Duration::from_millis(250);
+/// Pause between retries of a request the key answered CHANNEL_BUSY.
+const BUSY_RETRY: Duration = Duration::from_millis(100);
 
 /// Why the device asks us to keep waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,15 +77,27 @@ pub struct CtapHidChannel<T: Transport> {
     cid: u32,
     version: DeviceVersion,
     max_msg_size: usize,
+    /// The end of the whole operation (a login, a signature): no request outlives it.
+    deadline: Option<Instant>,
 }
 
 impl<T: Transport> CtapHidChannel<T> {
     /// Allocate a channel with CTAPHID_INIT on the broadcast channel. Refuses devices without
     /// CBOR capability: we speak CTAP2 only.
-    pub fn open(mut transport: T) -> Result<Self, CtapHidError> {
+    pub fn open(transport: T) -> Result<Self, CtapHidError> {
+        Self::open_until(transport, None)
+    }
+
+    /// [`Self::open`], giving up at `deadline` when that comes before INIT's own limit; the
+    /// channel keeps the deadline for every later request (see [`Self::set_deadline`]).
+    pub fn open_until(mut transport: T, deadline: Option<Instant>) -> Result<Self, CtapHidError> {
         let nonce: [u8; 8] = rand::random();
-        let deadline = Instant::now() + PACKET_TIMEOUT;
-        write_message(&mut transport, BROADCAST_CID, cmd::INIT, &nonce)?;
+        let overall = deadline;
+        let deadline = earliest(Instant::now() + PACKET_TIMEOUT, overall);
+        if Instant::now() >= deadline {
+            return Err(CtapHidError::Timeout);
+        }
+        write_message(&mut transport, BROADCAST_CID, cmd::INIT, &nonce, deadline)?;
         let mut saw_foreign_nonce = false;
         let resp = loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -106,6 +124,9 @@ impl<T: Transport> CtapHidChannel<T> {
                         FramingViolation::InitNonceMismatch,
                     ))
                 }
+                Err(CtapHidError::Transport(
+                    TransportError::Timeout | TransportError::ShortReport { .. },
+                )) if Instant::now() >= deadline => return Err(CtapHidError::Timeout),
                 Err(CtapHidError::Transport(TransportError::Timeout)) => {
                     return Err(CtapHidError::Timeout)
                 }
@@ -144,6 +165,7 @@ impl<T: Transport> CtapHidChannel<T> {
             version,
             // CTAP2's default until getInfo says otherwise.
             max_msg_size: 1024,
+            deadline: overall,
         })
     }
 
@@ -164,11 +186,30 @@ impl<T: Transport> CtapHidChannel<T> {
         self.max_msg_size = n.clamp(1024, MAX_MESSAGE);
     }
 
+    /// The largest request payload this channel sends (maxMsgSize, or CTAP2's 1024).
+    pub fn max_msg_size(&self) -> usize {
+        self.max_msg_size
+    }
+
+    /// Bound every later request by `deadline` as well as by its own timeout: a login or a
+    /// signature ends by its deadline whatever the key does (slow answers, keepalives forever,
+    /// BUSY forever, trickled or stalled messages). `None` leaves each request its own timeout.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     /// Send one request and return the response payload.
     ///
-    /// `timeout` bounds the whole exchange including waiting for a touch; when it passes, or when
-    /// `on_keepalive` answers [`WaitDecision::Cancel`], CTAPHID_CANCEL is sent and the call fails.
-    /// A CHANNEL_BUSY answer (another program is using the key) is retried until the deadline.
+    /// `timeout` bounds the whole exchange including waiting for a touch, and so does the
+    /// channel's deadline ([`Self::set_deadline`]) when it comes first. Whenever the call gives
+    /// up on a request the key may still be working on (the time is up, `on_keepalive` answered
+    /// [`WaitDecision::Cancel`], the response stalled or broke off mid-message), CTAPHID_CANCEL
+    /// is sent before the call fails. A CHANNEL_BUSY answer (another program is using the key)
+    /// is retried until the deadline.
     pub fn call(
         &mut self,
         command: u8,
@@ -182,9 +223,22 @@ impl<T: Transport> CtapHidChannel<T> {
                 max: self.max_msg_size,
             });
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = earliest(Instant::now() + timeout, self.deadline);
         loop {
-            write_message(&mut self.transport, self.cid, command, payload)?;
+            if Instant::now() >= deadline {
+                // Nothing outstanding: the time ran out before (another) attempt.
+                return Err(CtapHidError::Timeout);
+            }
+            write_message(&mut self.transport, self.cid, command, payload, deadline).map_err(
+                |e| match e {
+                    CtapHidError::Transport(TransportError::Timeout)
+                        if Instant::now() >= deadline =>
+                    {
+                        CtapHidError::Timeout
+                    }
+                    other => other,
+                },
+            )?;
             match read_message(
                 &mut self.transport,
                 self.cid,
@@ -196,21 +250,26 @@ impl<T: Transport> CtapHidChannel<T> {
                 Err(CtapHidError::Device(HidErrorCode::ChannelBusy))
                     if Instant::now() < deadline =>
                 {
-                    std::thread::sleep(Duration::from_millis(100));
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    std::thread::sleep(BUSY_RETRY.min(left));
                 }
-                Err(e @ (CtapHidError::Timeout | CtapHidError::Cancelled)) => {
-                    // Best effort: the device may be gone, and the error we return matters more.
-                    let _ = self.cancel();
+                Err(e) => {
+                    if may_still_be_processing(&e) {
+                        // Best effort: the device may be gone, and the error we return matters
+                        // more.
+                        let _ = self.cancel();
+                    }
                     return Err(e);
                 }
-                other => return other,
+                ok => return ok,
             }
         }
     }
 
     /// Ask the device to abort the pending request on this channel. CANCEL has no response.
     pub fn cancel(&mut self) -> Result<(), CtapHidError> {
-        write_message(&mut self.transport, self.cid, cmd::CANCEL, &[])
+        let deadline = Instant::now() + CANCEL_WRITE_TIMEOUT;
+        write_message(&mut self.transport, self.cid, cmd::CANCEL, &[], deadline)
     }
 
     /// CTAPHID_PING: the device must echo the payload.
@@ -233,12 +292,42 @@ impl<T: Transport> CtapHidChannel<T> {
     }
 }
 
-/// Split a message into an initialization packet and continuation packets.
+/// The earlier of a request's own limit and the operation's deadline.
+fn earliest(limit: Instant, deadline: Option<Instant>) -> Instant {
+    deadline.map_or(limit, |d| d.min(limit))
+}
+
+/// Whether the key may still be working on a request the call gave up on with `e`, so that it
+/// deserves a CANCEL. Not when the key answered (a CTAPHID ERROR ends the request) or is gone.
+fn may_still_be_processing(e: &CtapHidError) -> bool {
+    !matches!(
+        e,
+        CtapHidError::Device(_)
+            | CtapHidError::Transport(
+                TransportError::Disconnected
+                    | TransportError::NoDevice
+                    | TransportError::Open { .. }
+            )
+    )
+}
+
+/// How long the next write may take: a report's own limit, or what is left before `deadline`.
+fn write_timeout(deadline: Instant) -> Result<Duration, CtapHidError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(CtapHidError::Transport(TransportError::Timeout));
+    }
+    Ok(left.min(WRITE_TIMEOUT))
+}
+
+/// Split a message into an initialization packet and continuation packets, all written before
+/// `deadline`.
 pub fn write_message<T: Transport + ?Sized>(
     transport: &mut T,
     cid: u32,
     command: u8,
     payload: &[u8],
+    deadline: Instant,
 ) -> Result<(), CtapHidError> {
     let len = u16::try_from(payload.len())
         .ok()
@@ -253,7 +342,7 @@ pub fn write_message<T: Transport + ?Sized>(
     report[5..7].copy_from_slice(&len.to_be_bytes());
     let first = payload.len().min(INIT_DATA);
     report[7..7 + first].copy_from_slice(&payload[..first]);
-    transport.write_report(&report)?;
+    transport.write_report(&report, write_timeout(deadline)?)?;
     for (seq, chunk) in payload[first..].chunks(CONT_DATA).enumerate() {
         let mut report: Report = [0; REPORT_SIZE];
         report[..4].copy_from_slice(&cid.to_be_bytes());
@@ -263,7 +352,7 @@ pub fn write_message<T: Transport + ?Sized>(
             max: MAX_MESSAGE,
         })?;
         report[5..5 + chunk.len()].copy_from_slice(chunk);
-        transport.write_report(&report)?;
+        transport.write_report(&report, write_timeout(deadline)?)?;
     }
     Ok(())
 }
@@ -286,7 +375,12 @@ pub fn read_message<T: Transport + ?Sized>(
         let report = transport
             .read_report(remaining.min(PACKET_TIMEOUT))
             .map_err(|e| match e {
-                TransportError::Timeout if Instant::now() >= deadline => CtapHidError::Timeout,
+                // The deadline passed with nothing, or part of a report, received.
+                TransportError::Timeout | TransportError::ShortReport { .. }
+                    if Instant::now() >= deadline =>
+                {
+                    CtapHidError::Timeout
+                }
                 other => CtapHidError::Transport(other),
             })?;
         if report[..4] != cid.to_be_bytes() {
@@ -399,3 +493,6 @@ impl Reassembler {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod deadline_tests;

@@ -37,9 +37,15 @@ impl HidrawTransport {
 }
 
 impl Transport for HidrawTransport {
-    fn write_report(&mut self, report: &Report) -> Result<(), TransportError> {
+    fn write_report(&mut self, report: &Report, timeout: Duration) -> Result<(), TransportError> {
         let mut out = [0u8; REPORT_SIZE + 1];
         out[1..].copy_from_slice(report);
+        // The file is non-blocking: wait (bounded) until the device takes a report.
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLOUT)];
+        if poll(&mut fds, PollTimeout::from(ms)).map_err(std::io::Error::from)? == 0 {
+            return Err(TransportError::Timeout);
+        }
         let written = self.file.write(&out)?;
         if written != out.len() {
             return Err(TransportError::ShortReport {
@@ -103,7 +109,7 @@ mod tests {
         for (i, b) in report.iter_mut().enumerate() {
             *b = u8::try_from(i).unwrap() + 1;
         }
-        t.write_report(&report).unwrap();
+        t.write_report(&report, Duration::from_millis(100)).unwrap();
         // The first 64 of the 65 bytes written: report id 0, then the report's first 63 bytes.
         let got = t.read_report(Duration::from_millis(100)).unwrap();
         assert_eq!(got[0], 0);

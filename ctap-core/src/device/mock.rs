@@ -14,6 +14,9 @@ pub struct MockTransport {
     pub written: Vec<Report>,
     /// When set, an empty queue reads as a closed connection instead of a timeout.
     pub closed_when_empty: bool,
+    /// When set, an empty queue waits out the read's timeout (as a silent device does) before
+    /// reporting it, and every report read costs this long (a slow device).
+    pub real_time: Option<Duration>,
 }
 
 impl MockTransport {
@@ -23,19 +26,31 @@ impl MockTransport {
             pending: VecDeque::new(),
             written: Vec::new(),
             closed_when_empty: false,
+            real_time: None,
         }
     }
 }
 
 impl Transport for MockTransport {
-    fn write_report(&mut self, report: &Report) -> Result<(), TransportError> {
+    fn write_report(&mut self, report: &Report, _timeout: Duration) -> Result<(), TransportError> {
         self.written.push(*report);
         let replies = (self.responder)(report);
         self.pending.extend(replies);
         Ok(())
     }
 
-    fn read_report(&mut self, _timeout: Duration) -> Result<Report, TransportError> {
+    fn read_report(&mut self, timeout: Duration) -> Result<Report, TransportError> {
+        if let Some(per_report) = self.real_time {
+            let wait = if self.pending.is_empty() {
+                timeout
+            } else {
+                per_report.min(timeout)
+            };
+            std::thread::sleep(wait);
+            if per_report > timeout {
+                return Err(TransportError::Timeout);
+            }
+        }
         match self.pending.pop_front() {
             Some(r) => Ok(r),
             None if self.closed_when_empty => Err(TransportError::Disconnected),

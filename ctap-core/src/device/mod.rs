@@ -19,7 +19,7 @@ pub use enumerate::{
 };
 pub use error::TransportError;
 pub use hidraw::HidrawTransport;
-pub use unix::UnixTransport;
+pub use unix::{send_all_nosignal, UnixTransport};
 pub use uri::DeviceUri;
 
 /// Size of one CTAPHID report, without the hidraw report-id byte.
@@ -32,13 +32,15 @@ pub type Report = [u8; REPORT_SIZE];
 ///
 /// Implementations never split, join or interpret reports: framing is [`crate::ctaphid`]'s job.
 pub trait Transport: Send {
-    /// Send one report. A short write is an error, never a partial report.
-    fn write_report(&mut self, report: &Report) -> Result<(), TransportError>;
+    /// Send one report, taking at most `timeout`. A short write is an error, never a partial
+    /// report. Never raises SIGPIPE (the PAM module runs inside sudo, login and sshd).
+    fn write_report(&mut self, report: &Report, timeout: Duration) -> Result<(), TransportError>;
 
-    /// Receive one report, waiting at most `timeout`.
+    /// Receive one report, waiting at most `timeout` for the whole of it (not per byte).
     ///
     /// Returns [`TransportError::Timeout`] when nothing arrived in time, so the caller can decide
-    /// between waiting longer (keepalive) and cancelling.
+    /// between waiting longer (keepalive) and cancelling; part of a report by then is
+    /// [`TransportError::ShortReport`].
     fn read_report(&mut self, timeout: Duration) -> Result<Report, TransportError>;
 
     /// A human-readable name for messages and logs (the device path or socket).
@@ -46,8 +48,8 @@ pub trait Transport: Send {
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
-    fn write_report(&mut self, report: &Report) -> Result<(), TransportError> {
-        (**self).write_report(report)
+    fn write_report(&mut self, report: &Report, timeout: Duration) -> Result<(), TransportError> {
+        (**self).write_report(report, timeout)
     }
     fn read_report(&mut self, timeout: Duration) -> Result<Report, TransportError> {
         (**self).read_report(timeout)

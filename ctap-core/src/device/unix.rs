@@ -1,7 +1,10 @@
-use std::io::{Read, Write};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{send, MsgFlags};
 
 use super::{Report, Transport, TransportError, REPORT_SIZE};
 
@@ -27,21 +30,52 @@ impl UnixTransport {
     }
 }
 
+/// Write all of `data` to a connected unix stream socket within `timeout`, with MSG_NOSIGNAL.
+///
+/// std's `write` on a socket whose peer closed raises SIGPIPE; a Rust program ignores that
+/// signal, but sudo, login and sshd, which load the PAM module, need not: the default action
+/// kills the host. With MSG_NOSIGNAL the failure is an `EPIPE` error instead. The timeout bounds
+/// the whole write, not each send(2).
+pub fn send_all_nosignal(stream: &UnixStream, data: &[u8], timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut sent = 0;
+    while sent < data.len() {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        // SO_SNDTIMEO bounds a blocking send(2); never zero (that means "block forever").
+        stream.set_write_timeout(Some(remaining.max(Duration::from_millis(1))))?;
+        match send(stream.as_raw_fd(), &data[sent..], MsgFlags::MSG_NOSIGNAL) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 impl Transport for UnixTransport {
-    fn write_report(&mut self, report: &Report) -> Result<(), TransportError> {
-        self.stream
-            .set_write_timeout(Some(Duration::from_secs(5)))?;
-        self.stream.write_all(report)?;
+    fn write_report(&mut self, report: &Report, timeout: Duration) -> Result<(), TransportError> {
+        send_all_nosignal(&self.stream, report, timeout)?;
         Ok(())
     }
 
     fn read_report(&mut self, timeout: Duration) -> Result<Report, TransportError> {
-        // A zero timeout means "block forever" to set_read_timeout; never ask for that.
-        let timeout = timeout.max(Duration::from_millis(1));
-        self.stream.set_read_timeout(Some(timeout))?;
+        // The timeout bounds the whole report: a peer trickling one byte at a time must not get
+        // a fresh timeout for every byte.
+        let deadline = Instant::now() + timeout;
         let mut report = [0u8; REPORT_SIZE];
         let mut filled = 0;
         while filled < REPORT_SIZE {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(partial_or_timeout(filled));
+            }
+            // A zero timeout means "block forever" to set_read_timeout; never ask for that.
+            self.stream
+                .set_read_timeout(Some(remaining.max(Duration::from_millis(1))))?;
             match self.stream.read(&mut report[filled..]) {
                 Ok(0) if filled == 0 => return Err(TransportError::Disconnected),
                 Ok(0) => {
@@ -51,19 +85,14 @@ impl Transport for UnixTransport {
                     })
                 }
                 Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                // A timeout in the middle of a report means the peer sent a partial one.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e)
-                    if filled > 0
-                        && matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
                 {
-                    return Err(TransportError::ShortReport {
-                        expected: REPORT_SIZE,
-                        got: filled,
-                    })
+                    return Err(partial_or_timeout(filled))
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -76,9 +105,23 @@ impl Transport for UnixTransport {
     }
 }
 
+/// A timeout with nothing received is [`TransportError::Timeout`]; in the middle of a report it
+/// means the peer sent a partial one.
+fn partial_or_timeout(filled: usize) -> TransportError {
+    if filled == 0 {
+        TransportError::Timeout
+    } else {
+        TransportError::ShortReport {
+            expected: REPORT_SIZE,
+            got: filled,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::os::unix::net::UnixListener;
 
     fn pair() -> (UnixTransport, UnixStream, tempdir::Dir) {
@@ -116,7 +159,7 @@ mod tests {
         let mut r = [0u8; 64];
         r[0] = 0xAA;
         r[63] = 0x55;
-        t.write_report(&r).unwrap();
+        t.write_report(&r, Duration::from_secs(1)).unwrap();
         let mut got = [0u8; 64];
         peer.read_exact(&mut got).unwrap();
         assert_eq!(got, r);
@@ -150,5 +193,82 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("/nonexistent/ctap.sock"), "{err}");
+    }
+
+    #[test]
+    fn a_trickled_report_is_bounded_by_the_timeout_not_per_byte() {
+        let (mut t, mut peer, _d) = pair();
+        let feeder = std::thread::spawn(move || {
+            // One byte every 40 ms: each read sees data well within any per-read timeout.
+            for _ in 0..64 {
+                if peer.write_all(&[0u8]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(40));
+            }
+        });
+        let start = Instant::now();
+        let r = t.read_report(Duration::from_millis(300));
+        let elapsed = start.elapsed();
+        assert!(
+            matches!(r, Err(TransportError::ShortReport { .. })),
+            "{:?}",
+            r.err()
+        );
+        assert!(elapsed < Duration::from_millis(600), "took {elapsed:?}");
+        drop(t);
+        feeder.join().unwrap();
+    }
+
+    /// A peer answering INIT one byte at a time (each byte well inside any per-read timeout)
+    /// cannot hold INIT past its 3 s limit (before, every byte restarted the read timeout:
+    /// 64 bytes at 2.5 s each held it for 160 s).
+    #[test]
+    fn a_trickling_peer_cannot_hold_init_past_its_limit() {
+        let (t, mut peer, _d) = pair();
+        let feeder = std::thread::spawn(move || {
+            let mut request = [0u8; 64];
+            if peer.read_exact(&mut request).is_err() {
+                return;
+            }
+            for _ in 0..64 {
+                if peer.write_all(&[0xFF]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let start = Instant::now();
+        let r = crate::ctaphid::CtapHidChannel::open(t);
+        let took = start.elapsed();
+        assert!(r.is_err());
+        assert!(took < Duration::from_millis(3500), "took {took:?}");
+        feeder.join().unwrap();
+    }
+
+    #[test]
+    fn writing_to_a_closed_peer_is_an_error() {
+        let (mut t, peer, _d) = pair();
+        drop(peer);
+        let r = t.write_report(&[0u8; 64], Duration::from_secs(1));
+        assert!(
+            matches!(r, Err(TransportError::Disconnected)),
+            "{:?}",
+            r.err()
+        );
+    }
+
+    #[test]
+    fn a_peer_that_never_reads_cannot_block_a_write_past_its_timeout() {
+        let (t, _peer, _d) = pair();
+        let start = Instant::now();
+        let big = vec![0u8; 16 << 20];
+        let r = send_all_nosignal(&t.stream, &big, Duration::from_millis(200));
+        assert!(r.is_err());
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }
