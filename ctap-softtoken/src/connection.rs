@@ -378,7 +378,10 @@ impl Connection {
                         return Flow::Close;
                     }
                     Some(Plan::Stall) => None,
-                    Some(Plan::Process) | None => match self.engine.submit(payload) {
+                    Some(Plan::Process) | None => match self.engine.submit(match fault {
+                        Some(f) => f.mangle_request(payload),
+                        None => payload,
+                    }) {
                         Ok(ticket) => Some((ticket, fault)),
                         Err(_) => {
                             self.log("the authenticator stopped; closing");
