@@ -406,6 +406,21 @@ mod tests {
             }
         }
 
+        /// The same for near-canonical input: a generated value's encoding with one byte changed
+        /// (random bytes are rarely CBOR at all).
+        #[test]
+        fn accepted_mutants_re_encode_to_the_same_bytes(v in any_value(), at in any::<usize>(), x in 1u8..=255) {
+            let mut bytes = encode(&v);
+            if !bytes.is_empty() {
+                let i = at % bytes.len();
+                bytes[i] ^= x;
+            }
+            if let Ok(d) = decode_strict(&bytes) {
+                prop_assert_eq!(encode(&d), bytes.clone());
+                prop_assert!(!has_repeated_key(&d));
+            }
+        }
+
         /// Canonical encodings of generated values: accepted exactly when no map repeats a key.
         #[test]
         fn values_with_a_repeated_key_are_refused(v in any_value()) {
