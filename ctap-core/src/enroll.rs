@@ -237,10 +237,15 @@ pub fn enroll(
             "the confirmation assertion's signature does not verify".into(),
         )));
     }
-    let output = resp
-        .hmac_secret
-        .as_ref()
-        .ok_or_else(|| EnrollError::Refused("the key returned no hmac-secret output".into()))?;
+    let output = match resp.hmac_secret {
+        Some(Ok(ref o)) => o,
+        Some(Err(e)) => return Err(EnrollError::Device(e)),
+        None => {
+            return Err(EnrollError::Refused(
+                "the key returned no hmac-secret output".into(),
+            ))
+        }
+    };
 
     let mut state = CredentialState::new(cred.credential_id.clone(), resp.auth_data.sign_count);
     state.hmac_salt = Some(salt);

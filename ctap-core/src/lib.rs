@@ -23,6 +23,9 @@ pub mod ctaphid;
 pub mod device;
 pub mod enroll;
 pub mod fs;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod login;
 pub mod pamu2f;
 pub mod session;

@@ -128,6 +128,7 @@ impl LoginError {
                 VerifyError::BadSignature => "bad_signature",
                 VerifyError::HmacMismatch
                 | VerifyError::HmacMissing
+                | VerifyError::HmacUnusable(_)
                 | VerifyError::HmacUvMismatch { .. } => "hmac_mismatch",
                 VerifyError::UserNotPresent | VerifyError::UserNotVerified => "flags",
                 VerifyError::RpIdHashMismatch | VerifyError::UnexpectedCredential => {

@@ -101,8 +101,11 @@ pub enum VerifyError {
     UserNotPresent,
     UserNotVerified,
     BadSignature,
-    /// The credential is enrolled with hmac-secret but state has no check, or the key sent no output.
+    /// The credential is enrolled with hmac-secret but state has no check, or no salts were sent.
     HmacMissing,
+    /// The key's hmac-secret output is absent, mistyped, undecryptable or of the wrong length.
+    /// Logged as `hmac_mismatch`, like a wrong output: the key must not choose the reason.
+    HmacUnusable(String),
     /// The hmac-secret check was made with a different UV state than this login's.
     HmacUvMismatch {
         enrolled_with_uv: bool,
@@ -133,6 +136,7 @@ impl fmt::Display for VerifyError {
                 if *enrolled_with_uv { "with" } else { "without" },
                 if *enrolled_with_uv { "not verified" } else { "verified" }
             ),
+            VerifyError::HmacUnusable(m) => write!(f, "hmac-secret output does not match the enrolled check ({m})"),
             VerifyError::HmacMismatch => write!(f, "hmac-secret output does not match the enrolled check"),
             VerifyError::CounterRegression { stored, received } => write!(
                 f,
@@ -199,6 +203,9 @@ pub fn verify_assertion(
         else {
             return Err(VerifyError::HmacMissing);
         };
+        let output = output
+            .as_ref()
+            .map_err(|e| VerifyError::HmacUnusable(e.to_string()))?;
         if state.hmac_uv != ad.flags.user_verified() {
             return Err(VerifyError::HmacUvMismatch {
                 enrolled_with_uv: state.hmac_uv,

@@ -434,7 +434,10 @@ impl Connection {
                         None
                     }
                     Some(Plan::Stall) => None,
-                    Some(Plan::Process) | None => match self.engine.submit(payload) {
+                    Some(Plan::Process) | None => match self.engine.submit(match fault {
+                        Some(f) => f.mangle_request(payload),
+                        None => payload,
+                    }) {
                         Ok(ticket) => Some((ticket, fault)),
                         Err(_) => {
                             self.log("the authenticator stopped; closing");

@@ -39,6 +39,19 @@ pub enum Fault {
     StallMidMessage,
     /// Timing: answer every getAssertion with CTAPHID ERROR CHANNEL_BUSY.
     BusyForever,
+    /// Protocol strictness: repeat the signature member (3) after the real one, with junk.
+    DuplicateKey,
+    /// Protocol strictness: set the AT flag in the assertion's authenticatorData.
+    AtFlag,
+    /// Protocol strictness: append a byte to the assertion's authenticatorData.
+    TrailingAuthdata,
+    /// Protocol strictness: answer with a credential descriptor whose type is not "public-key".
+    BadDescriptorType,
+    /// Protocol strictness: answer with a credential descriptor whose id is text, not bytes.
+    BadDescriptorId,
+    /// Protocol strictness: drop the hmac-secret input from the request, so the (validly
+    /// signed) answer carries no hmac-secret output.
+    HmacMissing,
 }
 
 /// How late `slow-answer` answers each command.
@@ -96,6 +109,12 @@ impl Fault {
         Fault::Trickle,
         Fault::StallMidMessage,
         Fault::BusyForever,
+        Fault::DuplicateKey,
+        Fault::AtFlag,
+        Fault::TrailingAuthdata,
+        Fault::BadDescriptorType,
+        Fault::BadDescriptorId,
+        Fault::HmacMissing,
     ];
 
     pub fn name(self) -> &'static str {
@@ -112,6 +131,12 @@ impl Fault {
             Fault::Trickle => "trickle",
             Fault::StallMidMessage => "stall-mid-message",
             Fault::BusyForever => "busy-forever",
+            Fault::DuplicateKey => "duplicate-key",
+            Fault::AtFlag => "at-flag",
+            Fault::TrailingAuthdata => "trailing-authdata",
+            Fault::BadDescriptorType => "bad-descriptor-type",
+            Fault::BadDescriptorId => "bad-descriptor-id",
+            Fault::HmacMissing => "hmac-missing",
         }
     }
 
@@ -137,6 +162,18 @@ impl Fault {
             Fault::Trickle => "send the response one byte every 100 ms",
             Fault::StallMidMessage => "send the first report of the response, then nothing",
             Fault::BusyForever => "answer every getAssertion with CTAPHID CHANNEL_BUSY",
+            Fault::DuplicateKey => {
+                "repeat the signature member after the real one (junk bytes); CBOR stays sorted"
+            }
+            Fault::AtFlag => "set the AT (attested data) flag in the assertion's authenticatorData",
+            Fault::TrailingAuthdata => "append a byte to the assertion's authenticatorData",
+            Fault::BadDescriptorType => {
+                "answer with a credential descriptor of type \"secret-key\""
+            }
+            Fault::BadDescriptorId => "answer with a credential descriptor whose id is text",
+            Fault::HmacMissing => {
+                "drop the hmac-secret input from the request: a signed answer without the output"
+            }
         }
     }
 
@@ -166,7 +203,37 @@ impl Fault {
             | Fault::TruncateReport
             | Fault::MalformedCbor
             | Fault::BadStatus
-            | Fault::WrongChannel => Plan::Process,
+            | Fault::WrongChannel
+            | Fault::DuplicateKey
+            | Fault::AtFlag
+            | Fault::TrailingAuthdata
+            | Fault::BadDescriptorType
+            | Fault::BadDescriptorId
+            | Fault::HmacMissing => Plan::Process,
+        }
+    }
+
+    /// Turn the client's request (command byte first) into the one the authenticator sees.
+    pub fn mangle_request(self, request: Vec<u8>) -> Vec<u8> {
+        match self {
+            Fault::HmacMissing => strip_extensions(request),
+            Fault::CorruptSignature
+            | Fault::TruncateReport
+            | Fault::MalformedCbor
+            | Fault::StallKeepalive
+            | Fault::DropConnection
+            | Fault::BadStatus
+            | Fault::WrongChannel
+            | Fault::DuplicateKey
+            | Fault::AtFlag
+            | Fault::TrailingAuthdata
+            | Fault::BadDescriptorType
+            | Fault::BadDescriptorId
+            | Fault::SlowAnswer
+            | Fault::ProbeKeepalive
+            | Fault::Trickle
+            | Fault::StallMidMessage
+            | Fault::BusyForever => request,
         }
     }
 
@@ -183,6 +250,27 @@ impl Fault {
             Fault::StallMidMessage => Delivery::FirstReportOnly(response),
             // Delayed, not changed.
             Fault::SlowAnswer => Delivery::Normal(response),
+            Fault::DuplicateKey => Delivery::Normal(edit_response(response, duplicate_signature)),
+            Fault::AtFlag => Delivery::Normal(edit_response(response, |m| {
+                edit_auth_data(m, |ad| {
+                    if let Some(flags) = ad.get_mut(32) {
+                        *flags |= 0x40;
+                    }
+                })
+            })),
+            Fault::TrailingAuthdata => Delivery::Normal(edit_response(response, |m| {
+                edit_auth_data(m, |ad| ad.push(0))
+            })),
+            Fault::BadDescriptorType => Delivery::Normal(edit_response(response, |m| {
+                edit_descriptor(m, "type", |_| Value::Text("secret-key".into()))
+            })),
+            Fault::BadDescriptorId => Delivery::Normal(edit_response(response, |m| {
+                edit_descriptor(m, "id", |id| match id {
+                    Value::Bytes(b) => Value::Text(b.iter().map(|x| format!("{x:02x}")).collect()),
+                    other => other.clone(),
+                })
+            })),
+            Fault::HmacMissing => Delivery::Normal(response),
             // Never reached: these plans do not produce a response to mangle.
             Fault::StallKeepalive
             | Fault::DropConnection
@@ -205,6 +293,70 @@ fn is_silent_probe(params: &[u8]) -> bool {
                     .any(|(k, v)| k.as_text() == Some("up") && v.as_bool() == Some(false))
             })
     })
+}
+
+type Members = Vec<(Value, Value)>;
+
+/// Apply `edit` to the members of a successful response and re-encode with ctap-core's
+/// canonical encoder (a stable sort: repeated keys stay, in order). An error response, or one
+/// that does not parse, goes out unchanged.
+fn edit_response(response: Vec<u8>, edit: impl FnOnce(&mut Members)) -> Vec<u8> {
+    let Some((&0x00, body)) = response.split_first() else {
+        return response;
+    };
+    let Ok(Value::Map(mut entries)) = ciborium::from_reader::<Value, _>(body) else {
+        return response;
+    };
+    edit(&mut entries);
+    let body = cbor::encode(&Value::Map(entries));
+    if body.is_empty() {
+        return response;
+    }
+    [&[0x00][..], &body].concat()
+}
+
+fn member(entries: &mut Members, key: i64) -> Option<&mut Value> {
+    entries
+        .iter_mut()
+        .find(|(k, _)| k.as_integer() == Some(key.into()))
+        .map(|(_, v)| v)
+}
+
+/// A second signature member after the real one: a parser that reads the first member finds a
+/// good signature, one that reads the last finds junk.
+fn duplicate_signature(entries: &mut Members) {
+    if member(entries, 3).is_some() {
+        entries.push((Value::from(3), Value::Bytes(vec![0x30, 0x00])));
+    }
+}
+
+fn edit_auth_data(entries: &mut Members, edit: impl FnOnce(&mut Vec<u8>)) {
+    if let Some(Value::Bytes(ad)) = member(entries, 2) {
+        edit(ad);
+    }
+}
+
+/// Change one member of the credential descriptor (response member 1).
+fn edit_descriptor(entries: &mut Members, name: &str, edit: impl Fn(&Value) -> Value) {
+    if let Some(Value::Map(desc)) = member(entries, 1) {
+        for (k, v) in desc.iter_mut() {
+            if k.as_text() == Some(name) {
+                *v = edit(v);
+            }
+        }
+    }
+}
+
+/// Remove the extensions (member 4) from a getAssertion request.
+fn strip_extensions(request: Vec<u8>) -> Vec<u8> {
+    let Some((&command, body)) = request.split_first() else {
+        return request;
+    };
+    let Ok(Value::Map(mut entries)) = ciborium::from_reader::<Value, _>(body) else {
+        return request;
+    };
+    entries.retain(|(k, _)| k.as_integer() != Some(4.into()));
+    [vec![command], cbor::encode(&Value::Map(entries))].concat()
 }
 
 /// Flip the first byte of the signature in a successful getAssertion response and re-encode.
@@ -282,6 +434,74 @@ mod tests {
         };
         assert_eq!(bytes[0], 0x00);
         assert!(ciborium::from_reader::<Value, _>(&bytes[1..]).is_err());
+    }
+
+    fn members(delivery: Delivery) -> Vec<(Value, Value)> {
+        let Delivery::Normal(bytes) = delivery else {
+            panic!("expected a normal delivery");
+        };
+        assert_eq!(bytes[0], 0x00);
+        match ciborium::from_reader::<Value, _>(&bytes[1..]).expect("CBOR") {
+            Value::Map(m) => m,
+            other => panic!("not a map: {other:?}"),
+        }
+    }
+
+    fn assertion() -> Vec<u8> {
+        encode(&Value::Map(vec![
+            (
+                Value::from(1),
+                Value::Map(vec![
+                    (Value::from("id"), Value::Bytes(vec![1, 2])),
+                    (Value::from("type"), Value::from("public-key")),
+                ]),
+            ),
+            (Value::from(2), Value::Bytes(vec![7; 37])),
+            (Value::from(3), Value::Bytes(vec![0x30, 0x44, 0x02])),
+        ]))
+    }
+
+    #[test]
+    fn strictness_faults_change_what_they_name() {
+        let m = members(Fault::DuplicateKey.mangle(assertion()));
+        let sigs: Vec<_> = m.iter().filter(|(k, _)| k == &Value::from(3)).collect();
+        assert_eq!(sigs.len(), 2);
+        assert_eq!(
+            sigs[0].1,
+            Value::Bytes(vec![0x30, 0x44, 0x02]),
+            "real one first"
+        );
+
+        let m = members(Fault::AtFlag.mangle(assertion()));
+        assert_eq!(m[1].1.as_bytes().unwrap()[32], 7 | 0x40);
+        let m = members(Fault::TrailingAuthdata.mangle(assertion()));
+        assert_eq!(m[1].1.as_bytes().unwrap().len(), 38);
+
+        let m = members(Fault::BadDescriptorType.mangle(assertion()));
+        assert_eq!(m[0].1.as_map().unwrap()[1].1, Value::from("secret-key"));
+        let m = members(Fault::BadDescriptorId.mangle(assertion()));
+        assert_eq!(m[0].1.as_map().unwrap()[0].1, Value::from("0102"));
+
+        // Errors pass unchanged.
+        assert_eq!(
+            Fault::AtFlag.mangle(vec![0x2E]),
+            Delivery::Normal(vec![0x2E])
+        );
+    }
+
+    #[test]
+    fn hmac_missing_drops_the_extensions_from_the_request() {
+        let req = Value::Map(vec![
+            (Value::from(1), Value::from("pam://x")),
+            (Value::from(4), Value::Map(vec![])),
+        ]);
+        let mut bytes = vec![GET_ASSERTION];
+        ciborium::into_writer(&req, &mut bytes).unwrap();
+        let out = Fault::HmacMissing.mangle_request(bytes.clone());
+        assert_eq!(out[0], GET_ASSERTION);
+        let v: Value = ciborium::from_reader(&out[1..]).unwrap();
+        assert_eq!(v.as_map().unwrap().len(), 1);
+        assert_eq!(Fault::AtFlag.mangle_request(bytes.clone()), bytes);
     }
 
     #[test]

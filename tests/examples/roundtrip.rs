@@ -105,6 +105,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let out = a
             .hmac_secret
             .as_ref()
+            .and_then(|h| h.as_ref().ok())
             .map(|h| hex(&Sha256::digest(&h.output1[..]))[..16].to_string())
             .unwrap_or_default();
         println!(

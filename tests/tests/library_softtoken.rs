@@ -177,7 +177,7 @@ fn hmac_secret_is_stable_per_salt_and_differs_with_uv() {
             .get_assertion(&assertion_req(&cred, Some(salt)), token, &mut go())
             .unwrap();
         (
-            *a.hmac_secret.unwrap().output1,
+            *a.hmac_secret.unwrap().unwrap().output1,
             a.auth_data.flags.user_verified(),
         )
     };
@@ -226,11 +226,13 @@ fn two_salts_give_two_outputs() {
         .get_assertion(&req, None, &mut go())
         .unwrap()
         .hmac_secret
+        .unwrap()
         .unwrap();
     let one = c
         .get_assertion(&assertion_req(&cred, Some([2; 32])), None, &mut go())
         .unwrap()
         .hmac_secret
+        .unwrap()
         .unwrap();
     assert_eq!(*both.output2.unwrap(), *one.output1);
 }

@@ -166,3 +166,41 @@ fn pam_truncated_or_malformed_responses_are_auth_err() {
     s.restart_key(None, &[]);
     assert_eq!(s.auth("daemon").result, PamResult::Success);
 }
+
+/// A key that breaks the protocol's shape (issue 10, items 1 and 2) is refused as a misbehaving
+/// device, before anything it said is believed; one whose validly signed answer lacks the
+/// hmac-secret output is refused as an hmac mismatch, the reason a wrong output gets, so the key
+/// cannot choose what the audit log says.
+#[test]
+fn pam_protocol_violations_are_refused_with_their_reason() {
+    if !can_run("pam_protocol_violations_are_refused_with_their_reason") {
+        return;
+    }
+    let mut s = Setup::new("pam-strict", "daemon", "", "");
+    let before = sign_count(&s, "daemon");
+    for (fault, reason, words) in [
+        ("duplicate-key", "device_error", "repeats a key"),
+        ("at-flag", "device_error", "AT flag"),
+        ("trailing-authdata", "device_error", "trailing bytes"),
+        ("bad-descriptor-type", "device_error", "type is not"),
+        (
+            "bad-descriptor-id",
+            "device_error",
+            "id is not a byte string",
+        ),
+        ("hmac-missing", "hmac_mismatch", "hmac-secret output"),
+    ] {
+        s.restart_key(None, &["--fault", fault]);
+        let r = s.auth("daemon");
+        assert_eq!(r.result, PamResult::AuthErr, "{fault}: {r:?}");
+        let line = s.fx.auth_line();
+        assert_contains(
+            &line,
+            &["auth failed: ", &format!("reason={reason} "), words],
+        );
+        println!("{fault}: {line}");
+    }
+    assert_eq!(sign_count(&s, "daemon"), before, "state untouched");
+    s.restart_key(None, &[]);
+    assert_eq!(s.auth("daemon").result, PamResult::Success);
+}

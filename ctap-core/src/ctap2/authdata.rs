@@ -51,6 +51,21 @@ pub struct AuthenticatorData {
 }
 
 impl AuthenticatorData {
+    /// Parse the authenticatorData of an assertion, which never carries attested credential
+    /// data: the AT flag is refused whether or not the data follows (WebAuthn section 6.1; a key
+    /// that attaches a credential public key to a login answer is not following the protocol).
+    pub fn parse_assertion(raw: &[u8]) -> Result<Self, CtapError> {
+        match raw.get(32) {
+            Some(&flags) if Flags(flags).attested() => Err(CtapError::misbehaved(
+                "assertion authenticatorData has the AT flag (attested credential data)",
+            )),
+            _ => Self::parse(raw),
+        }
+    }
+
+    /// Parse authenticatorData as makeCredential returns it (or any, for tests). The embedded
+    /// COSE key and extensions are decoded as strictly as a whole response; the ED flag must match
+    /// an extensions map that runs exactly to the end, and nothing may follow.
     pub fn parse(raw: &[u8]) -> Result<Self, CtapError> {
         let short = || CtapError::misbehaved("authenticatorData is truncated");
         let head = raw.get(..37).ok_or_else(short)?;
@@ -72,7 +87,7 @@ impl AuthenticatorData {
             }
             let credential_id = rest.get(18..18 + id_len).ok_or_else(short)?.to_vec();
             rest = &rest[18 + id_len..];
-            let (key_value, used) = cbor::decode_prefix(rest)?;
+            let (key_value, used) = cbor::decode_strict_prefix(rest)?;
             let public_key = CoseKey::from_value(&key_value)?;
             rest = &rest[used..];
             Some(AttestedCredential {
@@ -85,7 +100,7 @@ impl AuthenticatorData {
         };
 
         let extensions = if flags.has_extensions() {
-            let (ext, used) = cbor::decode_prefix(rest)?;
+            let (ext, used) = cbor::decode_strict_prefix(rest)?;
             CborMap::new(&ext, "authenticatorData extensions")?;
             rest = &rest[used..];
             Some(ext)

@@ -31,7 +31,7 @@ fn canonical(value: &Value) -> Value {
                     (kb, k, canonical(v))
                 })
                 .collect();
-            sorted.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.cmp(&b.0)));
+            sorted.sort_by(|a, b| canonical_order(&a.0, &b.0));
             Value::Map(sorted.into_iter().map(|(_, k, v)| (k, v)).collect())
         }
         Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
@@ -40,26 +40,38 @@ fn canonical(value: &Value) -> Value {
     }
 }
 
-/// Decode one CBOR item that must fill `bytes` exactly and be in canonical form: a key that
-/// encodes the same data two ways could hide something from one of two parsers.
+/// How deeply arrays, maps and tags may nest. CTAP messages nest four levels at most (a
+/// getAssertion's extensions: map, map, COSE key map, member); the limit is enforced while
+/// decoding, so hostile nesting is an error, never a deep recursion.
+pub const MAX_DEPTH: usize = 16;
+
+/// Decode one CBOR item that must fill `bytes` exactly and be in CTAP2 canonical form, with no
+/// map holding the same key twice and no tags (CTAP 2.1 section 8). A key that encodes the same
+/// data two ways, or a map that says two things about one member, could show one thing to us and
+/// another to a second parser.
 pub fn decode_strict(bytes: &[u8]) -> Result<Value, CtapError> {
-    let (value, used) = decode_prefix(bytes)?;
+    let (value, used) = decode_strict_prefix(bytes)?;
     if used != bytes.len() {
         return Err(CtapError::misbehaved("trailing bytes after CBOR"));
-    }
-    if encode(&value) != bytes {
-        return Err(CtapError::misbehaved("CBOR is not in canonical form"));
     }
     Ok(value)
 }
 
-/// Decode one CBOR item from the start of `bytes`, returning it and how many bytes it used
-/// (authenticatorData embeds a COSE key whose length is only known by parsing it).
-pub fn decode_prefix(bytes: &[u8]) -> Result<(Value, usize), CtapError> {
+/// Decode one CBOR item from the start of `bytes` under the same rules as [`decode_strict`],
+/// returning it and how many bytes it used: authenticatorData embeds a COSE key whose length is
+/// only known by parsing it. The bytes it used are exactly the canonical encoding of the value.
+pub fn decode_strict_prefix(bytes: &[u8]) -> Result<(Value, usize), CtapError> {
     let mut cursor = std::io::Cursor::new(bytes);
-    let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut cursor, 16)
+    let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut cursor, MAX_DEPTH)
         .map_err(|e| CtapError::misbehaved(cbor_error(&e)))?;
-    let used = usize::try_from(cursor.position()).unwrap_or(bytes.len());
+    let used = usize::try_from(cursor.position())
+        .ok()
+        .filter(|&u| u <= bytes.len())
+        .ok_or_else(|| CtapError::misbehaved("invalid CBOR: length out of range"))?;
+    check_strict(&value)?;
+    if encode(&value) != bytes[..used] {
+        return Err(CtapError::misbehaved("CBOR is not in canonical form"));
+    }
     Ok((value, used))
 }
 
@@ -80,6 +92,43 @@ fn cbor_error(e: &ciborium::de::Error<std::io::Error>) -> String {
     }
 }
 
+/// No tags, and in every map the keys' encodings strictly increase in canonical order: that
+/// rules out both unsorted and repeated keys. The value came from a depth-limited decode, so
+/// this recursion is bounded by [`MAX_DEPTH`].
+fn check_strict(value: &Value) -> Result<(), CtapError> {
+    match value {
+        Value::Map(entries) => {
+            let mut previous: Option<Vec<u8>> = None;
+            for (k, v) in entries {
+                check_strict(k)?;
+                check_strict(v)?;
+                let key = encode(k);
+                if let Some(p) = &previous {
+                    match canonical_order(p, &key) {
+                        std::cmp::Ordering::Less => {}
+                        std::cmp::Ordering::Equal => {
+                            return Err(CtapError::misbehaved("CBOR map repeats a key"))
+                        }
+                        std::cmp::Ordering::Greater => {
+                            return Err(CtapError::misbehaved("CBOR is not in canonical form"))
+                        }
+                    }
+                }
+                previous = Some(key);
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter().try_for_each(check_strict),
+        Value::Tag(..) => Err(CtapError::misbehaved("CBOR tags are not allowed in CTAP")),
+        _ => Ok(()),
+    }
+}
+
+/// CTAP2 canonical key order: shorter encodings first, then bytewise.
+fn canonical_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
 /// A CBOR map with integer or text keys, read member by member.
 pub struct CborMap<'a> {
     entries: &'a [(Value, Value)],
@@ -87,9 +136,18 @@ pub struct CborMap<'a> {
 }
 
 impl<'a> CborMap<'a> {
+    /// Read `value` as a map. A map with a repeated key is refused here too, whoever built it:
+    /// [`CborMap::get`] could only pick one of the two answers.
     pub fn new(value: &'a Value, what: &'static str) -> Result<Self, CtapError> {
         match value {
-            Value::Map(entries) => Ok(CborMap { entries, what }),
+            Value::Map(entries) => {
+                let mut keys: Vec<Vec<u8>> = entries.iter().map(|(k, _)| encode(k)).collect();
+                keys.sort_unstable();
+                if keys.windows(2).any(|w| w[0] == w[1]) {
+                    return Err(CtapError::misbehaved(format!("{what} repeats a key")));
+                }
+                Ok(CborMap { entries, what })
+            }
             _ => Err(CtapError::misbehaved(format!("{what} is not a CBOR map"))),
         }
     }
@@ -260,11 +318,149 @@ mod tests {
         assert!(decode_strict(&bytes).is_err());
     }
 
+    #[test]
+    fn repeated_keys_are_refused_at_every_level() {
+        // {1: 2, 1: 3}: sorted, so the old re-encoding check let it through.
+        for hex_in in [
+            "a201020103",
+            // {"a": 1, "a": 1}
+            "a2616101616101",
+            // [{1: 2, 1: 2}]
+            "81a201020102",
+            // {1: {"x": 1, "x": 2}}
+            "a101a2617801617802",
+        ] {
+            let err = decode_strict(&hex::decode(hex_in).unwrap()).unwrap_err();
+            assert!(err.to_string().contains("repeats a key"), "{hex_in}: {err}");
+        }
+        // The same through the prefix decoder authenticatorData uses.
+        assert!(decode_strict_prefix(&hex::decode("a20102010300").unwrap()).is_err());
+        // And in values built by hand (CborMap is the only reader).
+        let v = Value::Map(vec![
+            (Value::Integer(1.into()), Value::Bool(true)),
+            (Value::Integer(1.into()), Value::Bool(false)),
+        ]);
+        assert!(CborMap::new(&v, "test map").is_err());
+    }
+
+    #[test]
+    fn tags_and_non_canonical_prefixes_are_refused() {
+        // Tag 1 (epoch time) around 0.
+        assert!(decode_strict(&hex::decode("c100").unwrap()).is_err());
+        // A prefix in canonical form, then anything: the prefix decoder reports its length.
+        let (v, used) = decode_strict_prefix(&hex::decode("a1010200ff").unwrap()).unwrap();
+        assert_eq!(used, 3);
+        assert_eq!(encode(&v), hex::decode("a10102").unwrap());
+        // A non-canonical prefix (keys out of order) is refused even though more bytes follow.
+        assert!(decode_strict_prefix(&hex::decode("a202010101ff").unwrap()).is_err());
+    }
+
+    #[test]
+    fn nesting_limit_is_exact() {
+        let nested = |depth: usize| {
+            let mut b = vec![0x81u8; depth];
+            b.push(0x00);
+            b
+        };
+        assert!(decode_strict(&nested(MAX_DEPTH - 1)).is_ok());
+        let err = decode_strict(&nested(MAX_DEPTH + 1)).unwrap_err();
+        assert!(err.to_string().contains("nested too deeply"), "{err}");
+    }
+
+    /// Arbitrary CBOR values, maps included (with arbitrary, possibly repeated, keys).
+    fn any_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            any::<i64>().prop_map(|i| Value::Integer(i.into())),
+            any::<bool>().prop_map(Value::Bool),
+            proptest::collection::vec(any::<u8>(), 0..8).prop_map(Value::Bytes),
+            "[a-z]{0,4}".prop_map(Value::Text),
+            Just(Value::Null),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec((inner.clone(), inner), 0..4).prop_map(Value::Map),
+            ]
+        })
+    }
+
+    fn has_repeated_key(v: &Value) -> bool {
+        match v {
+            Value::Map(entries) => {
+                let mut keys: Vec<Vec<u8>> = entries.iter().map(|(k, _)| encode(k)).collect();
+                keys.sort();
+                let before = keys.len();
+                keys.dedup();
+                keys.len() != before
+                    || entries
+                        .iter()
+                        .any(|(k, v)| has_repeated_key(k) || has_repeated_key(v))
+            }
+            Value::Array(items) => items.iter().any(has_repeated_key),
+            _ => false,
+        }
+    }
+
     proptest! {
+        /// Whatever the decoder accepts is exactly the canonical encoding of what it returns.
+        #[test]
+        fn accepted_input_re_encodes_to_the_same_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(v) = decode_strict(&bytes) {
+                prop_assert_eq!(encode(&v), bytes.clone());
+            }
+            if let Ok((v, used)) = decode_strict_prefix(&bytes) {
+                prop_assert_eq!(encode(&v), bytes[..used].to_vec());
+            }
+        }
+
+        /// The same for near-canonical input: a generated value's encoding with one byte changed
+        /// (random bytes are rarely CBOR at all).
+        #[test]
+        fn accepted_mutants_re_encode_to_the_same_bytes(v in any_value(), at in any::<usize>(), x in 1u8..=255) {
+            let mut bytes = encode(&v);
+            if !bytes.is_empty() {
+                let i = at % bytes.len();
+                bytes[i] ^= x;
+            }
+            if let Ok(d) = decode_strict(&bytes) {
+                prop_assert_eq!(encode(&d), bytes.clone());
+                prop_assert!(!has_repeated_key(&d));
+            }
+        }
+
+        /// Canonical encodings of generated values: accepted exactly when no map repeats a key.
+        #[test]
+        fn values_with_a_repeated_key_are_refused(v in any_value()) {
+            let bytes = encode(&v);
+            let decoded = decode_strict(&bytes);
+            if has_repeated_key(&v) {
+                prop_assert!(decoded.is_err());
+            } else {
+                prop_assert_eq!(decoded.ok(), Some(canonical(&v)));
+            }
+        }
+
+        /// Nesting past the limit, of arrays, maps and tags mixed, is an error, not a stack
+        /// overflow, however deep.
+        #[test]
+        fn deep_nesting_is_refused(kinds in proptest::collection::vec(0u8..3, MAX_DEPTH + 1..20_000)) {
+            let mut bytes = Vec::new();
+            for k in &kinds {
+                match k {
+                    0 => bytes.push(0x81),       // array of one
+                    1 => bytes.extend([0xA1, 0x00]), // map {0: ...}
+                    _ => bytes.push(0xC1),       // tag 1
+                }
+            }
+            bytes.push(0x00);
+            prop_assert!(decode_strict(&bytes).is_err());
+            prop_assert!(decode_strict_prefix(&bytes).is_err());
+        }
+
         #[test]
         fn decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_strict(&bytes);
-            let _ = decode_prefix(&bytes);
+            let _ = decode_strict_prefix(&bytes);
         }
     }
 }

@@ -30,8 +30,11 @@ pub struct GetAssertionResponse {
     pub signature: Vec<u8>,
     pub user_id: Option<Vec<u8>>,
     pub number_of_credentials: Option<u64>,
-    /// Decrypted hmac-secret output, when salts were sent.
-    pub hmac_secret: Option<HmacSecretOutput>,
+    /// The hmac-secret output when salts were sent: decrypted, or why it cannot be used (absent,
+    /// not a byte string, undecryptable, wrong length). An unusable output is not an error here:
+    /// the verifier reports it exactly as it reports a wrong one, so the key cannot choose between
+    /// a device error and an hmac mismatch in the audit log.
+    pub hmac_secret: Option<Result<HmacSecretOutput, CtapError>>,
 }
 
 impl GetAssertionResponse {
@@ -43,12 +46,7 @@ impl GetAssertionResponse {
     fn from_value(v: &Value, allow_list: &[Vec<u8>]) -> Result<Self, CtapError> {
         let m = CborMap::new(v, "getAssertion response")?;
         let credential_id = match m.get(1) {
-            Some(c) => CborMap::new(c, "credential descriptor")?
-                .get_text("id")
-                .and_then(|id| match id {
-                    Value::Bytes(b) => Some(b.clone()),
-                    _ => None,
-                }),
+            Some(c) => Some(descriptor_id(c)?),
             None => None,
         };
         // The key may omit the credential when the allow list had exactly one entry.
@@ -72,12 +70,37 @@ impl GetAssertionResponse {
         };
         Ok(GetAssertionResponse {
             credential_id,
-            auth_data: AuthenticatorData::parse(m.bytes(2, "authData")?)?,
+            auth_data: AuthenticatorData::parse_assertion(m.bytes(2, "authData")?)?,
             signature: m.bytes(3, "signature")?.to_vec(),
             user_id,
             number_of_credentials: m.opt_uint(5, "numberOfCredentials")?,
             hmac_secret: None,
         })
+    }
+}
+
+/// The id of the credential descriptor a key answers with (member 1). A descriptor that is there
+/// must be a real one, `{"id": bytes, "type": "public-key"}`: one with a mistyped id or another
+/// type is refused, not replaced by the allow list's entry.
+fn descriptor_id(value: &Value) -> Result<Vec<u8>, CtapError> {
+    let d = CborMap::new(value, "credential descriptor")?;
+    let id = match d.get_text("id") {
+        Some(Value::Bytes(b)) => b.clone(),
+        Some(_) => {
+            return Err(CtapError::misbehaved(
+                "credential descriptor id is not a byte string",
+            ))
+        }
+        None => return Err(CtapError::misbehaved("credential descriptor lacks its id")),
+    };
+    match d.get_text("type") {
+        Some(Value::Text(t)) if t == "public-key" => Ok(id),
+        Some(_) => Err(CtapError::misbehaved(
+            "credential descriptor type is not \"public-key\"",
+        )),
+        None => Err(CtapError::misbehaved(
+            "credential descriptor lacks its type",
+        )),
     }
 }
 
@@ -145,7 +168,7 @@ impl<T: Transport> Ctap2<T> {
             .ok_or_else(|| CtapError::misbehaved("empty getAssertion response"))?;
         let mut resp = GetAssertionResponse::from_value(&v, &req.allow_list)?;
         if let Some(h) = &hmac {
-            resp.hmac_secret = Some(h.decrypt_output(&resp.auth_data)?);
+            resp.hmac_secret = Some(h.decrypt_output(&resp.auth_data));
         }
         Ok(resp)
     }

@@ -138,6 +138,208 @@ fn signature_and_auth_data_members_are_required() {
     assert_eq!(ok.signature, vec![1, 2, 3]);
 }
 
+/// authenticatorData with the given flags and tail (attested data, extensions, anything).
+fn auth_data(flags: u8, tail: &[u8]) -> Vec<u8> {
+    let mut ad = vec![0u8; 32];
+    ad.push(flags);
+    ad.extend_from_slice(&5u32.to_be_bytes());
+    ad.extend_from_slice(tail);
+    ad
+}
+
+fn descriptor(id: Value, kind: &str) -> Value {
+    cbor::text_map(vec![("id", id), ("type", Value::Text(kind.into()))])
+}
+
+/// A getAssertion body (status byte first) from explicit members, in the order given: `encode`
+/// sorts keys but keeps repeated ones, which is how a hostile key would send them.
+fn assertion_body(members: Vec<(i64, Value)>) -> Vec<u8> {
+    let map = Value::Map(
+        members
+            .into_iter()
+            .map(|(k, v)| (Value::Integer(k.into()), v))
+            .collect(),
+    );
+    [vec![0], cbor::encode(&map)].concat()
+}
+
+fn probe_with(body: Vec<u8>) -> Result<GetAssertionResponse, CtapError> {
+    let mut c = ctap(device(move |_| body.clone()));
+    probe(&mut c)
+}
+
+fn expect_misbehaved(r: Result<GetAssertionResponse, CtapError>, words: &str) {
+    match r {
+        Err(CtapError::DeviceMisbehaved(m)) => assert!(m.contains(words), "{m}"),
+        Err(e) => panic!("expected DeviceMisbehaved({words}), got {e}"),
+        Ok(_) => panic!("expected DeviceMisbehaved({words}), got an accepted response"),
+    }
+}
+
+fn ed25519_cose() -> Vec<u8> {
+    let sk = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    cose::CoseKey::EdDsa {
+        x: sk.verifying_key().to_bytes(),
+    }
+    .to_bytes()
+}
+
+#[test]
+fn a_response_repeating_a_member_is_refused() {
+    let good_ad = auth_data(0x01, &[]);
+    // Old decoding kept both members 3 and read the first; now the whole answer is refused.
+    let body = assertion_body(vec![
+        (1, descriptor(Value::Bytes(vec![9; 16]), "public-key")),
+        (2, Value::Bytes(good_ad.clone())),
+        (3, Value::Bytes(vec![1, 2, 3])),
+        (3, Value::Bytes(vec![4, 5, 6])),
+    ]);
+    expect_misbehaved(probe_with(body), "repeats a key");
+    // A repeated key one level down: the descriptor says "id" twice.
+    let twice = Value::Map(vec![
+        (Value::Text("id".into()), Value::Bytes(vec![9; 16])),
+        (Value::Text("id".into()), Value::Bytes(vec![8; 16])),
+        (Value::Text("type".into()), Value::Text("public-key".into())),
+    ]);
+    let body = assertion_body(vec![
+        (1, twice),
+        (2, Value::Bytes(good_ad)),
+        (3, Value::Bytes(vec![1])),
+    ]);
+    expect_misbehaved(probe_with(body), "repeats a key");
+}
+
+#[test]
+fn an_assertion_with_the_at_flag_is_refused() {
+    // With well-formed attested credential data (the old parser accepted this) ...
+    let mut attested = vec![0x11; 16];
+    attested.extend_from_slice(&3u16.to_be_bytes());
+    attested.extend_from_slice(&[1, 2, 3]);
+    attested.extend(ed25519_cose());
+    assert!(authdata::AuthenticatorData::parse(&auth_data(0x41, &attested)).is_ok());
+    for ad in [auth_data(0x41, &attested), auth_data(0x41, &[])] {
+        let body = assertion_body(vec![
+            (2, Value::Bytes(ad)),
+            (3, Value::Bytes(vec![1, 2, 3])),
+        ]);
+        expect_misbehaved(probe_with(body), "AT flag");
+    }
+}
+
+#[test]
+fn extensions_must_match_the_ed_flag_and_end_the_auth_data() {
+    let ext = cbor::encode(&cbor::text_map(vec![(
+        "hmac-secret",
+        Value::Bytes(vec![0; 32]),
+    )]));
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        // ED set, nothing follows.
+        (auth_data(0x81, &[]), "CBOR that ends in the middle"),
+        // Extensions follow without ED.
+        (auth_data(0x01, &ext), "trailing bytes"),
+        // ED and extensions, then one byte more.
+        (
+            auth_data(0x81, &[ext.clone(), vec![0]].concat()),
+            "trailing",
+        ),
+        // ED and something that is not a map.
+        (auth_data(0x81, &[0x01]), "not a CBOR map"),
+        // ED and a map that repeats a key (old: accepted, and `extension()` read the first).
+        (
+            auth_data(
+                0x81,
+                &cbor::encode(&Value::Map(vec![
+                    (Value::Text("hmac-secret".into()), Value::Bytes(vec![0; 32])),
+                    (Value::Text("hmac-secret".into()), Value::Bytes(vec![1; 32])),
+                ])),
+            ),
+            "repeats a key",
+        ),
+        // ED and a map in non-canonical order (old: accepted, the prefix decoder did not check).
+        (
+            auth_data(
+                0x81,
+                &hex::decode("a2627a7a01616102").unwrap(), // {"zz": 1, "a": 2}
+            ),
+            "canonical",
+        ),
+        // ED and an integer written in two bytes.
+        (
+            auth_data(0x81, &hex::decode("a161611801").unwrap()),
+            "canonical",
+        ),
+    ];
+    for (ad, words) in cases {
+        let body = assertion_body(vec![
+            (2, Value::Bytes(ad.clone())),
+            (3, Value::Bytes(vec![1, 2, 3])),
+        ]);
+        expect_misbehaved(probe_with(body), words);
+    }
+    // ED with a proper map is fine.
+    let body = assertion_body(vec![
+        (2, Value::Bytes(auth_data(0x81, &ext))),
+        (3, Value::Bytes(vec![1, 2, 3])),
+    ]);
+    assert!(probe_with(body).is_ok());
+}
+
+#[test]
+fn an_attested_cose_key_is_decoded_strictly() {
+    let mut attested = vec![0x11; 16];
+    attested.extend_from_slice(&3u16.to_be_bytes());
+    attested.extend_from_slice(&[1, 2, 3]);
+    let key = ed25519_cose();
+    assert!(
+        authdata::AuthenticatorData::parse(&auth_data(0x41, &[&attested[..], &key].concat()))
+            .is_ok()
+    );
+    // The same key with kty (1) repeated at the end: old code read the first kty and accepted it.
+    let mut v = cbor::decode_strict(&key).unwrap();
+    if let Value::Map(entries) = &mut v {
+        entries.push((Value::Integer(1.into()), Value::Integer(2.into())));
+    }
+    let dup = cbor::encode(&v);
+    let err = authdata::AuthenticatorData::parse(&auth_data(0x41, &[&attested[..], &dup].concat()))
+        .unwrap_err();
+    assert!(err.to_string().contains("repeats a key"), "{err}");
+}
+
+#[test]
+fn a_credential_descriptor_must_be_a_real_one() {
+    let ad = auth_data(0x01, &[]);
+    for (desc, words) in [
+        // The id as text: old code fell back to the single allow-list entry.
+        (
+            descriptor(Value::Text("abc".into()), "public-key"),
+            "not a byte string",
+        ),
+        (descriptor(Value::Bytes(vec![9; 16]), "secret-key"), "type"),
+        (
+            cbor::text_map(vec![("id", Value::Bytes(vec![9; 16]))]),
+            "lacks its type",
+        ),
+        (
+            cbor::text_map(vec![("type", Value::Text("public-key".into()))]),
+            "lacks its id",
+        ),
+        (Value::Bytes(vec![9; 16]), "not a CBOR map"),
+    ] {
+        let body = assertion_body(vec![
+            (1, desc),
+            (2, Value::Bytes(ad.clone())),
+            (3, Value::Bytes(vec![1])),
+        ]);
+        expect_misbehaved(probe_with(body), words);
+    }
+    let body = assertion_body(vec![
+        (1, descriptor(Value::Bytes(vec![9; 16]), "public-key")),
+        (2, Value::Bytes(ad)),
+        (3, Value::Bytes(vec![1])),
+    ]);
+    assert_eq!(probe_with(body).unwrap().credential_id, vec![9; 16]);
+}
+
 proptest::proptest! {
     /// Whatever a key answers, decoding gives a value or a typed error, never a panic.
     #[test]

@@ -60,10 +60,10 @@ fn respond(k: &Key, ch: &Challenge, flags: u8, count: u32, rp: &str) -> GetAsser
         signature: sig.to_der().as_bytes().to_vec(),
         user_id: None,
         number_of_credentials: None,
-        hmac_secret: Some(HmacSecretOutput {
+        hmac_secret: Some(Ok(HmacSecretOutput {
             output1: Zeroizing::new(k.hmac_out),
             output2: None,
-        }),
+        })),
     }
 }
 
@@ -143,15 +143,60 @@ fn each_check_rejects_its_own_failure() {
     );
 
     let mut r = respond(&k, &ch, Flags::UP, 11, RP);
-    r.hmac_secret = Some(HmacSecretOutput {
+    r.hmac_secret = Some(Ok(HmacSecretOutput {
         output1: Zeroizing::new([0x43; 32]),
         output2: None,
-    });
+    }));
     assert_eq!(check(&k, &ch, &r).unwrap_err(), VerifyError::HmacMismatch);
 
     let mut r = respond(&k, &ch, Flags::UP, 11, RP);
     r.hmac_secret = None;
     assert_eq!(check(&k, &ch, &r).unwrap_err(), VerifyError::HmacMissing);
+}
+
+/// Whatever is wrong with the key's hmac-secret output (absent, mistyped, undecryptable, wrong
+/// length, or simply wrong), the audit log gets one reason word: the key cannot pick a
+/// `device_error` instead of an `hmac_mismatch`.
+#[test]
+fn every_unusable_hmac_output_has_the_reason_of_a_wrong_one() {
+    use crate::ctap2::CtapError;
+    use crate::login::LoginError;
+    let k = key(UvRequirement::Discouraged);
+    let ch = Challenge::new("login", "bob");
+    let kind = |r: &GetAssertionResponse| {
+        let reason = check(&k, &ch, r).unwrap_err();
+        LoginError::Rejected {
+            credential: "blue".into(),
+            reason,
+            suspended: false,
+        }
+        .kind()
+    };
+    let mut wrong = respond(&k, &ch, Flags::UP, 11, RP);
+    wrong.hmac_secret = Some(Ok(HmacSecretOutput {
+        output1: Zeroizing::new([0x43; 32]),
+        output2: None,
+    }));
+    assert_eq!(kind(&wrong), "hmac_mismatch");
+    for problem in [
+        "the key returned no hmac-secret output",
+        "hmac-secret output is not a byte string",
+        "hmac-secret output of 64 bytes, expected 32",
+        "ciphertext is not a whole number of blocks",
+    ] {
+        let mut r = respond(&k, &ch, Flags::UP, 11, RP);
+        r.hmac_secret = Some(Err(CtapError::misbehaved(problem)));
+        assert!(matches!(
+            check(&k, &ch, &r),
+            Err(VerifyError::HmacUnusable(_))
+        ));
+        assert_eq!(kind(&r), "hmac_mismatch", "{problem}");
+    }
+    // The signature still comes first: an unsigned answer is a bad signature whatever it holds.
+    let mut r = respond(&k, &ch, Flags::UP, 11, RP);
+    r.hmac_secret = Some(Err(CtapError::misbehaved("no output")));
+    r.signature[10] ^= 1;
+    assert_eq!(check(&k, &ch, &r).unwrap_err(), VerifyError::BadSignature);
 }
 
 #[test]
