@@ -443,10 +443,9 @@ fn with_several_keys_a_touch_chooses_the_key() {
         "the untouched key was cancelled, not waited for: {:?}",
         start.elapsed()
     );
-    // Only candidates blink: without the touched key, the slow one wins after its delay. (Fresh
-    // connections: a cancelled request's late answer is not drained by the library, and login
-    // never reuses a key it cancelled.)
-    let mut keys = vec![open(&slow), open(&touched), open(&refusing)];
+    // Only candidates blink: without the touched key, the slow one wins after its delay. The
+    // same connections: the cancelled requests' late answers are read away, not taken for the
+    // new requests' answers.
     assert_eq!(select_by_touch(&mut keys, &[0, 2]).unwrap(), 0);
     // No key touched: an error, never a choice.
     let err = select_by_touch(&mut keys, &[2]).unwrap_err();

@@ -27,6 +27,8 @@ pub mod cmd {
 }
 
 pub const BROADCAST_CID: u32 = 0xFFFF_FFFF;
+/// How long the next request waits for the late answer to a cancelled one.
+const ABANDONED_ANSWER_WAIT: Duration = Duration::from_millis(300);
 const INIT_DATA: usize = REPORT_SIZE - 7;
 const CONT_DATA: usize = REPORT_SIZE - 5;
 /// The most a message can carry: one initialization packet and 128 continuation packets.
@@ -79,6 +81,10 @@ pub struct CtapHidChannel<T: Transport> {
     max_msg_size: usize,
     /// The end of the whole operation (a login, a signature): no request outlives it.
     deadline: Option<Instant>,
+    /// The command of a request this channel gave up on and cancelled. The key still owes it an
+    /// answer (CTAP2_ERR_KEEPALIVE_CANCEL, or the result if it was about to finish), which must
+    /// not be taken for the answer to the next request: [`Self::call`] reads it away first.
+    abandoned: Option<u8>,
 }
 
 impl<T: Transport> CtapHidChannel<T> {
@@ -166,6 +172,7 @@ impl<T: Transport> CtapHidChannel<T> {
             // CTAP2's default until getInfo says otherwise.
             max_msg_size: 1024,
             deadline: overall,
+            abandoned: None,
         })
     }
 
@@ -224,6 +231,9 @@ impl<T: Transport> CtapHidChannel<T> {
             });
         }
         let deadline = earliest(Instant::now() + timeout, self.deadline);
+        if let Some(abandoned) = self.abandoned.take() {
+            self.read_abandoned_answer(abandoned, deadline);
+        }
         loop {
             if Instant::now() >= deadline {
                 // Nothing outstanding: the time ran out before (another) attempt.
@@ -258,12 +268,28 @@ impl<T: Transport> CtapHidChannel<T> {
                         // Best effort: the device may be gone, and the error we return matters
                         // more.
                         let _ = self.cancel();
+                        self.abandoned = Some(command);
                     }
                     return Err(e);
                 }
                 ok => return ok,
             }
         }
+    }
+
+    /// Read away the late answer to a cancelled `command`, waiting at most
+    /// [`ABANDONED_ANSWER_WAIT`] (a key that never answers a cancelled request costs that once).
+    /// Whatever arrives, or nothing, the next request starts clean.
+    fn read_abandoned_answer(&mut self, command: u8, deadline: Instant) {
+        let until = earliest(Instant::now() + ABANDONED_ANSWER_WAIT, Some(deadline));
+        let _ = read_message(
+            &mut self.transport,
+            self.cid,
+            command,
+            self.max_msg_size,
+            until,
+            &mut |_| WaitDecision::Continue,
+        );
     }
 
     /// Ask the device to abort the pending request on this channel. CANCEL has no response.

@@ -120,6 +120,38 @@ fn keepalives_reach_the_caller_and_cancel_stops_the_wait() {
     assert_eq!(last[4], 0x80 | cmd::CANCEL, "CANCEL was sent");
 }
 
+/// A cancelled request's late answer (the key answers it with CTAP2_ERR_KEEPALIVE_CANCEL) is
+/// read away before the next request, not returned as that request's answer.
+#[test]
+fn a_cancelled_requests_late_answer_is_not_taken_for_the_next_ones() {
+    let mut requests = 0;
+    let mut ch = open(mock::device(CID, move |c, _| {
+        requests += 1;
+        if requests == 1 {
+            // Waits for a touch; its answer to the CANCEL is already on the way.
+            let mut out = frames(CID, cmd::KEEPALIVE, &[2]);
+            out.extend(frames(CID, c, &[0x2D]));
+            out
+        } else {
+            frames(CID, c, &[0x00, 0xA0])
+        }
+    }));
+    let err = ch
+        .call(cmd::CBOR, &[4], Duration::from_secs(1), &mut |_| {
+            WaitDecision::Cancel
+        })
+        .unwrap_err();
+    assert!(matches!(err, CtapHidError::Cancelled), "{err}");
+    let resp = ch
+        .call(cmd::CBOR, &[4], Duration::from_secs(1), &mut no_wait())
+        .unwrap();
+    assert_eq!(
+        resp,
+        vec![0x00, 0xA0],
+        "the second request got its own answer"
+    );
+}
+
 #[test]
 fn device_error_is_typed() {
     let mut ch = open(mock::device(CID, |_, _| frames(CID, cmd::ERROR, &[0x01])));
