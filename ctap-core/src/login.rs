@@ -30,6 +30,8 @@ use crate::verify::{verify_assertion, Challenge, CounterOutcome, Expectation, Ve
 /// state was written.
 #[derive(Debug)]
 pub struct LoginGranted {
+    /// The account NSS resolved the name to (the audit log names it, not only the spelling).
+    account: Account,
     credential_name: String,
     sign_count: u32,
     counter: CounterOutcome,
@@ -37,6 +39,10 @@ pub struct LoginGranted {
 }
 
 impl LoginGranted {
+    /// The account that was authenticated: NSS's canonical name and uid.
+    pub fn account(&self) -> &Account {
+        &self.account
+    }
     pub fn credential_name(&self) -> &str {
         &self.credential_name
     }
@@ -724,6 +730,7 @@ pub fn login_with(
             }
             guard.commit()?;
             Ok(LoginGranted {
+                account: account.clone(),
                 credential_name: verified.credential_name().to_string(),
                 sign_count: verified.sign_count(),
                 counter: verified.counter(),

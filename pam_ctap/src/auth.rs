@@ -156,7 +156,9 @@ fn item_string(item: Option<&std::ffi::CStr>) -> String {
 
 fn ok_line(who: &str, g: &LoginGranted) -> String {
     format!(
-        "auth ok: {who} credential={} counter={} uv={}",
+        "auth ok: {who} account={} uid={} credential={} counter={} uv={}",
+        field(g.account().name()),
+        g.account().uid(),
         quoted(g.credential_name()),
         g.sign_count(),
         if g.user_verified() { "yes" } else { "no" }

@@ -22,7 +22,7 @@ fn pam_success_logs_credential_and_counter() {
         &line,
         &[
             "auth ok: service=ctap-e2e-",
-            "user=daemon credential=\"virtual\" counter=",
+            "user=daemon account=daemon uid=1 credential=\"virtual\" counter=",
         ],
     );
     // The counter in the line is the one now in root's state file.

@@ -43,7 +43,11 @@ fn pam_pin_right_succeeds_with_uv() {
     let line = s.fx.auth_line();
     assert_contains(
         &line,
-        &["auth ok: ", "user=sys credential=\"virtual\"", "uv=yes"],
+        &[
+            "auth ok: ",
+            "user=sys account=sys uid=3 credential=\"virtual\"",
+            "uv=yes",
+        ],
     );
     assert!(!line.contains(PIN), "no secret in the log: {line}");
 }

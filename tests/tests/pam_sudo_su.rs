@@ -165,8 +165,8 @@ fn pam_sudo_needs_the_key_and_the_password() {
     assert_contains(
         &lines[0],
         &[&format!(
-            "auth ok: service=sudo user={} credential=\"virtual\" counter=",
-            user.name
+            "auth ok: service=sudo user={} account={} uid={} credential=\"virtual\" counter=",
+            user.name, user.name, user.uid
         )],
     );
 
@@ -234,7 +234,7 @@ fn pam_su_to_root_needs_the_key() {
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert_contains(
         &lines[0],
-        &["auth ok: service=su user=root credential=\"virtual\""],
+        &["auth ok: service=su user=root account=root uid=0 credential=\"virtual\""],
     );
 
     s.restart_key(None, &["--presence", "deny"]);
