@@ -19,7 +19,7 @@ use crate::config::{CloneAction, PinPolicy, Policy, UvPolicy};
 use crate::credential::{CredentialRecord, StateFile, StoreError, UvRequirement};
 use crate::ctap2::ext::hmac_secret::HmacSalts;
 use crate::ctap2::pin::{permission, PinUvAuthToken};
-use crate::ctap2::{CtapError, CtapStatus, GetAssertionRequest};
+use crate::ctap2::{CtapError, CtapStatus, GetAssertionRequest, Misbehaviour};
 use crate::ctaphid::CtapHidError;
 use crate::device::{DeviceUri, TransportError};
 use crate::fs::FileError;
@@ -163,7 +163,7 @@ fn device_kind(e: &CtapError) -> &'static str {
         CtapError::Hid(CtapHidError::Transport(
             TransportError::NoDevice | TransportError::Open { .. },
         )) => "no_key",
-        CtapError::Hid(_) | CtapError::DeviceMisbehaved(_) => "device_error",
+        CtapError::Hid(_) | CtapError::Misbehaved(_) => "device_error",
         CtapError::Status(_) | CtapError::DeviceIncompatible(_) | CtapError::InvalidInput(_) => {
             "device_error"
         }
@@ -394,9 +394,8 @@ pub fn select_by_touch(
         handles
             .into_iter()
             .map(|h| {
-                h.join().unwrap_or(Err(CtapError::DeviceMisbehaved(
-                    "key selection thread failed".into(),
-                )))
+                h.join()
+                    .unwrap_or(Err(Misbehaviour::SelectionThreadFailed.into()))
             })
             .collect()
     });

@@ -3,7 +3,7 @@
 use std::ffi::c_int;
 
 use ctap_core::credential::StoreError;
-use ctap_core::ctap2::{CtapError, CtapStatus};
+use ctap_core::ctap2::{CborProblem, CtapError, CtapStatus, Misbehaviour};
 use ctap_core::ctaphid::CtapHidError;
 use ctap_core::device::TransportError;
 use ctap_core::fs::FileError;
@@ -57,7 +57,9 @@ fn every_error() -> Vec<LoginError> {
             TransportError::NoDevice,
         ))),
         LoginError::Device(CtapError::Hid(CtapHidError::Timeout)),
-        LoginError::Device(CtapError::DeviceMisbehaved("x".into())),
+        LoginError::Device(CtapError::Misbehaved(Misbehaviour::Cbor(
+            CborProblem::Truncated,
+        ))),
         LoginError::Rejected {
             credential: "k".into(),
             reason: VerifyError::CounterRegression {
