@@ -283,7 +283,28 @@ impl fmt::Display for LoginError {
     }
 }
 
-impl std::error::Error for LoginError {}
+impl std::error::Error for LoginError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoginError::Store(e) => Some(e),
+            LoginError::Device(e) => Some(e),
+            LoginError::Rejected { reason, .. } => Some(reason),
+            LoginError::Place(e) => Some(e),
+            LoginError::UnknownUser(_)
+            | LoginError::Lookup(_)
+            | LoginError::UidMismatch { .. }
+            | LoginError::RecordsMissing
+            | LoginError::EnrolledAsOtherName { .. }
+            | LoginError::NoRecords
+            | LoginError::NoUsableCredential(_)
+            | LoginError::WrongKey
+            | LoginError::MissingState { .. }
+            | LoginError::UvUnavailable(_)
+            | LoginError::PinLastRetry
+            | LoginError::DeviceNotEnrolled { .. } => None,
+        }
+    }
+}
 
 impl From<StoreError> for LoginError {
     fn from(e: StoreError) -> Self {

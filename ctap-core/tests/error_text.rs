@@ -465,3 +465,40 @@ fn ctap_errors_expose_their_cause() {
     assert!(hid.source().is_some());
     assert!(CtapError::Status(CtapStatus::PinInvalid).source().is_none());
 }
+
+/// Every error that wraps another hands it out through `source()`, down to the I/O error.
+#[test]
+fn wrapping_errors_expose_the_chain() {
+    use std::error::Error;
+    fn chain(e: &dyn Error) -> Vec<String> {
+        let mut out = vec![e.to_string()];
+        let mut next = e.source();
+        while let Some(s) = next {
+            out.push(s.to_string());
+            next = s.source();
+        }
+        out
+    }
+    let io = || FileError::Io {
+        path: "/etc/ctap/users/alice.toml".into(),
+        source: io::Error::from_raw_os_error(13),
+    };
+    let io_text = io::Error::from_raw_os_error(13).to_string();
+    let login = LoginError::Store(StoreError::File(io()));
+    assert_eq!(chain(&login).len(), 4, "{:?}", chain(&login));
+    assert_eq!(chain(&login).last().unwrap(), &io_text);
+    assert_eq!(chain(&ConfigError::File(io())).len(), 3);
+    assert_eq!(chain(&AdminError::Store(StoreError::File(io()))).len(), 4);
+    let hid = CtapError::Hid(CtapHidError::Misbehaved(FramingViolation::EchoMismatch));
+    assert_eq!(chain(&SshError::Ctap(hid)).len(), 4);
+    let rejected = LoginError::Rejected {
+        credential: "key-1".into(),
+        reason: VerifyError::BadSignature,
+        suspended: false,
+    };
+    assert_eq!(
+        chain(&rejected).last().unwrap(),
+        &VerifyError::BadSignature.to_string()
+    );
+    assert!(LoginError::WrongKey.source().is_none());
+}
