@@ -479,3 +479,75 @@ fn describe(what: &SignedData<'_>) -> String {
         SignedData::Other => "data".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{SSH_AGENTC_LOCK, SSH_AGENTC_REMOVE_ALL_IDENTITIES, SSH_AGENTC_UNLOCK};
+    use ctap_core::ssh::wire::put_string;
+
+    fn agent() -> Agent {
+        Agent::new(Config {
+            device: DeviceConfig {
+                uri: "auto".parse().unwrap(),
+                askpass: None,
+                notify: None,
+                touch_timeout: Duration::from_secs(1),
+                askpass_timeout: Duration::from_secs(1),
+                verbose: false,
+            },
+            credentials: PathBuf::from("/nonexistent/credentials.toml"),
+            uid: 0,
+        })
+    }
+
+    fn with_string(kind: u8, s: &[u8]) -> Vec<u8> {
+        let mut body = vec![kind];
+        put_string(&mut body, s);
+        body
+    }
+
+    /// Each request's refusal is a typed error, and the reply is the one its variant names: a
+    /// bad session binding gets the extension failure, the others SSH_AGENT_FAILURE.
+    #[test]
+    fn refusals_are_answered_by_their_variant() {
+        let a = agent();
+        let mut conn = Connection::default();
+        let failure = Response::Failure.encode();
+        let reply = |a: &Agent, conn: &mut Connection, body: &[u8]| a.handle(conn, body).encode();
+
+        assert_eq!(reply(&a, &mut conn, &[99]), failure);
+        assert!(matches!(
+            a.answer(&mut conn, Request::Unknown(99)),
+            Err(AgentError::UnsupportedMessage(99))
+        ));
+        assert!(matches!(a.unlock(b"pass"), Err(AgentError::NotLocked)));
+        assert!(matches!(a.lock(b""), Err(AgentError::CannotLock)));
+
+        let mut bind = vec![protocol::SSH_AGENTC_EXTENSION];
+        put_string(&mut bind, b"session-bind@openssh.com");
+        bind.extend_from_slice(&[0, 0, 0, 1, 7]);
+        assert_eq!(
+            reply(&a, &mut conn, &bind),
+            Response::ExtensionFailure.encode()
+        );
+
+        assert_eq!(
+            reply(&a, &mut conn, &with_string(SSH_AGENTC_LOCK, b"pw")),
+            Response::Success.encode()
+        );
+        assert!(matches!(a.remove_all(), Err(AgentError::Locked)));
+        assert_eq!(
+            reply(&a, &mut conn, &[SSH_AGENTC_REMOVE_ALL_IDENTITIES]),
+            failure
+        );
+        assert!(matches!(
+            a.unlock(b"wrong"),
+            Err(AgentError::WrongPassphrase { in_a_row: 1, .. })
+        ));
+        assert_eq!(
+            reply(&a, &mut conn, &with_string(SSH_AGENTC_UNLOCK, b"pw")),
+            Response::Success.encode()
+        );
+    }
+}
