@@ -65,7 +65,14 @@ impl fmt::Display for AdminError {
     }
 }
 
-impl std::error::Error for AdminError {}
+impl std::error::Error for AdminError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AdminError::Store(e) => Some(e),
+            AdminError::NotFound { .. } | AdminError::Refused(_) => None,
+        }
+    }
+}
 
 impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {

@@ -148,7 +148,14 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::File(e) => Some(e),
+            ConfigError::Parse { .. } | ConfigError::Argument { .. } => None,
+        }
+    }
+}
 
 impl Policy {
     /// Parse policy text; `path` is for messages only.

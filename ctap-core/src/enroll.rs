@@ -15,7 +15,9 @@ use crate::ctap2::cose::Algorithm;
 use crate::ctap2::ext::hmac_secret::HmacSalts;
 use crate::ctap2::info::format_aaguid;
 use crate::ctap2::pin::permission;
-use crate::ctap2::{CtapError, CtapStatus, GetAssertionRequest, MakeCredentialRequest};
+use crate::ctap2::{
+    CtapError, CtapStatus, GetAssertionRequest, MakeCredentialRequest, Misbehaviour,
+};
 use crate::login::{user_verification, LoginError};
 use crate::session::{keepalive_for, Authenticator, Prompter};
 
@@ -233,9 +235,9 @@ pub fn enroll(
         &[resp.auth_data.raw.as_slice(), &challenge].concat(),
         &resp.signature,
     ) {
-        return Err(EnrollError::Device(CtapError::DeviceMisbehaved(
-            "the confirmation assertion's signature does not verify".into(),
-        )));
+        return Err(EnrollError::Device(
+            Misbehaviour::ConfirmationSignature.into(),
+        ));
     }
     let output = match resp.hmac_secret {
         Some(Ok(ref o)) => o,
@@ -252,9 +254,7 @@ pub fn enroll(
     state.hmac_check = Some(Sha256::digest(&output.output1[..]).into());
     state.hmac_uv = resp.auth_data.flags.user_verified();
     if uv == UvRequirement::Required && !state.hmac_uv {
-        return Err(EnrollError::Device(CtapError::DeviceMisbehaved(
-            "user verification was required but the key did not report it".into(),
-        )));
+        return Err(EnrollError::Device(Misbehaviour::UvNotReported.into()));
     }
 
     let record = CredentialRecord {

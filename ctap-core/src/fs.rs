@@ -66,7 +66,14 @@ impl fmt::Display for FileError {
     }
 }
 
-impl std::error::Error for FileError {}
+impl std::error::Error for FileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FileError::Io { source, .. } => Some(source),
+            FileError::NotFound(_) | FileError::Insecure { .. } | FileError::LockTimeout(_) => None,
+        }
+    }
+}
 
 /// Who may own a trusted file, and whether the group may read it.
 #[derive(Debug, Clone, Copy)]

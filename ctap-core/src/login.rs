@@ -19,7 +19,7 @@ use crate::config::{CloneAction, PinPolicy, Policy, UvPolicy};
 use crate::credential::{CredentialRecord, StateFile, StoreError, UvRequirement};
 use crate::ctap2::ext::hmac_secret::HmacSalts;
 use crate::ctap2::pin::{permission, PinUvAuthToken};
-use crate::ctap2::{CtapError, CtapStatus, GetAssertionRequest};
+use crate::ctap2::{CtapError, CtapStatus, GetAssertionRequest, Misbehaviour};
 use crate::ctaphid::CtapHidError;
 use crate::device::{DeviceUri, TransportError};
 use crate::fs::FileError;
@@ -127,7 +127,7 @@ impl LoginError {
             LoginError::WrongKey => "wrong_key",
             LoginError::MissingState { .. } => "missing_state",
             LoginError::UvUnavailable(_) => "uv_unavailable",
-            LoginError::Device(e) => device_kind(e),
+            LoginError::Device(e) => DeviceFailure::of(e).word(),
             LoginError::Rejected { reason, .. } => match reason {
                 VerifyError::CounterRegression { .. } => "counter_regression",
                 VerifyError::Suspended(_) => "suspended",
@@ -157,21 +157,67 @@ fn is_busy(e: &StoreError) -> bool {
     matches!(e, StoreError::File(crate::fs::FileError::LockTimeout(_)))
 }
 
-fn device_kind(e: &CtapError) -> &'static str {
-    match e {
-        CtapError::Status(CtapStatus::PinInvalid) => "pin_invalid",
-        CtapError::Status(CtapStatus::PinBlocked | CtapStatus::PinAuthBlocked) => "pin_blocked",
-        CtapError::Status(CtapStatus::OperationDenied) => "presence_denied",
-        CtapError::Status(CtapStatus::UserActionTimeout | CtapStatus::ActionTimeout) => "timeout",
-        CtapError::Status(CtapStatus::KeepaliveCancel) => "cancelled",
-        CtapError::Hid(CtapHidError::Timeout) => "timeout",
-        CtapError::Hid(CtapHidError::Cancelled) => "cancelled",
-        CtapError::Hid(CtapHidError::Transport(
-            TransportError::NoDevice | TransportError::Open { .. },
-        )) => "no_key",
-        CtapError::Hid(_) | CtapError::DeviceMisbehaved(_) => "device_error",
-        CtapError::Status(_) | CtapError::DeviceIncompatible(_) | CtapError::InvalidInput(_) => {
-            "device_error"
+impl LoginError {
+    /// Another login of the same user held the user's lock for the whole wait.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, LoginError::Store(e) if is_busy(e))
+    }
+}
+
+/// How a device failure reads to the person and the log, decided once from the error's
+/// structure: the PAM module's message and the reason word both come from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceFailure {
+    /// No key attached, or none that can be opened.
+    NoKey,
+    /// The key refused the PIN.
+    PinInvalid,
+    /// The key's PIN is blocked (for good, or until it is reinserted).
+    PinBlocked,
+    /// The person declined the request on the key.
+    PresenceDenied,
+    /// Nobody touched the key, or it did not answer, in time.
+    Timeout,
+    /// The request was cancelled.
+    Cancelled,
+    /// Anything else: a broken answer, an unsupported key, a transport fault.
+    Other,
+}
+
+impl DeviceFailure {
+    pub fn of(e: &CtapError) -> Self {
+        match e {
+            CtapError::Status(CtapStatus::PinInvalid) => DeviceFailure::PinInvalid,
+            CtapError::Status(CtapStatus::PinBlocked | CtapStatus::PinAuthBlocked) => {
+                DeviceFailure::PinBlocked
+            }
+            CtapError::Status(CtapStatus::OperationDenied) => DeviceFailure::PresenceDenied,
+            CtapError::Status(CtapStatus::UserActionTimeout | CtapStatus::ActionTimeout) => {
+                DeviceFailure::Timeout
+            }
+            CtapError::Status(CtapStatus::KeepaliveCancel) => DeviceFailure::Cancelled,
+            CtapError::Hid(CtapHidError::Timeout) => DeviceFailure::Timeout,
+            CtapError::Hid(CtapHidError::Cancelled) => DeviceFailure::Cancelled,
+            CtapError::Hid(CtapHidError::Transport(
+                TransportError::NoDevice | TransportError::Open { .. },
+            )) => DeviceFailure::NoKey,
+            CtapError::Hid(_) | CtapError::Misbehaved(_) => DeviceFailure::Other,
+            CtapError::Status(_)
+            | CtapError::DeviceIncompatible(_)
+            | CtapError::InvalidInput(_) => DeviceFailure::Other,
+        }
+    }
+
+    /// The syslog reason word.
+    pub fn word(self) -> &'static str {
+        match self {
+            DeviceFailure::NoKey => "no_key",
+            DeviceFailure::PinInvalid => "pin_invalid",
+            DeviceFailure::PinBlocked => "pin_blocked",
+            DeviceFailure::PresenceDenied => "presence_denied",
+            DeviceFailure::Timeout => "timeout",
+            DeviceFailure::Cancelled => "cancelled",
+            DeviceFailure::Other => "device_error",
         }
     }
 }
@@ -243,7 +289,28 @@ impl fmt::Display for LoginError {
     }
 }
 
-impl std::error::Error for LoginError {}
+impl std::error::Error for LoginError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoginError::Store(e) => Some(e),
+            LoginError::Device(e) => Some(e),
+            LoginError::Rejected { reason, .. } => Some(reason),
+            LoginError::Place(e) => Some(e),
+            LoginError::UnknownUser(_)
+            | LoginError::Lookup(_)
+            | LoginError::UidMismatch { .. }
+            | LoginError::RecordsMissing
+            | LoginError::EnrolledAsOtherName { .. }
+            | LoginError::NoRecords
+            | LoginError::NoUsableCredential(_)
+            | LoginError::WrongKey
+            | LoginError::MissingState { .. }
+            | LoginError::UvUnavailable(_)
+            | LoginError::PinLastRetry
+            | LoginError::DeviceNotEnrolled { .. } => None,
+        }
+    }
+}
 
 impl From<StoreError> for LoginError {
     fn from(e: StoreError) -> Self {
@@ -400,9 +467,8 @@ pub fn select_by_touch(
         handles
             .into_iter()
             .map(|h| {
-                h.join().unwrap_or(Err(CtapError::DeviceMisbehaved(
-                    "key selection thread failed".into(),
-                )))
+                h.join()
+                    .unwrap_or(Err(Misbehaviour::SelectionThreadFailed.into()))
             })
             .collect()
     });

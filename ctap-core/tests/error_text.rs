@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use ctap_core::admin::AdminError;
 use ctap_core::config::ConfigError;
 use ctap_core::credential::StoreError;
-use ctap_core::ctap2::{cbor, CtapError, CtapStatus};
+use ctap_core::ctap2::{
+    cbor, AuthDataProblem, CborProblem, CoseKeyProblem, CtapError, CtapStatus, DescriptorProblem,
+    HmacSecretProblem, Misbehaviour, PinProtocolProblem,
+};
 use ctap_core::ctaphid::{CtapHidError, FramingViolation, HidErrorCode};
 use ctap_core::device::TransportError;
 use ctap_core::enroll::EnrollError;
@@ -127,10 +130,117 @@ fn ctap_errors() -> Vec<CtapError> {
     ] {
         v.push(cbor::decode_strict(bad).unwrap_err());
     }
+    v.extend(misbehaviours().into_iter().map(CtapError::Misbehaved));
     v.extend([
-        CtapError::DeviceMisbehaved("getInfo response lacks versions".into()),
         CtapError::DeviceIncompatible("no hmac-secret".into()),
         CtapError::InvalidInput("the PIN is too short".into()),
+    ]);
+    v
+}
+
+/// One of every kind of misbehaviour, with the data a hostile key could put in it.
+fn misbehaviours() -> Vec<Misbehaviour> {
+    let mut v: Vec<Misbehaviour> = [
+        CborProblem::Truncated,
+        CborProblem::NotWellFormed { at: 3 },
+        CborProblem::Invalid {
+            at: Some(2),
+            detail: "integer too large".into(),
+        },
+        CborProblem::Invalid {
+            at: None,
+            detail: "expected map".into(),
+        },
+        CborProblem::TooDeep,
+        CborProblem::LengthOutOfRange,
+        CborProblem::TrailingBytes,
+        CborProblem::NotCanonical,
+        CborProblem::RepeatedKey,
+        CborProblem::Tag,
+    ]
+    .into_iter()
+    .map(Misbehaviour::Cbor)
+    .collect();
+    v.extend(
+        [
+            AuthDataProblem::AttestedInAssertion,
+            AuthDataProblem::Truncated,
+            AuthDataProblem::CredentialIdTooLong { len: 4000 },
+            AuthDataProblem::TrailingBytes,
+            AuthDataProblem::NoAttestedCredential,
+        ]
+        .map(Misbehaviour::AuthData),
+    );
+    v.extend(
+        [
+            CoseKeyProblem::P256Algorithm(-8),
+            CoseKeyProblem::Ed25519Algorithm(-7),
+            CoseKeyProblem::NotOnCurve,
+            CoseKeyProblem::InvalidEd25519,
+            CoseKeyProblem::ExpectedP256,
+            CoseKeyProblem::ExpectedEd25519,
+        ]
+        .map(Misbehaviour::CoseKey),
+    );
+    v.extend(
+        [
+            DescriptorProblem::IdNotBytes,
+            DescriptorProblem::MissingId,
+            DescriptorProblem::TypeNotPublicKey,
+            DescriptorProblem::MissingType,
+        ]
+        .map(Misbehaviour::Descriptor),
+    );
+    v.extend(
+        [
+            PinProtocolProblem::KeyAgreementNotP256,
+            PinProtocolProblem::ShorterThanIv,
+            PinProtocolProblem::NotWholeBlocks,
+            PinProtocolProblem::AesKeyLength,
+            PinProtocolProblem::Decrypt,
+            PinProtocolProblem::TokenLength(7),
+        ]
+        .map(Misbehaviour::PinProtocol),
+    );
+    v.extend(
+        [
+            HmacSecretProblem::Missing,
+            HmacSecretProblem::NotBytes,
+            HmacSecretProblem::Length {
+                got: 64,
+                expected: 32,
+            },
+        ]
+        .map(Misbehaviour::HmacSecret),
+    );
+    v.extend([
+        Misbehaviour::EmptyResponse {
+            response: "getInfo response",
+        },
+        Misbehaviour::NotAMap {
+            message: "getInfo response",
+        },
+        Misbehaviour::RepeatedKey {
+            message: "COSE key",
+        },
+        Misbehaviour::MissingMember {
+            message: "getInfo response",
+            member: "versions",
+        },
+        Misbehaviour::WrongType {
+            message: "getInfo response",
+            member: "aaguid",
+            expected: "a byte string",
+        },
+        Misbehaviour::WrongLength {
+            message: "getInfo response",
+            member: "aaguid",
+            expected: 16,
+            got: 3,
+        },
+        Misbehaviour::ConfirmationSignature,
+        Misbehaviour::UvNotReported,
+        Misbehaviour::SelectionThreadFailed,
     ]);
     v
 }
@@ -329,4 +439,66 @@ fn a_hostile_keys_cbor_is_described_in_words() {
     })
     .to_string();
     assert!(e.contains("out of order (packet 2 where 1 was due)"), "{e}");
+}
+
+/// A wrapping error names what it wraps (`source()`), and the misbehaviour is data a caller can
+/// match on, not a sentence to search.
+#[test]
+fn ctap_errors_expose_their_cause() {
+    use std::error::Error;
+    let e = cbor::decode_strict(&[0xA2, 0x01, 0x01, 0x01, 0x02]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CtapError::Misbehaved(Misbehaviour::Cbor(CborProblem::RepeatedKey))
+        ),
+        "{e:?}"
+    );
+    let source = e.source().expect("a misbehaviour is the source");
+    assert_eq!(source.to_string(), "CBOR map repeats a key");
+    let e = cbor::decode_strict(&[0x00, 0x00]).unwrap_err();
+    assert!(matches!(
+        e,
+        CtapError::Misbehaved(Misbehaviour::Cbor(CborProblem::TrailingBytes))
+    ));
+    let hid = CtapError::Hid(CtapHidError::Timeout);
+    assert!(hid.source().is_some());
+    assert!(CtapError::Status(CtapStatus::PinInvalid).source().is_none());
+}
+
+/// Every error that wraps another hands it out through `source()`, down to the I/O error.
+#[test]
+fn wrapping_errors_expose_the_chain() {
+    use std::error::Error;
+    fn chain(e: &dyn Error) -> Vec<String> {
+        let mut out = vec![e.to_string()];
+        let mut next = e.source();
+        while let Some(s) = next {
+            out.push(s.to_string());
+            next = s.source();
+        }
+        out
+    }
+    let io = || FileError::Io {
+        path: "/etc/ctap/users/alice.toml".into(),
+        source: io::Error::from_raw_os_error(13),
+    };
+    let io_text = io::Error::from_raw_os_error(13).to_string();
+    let login = LoginError::Store(StoreError::File(io()));
+    assert_eq!(chain(&login).len(), 4, "{:?}", chain(&login));
+    assert_eq!(chain(&login).last().unwrap(), &io_text);
+    assert_eq!(chain(&ConfigError::File(io())).len(), 3);
+    assert_eq!(chain(&AdminError::Store(StoreError::File(io()))).len(), 4);
+    let hid = CtapError::Hid(CtapHidError::Misbehaved(FramingViolation::EchoMismatch));
+    assert_eq!(chain(&SshError::Ctap(hid)).len(), 4);
+    let rejected = LoginError::Rejected {
+        credential: "key-1".into(),
+        reason: VerifyError::BadSignature,
+        suspended: false,
+    };
+    assert_eq!(
+        chain(&rejected).last().unwrap(),
+        &VerifyError::BadSignature.to_string()
+    );
+    assert!(LoginError::WrongKey.source().is_none());
 }

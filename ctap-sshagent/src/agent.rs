@@ -12,6 +12,7 @@ use ctap_core::ssh::{self, SkKey};
 use ctap_core::text::{printable, quoted};
 
 use crate::device::{DeviceConfig, DeviceGate};
+use crate::error::{AgentError, AskpassPurpose, BindError};
 use crate::lock::Lock;
 use crate::protocol::{self, Constraints, Request, Response};
 use crate::{askpass, log};
@@ -97,38 +98,37 @@ impl Agent {
         }
     }
 
-    /// Answer one message. Any error becomes SSH_AGENT_FAILURE, logged with its reason.
+    /// Answer one message. Any error is logged with its reason, and [`AgentError::reply`]
+    /// decides what the client gets (SSH_AGENT_FAILURE, or the extension failure).
     pub fn handle(&self, conn: &mut Connection, body: &[u8]) -> Response {
-        let req = match protocol::parse(body) {
+        let (what, result) = match protocol::parse(body) {
+            Ok(req) => (refusal_words(&req), self.answer(conn, req)),
+            Err(e) => ("bad request", Err(AgentError::Protocol(e))),
+        };
+        match result {
             Ok(r) => r,
             Err(e) => {
-                log(format!("bad request: {e}"));
-                return Response::Failure;
+                log(format!("{what}: {e}"));
+                e.reply()
             }
-        };
+        }
+    }
+
+    fn answer(&self, conn: &mut Connection, req: Request<'_>) -> Result<Response, AgentError> {
         match req {
-            Request::RequestIdentities => self.identities(),
+            Request::RequestIdentities => Ok(self.identities()),
             Request::Sign {
                 key_blob,
                 data,
                 flags: _,
-            } => match self.sign(conn, key_blob, data) {
-                Ok(sig) => Response::Signature(sig),
-                Err(e) => {
-                    log(format!("sign request refused: {e}"));
-                    Response::Failure
-                }
-            },
+            } => self.sign(conn, key_blob, data).map(Response::Signature),
             Request::AddIdentity { key, constraints } => self.add(*key, constraints),
             Request::RemoveIdentity { key_blob } => self.remove(key_blob),
             Request::RemoveAll => self.remove_all(),
             Request::Lock { passphrase } => self.lock(passphrase),
             Request::Unlock { passphrase } => self.unlock(passphrase),
             Request::Extension { name, contents } => self.extension(conn, name, contents),
-            Request::Unknown(t) => {
-                log(format!("unsupported message type {t}"));
-                Response::Failure
-            }
+            Request::Unknown(t) => Err(AgentError::UnsupportedMessage(t)),
         }
     }
 
@@ -196,22 +196,25 @@ impl Agent {
         Response::Identities(ids)
     }
 
-    fn sign(&self, conn: &Connection, key_blob: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
+    fn sign(&self, conn: &Connection, key_blob: &[u8], data: &[u8]) -> Result<Vec<u8>, AgentError> {
         let (key, confirm) = {
             let mut st = self.state();
             if st.lock.is_some() {
-                return Err("the agent is locked".into());
+                return Err(AgentError::Locked);
             }
             let found = self
                 .visible(&mut st)
                 .into_iter()
                 .find(|(_, b, _)| b == key_blob);
-            let (key, _, confirm) = found.ok_or("no such identity")?;
+            let (key, _, confirm) = found.ok_or(AgentError::NoSuchIdentity)?;
             (key, confirm)
         };
         let what = classify(key_blob, key.algorithm().ssh_name(), data);
         if !key.is_ssh_application() && !what.is_ssh() {
-            return Err(format!("key {} has application {}, which is not ssh:, and the data is neither an SSH userauth request nor an SSHSIG blob", key.fingerprint(), quoted(&key.application)));
+            return Err(AgentError::NotSshApplication {
+                fingerprint: key.fingerprint(),
+                application: key.application.clone(),
+            });
         }
         if let (
             SignedData::Userauth {
@@ -226,10 +229,7 @@ impl Agent {
                 && (*session_id != last.session_id.as_slice()
                     || host_key.is_some_and(|h| h != last.host_key.as_slice()))
             {
-                return Err(
-                    "userauth request for a session other than the one this connection is bound to"
-                        .into(),
-                );
+                return Err(AgentError::OtherSession);
             }
         }
         if confirm {
@@ -238,14 +238,14 @@ impl Agent {
                 .device
                 .askpass
                 .as_ref()
-                .ok_or("the key needs confirmation but no askpass program is configured")?;
+                .ok_or(AgentError::NoAskpass(AskpassPurpose::Confirm))?;
             let prompt = format!(
                 "Allow use of key {}?\nKey fingerprint {}.",
                 key.comment,
                 key.fingerprint()
             );
             if !askpass::confirm(prog, &prompt, self.cfg.device.askpass_timeout) {
-                return Err("the user did not confirm".into());
+                return Err(AgentError::NotConfirmed);
             }
         }
         let (sig, t) = crate::device::sign(&self.cfg.device, &self.gate, &key, data)?;
@@ -266,10 +266,10 @@ impl Agent {
         Ok(sig.encoded)
     }
 
-    fn add(&self, key: SkKey, c: Constraints) -> Response {
+    fn add(&self, key: SkKey, c: Constraints) -> Result<Response, AgentError> {
         let mut st = self.state();
         if st.lock.is_some() {
-            return Response::Failure;
+            return Err(AgentError::Locked);
         }
         let blob = key.public_blob();
         // Re-adding a key replaces it, so the old copy does not count.
@@ -277,14 +277,14 @@ impl Agent {
         let (count, bytes) = others.fold((0usize, 0usize), |(n, b), i| (n + 1, b + i.size()));
         let size = identity_size(&key, &blob);
         if count >= MAX_IDENTITIES || bytes.saturating_add(size) > MAX_IDENTITY_BYTES {
-            log(format!(
-                "refused to add {} ({}): the agent holds {count} added identities of {bytes} bytes, \
-                 the limit is {MAX_IDENTITIES} identities and {MAX_IDENTITY_BYTES} bytes \
-                 (remove some with `ssh-add -d` or `ssh-add -D`)",
-                key.fingerprint(),
-                printable(&key.comment),
-            ));
-            return Response::Failure;
+            return Err(AgentError::Limits {
+                fingerprint: key.fingerprint(),
+                comment: key.comment.clone(),
+                count,
+                bytes,
+                max_count: MAX_IDENTITIES,
+                max_bytes: MAX_IDENTITY_BYTES,
+            });
         }
         log(format!(
             "added {} {} ({}){}",
@@ -304,13 +304,13 @@ impl Agent {
             confirm: c.confirm,
             expires,
         });
-        Response::Success
+        Ok(Response::Success)
     }
 
-    fn remove(&self, key_blob: &[u8]) -> Response {
+    fn remove(&self, key_blob: &[u8]) -> Result<Response, AgentError> {
         let mut st = self.state();
         if st.lock.is_some() {
-            return Response::Failure;
+            return Err(AgentError::Locked);
         }
         let before = st.added.len();
         st.added.retain(|i| i.blob != key_blob);
@@ -318,19 +318,19 @@ impl Agent {
         let in_file = self.file_keys().iter().any(|k| k.public_blob() == key_blob);
         if in_file && !st.hidden.iter().any(|b| b == key_blob) {
             st.hidden.push(key_blob.to_vec());
-            return Response::Success;
+            return Ok(Response::Success);
         }
         if removed {
-            Response::Success
+            Ok(Response::Success)
         } else {
-            Response::Failure
+            Err(AgentError::NoSuchIdentity)
         }
     }
 
-    fn remove_all(&self) -> Response {
+    fn remove_all(&self) -> Result<Response, AgentError> {
         let mut st = self.state();
         if st.lock.is_some() {
-            return Response::Failure;
+            return Err(AgentError::Locked);
         }
         st.added.clear();
         for k in self.file_keys() {
@@ -339,26 +339,23 @@ impl Agent {
                 st.hidden.push(blob);
             }
         }
-        Response::Success
+        Ok(Response::Success)
     }
 
-    fn lock(&self, passphrase: &[u8]) -> Response {
+    fn lock(&self, passphrase: &[u8]) -> Result<Response, AgentError> {
         // In turn with unlock attempts: one slow hash at a time.
         let _turn = self.unlock_turn();
         if self.state().lock.is_some() || passphrase.is_empty() {
-            return Response::Failure;
+            return Err(AgentError::CannotLock);
         }
-        let Some(lock) = Lock::new(passphrase) else {
-            log("cannot hash the lock passphrase: the agent stays unlocked");
-            return Response::Failure;
-        };
+        let lock = Lock::new(passphrase).ok_or(AgentError::LockHash)?;
         let mut st = self.state();
         if st.lock.is_some() {
-            return Response::Failure;
+            return Err(AgentError::CannotLock);
         }
         st.lock = Some(Arc::new(lock));
         log("locked");
-        Response::Success
+        Ok(Response::Success)
     }
 
     fn unlock_turn(&self) -> std::sync::MutexGuard<'_, u32> {
@@ -367,12 +364,10 @@ impl Agent {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    fn unlock(&self, passphrase: &[u8]) -> Response {
+    fn unlock(&self, passphrase: &[u8]) -> Result<Response, AgentError> {
         // Held through the hash and the back-off sleep (see `unlock_failures`).
         let mut failures = self.unlock_turn();
-        let Some(lock) = self.state().lock.clone() else {
-            return Response::Failure;
-        };
+        let lock = self.state().lock.clone().ok_or(AgentError::NotLocked)?;
         if !passphrase.is_empty() && lock.matches(passphrase) {
             let mut st = self.state();
             if st.lock.as_ref().is_some_and(|l| Arc::ptr_eq(l, &lock)) {
@@ -380,41 +375,39 @@ impl Agent {
             }
             *failures = 0;
             log("unlocked");
-            return Response::Success;
+            return Ok(Response::Success);
         }
         *failures = failures.saturating_add(1);
         let delay = UNLOCK_DELAY_STEP
             .saturating_mul(*failures)
             .min(MAX_UNLOCK_DELAY);
-        log(format!(
-            "unlock failed: wrong passphrase ({} in a row; waiting {} ms before the next attempt)",
-            *failures,
-            delay.as_millis()
-        ));
+        // The answer (and the log line `handle` writes) waits; so does every other attempt.
         std::thread::sleep(delay);
-        Response::Failure
+        Err(AgentError::WrongPassphrase {
+            in_a_row: *failures,
+            delay,
+        })
     }
 
-    fn extension(&self, conn: &mut Connection, name: &str, contents: &[u8]) -> Response {
+    fn extension(
+        &self,
+        conn: &mut Connection,
+        name: &str,
+        contents: &[u8],
+    ) -> Result<Response, AgentError> {
         match name {
             // Allowed while locked: a new connection must be bindable before it can unlock.
-            "session-bind@openssh.com" => match bind(conn, contents) {
-                Ok(()) => Response::Success,
-                Err(e) => {
-                    log(format!("session-bind refused: {e}"));
-                    Response::ExtensionFailure
-                }
-            },
+            "session-bind@openssh.com" => {
+                bind(conn, contents)?;
+                Ok(Response::Success)
+            }
             "query" if self.state().lock.is_none() => {
                 let mut out = Vec::new();
                 ctap_core::ssh::wire::put_string(&mut out, b"query");
                 ctap_core::ssh::wire::put_string(&mut out, b"session-bind@openssh.com");
-                Response::Extension(out)
+                Ok(Response::Extension(out))
             }
-            other => {
-                log(format!("unsupported extension {}", quoted(other)));
-                Response::Failure
-            }
+            other => Err(AgentError::UnsupportedExtension(other.to_string())),
         }
     }
 }
@@ -422,26 +415,27 @@ impl Agent {
 /// Record a session binding after checking the host's signature over the session id, with
 /// OpenSSH's rules: a connection bound for authentication cannot be bound again, a session id
 /// cannot move to another host key.
-fn bind(conn: &mut Connection, contents: &[u8]) -> Result<(), String> {
-    let b = protocol::parse_session_bind(contents).map_err(|e| e.to_string())?;
+fn bind(conn: &mut Connection, contents: &[u8]) -> Result<(), BindError> {
+    let b = protocol::parse_session_bind(contents).map_err(BindError::Malformed)?;
     if b.session_id.is_empty() || b.session_id.len() > MAX_SESSION_ID {
-        return Err("bad session id length".into());
+        return Err(BindError::SessionIdLength(b.session_id.len()));
     }
-    ssh::verify_host_signature(b.host_key, b.session_id, b.signature).map_err(|e| e.to_string())?;
+    ssh::verify_host_signature(b.host_key, b.session_id, b.signature)
+        .map_err(BindError::HostSignature)?;
     for old in &conn.binds {
         if !old.forwarding {
-            return Err("connection already bound for authentication".into());
+            return Err(BindError::AlreadyBoundForAuthentication);
         }
         if old.session_id == b.session_id {
             return if old.host_key == b.host_key {
                 Ok(())
             } else {
-                Err("session id already bound to another host key".into())
+                Err(BindError::HostKeyChanged)
             };
         }
     }
     if conn.binds.len() >= MAX_BINDS {
-        return Err("too many session bindings".into());
+        return Err(BindError::TooMany);
     }
     conn.binds.push(Bind {
         host_key: b.host_key.to_vec(),
@@ -459,10 +453,101 @@ fn bind(conn: &mut Connection, contents: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// How a refusal of this request starts in the log.
+fn refusal_words(req: &Request<'_>) -> &'static str {
+    match req {
+        Request::RequestIdentities => "identities refused",
+        Request::Sign { .. } => "sign request refused",
+        Request::AddIdentity { .. } => "add refused",
+        Request::RemoveIdentity { .. } => "remove refused",
+        Request::RemoveAll => "remove-all refused",
+        Request::Lock { .. } => "lock refused",
+        Request::Unlock { .. } => "unlock failed",
+        Request::Extension {
+            name: "session-bind@openssh.com",
+            ..
+        } => "session-bind refused",
+        Request::Extension { .. } => "extension refused",
+        Request::Unknown(_) => "request refused",
+    }
+}
+
 fn describe(what: &SignedData<'_>) -> String {
     match what {
         SignedData::Userauth { user, .. } => format!("userauth for {}", quoted(user)),
         SignedData::Sshsig { namespace } => format!("SSHSIG ({namespace})"),
         SignedData::Other => "data".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{SSH_AGENTC_LOCK, SSH_AGENTC_REMOVE_ALL_IDENTITIES, SSH_AGENTC_UNLOCK};
+    use ctap_core::ssh::wire::put_string;
+
+    fn agent() -> Agent {
+        Agent::new(Config {
+            device: DeviceConfig {
+                uri: "auto".parse().unwrap(),
+                askpass: None,
+                notify: None,
+                touch_timeout: Duration::from_secs(1),
+                askpass_timeout: Duration::from_secs(1),
+                verbose: false,
+            },
+            credentials: PathBuf::from("/nonexistent/credentials.toml"),
+            uid: 0,
+        })
+    }
+
+    fn with_string(kind: u8, s: &[u8]) -> Vec<u8> {
+        let mut body = vec![kind];
+        put_string(&mut body, s);
+        body
+    }
+
+    /// Each request's refusal is a typed error, and the reply is the one its variant names: a
+    /// bad session binding gets the extension failure, the others SSH_AGENT_FAILURE.
+    #[test]
+    fn refusals_are_answered_by_their_variant() {
+        let a = agent();
+        let mut conn = Connection::default();
+        let failure = Response::Failure.encode();
+        let reply = |a: &Agent, conn: &mut Connection, body: &[u8]| a.handle(conn, body).encode();
+
+        assert_eq!(reply(&a, &mut conn, &[99]), failure);
+        assert!(matches!(
+            a.answer(&mut conn, Request::Unknown(99)),
+            Err(AgentError::UnsupportedMessage(99))
+        ));
+        assert!(matches!(a.unlock(b"pass"), Err(AgentError::NotLocked)));
+        assert!(matches!(a.lock(b""), Err(AgentError::CannotLock)));
+
+        let mut bind = vec![protocol::SSH_AGENTC_EXTENSION];
+        put_string(&mut bind, b"session-bind@openssh.com");
+        bind.extend_from_slice(&[0, 0, 0, 1, 7]);
+        assert_eq!(
+            reply(&a, &mut conn, &bind),
+            Response::ExtensionFailure.encode()
+        );
+
+        assert_eq!(
+            reply(&a, &mut conn, &with_string(SSH_AGENTC_LOCK, b"pw")),
+            Response::Success.encode()
+        );
+        assert!(matches!(a.remove_all(), Err(AgentError::Locked)));
+        assert_eq!(
+            reply(&a, &mut conn, &[SSH_AGENTC_REMOVE_ALL_IDENTITIES]),
+            failure
+        );
+        assert!(matches!(
+            a.unlock(b"wrong"),
+            Err(AgentError::WrongPassphrase { in_a_row: 1, .. })
+        ));
+        assert_eq!(
+            reply(&a, &mut conn, &with_string(SSH_AGENTC_UNLOCK, b"pw")),
+            Response::Success.encode()
+        );
     }
 }

@@ -9,18 +9,23 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
+use crate::error::AskpassError;
+
 /// Run the program and return its first output line, wiped on drop.
 pub fn read_secret(
     prog: &Path,
     prompt: &str,
     timeout: Duration,
-) -> Result<Zeroizing<String>, String> {
+) -> Result<Zeroizing<String>, AskpassError> {
     let (ok, out) = run(prog, prompt, false, timeout)?;
     if !ok {
-        return Err(format!("{} was cancelled", prog.display()));
+        return Err(AskpassError::Cancelled {
+            program: prog.to_path_buf(),
+        });
     }
-    let text = std::str::from_utf8(&out)
-        .map_err(|_| format!("{} printed something that is not UTF-8", prog.display()))?;
+    let text = std::str::from_utf8(&out).map_err(|_| AskpassError::NotUtf8 {
+        program: prog.to_path_buf(),
+    })?;
     let line = text.lines().next().unwrap_or("");
     Ok(Zeroizing::new(line.to_string()))
 }
@@ -35,7 +40,7 @@ fn run(
     prompt: &str,
     confirm: bool,
     timeout: Duration,
-) -> Result<(bool, Zeroizing<Vec<u8>>), String> {
+) -> Result<(bool, Zeroizing<Vec<u8>>), AskpassError> {
     let mut cmd = Command::new(prog);
     cmd.arg(prompt)
         .stdin(Stdio::null())
@@ -46,9 +51,10 @@ fn run(
     } else {
         cmd.env_remove("SSH_ASKPASS_PROMPT");
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", prog.display()))?;
+    let mut child = cmd.spawn().map_err(|source| AskpassError::Spawn {
+        program: prog.to_path_buf(),
+        source,
+    })?;
     let stdout = child.stdout.take();
     let reader = std::thread::spawn(move || {
         let mut buf = Zeroizing::new(Vec::new());
@@ -73,11 +79,10 @@ fn run(
     let out = reader.join().unwrap_or_default();
     match status {
         Some(s) => Ok((s.success(), out)),
-        None => Err(format!(
-            "{} did not answer within {}s",
-            prog.display(),
-            timeout.as_secs()
-        )),
+        None => Err(AskpassError::Timeout {
+            program: prog.to_path_buf(),
+            timeout,
+        }),
     }
 }
 

@@ -16,6 +16,7 @@ use ctap_core::session::{open_authenticators_until, Authenticator};
 use ctap_core::ssh::{self, SkKey, SkSignature, SshError, UserVerification, VerificationNeed};
 
 use crate::askpass;
+use crate::error::{AgentError, AskpassPurpose};
 
 /// How to reach the user and the key.
 #[derive(Debug, Clone)]
@@ -78,12 +79,16 @@ pub struct SignTiming {
 
 /// The configured key, opened as the PAM module opens it; with `auto` and several keys, the
 /// first one that opens. Opening and every request on it end by `deadline`.
-fn open(cfg: &DeviceConfig, deadline: Instant) -> Result<Authenticator, String> {
+fn open(cfg: &DeviceConfig, deadline: Instant) -> Result<Authenticator, AgentError> {
+    let failed = |source| AgentError::Open {
+        uri: cfg.uri.to_string(),
+        source,
+    };
     open_authenticators_until(&cfg.uri, cfg.touch_timeout, deadline)
-        .map_err(|e| format!("cannot open {}: {e}", cfg.uri))?
+        .map_err(|e| failed(Some(e)))?
         .into_iter()
         .next()
-        .ok_or_else(|| format!("cannot open {}: no security key", cfg.uri))
+        .ok_or_else(|| failed(None))
 }
 
 /// The transport failed: on a kept session this means the key went away since (replugged,
@@ -116,10 +121,10 @@ pub fn sign(
     gate: &DeviceGate,
     key: &SkKey,
     data: &[u8],
-) -> Result<(SkSignature, SignTiming), String> {
+) -> Result<(SkSignature, SignTiming), AgentError> {
     let _guard = gate
         .acquire(cfg.touch_timeout)
-        .ok_or("the security key is busy with another request")?;
+        .ok_or(AgentError::DeviceBusy)?;
     let mut slot = gate.session.lock().unwrap_or_else(|p| p.into_inner());
     let t0 = Instant::now();
     // Everything with the key ends by this instant (moved on by the time spent in askpass).
@@ -146,7 +151,7 @@ pub fn sign(
     };
 
     let mut cue = Cue::new(cfg, key);
-    let need = ssh::verification_need(ctap.info(), key).map_err(|e| e.to_string())?;
+    let need = ssh::verification_need(ctap.info(), key).map_err(AgentError::Key)?;
     let pin = match need {
         VerificationNeed::Pin => Some(ask_pin(cfg, key, &mut ctap, &mut deadline)?),
         VerificationNeed::None | VerificationNeed::BuiltIn => None,
@@ -188,9 +193,9 @@ pub fn sign(
     match result {
         Ok(sig) => Ok((sig, timing)),
         Err(SshError::Ctap(e)) if e.status() == Some(CtapStatus::PinInvalid) => {
-            Err("wrong PIN".into())
+            Err(AgentError::WrongPin)
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(AgentError::Key(e)),
     }
 }
 
@@ -217,7 +222,7 @@ fn ask_pin(
     key: &SkKey,
     ctap: &mut Authenticator,
     deadline: &mut Instant,
-) -> Result<Pin, String> {
+) -> Result<Pin, AgentError> {
     let asked = Instant::now();
     let pin = ask_pin_now(cfg, key);
     *deadline += asked.elapsed();
@@ -225,10 +230,11 @@ fn ask_pin(
     pin
 }
 
-fn ask_pin_now(cfg: &DeviceConfig, key: &SkKey) -> Result<Pin, String> {
-    let prog = cfg.askpass.as_ref().ok_or(
-        "the key needs a PIN but no askpass program is configured (--askpass or SSH_ASKPASS)",
-    )?;
+fn ask_pin_now(cfg: &DeviceConfig, key: &SkKey) -> Result<Pin, AgentError> {
+    let prog = cfg
+        .askpass
+        .as_ref()
+        .ok_or(AgentError::NoAskpass(AskpassPurpose::Pin))?;
     let touch = if key.touch_required() {
         " and confirm user presence"
     } else {
@@ -240,7 +246,7 @@ fn ask_pin_now(cfg: &DeviceConfig, key: &SkKey) -> Result<Pin, String> {
         key.fingerprint()
     );
     let answer = askpass::read_secret(prog, &prompt, cfg.askpass_timeout)?;
-    Pin::new(answer.to_string()).map_err(|e| e.to_string())
+    Pin::new(answer.to_string()).map_err(AgentError::BadPin)
 }
 
 /// "Touch your security key", once per request: a log line and the optional notify command.

@@ -4,6 +4,7 @@
 //! - [`agent`]: identities, constraints, lock, session binding: the answer to each message.
 //! - [`device`]: one signature with the security key (PIN via askpass, touch cue, timeouts).
 //! - [`server`]: the socket, daemonising, signals, a thread per connection.
+//! - [`error`]: why a request, the askpass program or the server failed.
 //!
 //! Formats, signing and enrollment live in `ctap_core::ssh`, shared with `ctap-enroll`.
 #![forbid(unsafe_code)]
@@ -12,6 +13,7 @@ pub mod agent;
 pub mod askpass;
 pub mod cli;
 pub mod device;
+pub mod error;
 pub mod lock;
 pub mod protocol;
 pub mod server;

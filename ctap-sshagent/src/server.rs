@@ -19,6 +19,7 @@ use zeroize::Zeroizing;
 use crate::agent::{Agent, Config, Connection};
 use crate::cli::Args;
 use crate::device::DeviceConfig;
+use crate::error::ServerError;
 use crate::log;
 use crate::protocol::{Response, MAX_MESSAGE};
 
@@ -40,17 +41,16 @@ pub fn run(args: Args) -> i32 {
     }
 }
 
-fn serve(args: Args) -> Result<(), String> {
+fn serve(args: Args) -> Result<(), ServerError> {
     let uid = nix::unistd::geteuid().as_raw();
-    let uri = args.device.parse().map_err(|e| format!("--device: {e}"))?;
+    let uri = args.device.parse().map_err(ServerError::BadDevice)?;
     let askpass = args
         .askpass
         .clone()
         .or_else(|| std::env::var_os("SSH_ASKPASS").map(PathBuf::from));
     let credentials = match &args.credentials {
         Some(p) => p.clone(),
-        None => ctap_core::ssh::user_credentials_path()
-            .ok_or("cannot find the home directory: set HOME or pass --credentials")?,
+        None => ctap_core::ssh::user_credentials_path().ok_or(ServerError::NoHome)?,
     };
     let timeout = Duration::from_secs(args.timeout);
     let cfg = Config {
@@ -77,8 +77,7 @@ fn serve(args: Args) -> Result<(), String> {
     let socket = match &args.socket {
         Some(p) => absolute(p)?,
         None => {
-            let dir = std::env::var_os("XDG_RUNTIME_DIR")
-                .ok_or("XDG_RUNTIME_DIR is not set: name a socket with -a SOCKET")?;
+            let dir = std::env::var_os("XDG_RUNTIME_DIR").ok_or(ServerError::NoRuntimeDir)?;
             PathBuf::from(dir).join("ctap-sshagent.sock")
         }
     };
@@ -95,13 +94,13 @@ fn serve(args: Args) -> Result<(), String> {
     accept_loop(listener, Agent::new(cfg))
 }
 
-fn absolute(p: &Path) -> Result<PathBuf, String> {
+fn absolute(p: &Path) -> Result<PathBuf, ServerError> {
     if p.is_absolute() {
         Ok(p.to_path_buf())
     } else {
         std::env::current_dir()
             .map(|d| d.join(p))
-            .map_err(|e| format!("current directory: {e}"))
+            .map_err(ServerError::CurrentDir)
     }
 }
 
@@ -114,8 +113,8 @@ fn print_env(socket: &Path, pid: u32) {
 /// Start a background copy of ourselves (`-D`, in its own process group so the terminal's ^C
 /// does not reach it), wait until it listens, print the environment for it and return.
 /// Re-executing avoids fork(), which would need `unsafe` in a multi-threaded-capable process.
-fn daemonize(socket: &Path) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
+fn daemonize(socket: &Path) -> Result<(), ServerError> {
+    let exe = std::env::current_exe().map_err(ServerError::OwnExecutable)?;
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     args.push("-D".into());
     args.push("-a".into());
@@ -128,7 +127,7 @@ fn daemonize(socket: &Path) -> Result<(), String> {
         .stderr(Stdio::inherit())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot start the agent: {e}"))?;
+        .map_err(ServerError::Start)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if UnixStream::connect(socket).is_ok() {
@@ -136,11 +135,11 @@ fn daemonize(socket: &Path) -> Result<(), String> {
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("the agent exited at start ({status})"));
+            return Err(ServerError::ExitedAtStart(status));
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            return Err("the agent did not start listening within 10 s".into());
+            return Err(ServerError::StartTimeout);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -148,34 +147,42 @@ fn daemonize(socket: &Path) -> Result<(), String> {
 
 /// Bind the socket with mode 0600 (umask during bind, so there is no window with a wider mode).
 /// A stale socket nobody listens on is replaced; a live one or a non-socket is an error.
-fn bind(path: &Path) -> Result<UnixListener, String> {
+fn bind(path: &Path) -> Result<UnixListener, ServerError> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
-            return Err(format!("{} exists and is not a socket", path.display()));
+            return Err(ServerError::NotASocket(path.to_path_buf()));
         }
         if UnixStream::connect(path).is_ok() {
-            return Err(format!("another agent is listening on {}", path.display()));
+            return Err(ServerError::AlreadyListening(path.to_path_buf()));
         }
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
+        std::fs::remove_file(path).map_err(|source| ServerError::RemoveStale {
+            path: path.to_path_buf(),
+            source,
+        })?;
     }
     let old = umask(Mode::from_bits_truncate(0o177));
     let listener = UnixListener::bind(path);
     umask(old);
-    let listener = listener.map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let listener = listener.map_err(|source| ServerError::Listen {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        ServerError::Permissions {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
     Ok(listener)
 }
 
 /// Block SIGTERM/SIGINT/SIGHUP in every thread and handle them on one: remove our socket, exit.
-fn block_signals(socket: Option<PathBuf>) -> Result<(), String> {
+fn block_signals(socket: Option<PathBuf>) -> Result<(), ServerError> {
     let mut set = SigSet::empty();
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGINT);
     set.add(Signal::SIGHUP);
-    set.thread_block()
-        .map_err(|e| format!("cannot block signals: {e}"))?;
+    set.thread_block().map_err(ServerError::Signals)?;
     std::thread::spawn(move || {
         let sig = set.wait();
         if let Some(s) = &socket {
@@ -190,7 +197,7 @@ fn block_signals(socket: Option<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
-fn accept_loop(listener: UnixListener, agent: Agent) -> Result<(), String> {
+fn accept_loop(listener: UnixListener, agent: Agent) -> Result<(), ServerError> {
     let agent = Arc::new(agent);
     let active = Arc::new(AtomicUsize::new(0));
     let uid = nix::unistd::geteuid().as_raw();

@@ -5,10 +5,13 @@
 //! Never the environment (this module reads no environment variable) and never a file the user
 //! can write (per-user records only when root opts in, with the library's ownership checks).
 
+use std::fmt;
+use std::path::PathBuf;
+
 use ctap_core::config::{config_path_from_arguments, ConfigError, Policy};
 use ctap_core::ctap2::{CtapError, CtapStatus};
 use ctap_core::fs::FileError;
-use ctap_core::login::{login, LoginError, LoginGranted};
+use ctap_core::login::{login, DeviceFailure, LoginError, LoginGranted};
 use ctap_core::verify::VerifyError;
 use pam::constants::PAM_SILENT;
 use pam::conv::Conv;
@@ -24,14 +27,16 @@ pub fn authenticate(inv: &mut Invocation<'_>) -> Verdict {
     let service = item_string(inv.pamh.get_item::<Service>().ok().flatten().map(|s| s.0));
     let policy = match policy_from(&inv.args) {
         Ok(p) => p,
-        Err((log, reason, detail)) => {
+        Err(PolicyError { log, error }) => {
             let user = item_string(inv.pamh.get_item::<User>().ok().flatten().map(|s| s.0));
             log.send(
                 Severity::Err,
                 &format!(
-                    "auth failed: reason={reason} service={} user={} {detail}",
+                    "auth failed: reason={} service={} user={} {}",
+                    error.reason(),
                     field(&service),
-                    field(&user)
+                    field(&user),
+                    error.fields()
                 ),
             );
             return Verdict::deny();
@@ -90,61 +95,127 @@ pub fn authenticate(inv: &mut Invocation<'_>) -> Verdict {
     }
 }
 
-/// Root's file, then the module arguments over it. On error: where to log, the reason word and
-/// the fields that name the problem.
-fn policy_from(args: &[&std::ffi::CStr]) -> Result<Policy, (SysLog, &'static str, String)> {
+/// Why the module could not build its policy (before there is a user or a `LoginError`). Every
+/// variant is a denial.
+#[derive(Debug)]
+pub(crate) enum ModuleError {
+    /// A module argument that is not UTF-8.
+    ArgumentNotUtf8 { argument: String },
+    /// `config=` names a relative path.
+    ConfigNotAbsolute { path: PathBuf },
+    /// Root's config file does not exist: a typo in `config=` must not fall back to defaults.
+    ConfigMissing(ConfigError),
+    /// Root's config file cannot be read, trusted or parsed.
+    Config(ConfigError),
+    /// A module argument the policy refuses (unknown, malformed).
+    BadArgument(ConfigError),
+}
+
+impl ModuleError {
+    /// The syslog reason word (pam_ctap(8), REASONS).
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            ModuleError::ArgumentNotUtf8 { .. }
+            | ModuleError::ConfigNotAbsolute { .. }
+            | ModuleError::BadArgument(_) => "bad_argument",
+            ModuleError::ConfigMissing(_) => "config_missing",
+            ModuleError::Config(_) => "config_error",
+        }
+    }
+
+    /// The syslog fields that name the problem: the argument when there is one, then the detail.
+    pub(crate) fn fields(&self) -> String {
+        let argument = match self {
+            ModuleError::ArgumentNotUtf8 { argument } => Some(argument.clone()),
+            ModuleError::ConfigNotAbsolute { path } => Some(format!("config={}", path.display())),
+            ModuleError::BadArgument(ConfigError::Argument { argument, .. }) => {
+                Some(argument.clone())
+            }
+            ModuleError::BadArgument(_)
+            | ModuleError::ConfigMissing(_)
+            | ModuleError::Config(_) => None,
+        };
+        let detail = detail(&self.to_string());
+        match argument {
+            Some(a) => format!("argument={} detail={detail}", quoted(&a)),
+            None => format!("detail={detail}"),
+        }
+    }
+
+    /// Sort a config error by where it came from: the file, or an argument.
+    fn from_config(e: ConfigError) -> Self {
+        match e {
+            ConfigError::File(FileError::NotFound(_)) => ModuleError::ConfigMissing(e),
+            ConfigError::Argument { .. } => ModuleError::BadArgument(e),
+            ConfigError::File(_) | ConfigError::Parse { .. } => ModuleError::Config(e),
+        }
+    }
+}
+
+impl fmt::Display for ModuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModuleError::ArgumentNotUtf8 { .. } => f.write_str("not UTF-8"),
+            ModuleError::ConfigNotAbsolute { .. } => f.write_str("config= needs an absolute path"),
+            ModuleError::ConfigMissing(e)
+            | ModuleError::Config(e)
+            | ModuleError::BadArgument(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ModuleError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ModuleError::ConfigMissing(e)
+            | ModuleError::Config(e)
+            | ModuleError::BadArgument(e) => Some(e),
+            ModuleError::ArgumentNotUtf8 { .. } | ModuleError::ConfigNotAbsolute { .. } => None,
+        }
+    }
+}
+
+/// A [`ModuleError`] and the syslog to report it to: root's configured socket once the file was
+/// read, the default before.
+pub(crate) struct PolicyError {
+    pub(crate) log: SysLog,
+    pub(crate) error: ModuleError,
+}
+
+/// Root's file, then the module arguments over it.
+pub(crate) fn policy_from(args: &[&std::ffi::CStr]) -> Result<Policy, PolicyError> {
     let default_log = || SysLog::new(&Policy::default().log_socket);
     let mut text = Vec::with_capacity(args.len());
     for a in args {
         match a.to_str() {
             Ok(s) => text.push(s),
             Err(_) => {
-                let detail = format!(
-                    "argument={} detail=\"not UTF-8\"",
-                    quoted(&a.to_string_lossy())
-                );
-                return Err((default_log(), "bad_argument", detail));
+                return Err(PolicyError {
+                    log: default_log(),
+                    error: ModuleError::ArgumentNotUtf8 {
+                        argument: a.to_string_lossy().into_owned(),
+                    },
+                })
             }
         }
     }
     let path = config_path_from_arguments(text.iter().copied());
     if !path.is_absolute() {
-        let detail = format!(
-            "argument={} detail=\"config= needs an absolute path\"",
-            quoted(&format!("config={}", path.display()))
-        );
-        return Err((default_log(), "bad_argument", detail));
+        return Err(PolicyError {
+            log: default_log(),
+            error: ModuleError::ConfigNotAbsolute { path },
+        });
     }
-    let mut policy = Policy::load(&path).map_err(|e| {
-        // An explicit config= that does not exist: a typo must not fall back to the defaults.
-        let reason = match &e {
-            ConfigError::File(FileError::NotFound(_)) => "config_missing",
-            _ => "config_error",
-        };
-        (
-            default_log(),
-            reason,
-            format!("detail={}", detail(&e.to_string())),
-        )
+    let mut policy = Policy::load(&path).map_err(|e| PolicyError {
+        log: default_log(),
+        error: ModuleError::from_config(e),
     })?;
     let log = SysLog::new(&policy.log_socket);
     policy
         .apply_arguments(text.iter().copied())
-        .map_err(|e| match &e {
-            ConfigError::Argument { argument, .. } => (
-                log.clone(),
-                "bad_argument",
-                format!(
-                    "argument={} detail={}",
-                    quoted(argument),
-                    detail(&e.to_string())
-                ),
-            ),
-            ConfigError::File(_) | ConfigError::Parse { .. } => (
-                log.clone(),
-                "config_error",
-                format!("detail={}", detail(&e.to_string())),
-            ),
+        .map_err(|e| PolicyError {
+            log,
+            error: ModuleError::from_config(e),
         })?;
     Ok(policy)
 }
@@ -193,7 +264,7 @@ fn failed_line(who: &str, e: &LoginError) -> String {
 fn severity(e: &LoginError) -> Severity {
     match e {
         LoginError::Rejected { .. } => Severity::Warning,
-        LoginError::Store(_) if e.kind() == "busy" => Severity::Notice,
+        LoginError::Store(_) if e.is_busy() => Severity::Notice,
         LoginError::Store(_)
         | LoginError::MissingState { .. }
         | LoginError::Place(_)
@@ -202,7 +273,13 @@ fn severity(e: &LoginError) -> Severity {
         | LoginError::RecordsMissing
         | LoginError::EnrolledAsOtherName { .. } => Severity::Err,
         LoginError::DeviceNotEnrolled { .. } => Severity::Warning,
-        _ => Severity::Notice,
+        LoginError::UnknownUser(_)
+        | LoginError::NoRecords
+        | LoginError::NoUsableCredential(_)
+        | LoginError::WrongKey
+        | LoginError::UvUnavailable(_)
+        | LoginError::Device(_)
+        | LoginError::PinLastRetry => Severity::Notice,
     }
 }
 
@@ -215,7 +292,7 @@ fn user_message(e: &LoginError) -> String {
         LoginError::EnrolledAsOtherName { .. } => {
             "Your security key is registered under another user name: ask your administrator"
         }
-        LoginError::Store(_) if e.kind() == "busy" => {
+        LoginError::Store(_) if e.is_busy() => {
             "Another login of yours is using your security key: try again"
         }
         LoginError::WrongKey => "This security key is not registered for you",
@@ -240,16 +317,24 @@ fn user_message(e: &LoginError) -> String {
         LoginError::Device(CtapError::Status(CtapStatus::PinAuthBlocked)) => {
             "Too many wrong PINs: remove and reinsert the key"
         }
-        LoginError::Device(_) => match e.kind() {
-            "no_key" => "No security key found",
-            "pin_blocked" => "PIN blocked: reset the key",
-            "pin_invalid" => "Wrong PIN",
-            "timeout" => "Timed out waiting for your security key",
-            "presence_denied" => "The security key request was denied",
-            "cancelled" => "Security key request cancelled",
-            _ => "The security key did not answer correctly: re-insert it and try again",
+        LoginError::Device(d) => match DeviceFailure::of(d) {
+            DeviceFailure::NoKey => "No security key found",
+            DeviceFailure::PinBlocked => "PIN blocked: reset the key",
+            DeviceFailure::PinInvalid => "Wrong PIN",
+            DeviceFailure::Timeout => "Timed out waiting for your security key",
+            DeviceFailure::PresenceDenied => "The security key request was denied",
+            DeviceFailure::Cancelled => "Security key request cancelled",
+            DeviceFailure::Other => {
+                "The security key did not answer correctly: re-insert it and try again"
+            }
         },
-        _ => "Security key authentication failed",
+        LoginError::Rejected { .. }
+        | LoginError::Lookup(_)
+        | LoginError::UidMismatch { .. }
+        | LoginError::RecordsMissing
+        | LoginError::Store(_)
+        | LoginError::NoUsableCredential(_)
+        | LoginError::MissingState { .. } => "Security key authentication failed",
     };
     text.to_string()
 }

@@ -3,7 +3,7 @@
 use std::ffi::c_int;
 
 use ctap_core::credential::StoreError;
-use ctap_core::ctap2::{CtapError, CtapStatus};
+use ctap_core::ctap2::{CborProblem, CtapError, CtapStatus, Misbehaviour};
 use ctap_core::ctaphid::CtapHidError;
 use ctap_core::device::TransportError;
 use ctap_core::fs::FileError;
@@ -57,7 +57,9 @@ fn every_error() -> Vec<LoginError> {
             TransportError::NoDevice,
         ))),
         LoginError::Device(CtapError::Hid(CtapHidError::Timeout)),
-        LoginError::Device(CtapError::DeviceMisbehaved("x".into())),
+        LoginError::Device(CtapError::Misbehaved(Misbehaviour::Cbor(
+            CborProblem::Truncated,
+        ))),
         LoginError::Rejected {
             credential: "k".into(),
             reason: VerifyError::CounterRegression {
@@ -175,4 +177,107 @@ fn module_reads_no_environment() {
             assert!(!text.contains(needle), "{name} mentions {needle}");
         }
     }
+}
+
+/// `policy_from` reports a typed `ModuleError`: the reason word comes from its variant, the
+/// fields name the argument, and a wrapped config error is its `source()`.
+#[test]
+fn module_errors_are_typed_with_reason_and_source() {
+    use crate::auth::{policy_from, ModuleError};
+    use std::error::Error;
+    use std::ffi::CString;
+
+    let refused = |args: &[&[u8]]| -> ModuleError {
+        let owned: Vec<CString> = args.iter().map(|a| CString::new(*a).unwrap()).collect();
+        let refs: Vec<&std::ffi::CStr> = owned.iter().map(|c| c.as_c_str()).collect();
+        match policy_from(&refs) {
+            Ok(_) => panic!("{args:?} was accepted"),
+            Err(p) => p.error,
+        }
+    };
+
+    let e = refused(&[b"debug\xff"]);
+    assert!(matches!(e, ModuleError::ArgumentNotUtf8 { .. }), "{e:?}");
+    assert_eq!(e.reason(), "bad_argument");
+    assert!(e.fields().starts_with("argument=\"debug"), "{}", e.fields());
+    assert!(
+        e.fields().contains("detail=\"not UTF-8\""),
+        "{}",
+        e.fields()
+    );
+    assert!(e.source().is_none());
+
+    let e = refused(&[b"config=etc/pam_ctap.toml"]);
+    assert!(matches!(e, ModuleError::ConfigNotAbsolute { .. }), "{e:?}");
+    assert_eq!(e.reason(), "bad_argument");
+    assert!(
+        e.fields().contains("config=etc/pam_ctap.toml"),
+        "{}",
+        e.fields()
+    );
+
+    let e = refused(&[b"config=/nonexistent/h8-typo.toml"]);
+    assert!(matches!(e, ModuleError::ConfigMissing(_)), "{e:?}");
+    assert_eq!(e.reason(), "config_missing");
+    assert!(e.source().is_some());
+    assert!(e.fields().starts_with("detail="), "{}", e.fields());
+}
+
+/// The module's messages for device failures follow the error's structure (`DeviceFailure`),
+/// and the reason word is the same classification's word.
+#[test]
+fn device_failures_are_classified_by_structure() {
+    use ctap_core::ctap2::HmacSecretProblem;
+    use ctap_core::login::DeviceFailure;
+    let cases = [
+        (
+            CtapError::Hid(CtapHidError::Transport(TransportError::NoDevice)),
+            DeviceFailure::NoKey,
+        ),
+        (
+            CtapError::Status(CtapStatus::PinAuthBlocked),
+            DeviceFailure::PinBlocked,
+        ),
+        (
+            CtapError::Status(CtapStatus::OperationDenied),
+            DeviceFailure::PresenceDenied,
+        ),
+        (
+            CtapError::Hid(CtapHidError::Timeout),
+            DeviceFailure::Timeout,
+        ),
+        (
+            CtapError::Status(CtapStatus::KeepaliveCancel),
+            DeviceFailure::Cancelled,
+        ),
+        (
+            CtapError::Misbehaved(Misbehaviour::HmacSecret(HmacSecretProblem::Missing)),
+            DeviceFailure::Other,
+        ),
+    ];
+    for (e, want) in cases {
+        assert_eq!(DeviceFailure::of(&e), want, "{e}");
+        let login = LoginError::Device(e);
+        assert_eq!(login.kind(), want.word());
+    }
+    let msg = |e: LoginError| crate::auth::user_message_for_test(&e);
+    assert_eq!(
+        msg(LoginError::Device(CtapError::Status(
+            CtapStatus::OperationDenied
+        ))),
+        "The security key request was denied"
+    );
+    assert_eq!(
+        msg(LoginError::Device(CtapError::Misbehaved(
+            Misbehaviour::Cbor(CborProblem::NotCanonical)
+        ))),
+        "The security key did not answer correctly: re-insert it and try again"
+    );
+    let busy = LoginError::Store(StoreError::File(FileError::LockTimeout("/x".into())));
+    assert!(busy.is_busy());
+    assert_eq!(busy.kind(), "busy");
+    assert_eq!(
+        msg(busy),
+        "Another login of yours is using your security key: try again"
+    );
 }

@@ -60,7 +60,17 @@ impl fmt::Display for StoreError {
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::File(e) => Some(e),
+            StoreError::Parse { .. }
+            | StoreError::Invalid { .. }
+            | StoreError::BadUserName(_)
+            | StoreError::Lookup(_) => None,
+        }
+    }
+}
 
 impl From<FileError> for StoreError {
     fn from(e: FileError) -> Self {

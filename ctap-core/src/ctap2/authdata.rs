@@ -4,7 +4,7 @@ use ciborium::Value;
 
 use super::cbor::{self, CborMap};
 use super::cose::CoseKey;
-use super::CtapError;
+use super::{AuthDataProblem, CtapError};
 
 /// The flags byte of authenticatorData.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,9 +56,9 @@ impl AuthenticatorData {
     /// that attaches a credential public key to a login answer is not following the protocol).
     pub fn parse_assertion(raw: &[u8]) -> Result<Self, CtapError> {
         match raw.get(32) {
-            Some(&flags) if Flags(flags).attested() => Err(CtapError::misbehaved(
-                "assertion authenticatorData has the AT flag (attested credential data)",
-            )),
+            Some(&flags) if Flags(flags).attested() => {
+                Err(AuthDataProblem::AttestedInAssertion.into())
+            }
             _ => Self::parse(raw),
         }
     }
@@ -67,7 +67,7 @@ impl AuthenticatorData {
     /// COSE key and extensions are decoded as strictly as a whole response; the ED flag must match
     /// an extensions map that runs exactly to the end, and nothing may follow.
     pub fn parse(raw: &[u8]) -> Result<Self, CtapError> {
-        let short = || CtapError::misbehaved("authenticatorData is truncated");
+        let short = || CtapError::from(AuthDataProblem::Truncated);
         let head = raw.get(..37).ok_or_else(short)?;
         let mut rp_id_hash = [0u8; 32];
         rp_id_hash.copy_from_slice(&head[..32]);
@@ -81,9 +81,7 @@ impl AuthenticatorData {
             aaguid.copy_from_slice(&fixed[..16]);
             let id_len = usize::from(u16::from_be_bytes([fixed[16], fixed[17]]));
             if id_len > 1023 {
-                return Err(CtapError::misbehaved(
-                    "credential id longer than 1023 bytes",
-                ));
+                return Err(AuthDataProblem::CredentialIdTooLong { len: id_len }.into());
             }
             let credential_id = rest.get(18..18 + id_len).ok_or_else(short)?.to_vec();
             rest = &rest[18 + id_len..];
@@ -108,9 +106,7 @@ impl AuthenticatorData {
             None
         };
         if !rest.is_empty() {
-            return Err(CtapError::misbehaved(
-                "trailing bytes after authenticatorData",
-            ));
+            return Err(AuthDataProblem::TrailingBytes.into());
         }
         Ok(AuthenticatorData {
             raw: raw.to_vec(),

@@ -6,7 +6,7 @@
 
 use ciborium::Value;
 
-use super::CtapError;
+use super::{CborProblem, CtapError, Misbehaviour};
 
 /// Encode in CTAP2 canonical form (CTAP 2.1 section 8): definite lengths, shortest integers
 /// (ciborium always does both), and map keys sorted by the length, then bytes, of their encoding.
@@ -52,7 +52,7 @@ pub const MAX_DEPTH: usize = 16;
 pub fn decode_strict(bytes: &[u8]) -> Result<Value, CtapError> {
     let (value, used) = decode_strict_prefix(bytes)?;
     if used != bytes.len() {
-        return Err(CtapError::misbehaved("trailing bytes after CBOR"));
+        return Err(CborProblem::TrailingBytes.into());
     }
     Ok(value)
 }
@@ -63,32 +63,29 @@ pub fn decode_strict(bytes: &[u8]) -> Result<Value, CtapError> {
 pub fn decode_strict_prefix(bytes: &[u8]) -> Result<(Value, usize), CtapError> {
     let mut cursor = std::io::Cursor::new(bytes);
     let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut cursor, MAX_DEPTH)
-        .map_err(|e| CtapError::misbehaved(cbor_error(&e)))?;
+        .map_err(|e| CtapError::from(cbor_error(&e)))?;
     let used = usize::try_from(cursor.position())
         .ok()
         .filter(|&u| u <= bytes.len())
-        .ok_or_else(|| CtapError::misbehaved("invalid CBOR: length out of range"))?;
+        .ok_or(CborProblem::LengthOutOfRange)?;
     check_strict(&value)?;
     if encode(&value) != bytes[..used] {
-        return Err(CtapError::misbehaved("CBOR is not in canonical form"));
+        return Err(CborProblem::NotCanonical.into());
     }
     Ok((value, used))
 }
 
-/// What went wrong, in words: ciborium's `Display` is its `Debug` (`Semantic(None, "…")`).
-fn cbor_error(e: &ciborium::de::Error<std::io::Error>) -> String {
+/// What went wrong, as data: ciborium's `Display` is its `Debug` (`Semantic(None, "…")`).
+fn cbor_error(e: &ciborium::de::Error<std::io::Error>) -> CborProblem {
     use ciborium::de::Error;
     match e {
-        Error::Io(_) => "CBOR that ends in the middle of an item".into(),
-        Error::Syntax(at) => format!("CBOR that is not well-formed (at byte {at})"),
-        Error::Semantic(Some(at), msg) => format!(
-            "CBOR that is not valid (at byte {at}: {})",
-            crate::text::printable(msg)
-        ),
-        Error::Semantic(None, msg) => {
-            format!("CBOR that is not valid ({})", crate::text::printable(msg))
-        }
-        Error::RecursionLimitExceeded => "CBOR nested too deeply".into(),
+        Error::Io(_) => CborProblem::Truncated,
+        Error::Syntax(at) => CborProblem::NotWellFormed { at: *at },
+        Error::Semantic(at, msg) => CborProblem::Invalid {
+            at: *at,
+            detail: crate::text::printable(msg),
+        },
+        Error::RecursionLimitExceeded => CborProblem::TooDeep,
     }
 }
 
@@ -106,12 +103,8 @@ fn check_strict(value: &Value) -> Result<(), CtapError> {
                 if let Some(p) = &previous {
                     match canonical_order(p, &key) {
                         std::cmp::Ordering::Less => {}
-                        std::cmp::Ordering::Equal => {
-                            return Err(CtapError::misbehaved("CBOR map repeats a key"))
-                        }
-                        std::cmp::Ordering::Greater => {
-                            return Err(CtapError::misbehaved("CBOR is not in canonical form"))
-                        }
+                        std::cmp::Ordering::Equal => return Err(CborProblem::RepeatedKey.into()),
+                        std::cmp::Ordering::Greater => return Err(CborProblem::NotCanonical.into()),
                     }
                 }
                 previous = Some(key);
@@ -119,7 +112,7 @@ fn check_strict(value: &Value) -> Result<(), CtapError> {
             Ok(())
         }
         Value::Array(items) => items.iter().try_for_each(check_strict),
-        Value::Tag(..) => Err(CtapError::misbehaved("CBOR tags are not allowed in CTAP")),
+        Value::Tag(..) => Err(CborProblem::Tag.into()),
         _ => Ok(()),
     }
 }
@@ -144,11 +137,11 @@ impl<'a> CborMap<'a> {
                 let mut keys: Vec<Vec<u8>> = entries.iter().map(|(k, _)| encode(k)).collect();
                 keys.sort_unstable();
                 if keys.windows(2).any(|w| w[0] == w[1]) {
-                    return Err(CtapError::misbehaved(format!("{what} repeats a key")));
+                    return Err(Misbehaviour::RepeatedKey { message: what }.into());
                 }
                 Ok(CborMap { entries, what })
             }
-            _ => Err(CtapError::misbehaved(format!("{what} is not a CBOR map"))),
+            _ => Err(Misbehaviour::NotAMap { message: what }.into()),
         }
     }
 
@@ -170,15 +163,37 @@ impl<'a> CborMap<'a> {
         self.entries
     }
 
-    fn missing(&self, member: &str) -> CtapError {
-        CtapError::misbehaved(format!("{} lacks {member}", self.what))
+    /// The error for a required member that is absent.
+    pub fn missing(&self, member: &'static str) -> CtapError {
+        Misbehaviour::MissingMember {
+            message: self.what,
+            member,
+        }
+        .into()
     }
 
-    fn wrong(&self, member: &str, expected: &str) -> CtapError {
-        CtapError::misbehaved(format!("{} member {member} is not {expected}", self.what))
+    /// The error for a member of the wrong type.
+    pub fn wrong(&self, member: &'static str, expected: &'static str) -> CtapError {
+        Misbehaviour::WrongType {
+            message: self.what,
+            member,
+            expected,
+        }
+        .into()
     }
 
-    pub fn bytes(&self, key: i64, member: &str) -> Result<&'a [u8], CtapError> {
+    /// The error for a byte string member of the wrong length.
+    pub fn wrong_length(&self, member: &'static str, expected: usize, got: usize) -> CtapError {
+        Misbehaviour::WrongLength {
+            message: self.what,
+            member,
+            expected,
+            got,
+        }
+        .into()
+    }
+
+    pub fn bytes(&self, key: i64, member: &'static str) -> Result<&'a [u8], CtapError> {
         match self.get(key) {
             Some(Value::Bytes(b)) => Ok(b),
             Some(_) => Err(self.wrong(member, "a byte string")),
@@ -186,21 +201,21 @@ impl<'a> CborMap<'a> {
         }
     }
 
-    pub fn opt_bytes(&self, key: i64, member: &str) -> Result<Option<&'a [u8]>, CtapError> {
+    pub fn opt_bytes(&self, key: i64, member: &'static str) -> Result<Option<&'a [u8]>, CtapError> {
         match self.get(key) {
             None => Ok(None),
             Some(_) => self.bytes(key, member).map(Some),
         }
     }
 
-    pub fn int(&self, key: i64, member: &str) -> Result<i128, CtapError> {
+    pub fn int(&self, key: i64, member: &'static str) -> Result<i128, CtapError> {
         match self.get(key) {
             Some(v) => as_int(v).ok_or_else(|| self.wrong(member, "an integer")),
             None => Err(self.missing(member)),
         }
     }
 
-    pub fn opt_uint(&self, key: i64, member: &str) -> Result<Option<u64>, CtapError> {
+    pub fn opt_uint(&self, key: i64, member: &'static str) -> Result<Option<u64>, CtapError> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => as_int(v)
@@ -210,7 +225,7 @@ impl<'a> CborMap<'a> {
         }
     }
 
-    pub fn opt_bool(&self, key: i64, member: &str) -> Result<Option<bool>, CtapError> {
+    pub fn opt_bool(&self, key: i64, member: &'static str) -> Result<Option<bool>, CtapError> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -218,7 +233,7 @@ impl<'a> CborMap<'a> {
         }
     }
 
-    pub fn opt_text_array(&self, key: i64, member: &str) -> Result<Vec<String>, CtapError> {
+    pub fn opt_text_array(&self, key: i64, member: &'static str) -> Result<Vec<String>, CtapError> {
         match self.get(key) {
             None => Ok(Vec::new()),
             Some(Value::Array(items)) => items
@@ -232,7 +247,7 @@ impl<'a> CborMap<'a> {
         }
     }
 
-    pub fn opt_uint_array(&self, key: i64, member: &str) -> Result<Vec<u64>, CtapError> {
+    pub fn opt_uint_array(&self, key: i64, member: &'static str) -> Result<Vec<u64>, CtapError> {
         match self.get(key) {
             None => Ok(Vec::new()),
             Some(Value::Array(items)) => items

@@ -6,7 +6,7 @@ use zeroize::Zeroizing;
 use super::cbor::{self, CborMap};
 use super::cose::CoseKey;
 use super::pin::{KeyAgreement, Pin, PinUvAuthToken, PinUvProtocol};
-use super::{command, Ctap2, CtapError, KeepaliveHandler, QUICK_TIMEOUT};
+use super::{command, Ctap2, CtapError, KeepaliveHandler, Misbehaviour, QUICK_TIMEOUT};
 use crate::ctaphid::WaitDecision;
 use crate::device::Transport;
 
@@ -84,12 +84,11 @@ impl<T: Transport> Ctap2<T> {
     pub fn key_agreement(&mut self, protocol: PinUvProtocol) -> Result<KeyAgreement, CtapError> {
         let v = self
             .quick_pin(protocol, sub::GET_KEY_AGREEMENT, PinParams::default())?
-            .ok_or_else(|| CtapError::misbehaved("empty getKeyAgreement response"))?;
+            .ok_or(Misbehaviour::EmptyResponse {
+                response: "getKeyAgreement response",
+            })?;
         let m = CborMap::new(&v, "getKeyAgreement response")?;
-        let peer = CoseKey::from_value(
-            m.get(1)
-                .ok_or_else(|| CtapError::misbehaved("getKeyAgreement lacks keyAgreement"))?,
-        )?;
+        let peer = CoseKey::from_value(m.get(1).ok_or_else(|| m.missing("keyAgreement"))?)?;
         KeyAgreement::new(protocol, &peer)
     }
 
@@ -97,12 +96,14 @@ impl<T: Transport> Ctap2<T> {
         let protocol = self.pin_protocol()?;
         let v = self
             .quick_pin(protocol, sub::GET_PIN_RETRIES, PinParams::default())?
-            .ok_or_else(|| CtapError::misbehaved("empty getPINRetries response"))?;
+            .ok_or(Misbehaviour::EmptyResponse {
+                response: "getPINRetries response",
+            })?;
         let m = CborMap::new(&v, "getPINRetries response")?;
         Ok(PinRetries {
             retries: m
                 .opt_uint(3, "pinRetries")?
-                .ok_or_else(|| CtapError::misbehaved("getPINRetries lacks pinRetries"))?,
+                .ok_or_else(|| m.missing("pinRetries"))?,
             power_cycle_required: m.opt_bool(4, "powerCycleState")?.unwrap_or(false),
         })
     }
@@ -213,7 +214,9 @@ fn decrypt_token(
     ka: &KeyAgreement,
     v: Option<Value>,
 ) -> Result<PinUvAuthToken, CtapError> {
-    let v = v.ok_or_else(|| CtapError::misbehaved("empty pinUvAuthToken response"))?;
+    let v = v.ok_or(Misbehaviour::EmptyResponse {
+        response: "pinUvAuthToken response",
+    })?;
     let m = CborMap::new(&v, "pinUvAuthToken response")?;
     let token = ka.shared.decrypt(m.bytes(2, "pinUvAuthToken")?)?;
     PinUvAuthToken::new(protocol, token)

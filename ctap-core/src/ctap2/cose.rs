@@ -5,7 +5,7 @@ use p256::ecdsa::signature::Verifier;
 use p256::elliptic_curve::sec1::FromEncodedPoint;
 
 use super::cbor::{self, CborMap};
-use super::CtapError;
+use super::{CoseKeyProblem, CtapError};
 
 pub const ALG_ES256: i64 = -7;
 pub const ALG_EDDSA: i64 = -8;
@@ -58,18 +58,15 @@ impl CoseKey {
         let kty = m.int(1, "kty (1)")?;
         let alg = m.int(3, "alg (3)")?;
         let crv = m.int(-1, "crv (-1)")?;
-        let coord = |key: i64, name: &str| -> Result<[u8; 32], CtapError> {
-            m.bytes(key, name)?
-                .try_into()
-                .map_err(|_| CtapError::misbehaved(format!("COSE key {name} is not 32 bytes")))
+        let coord = |key: i64, name: &'static str| -> Result<[u8; 32], CtapError> {
+            let b = m.bytes(key, name)?;
+            b.try_into().map_err(|_| m.wrong_length(name, 32, b.len()))
         };
         match (kty, crv) {
             (k, c) if k == i128::from(KTY_EC2) && c == i128::from(CRV_P256) => {
                 let alg = i64::try_from(alg).unwrap_or(0);
                 if alg != ALG_ES256 && alg != ALG_ECDH_ES_HKDF_256 {
-                    return Err(CtapError::misbehaved(format!(
-                        "P-256 COSE key with algorithm {alg}"
-                    )));
+                    return Err(CoseKeyProblem::P256Algorithm(alg).into());
                 }
                 let key = CoseKey::Es256 {
                     x: coord(-2, "x (-2)")?,
@@ -81,9 +78,7 @@ impl CoseKey {
             }
             (k, c) if k == i128::from(KTY_OKP) && c == i128::from(CRV_ED25519) => {
                 if alg != i128::from(ALG_EDDSA) {
-                    return Err(CtapError::misbehaved(format!(
-                        "Ed25519 COSE key with algorithm {alg}"
-                    )));
+                    return Err(CoseKeyProblem::Ed25519Algorithm(alg).into());
                 }
                 let key = CoseKey::EdDsa {
                     x: coord(-2, "x (-2)")?,
@@ -131,17 +126,17 @@ impl CoseKey {
             CoseKey::Es256 { x, y, .. } => {
                 let point = p256::EncodedPoint::from_affine_coordinates(x.into(), y.into(), false);
                 Option::from(p256::PublicKey::from_encoded_point(&point))
-                    .ok_or_else(|| CtapError::misbehaved("P-256 public key is not on the curve"))
+                    .ok_or_else(|| CoseKeyProblem::NotOnCurve.into())
             }
-            CoseKey::EdDsa { .. } => Err(CtapError::misbehaved("expected a P-256 key")),
+            CoseKey::EdDsa { .. } => Err(CoseKeyProblem::ExpectedP256.into()),
         }
     }
 
     fn ed25519_public(&self) -> Result<ed25519_dalek::VerifyingKey, CtapError> {
         match self {
             CoseKey::EdDsa { x } => ed25519_dalek::VerifyingKey::from_bytes(x)
-                .map_err(|_| CtapError::misbehaved("Ed25519 public key is invalid")),
-            CoseKey::Es256 { .. } => Err(CtapError::misbehaved("expected an Ed25519 key")),
+                .map_err(|_| CoseKeyProblem::InvalidEd25519.into()),
+            CoseKey::Es256 { .. } => Err(CoseKeyProblem::ExpectedEd25519.into()),
         }
     }
 

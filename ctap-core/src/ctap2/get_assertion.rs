@@ -9,7 +9,9 @@ use super::ext::hmac_secret::{
 };
 use super::make_credential::descriptors;
 use super::pin::PinUvAuthToken;
-use super::{command, Ctap2, CtapError, KeepaliveHandler, QUICK_TIMEOUT};
+use super::{
+    command, Ctap2, CtapError, DescriptorProblem, KeepaliveHandler, Misbehaviour, QUICK_TIMEOUT,
+};
 use crate::device::Transport;
 
 pub struct GetAssertionRequest {
@@ -53,11 +55,7 @@ impl GetAssertionResponse {
         let credential_id = match (credential_id, allow_list) {
             (Some(id), _) => id,
             (None, [only]) => only.clone(),
-            (None, _) => {
-                return Err(CtapError::misbehaved(
-                    "getAssertion response lacks the credential",
-                ))
-            }
+            (None, _) => return Err(m.missing("the credential (1)")),
         };
         let user_id = match m.get(4) {
             Some(u) => CborMap::new(u, "user")?
@@ -86,21 +84,13 @@ fn descriptor_id(value: &Value) -> Result<Vec<u8>, CtapError> {
     let d = CborMap::new(value, "credential descriptor")?;
     let id = match d.get_text("id") {
         Some(Value::Bytes(b)) => b.clone(),
-        Some(_) => {
-            return Err(CtapError::misbehaved(
-                "credential descriptor id is not a byte string",
-            ))
-        }
-        None => return Err(CtapError::misbehaved("credential descriptor lacks its id")),
+        Some(_) => return Err(DescriptorProblem::IdNotBytes.into()),
+        None => return Err(DescriptorProblem::MissingId.into()),
     };
     match d.get_text("type") {
         Some(Value::Text(t)) if t == "public-key" => Ok(id),
-        Some(_) => Err(CtapError::misbehaved(
-            "credential descriptor type is not \"public-key\"",
-        )),
-        None => Err(CtapError::misbehaved(
-            "credential descriptor lacks its type",
-        )),
+        Some(_) => Err(DescriptorProblem::TypeNotPublicKey.into()),
+        None => Err(DescriptorProblem::MissingType.into()),
     }
 }
 
@@ -165,7 +155,9 @@ impl<T: Transport> Ctap2<T> {
         };
         let v = self
             .send_cbor(command::GET_ASSERTION, Some(&params), timeout, on_keepalive)?
-            .ok_or_else(|| CtapError::misbehaved("empty getAssertion response"))?;
+            .ok_or(Misbehaviour::EmptyResponse {
+                response: "getAssertion response",
+            })?;
         let mut resp = GetAssertionResponse::from_value(&v, &req.allow_list)?;
         if let Some(h) = &hmac {
             resp.hmac_secret = Some(h.decrypt_output(&resp.auth_data));
@@ -182,7 +174,9 @@ impl<T: Transport> Ctap2<T> {
                 QUICK_TIMEOUT,
                 &mut |_| crate::ctaphid::WaitDecision::Continue,
             )?
-            .ok_or_else(|| CtapError::misbehaved("empty getNextAssertion response"))?;
+            .ok_or(Misbehaviour::EmptyResponse {
+                response: "getNextAssertion response",
+            })?;
         GetAssertionResponse::from_value(&v, &[])
     }
 }

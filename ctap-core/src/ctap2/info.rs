@@ -31,12 +31,12 @@ impl AuthenticatorInfo {
         let m = CborMap::new(v, "getInfo response")?;
         let versions = m.opt_text_array(1, "versions")?;
         if versions.is_empty() {
-            return Err(CtapError::misbehaved("getInfo response lacks versions"));
+            return Err(m.missing("versions"));
         }
-        let aaguid = m
-            .bytes(3, "aaguid")?
+        let aaguid = m.bytes(3, "aaguid")?;
+        let aaguid = aaguid
             .try_into()
-            .map_err(|_| CtapError::misbehaved("getInfo aaguid is not 16 bytes"))?;
+            .map_err(|_| m.wrong_length("aaguid", 16, aaguid.len()))?;
         let mut options = BTreeMap::new();
         if let Some(o) = m.get(4) {
             for (k, v) in CborMap::new(o, "getInfo options")?.entries() {
@@ -44,7 +44,7 @@ impl AuthenticatorInfo {
                     (Value::Text(k), Value::Bool(b)) => {
                         options.insert(k.clone(), *b);
                     }
-                    _ => return Err(CtapError::misbehaved("getInfo option is not text: bool")),
+                    _ => return Err(m.wrong("options (4)", "a map of text to booleans")),
                 }
             }
         }

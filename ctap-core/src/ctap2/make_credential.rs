@@ -7,7 +7,7 @@ use super::cbor::{self, CborMap};
 use super::cose::Algorithm;
 use super::ext::hmac_secret;
 use super::pin::PinUvAuthToken;
-use super::{command, Ctap2, CtapError, KeepaliveHandler};
+use super::{command, AuthDataProblem, Ctap2, CtapError, KeepaliveHandler, Misbehaviour};
 use crate::device::Transport;
 
 /// What to create. `algorithms` is in order of preference.
@@ -51,12 +51,14 @@ impl MakeCredentialResponse {
         let m = CborMap::new(v, "makeCredential response")?;
         let fmt = match m.get(1) {
             Some(Value::Text(t)) => t.clone(),
-            _ => return Err(CtapError::misbehaved("makeCredential response lacks fmt")),
+            Some(_) => return Err(m.wrong("fmt (1)", "text")),
+            None => return Err(m.missing("fmt (1)")),
         };
         let auth_data = AuthenticatorData::parse(m.bytes(2, "authData")?)?;
-        let credential = auth_data.attested.clone().ok_or_else(|| {
-            CtapError::misbehaved("makeCredential authData has no attested credential")
-        })?;
+        let credential = auth_data
+            .attested
+            .clone()
+            .ok_or(AuthDataProblem::NoAttestedCredential)?;
         let att_stmt = m.get(3).cloned().unwrap_or(Value::Map(Vec::new()));
         Ok(MakeCredentialResponse {
             fmt,
@@ -141,7 +143,9 @@ impl<T: Transport> Ctap2<T> {
                 timeout,
                 on_keepalive,
             )?
-            .ok_or_else(|| CtapError::misbehaved("empty makeCredential response"))?;
+            .ok_or(Misbehaviour::EmptyResponse {
+                response: "makeCredential response",
+            })?;
         MakeCredentialResponse::from_value(&v)
     }
 }

@@ -21,7 +21,10 @@ use std::time::Duration;
 
 use ciborium::Value;
 
-pub use error::CtapError;
+pub use error::{
+    AuthDataProblem, CborProblem, CoseKeyProblem, CtapError, DescriptorProblem, HmacSecretProblem,
+    Misbehaviour, PinProtocolProblem,
+};
 pub use get_assertion::{GetAssertionRequest, GetAssertionResponse};
 pub use make_credential::{MakeCredentialRequest, MakeCredentialResponse};
 pub use status::CtapStatus;
@@ -135,7 +138,9 @@ fn fetch_info<T: Transport>(hid: &mut CtapHidChannel<T>) -> Result<Authenticator
     let v = send_cbor(hid, command::GET_INFO, None, QUICK_TIMEOUT, &mut |_| {
         WaitDecision::Continue
     })?
-    .ok_or_else(|| CtapError::misbehaved("empty getInfo response"))?;
+    .ok_or(Misbehaviour::EmptyResponse {
+        response: "getInfo response",
+    })?;
     AuthenticatorInfo::from_value(&v)
 }
 
@@ -151,9 +156,9 @@ fn send_cbor<T: Transport>(
         request.extend(cbor::encode(p));
     }
     let response = hid.call(cmd::CBOR, &request, timeout, on_keepalive)?;
-    let (&status, body) = response
-        .split_first()
-        .ok_or_else(|| CtapError::misbehaved("empty CTAP2 response"))?;
+    let (&status, body) = response.split_first().ok_or(Misbehaviour::EmptyResponse {
+        response: "CTAP2 response",
+    })?;
     match CtapStatus::from_u8(status) {
         CtapStatus::Ok if body.is_empty() => Ok(None),
         CtapStatus::Ok => cbor::decode_strict(body).map(Some),

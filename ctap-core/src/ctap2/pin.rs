@@ -8,7 +8,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::cose::{CoseKey, ALG_ECDH_ES_HKDF_256};
 use super::info::AuthenticatorInfo;
-use super::CtapError;
+use super::{CtapError, PinProtocolProblem};
 
 type Aes256CbcEnc = cbc::Encryptor<aes::Aes256>;
 type Aes256CbcDec = cbc::Decryptor<aes::Aes256>;
@@ -126,22 +126,20 @@ impl SharedSecret {
             PinUvProtocol::V2 => {
                 let iv = ciphertext
                     .get(..16)
-                    .ok_or_else(|| CtapError::misbehaved("encrypted data shorter than its IV"))?;
+                    .ok_or(PinProtocolProblem::ShorterThanIv)?;
                 let mut a = [0u8; 16];
                 a.copy_from_slice(iv);
                 (a, &ciphertext[16..])
             }
         };
         if ct.is_empty() || ct.len() % 16 != 0 {
-            return Err(CtapError::misbehaved(
-                "encrypted data is not a whole number of AES blocks",
-            ));
+            return Err(PinProtocolProblem::NotWholeBlocks.into());
         }
         let dec = Aes256CbcDec::new_from_slices(self.aes_key(), &iv)
-            .map_err(|_| CtapError::misbehaved("bad AES key length"))?;
+            .map_err(|_| PinProtocolProblem::AesKeyLength)?;
         dec.decrypt_padded_vec_mut::<NoPadding>(ct)
             .map(Zeroizing::new)
-            .map_err(|_| CtapError::misbehaved("cannot decrypt"))
+            .map_err(|_| PinProtocolProblem::Decrypt.into())
     }
 
     pub fn authenticate(&self, message: &[u8]) -> Vec<u8> {
@@ -160,9 +158,7 @@ impl KeyAgreement {
     pub fn new(protocol: PinUvProtocol, peer: &CoseKey) -> Result<Self, CtapError> {
         let peer_pk = match peer {
             CoseKey::Es256 { .. } => peer.p256_public()?,
-            CoseKey::EdDsa { .. } => {
-                return Err(CtapError::misbehaved("key agreement key is not P-256"))
-            }
+            CoseKey::EdDsa { .. } => return Err(PinProtocolProblem::KeyAgreementNotP256.into()),
         };
         let eph = p256::ecdh::EphemeralSecret::random(&mut rand::rngs::OsRng);
         let point = p256::EncodedPoint::from(eph.public_key());
@@ -204,10 +200,7 @@ impl PinUvAuthToken {
             PinUvProtocol::V2 => token.len() == 32,
         };
         if !ok {
-            return Err(CtapError::misbehaved(format!(
-                "pinUvAuthToken of {} bytes",
-                token.len()
-            )));
+            return Err(PinProtocolProblem::TokenLength(token.len()).into());
         }
         Ok(PinUvAuthToken { protocol, token })
     }

@@ -109,8 +109,8 @@ fn malformed_responses_are_misbehaviour() {
     ] {
         let mut c = ctap(device(move |_| body.clone()));
         match probe(&mut c) {
-            Err(CtapError::DeviceMisbehaved(_)) => {}
-            other => panic!("expected DeviceMisbehaved, got {:?}", other.err()),
+            Err(CtapError::Misbehaved(_)) => {}
+            other => panic!("expected Misbehaved, got {:?}", other.err()),
         }
     }
 }
@@ -170,9 +170,9 @@ fn probe_with(body: Vec<u8>) -> Result<GetAssertionResponse, CtapError> {
 
 fn expect_misbehaved(r: Result<GetAssertionResponse, CtapError>, words: &str) {
     match r {
-        Err(CtapError::DeviceMisbehaved(m)) => assert!(m.contains(words), "{m}"),
-        Err(e) => panic!("expected DeviceMisbehaved({words}), got {e}"),
-        Ok(_) => panic!("expected DeviceMisbehaved({words}), got an accepted response"),
+        Err(CtapError::Misbehaved(m)) => assert!(m.to_string().contains(words), "{m}"),
+        Err(e) => panic!("expected Misbehaved({words}), got {e}"),
+        Ok(_) => panic!("expected Misbehaved({words}), got an accepted response"),
     }
 }
 

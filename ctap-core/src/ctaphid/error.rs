@@ -152,7 +152,21 @@ impl fmt::Display for CtapHidError {
     }
 }
 
-impl std::error::Error for CtapHidError {}
+impl std::error::Error for FramingViolation {}
+
+impl std::error::Error for CtapHidError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CtapHidError::Transport(e) => Some(e),
+            CtapHidError::Misbehaved(v) => Some(v),
+            CtapHidError::Device(_)
+            | CtapHidError::NotCtap2
+            | CtapHidError::RequestTooLong { .. }
+            | CtapHidError::Timeout
+            | CtapHidError::Cancelled => None,
+        }
+    }
+}
 
 impl From<TransportError> for CtapHidError {
     fn from(e: TransportError) -> Self {

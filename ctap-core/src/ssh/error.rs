@@ -45,7 +45,17 @@ impl fmt::Display for SshError {
     }
 }
 
-impl std::error::Error for SshError {}
+impl std::error::Error for SshError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SshError::Ctap(e) => Some(e),
+            SshError::Malformed(_)
+            | SshError::Unsupported(_)
+            | SshError::Refused(_)
+            | SshError::BadAssertion(_) => None,
+        }
+    }
+}
 
 impl From<CtapError> for SshError {
     fn from(e: CtapError) -> Self {

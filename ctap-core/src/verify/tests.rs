@@ -159,7 +159,7 @@ fn each_check_rejects_its_own_failure() {
 /// `device_error` instead of an `hmac_mismatch`.
 #[test]
 fn every_unusable_hmac_output_has_the_reason_of_a_wrong_one() {
-    use crate::ctap2::CtapError;
+    use crate::ctap2::{HmacSecretProblem, Misbehaviour, PinProtocolProblem};
     use crate::login::LoginError;
     let k = key(UvRequirement::Discouraged);
     let ch = Challenge::new("login", "bob");
@@ -179,13 +179,16 @@ fn every_unusable_hmac_output_has_the_reason_of_a_wrong_one() {
     }));
     assert_eq!(kind(&wrong), "hmac_mismatch");
     for problem in [
-        "the key returned no hmac-secret output",
-        "hmac-secret output is not a byte string",
-        "hmac-secret output of 64 bytes, expected 32",
-        "ciphertext is not a whole number of blocks",
+        Misbehaviour::HmacSecret(HmacSecretProblem::Missing),
+        Misbehaviour::HmacSecret(HmacSecretProblem::NotBytes),
+        Misbehaviour::HmacSecret(HmacSecretProblem::Length {
+            got: 64,
+            expected: 32,
+        }),
+        Misbehaviour::PinProtocol(PinProtocolProblem::NotWholeBlocks),
     ] {
         let mut r = respond(&k, &ch, Flags::UP, 11, RP);
-        r.hmac_secret = Some(Err(CtapError::misbehaved(problem)));
+        r.hmac_secret = Some(Err(problem.clone().into()));
         assert!(matches!(
             check(&k, &ch, &r),
             Err(VerifyError::HmacUnusable(_))
@@ -194,7 +197,7 @@ fn every_unusable_hmac_output_has_the_reason_of_a_wrong_one() {
     }
     // The signature still comes first: an unsigned answer is a bad signature whatever it holds.
     let mut r = respond(&k, &ch, Flags::UP, 11, RP);
-    r.hmac_secret = Some(Err(CtapError::misbehaved("no output")));
+    r.hmac_secret = Some(Err(HmacSecretProblem::Missing.into()));
     r.signature[10] ^= 1;
     assert_eq!(check(&k, &ch, &r).unwrap_err(), VerifyError::BadSignature);
 }

@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 use crate::ctap2::authdata::AuthenticatorData;
 use crate::ctap2::cbor;
 use crate::ctap2::pin::KeyAgreement;
-use crate::ctap2::CtapError;
+use crate::ctap2::{CtapError, HmacSecretProblem};
 
 pub const NAME: &str = "hmac-secret";
 
@@ -71,24 +71,17 @@ impl HmacSecretRequest {
     ) -> Result<HmacSecretOutput, CtapError> {
         let enc = match auth_data.extension(NAME) {
             Some(Value::Bytes(b)) => b,
-            Some(_) => {
-                return Err(CtapError::misbehaved(
-                    "hmac-secret output is not a byte string",
-                ))
-            }
-            None => {
-                return Err(CtapError::misbehaved(
-                    "the key returned no hmac-secret output",
-                ))
-            }
+            Some(_) => return Err(HmacSecretProblem::NotBytes.into()),
+            None => return Err(HmacSecretProblem::Missing.into()),
         };
         let plain = self.agreement.shared.decrypt(enc)?;
         let expected = if self.two_salts { 64 } else { 32 };
         if plain.len() != expected {
-            return Err(CtapError::misbehaved(format!(
-                "hmac-secret output of {} bytes, expected {expected}",
-                plain.len()
-            )));
+            return Err(HmacSecretProblem::Length {
+                got: plain.len(),
+                expected,
+            }
+            .into());
         }
         let mut o1 = Zeroizing::new([0u8; 32]);
         o1.copy_from_slice(&plain[..32]);
