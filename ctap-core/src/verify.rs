@@ -14,7 +14,25 @@
 //! As rustls puts it in its `implvulns` notes: the *lack* of an error is a poor indicator that a
 //! signature was valid. So success is a value — [`CheckedAssertion`] and [`VerifiedAssertion`]
 //! have private fields and only this module builds them — and callers (the PAM module's grant,
-//! enrollment's state, the agent's SSH signature) demand that value.
+//! enrollment's state, the agent's SSH signature) demand that value. Neither can be built
+//! outside this module:
+//!
+//! ```compile_fail
+//! # fn forge(r: &ctap_core::ctap2::GetAssertionResponse) {
+//! let _ = ctap_core::verify::CheckedAssertion { response: r, _sealed: () };
+//! # }
+//! ```
+//!
+//! ```compile_fail
+//! let _ = ctap_core::verify::VerifiedAssertion {
+//!     credential_id: vec![],
+//!     credential_name: String::new(),
+//!     sign_count: 1,
+//!     user_verified: true,
+//!     counter: ctap_core::verify::CounterOutcome::NotKept,
+//!     _sealed: (),
+//! };
+//! ```
 
 use std::fmt;
 
