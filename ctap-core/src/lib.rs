@@ -7,7 +7,10 @@
 //! - [`ctap2`]: CBOR commands (getInfo, makeCredential, getAssertion, clientPIN, …) and the
 //!   hmac-secret extension.
 //! - [`credential`]: enrollment records and login state on disk; [`fs`] opens and writes them safely.
-//! - [`verify`]: the only constructor of a [`verify::VerifiedAssertion`].
+//! - [`verify`]: the one verifier of every assertion ([`verify::check_assertion`]) and the only
+//!   constructor of a [`verify::VerifiedAssertion`].
+//! - [`uv`]: the one place that decides how user verification is obtained (built-in UV, a PIN
+//!   through a [`session::Prompter`], or refusal).
 //! - [`login`]: the whole login as PAM, `ctap-enroll test` and the demo run it.
 //! - [`config`]: root's policy file.
 //! - [`account`]: the canonical account behind the name PAM was given.
@@ -31,4 +34,5 @@ pub mod pamu2f;
 pub mod session;
 pub mod ssh;
 pub mod text;
+pub mod uv;
 pub mod verify;

@@ -15,15 +15,16 @@ use std::fmt;
 use std::time::Instant;
 
 use crate::account::{Account, Nss, UserResolver};
-use crate::config::{CloneAction, PinPolicy, Policy, UvPolicy};
+use crate::config::{CloneAction, Policy, UvPolicy};
 use crate::credential::{CredentialRecord, StateFile, StoreError, UvRequirement};
 use crate::ctap2::ext::hmac_secret::HmacSalts;
-use crate::ctap2::pin::{permission, PinUvAuthToken};
+use crate::ctap2::pin::permission;
 use crate::ctap2::{CtapError, CtapStatus, GetAssertionRequest, Misbehaviour};
 use crate::ctaphid::CtapHidError;
 use crate::device::{DeviceUri, TransportError};
 use crate::fs::FileError;
 use crate::session::{keepalive_for, open_authenticators_until, Authenticator, Prompter};
+use crate::uv::{self, UvError, UvRefusal, Verification};
 use crate::verify::{verify_assertion, Challenge, CounterOutcome, Expectation, VerifyError};
 
 /// A successful login. Only [`login`] builds one, and only after verification and after the new
@@ -91,7 +92,7 @@ pub enum LoginError {
         credential: String,
     },
     /// User verification is needed and cannot be done (no PIN set, PIN prompts disabled, cancelled).
-    UvUnavailable(String),
+    UvUnavailable(UvRefusal),
     Device(CtapError),
     Rejected {
         credential: String,
@@ -255,7 +256,7 @@ impl fmt::Display for LoginError {
                 f,
                 "credential {credential:?} has no login state: re-enroll it with `ctap-enroll enroll`"
             ),
-            LoginError::UvUnavailable(m) => f.write_str(m),
+            LoginError::UvUnavailable(r) => r.fmt(f),
             LoginError::Device(CtapError::Hid(CtapHidError::Transport(TransportError::NoDevice))) => {
                 write!(f, "No security key found: insert your key and try again")
             }
@@ -315,6 +316,15 @@ impl std::error::Error for LoginError {
 impl From<StoreError> for LoginError {
     fn from(e: StoreError) -> Self {
         LoginError::Store(e)
+    }
+}
+
+impl From<UvError> for LoginError {
+    fn from(e: UvError) -> Self {
+        match e {
+            UvError::Refused(r) => LoginError::UvUnavailable(r),
+            UvError::Device(d) => LoginError::Device(d),
+        }
     }
 }
 
@@ -482,54 +492,6 @@ pub fn select_by_touch(
     }
 }
 
-/// Obtain user verification for `rp_id`: built-in UV if the key has it, else the PIN.
-/// Returns the token, or `None` when the key will verify through the `uv` option.
-pub fn user_verification(
-    key: &mut Authenticator,
-    rp_id: &str,
-    permissions: u8,
-    pin_policy: PinPolicy,
-    prompter: &mut dyn Prompter,
-) -> Result<Option<PinUvAuthToken>, LoginError> {
-    if key.info().builtin_uv() {
-        if key.info().supports_permissions() {
-            let mut ka = keepalive_for(prompter);
-            return Ok(Some(key.uv_token(permissions, Some(rp_id), &mut ka)?));
-        }
-        return Ok(None);
-    }
-    if !key.info().pin_set() {
-        return Err(LoginError::UvUnavailable(
-            "user verification is required but the security key has no PIN: set one with `ctap-enroll pin set`".into(),
-        ));
-    }
-    if pin_policy == PinPolicy::UvOnly {
-        return Err(LoginError::UvUnavailable(
-            "user verification is required and PIN entry is disabled (pin = uv-only)".into(),
-        ));
-    }
-    let retries = key.pin_retries()?;
-    if retries.retries == 0 {
-        return Err(LoginError::Device(CtapError::Status(
-            CtapStatus::PinBlocked,
-        )));
-    }
-    let pin = prompter
-        .request_pin("Security key PIN: ")
-        .ok_or_else(|| LoginError::UvUnavailable("no PIN was entered".into()))?;
-    match key.pin_token(&pin, permissions, Some(rp_id)) {
-        Ok(t) => Ok(Some(t)),
-        Err(CtapError::Status(CtapStatus::PinInvalid)) => {
-            let left = key.pin_retries().map(|r| r.retries).unwrap_or(0);
-            prompter.info(&format!("Wrong PIN ({left} tries left)"));
-            Err(LoginError::Device(CtapError::Status(
-                CtapStatus::PinInvalid,
-            )))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// The account behind the name PAM was given (see [`crate::account`]). A name the name
 /// service does not know is a denial, never "no records".
 pub fn resolve(resolver: &dyn UserResolver, typed: &str) -> Result<Account, LoginError> {
@@ -653,8 +615,58 @@ pub fn login_with(
     policy: &Policy,
     prompter: &mut dyn Prompter,
 ) -> Result<LoginGranted, LoginError> {
-    let account = resolve(resolver, user)?;
+    let (account, creds) = enrolled_credentials(resolver, user, policy)?;
     let user = account.name();
+    let store = policy.store();
+    // Read unlocked: it orders the probes and turns away a credential that cannot log in before
+    // any PIN is asked; it is read again under the lock before anything is decided from it.
+    let unlocked_state = store.read_state(user)?;
+
+    // Everything with the keys (opening, probes, PIN, the touch) and the wait for the user's
+    // lock ends by this instant.
+    let deadline = Instant::now() + policy.touch_timeout();
+    let mut keys = open_authenticators_until(&policy.device, policy.touch_timeout(), deadline)?;
+    let ordered = probe_order(&creds, &unlocked_state);
+    let (index, record) = choose_key(&mut keys, &ordered, policy, prompter)?;
+    let key = &mut keys[index];
+
+    // Unlocked, before any PIN: a credential that cannot log in gets no PIN prompt.
+    let state = usable_state(record, &unlocked_state)?;
+    let record = &effective_record(record, &state);
+    let verification = verify_user(key, record, policy, prompter)?;
+
+    // Held until the new state is on disk, taken after the PIN (module doc); the state is read
+    // again under it.
+    let mut guard = store.lock_state(user, deadline.saturating_duration_since(Instant::now()))?;
+    let state = usable_state(record, &guard.state)?;
+    let challenge = Challenge::new(service, user);
+    let request = assertion_request(record, &state, &verification, &challenge)?;
+    if policy.cue {
+        prompter.touch_cue(&policy.cue_prompt);
+    }
+    let response = {
+        let mut ka = keepalive_for(prompter);
+        key.get_assertion(&request, verification.token(), &mut ka)?
+    };
+
+    let asked = [record];
+    let expect = Expectation {
+        challenge: &challenge,
+        asked: &asked,
+        counter_policy: policy.counter,
+    };
+    let verified = verify_assertion(&expect, &response, &state);
+    settle(&mut guard, &account, record, policy, verified)
+}
+
+/// The account behind `user` and its credentials this policy accepts, after checking the
+/// places root's configuration names (records, state, the device socket).
+fn enrolled_credentials(
+    resolver: &dyn UserResolver,
+    user: &str,
+    policy: &Policy,
+) -> Result<(Account, Vec<CredentialRecord>), LoginError> {
+    let account = resolve(resolver, user)?;
     let store = policy.store();
     store.check_roots().map_err(LoginError::Place)?;
     let records = match store.load_records(&account) {
@@ -669,7 +681,6 @@ pub fn login_with(
         });
     }
     let creds = usable_credentials(policy, records.credentials)?;
-
     if let DeviceUri::Unix(socket) = &policy.device {
         let owners = policy.device_owners().map_err(|why| {
             LoginError::Place(FileError::Insecure {
@@ -679,50 +690,52 @@ pub fn login_with(
         })?;
         crate::fs::check_trusted_socket(socket, &owners).map_err(LoginError::Place)?;
     }
+    Ok((account, creds))
+}
 
-    // Read unlocked: it orders the probes and turns away a credential that cannot log in before
-    // any PIN is asked; it is read again under the lock before anything is decided from it.
-    let unlocked_state = store.read_state(user)?;
-
-    // Everything with the keys (opening, probes, PIN, the touch) and the wait for the user's
-    // lock ends by this instant.
-    let deadline = Instant::now() + policy.touch_timeout();
-    let mut keys = open_authenticators_until(&policy.device, policy.touch_timeout(), deadline)?;
-    let ordered = probe_order(&creds, &unlocked_state);
-    let found = find_credentials(&mut keys, &ordered)?;
-    let (index, record) = if keys.len() > 1 && found.iter().any(|(i, r)| needs_pin(&keys[*i], r)) {
-        // Several keys attached and a PIN to send: the user's touch picks the key first, and
-        // only keys of the enrolled model may be picked.
-        let candidates: Vec<(usize, &CredentialRecord)> = found
-            .iter()
-            .copied()
-            .filter(|(i, r)| {
-                !needs_pin(&keys[*i], r) || enrolled_model(&keys[*i], r, &policy.device).is_ok()
-            })
-            .collect();
-        let Some(&(first, first_record)) = found.first() else {
-            return Err(LoginError::WrongKey);
-        };
-        if candidates.is_empty() {
-            enrolled_model(&keys[first], first_record, &policy.device)?;
-        }
-        prompter.touch_cue("Touch the security key you want to use");
-        let indices: Vec<usize> = candidates.iter().map(|(i, _)| *i).collect();
-        let chosen = select_by_touch(&mut keys, &indices)?;
-        candidates
-            .into_iter()
-            .find(|(i, _)| *i == chosen)
-            .ok_or(LoginError::WrongKey)?
-    } else {
-        *found.first().ok_or(LoginError::WrongKey)?
+/// Which attached key logs in, with which credential: the one key that holds one, or, with
+/// several keys attached and a PIN to send, the one the user touches among keys of the
+/// enrolled model.
+fn choose_key<'r>(
+    keys: &mut [Authenticator],
+    ordered: &'r [CredentialRecord],
+    policy: &Policy,
+    prompter: &mut dyn Prompter,
+) -> Result<(usize, &'r CredentialRecord), LoginError> {
+    let found = find_credentials(keys, ordered)?;
+    if keys.len() <= 1 || !found.iter().any(|(i, r)| needs_pin(&keys[*i], r)) {
+        return found.first().copied().ok_or(LoginError::WrongKey);
+    }
+    // Several keys attached and a PIN to send: the user's touch picks the key first, and
+    // only keys of the enrolled model may be picked.
+    let candidates: Vec<(usize, &CredentialRecord)> = found
+        .iter()
+        .copied()
+        .filter(|(i, r)| {
+            !needs_pin(&keys[*i], r) || enrolled_model(&keys[*i], r, &policy.device).is_ok()
+        })
+        .collect();
+    let Some(&(first, first_record)) = found.first() else {
+        return Err(LoginError::WrongKey);
     };
-    let key = &mut keys[index];
+    if candidates.is_empty() {
+        enrolled_model(&keys[first], first_record, &policy.device)?;
+    }
+    prompter.touch_cue("Touch the security key you want to use");
+    let indices: Vec<usize> = candidates.iter().map(|(i, _)| *i).collect();
+    let chosen = select_by_touch(keys, &indices)?;
+    candidates
+        .into_iter()
+        .find(|(i, _)| *i == chosen)
+        .ok_or(LoginError::WrongKey)
+}
 
-    // Unlocked, before any PIN: a credential that cannot log in gets no PIN prompt.
-    let state = usable_state(record, &unlocked_state)?;
-
-    // User verification and hmac-secret come from root-written state as well as the record: a
-    // record (a per-user file's, say) can ask for more than state, never for less.
+/// User verification and hmac-secret come from root-written state as well as the record: a
+/// record (a per-user file's, say) can ask for more than state, never for less.
+fn effective_record(
+    record: &CredentialRecord,
+    state: &crate::credential::CredentialState,
+) -> CredentialRecord {
     let mut effective = record.clone();
     if state.hmac_uv {
         effective.user_verification = UvRequirement::Required;
@@ -730,26 +743,41 @@ pub fn login_with(
     if state.hmac_check.is_some() {
         effective.hmac_secret = true;
     }
-    let record = &effective;
-    let uv_required = record.user_verification == UvRequirement::Required;
-    let token = if uv_required {
-        pin_gate(key, record, &policy.device)?;
-        user_verification(
-            key,
-            &record.rp_id,
-            permission::GET_ASSERTION,
-            policy.pin,
-            prompter,
-        )?
-    } else {
-        None
-    };
+    effective
+}
 
-    // Held until the new state is on disk, taken after the PIN (module doc); the state is read
-    // again under it.
-    let mut guard = store.lock_state(user, deadline.saturating_duration_since(Instant::now()))?;
-    let state = usable_state(record, &guard.state)?;
-    if (state.hmac_uv && !uv_required) || (state.hmac_check.is_some() && !record.hmac_secret) {
+/// Verify the user where `record` requires it, through the planner ([`crate::uv`]: built-in
+/// UV, else the PIN unless policy forbids it), once the PIN may go to this key ([`pin_gate`]).
+fn verify_user(
+    key: &mut Authenticator,
+    record: &CredentialRecord,
+    policy: &Policy,
+    prompter: &mut dyn Prompter,
+) -> Result<Verification, LoginError> {
+    if record.user_verification != UvRequirement::Required {
+        return Ok(Verification::NotRequired);
+    }
+    pin_gate(key, record, &policy.device)?;
+    let plan = uv::plan(key.info(), true, policy.pin).map_err(LoginError::UvUnavailable)?;
+    Ok(uv::obtain(
+        key,
+        plan,
+        &record.rp_id,
+        permission::GET_ASSERTION,
+        prompter,
+    )?)
+}
+
+/// The login's getAssertion, from the record and the state read under the lock.
+fn assertion_request(
+    record: &CredentialRecord,
+    state: &crate::credential::CredentialState,
+    verification: &Verification,
+    challenge: &Challenge,
+) -> Result<GetAssertionRequest, LoginError> {
+    if (state.hmac_uv && !verification.required())
+        || (state.hmac_check.is_some() && !record.hmac_secret)
+    {
         // Re-enrolled between the unlocked read and the lock: what was asked of the key no
         // longer matches what the state demands.
         return Err(LoginError::NoUsableCredential(format!(
@@ -766,30 +794,26 @@ pub fn login_with(
         }
         (false, _) => None,
     };
-    let challenge = Challenge::new(service, user);
-    let request = GetAssertionRequest {
+    Ok(GetAssertionRequest {
         rp_id: record.rp_id.clone(),
         client_data_hash: challenge.client_data_hash(),
         allow_list: vec![record.credential_id.clone()],
         user_presence: true,
-        user_verification: uv_required && token.is_none(),
+        user_verification: verification.uv_option(),
         hmac_secret,
-    };
-    if policy.cue {
-        prompter.touch_cue(&policy.cue_prompt);
-    }
-    let response = {
-        let mut ka = keepalive_for(prompter);
-        key.get_assertion(&request, token.as_ref(), &mut ka)?
-    };
+    })
+}
 
-    let asked = [record];
-    let expect = Expectation {
-        challenge: &challenge,
-        asked: &asked,
-        counter_policy: policy.counter,
-    };
-    match verify_assertion(&expect, &response, &state) {
+/// Write the verifier's verdict: a verified assertion's counter (then the grant), or, for a
+/// counter regression under `clone_action = suspend`, the suspension (then the denial).
+fn settle(
+    guard: &mut crate::credential::StateGuard,
+    account: &Account,
+    record: &CredentialRecord,
+    policy: &Policy,
+    verified: Result<crate::verify::VerifiedAssertion, VerifyError>,
+) -> Result<LoginGranted, LoginError> {
+    match verified {
         Ok(verified) => {
             if let Some(s) = guard.state.get_mut(verified.credential_id()) {
                 verified.apply_to(s);

@@ -83,6 +83,12 @@ pub trait Prompter {
     fn request_pin(&mut self, prompt: &str) -> Option<Pin>;
     /// An informational message ("wrong PIN, 7 tries left").
     fn info(&mut self, message: &str);
+    /// Whether the time the user spends in [`Prompter::request_pin`] is theirs, not the key's:
+    /// `true` moves the key's deadline on by as much (the agent, whose askpass has its own
+    /// timeout); `false` counts it in the deadline (a login: one deadline bounds it all).
+    fn pin_time_is_the_users(&self) -> bool {
+        false
+    }
     /// Polled while waiting for the key; `true` sends CANCEL.
     fn cancelled(&mut self) -> bool {
         false

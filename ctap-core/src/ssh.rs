@@ -17,8 +17,7 @@ pub mod signature;
 pub mod wire;
 
 pub use authenticator::{
-    enroll_ssh_credential, sign, verification_need, SkSignature, SshEnrollment, UserVerification,
-    VerificationNeed,
+    enroll_ssh_credential, sign, ssh_enrollment_needs_uv, SkSignature, SshEnrollment,
 };
 pub use error::SshError;
 pub use key::{flags, SkAlgorithm, SkKey, SK_ECDSA, SK_ED25519};

@@ -1,14 +1,38 @@
-//! Assertion verification: the only way to obtain a [`VerifiedAssertion`].
+//! Assertion verification: the one verifier every assertion goes through.
 //!
-//! Nothing the key returns is trusted unverified. We check, with our own stored public key and
-//! our own expectations: the credential is one we asked for, rpIdHash is SHA-256 of our RP ID,
-//! the signed flags show presence (and verification where required), the signature covers
-//! authenticatorData || clientDataHash, the hmac-secret output hashes to the enrolled check
-//! (compared in constant time), and the counter moved forward.
+//! Nothing the key returns is trusted unverified. Whatever asked for an assertion (a login, the
+//! confirmation at `ctap-enroll enroll`, an SSH signature in the agent), [`check_assertion`]
+//! checks it with our own stored public key and our own expectations: the credential is the one
+//! we asked for, rpIdHash is SHA-256 of our RP ID, the signed flags show presence and
+//! verification where required, and the signature covers authenticatorData || clientDataHash.
+//! It returns a [`CheckedAssertion`], which nothing else can build. On top of that value:
+//! - a login ([`verify_assertion`]) adds the hmac-secret check (the output hashes to the enrolled
+//!   check, compared in constant time) and the counter, and builds a [`VerifiedAssertion`];
+//! - enrollment takes the hmac-secret output of a checked assertion to make the check;
+//! - the agent (`ssh::sign`) adds OpenSSH's rules (no extensions in authenticatorData).
 //!
 //! As rustls puts it in its `implvulns` notes: the *lack* of an error is a poor indicator that a
-//! signature was valid. So success is a value — `VerifiedAssertion` has a private field and only
-//! [`verify_assertion`] builds one — and callers (the PAM module's grant) demand that value.
+//! signature was valid. So success is a value — [`CheckedAssertion`] and [`VerifiedAssertion`]
+//! have private fields and only this module builds them — and callers (the PAM module's grant,
+//! enrollment's state, the agent's SSH signature) demand that value. Neither can be built
+//! outside this module:
+//!
+//! ```compile_fail
+//! # fn forge(r: &ctap_core::ctap2::GetAssertionResponse) {
+//! let _ = ctap_core::verify::CheckedAssertion { response: r, _sealed: () };
+//! # }
+//! ```
+//!
+//! ```compile_fail
+//! let _ = ctap_core::verify::VerifiedAssertion {
+//!     credential_id: vec![],
+//!     credential_name: String::new(),
+//!     sign_count: 1,
+//!     user_verified: true,
+//!     counter: ctap_core::verify::CounterOutcome::NotKept,
+//!     _sealed: (),
+//! };
+//! ```
 
 use std::fmt;
 
@@ -17,7 +41,89 @@ use subtle::ConstantTimeEq;
 
 use crate::config::CounterPolicy;
 use crate::credential::{CredentialRecord, CredentialState, UvRequirement};
-use crate::ctap2::GetAssertionResponse;
+use crate::ctap2::authdata::AuthenticatorData;
+use crate::ctap2::cose::CoseKey;
+use crate::ctap2::ext::hmac_secret::HmacSecretOutput;
+use crate::ctap2::{CtapError, GetAssertionResponse};
+
+/// What one assertion must answer to: the request we sent and the key we hold for it.
+#[derive(Clone, Copy)]
+pub struct AssertionExpectation<'a> {
+    /// The RP ID the request named: rpIdHash must be its SHA-256.
+    pub rp_id: &'a str,
+    /// The clientDataHash the request carried: the signature must cover it.
+    pub client_data_hash: &'a [u8; 32],
+    /// The one credential the request allowed.
+    pub credential_id: &'a [u8],
+    /// Our own stored public key of that credential (never one the key sends).
+    pub public_key: &'a CoseKey,
+    /// The UP flag must be set (every request that asked for a touch).
+    pub user_presence: bool,
+    /// The UV flag must be set (every request that asked for verification).
+    pub user_verification: bool,
+}
+
+/// An assertion that passed [`check_assertion`]: the credential, rpIdHash, flags and signature
+/// are what was asked for. Only [`check_assertion`] builds one. (No `Debug`: it holds the
+/// hmac-secret output.)
+pub struct CheckedAssertion<'r> {
+    response: &'r GetAssertionResponse,
+    _sealed: (),
+}
+
+impl<'r> CheckedAssertion<'r> {
+    pub fn credential_id(&self) -> &'r [u8] {
+        &self.response.credential_id
+    }
+    /// The signed authenticatorData (flags and counter as the key signed them).
+    pub fn auth_data(&self) -> &'r AuthenticatorData {
+        &self.response.auth_data
+    }
+    /// The signature, as the key encoded it (DER ECDSA or raw Ed25519), already verified.
+    pub fn signature(&self) -> &'r [u8] {
+        &self.response.signature
+    }
+    pub fn user_verified(&self) -> bool {
+        self.response.auth_data.flags.user_verified()
+    }
+    /// The hmac-secret output, if salts were sent (the key's output is not signed: whoever
+    /// uses it compares it with a check of its own).
+    pub fn hmac_secret(&self) -> Option<&'r Result<HmacSecretOutput, CtapError>> {
+        self.response.hmac_secret.as_ref()
+    }
+}
+
+/// The checks every assertion passes, in this order: the credential is the one asked for,
+/// rpIdHash = SHA-256(RP ID), UP and UV set where required, and the signature verifies with
+/// our stored public key over authenticatorData || clientDataHash. (The strict shape of the
+/// answer, canonical CBOR and authenticatorData without stray bytes, is the decoder's.)
+pub fn check_assertion<'r>(
+    expect: &AssertionExpectation<'_>,
+    resp: &'r GetAssertionResponse,
+) -> Result<CheckedAssertion<'r>, VerifyError> {
+    if !bool::from(resp.credential_id.as_slice().ct_eq(expect.credential_id)) {
+        return Err(VerifyError::UnexpectedCredential);
+    }
+    let ad = &resp.auth_data;
+    let rp_hash: [u8; 32] = Sha256::digest(expect.rp_id.as_bytes()).into();
+    if !bool::from(ad.rp_id_hash.ct_eq(&rp_hash)) {
+        return Err(VerifyError::RpIdHashMismatch);
+    }
+    if expect.user_presence && !ad.flags.user_present() {
+        return Err(VerifyError::UserNotPresent);
+    }
+    if expect.user_verification && !ad.flags.user_verified() {
+        return Err(VerifyError::UserNotVerified);
+    }
+    let signed = [ad.raw.as_slice(), expect.client_data_hash].concat();
+    if !expect.public_key.verify(&signed, &resp.signature) {
+        return Err(VerifyError::BadSignature);
+    }
+    Ok(CheckedAssertion {
+        response: resp,
+        _sealed: (),
+    })
+}
 
 /// The clientDataHash we send: SHA-256 of fresh randomness, the service and the user, so an
 /// assertion answers this request and no other.
@@ -55,7 +161,8 @@ pub enum CounterOutcome {
     NotKept,
 }
 
-/// Proof that one assertion passed every check. Only [`verify_assertion`] constructs it.
+/// Proof that one login's assertion passed every check: those of [`check_assertion`], the
+/// hmac-secret check and the counter. Only [`verify_assertion`] constructs it.
 #[derive(Debug)]
 pub struct VerifiedAssertion {
     credential_id: Vec<u8>,
@@ -181,54 +288,25 @@ pub fn verify_assertion(
         ));
     }
     let key = record.cose_key().map_err(VerifyError::StoredKeyInvalid)?;
-    let ad = &resp.auth_data;
-
-    let rp_hash: [u8; 32] = Sha256::digest(record.rp_id.as_bytes()).into();
-    if !bool::from(ad.rp_id_hash.ct_eq(&rp_hash)) {
-        return Err(VerifyError::RpIdHashMismatch);
-    }
-    if !ad.flags.user_present() {
-        return Err(VerifyError::UserNotPresent);
-    }
-    if record.user_verification == UvRequirement::Required && !ad.flags.user_verified() {
-        return Err(VerifyError::UserNotVerified);
-    }
-    let signed = [ad.raw.as_slice(), &expect.challenge.client_data_hash].concat();
-    if !key.verify(&signed, &resp.signature) {
-        return Err(VerifyError::BadSignature);
-    }
+    let checked = check_assertion(
+        &AssertionExpectation {
+            rp_id: &record.rp_id,
+            client_data_hash: &expect.challenge.client_data_hash,
+            credential_id: &record.credential_id,
+            public_key: &key,
+            // Every login asks for a touch.
+            user_presence: true,
+            user_verification: record.user_verification == UvRequirement::Required,
+        },
+        resp,
+    )?;
+    let ad = checked.auth_data();
 
     if record.hmac_secret {
-        let (Some(check), Some(output)) = (state.hmac_check.as_ref(), resp.hmac_secret.as_ref())
-        else {
-            return Err(VerifyError::HmacMissing);
-        };
-        let output = output
-            .as_ref()
-            .map_err(|e| VerifyError::HmacUnusable(e.to_string()))?;
-        if state.hmac_uv != ad.flags.user_verified() {
-            return Err(VerifyError::HmacUvMismatch {
-                enrolled_with_uv: state.hmac_uv,
-            });
-        }
-        let digest: [u8; 32] = Sha256::digest(&output.output1[..]).into();
-        if !bool::from(digest.ct_eq(check)) {
-            return Err(VerifyError::HmacMismatch);
-        }
+        check_hmac_secret(&checked, state)?;
     }
-
     let received = ad.sign_count;
-    let counter = match (state.sign_count, received) {
-        (0, 0) => match expect.counter_policy {
-            CounterPolicy::AllowZero => CounterOutcome::NotKept,
-            CounterPolicy::Require => return Err(VerifyError::CounterNotKept),
-        },
-        (stored, received) if received > stored => CounterOutcome::Advanced {
-            from: stored,
-            to: received,
-        },
-        (stored, received) => return Err(VerifyError::CounterRegression { stored, received }),
-    };
+    let counter = counter_outcome(state.sign_count, received, expect.counter_policy)?;
 
     Ok(VerifiedAssertion {
         credential_id: record.credential_id.clone(),
@@ -238,6 +316,50 @@ pub fn verify_assertion(
         counter,
         _sealed: (),
     })
+}
+
+/// The hmac-secret output of a checked assertion hashes to the enrolled check (in constant
+/// time), made with this login's UV state. Whatever is wrong with the output, the reason is an
+/// hmac reason: the key must not choose it.
+fn check_hmac_secret(
+    checked: &CheckedAssertion<'_>,
+    state: &CredentialState,
+) -> Result<(), VerifyError> {
+    let (Some(check), Some(output)) = (state.hmac_check.as_ref(), checked.hmac_secret()) else {
+        return Err(VerifyError::HmacMissing);
+    };
+    let output = output
+        .as_ref()
+        .map_err(|e| VerifyError::HmacUnusable(e.to_string()))?;
+    if state.hmac_uv != checked.user_verified() {
+        return Err(VerifyError::HmacUvMismatch {
+            enrolled_with_uv: state.hmac_uv,
+        });
+    }
+    let digest: [u8; 32] = Sha256::digest(&output.output1[..]).into();
+    if !bool::from(digest.ct_eq(check)) {
+        return Err(VerifyError::HmacMismatch);
+    }
+    Ok(())
+}
+
+/// The counter moved forward, or (both zero) the key keeps none and policy allows that.
+fn counter_outcome(
+    stored: u32,
+    received: u32,
+    policy: CounterPolicy,
+) -> Result<CounterOutcome, VerifyError> {
+    match (stored, received) {
+        (0, 0) => match policy {
+            CounterPolicy::AllowZero => Ok(CounterOutcome::NotKept),
+            CounterPolicy::Require => Err(VerifyError::CounterNotKept),
+        },
+        (stored, received) if received > stored => Ok(CounterOutcome::Advanced {
+            from: stored,
+            to: received,
+        }),
+        (stored, received) => Err(VerifyError::CounterRegression { stored, received }),
+    }
 }
 
 #[cfg(test)]

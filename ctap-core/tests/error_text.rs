@@ -15,10 +15,11 @@ use ctap_core::ctap2::{
 };
 use ctap_core::ctaphid::{CtapHidError, FramingViolation, HidErrorCode};
 use ctap_core::device::TransportError;
-use ctap_core::enroll::EnrollError;
+use ctap_core::enroll::{EnrollError, EnrollRefusal};
 use ctap_core::fs::FileError;
 use ctap_core::login::LoginError;
 use ctap_core::ssh::SshError;
+use ctap_core::uv::UvRefusal;
 use ctap_core::verify::VerifyError;
 
 /// Fragments only `Debug` output (of our enums, of `Option`, of ciborium's errors) contains.
@@ -348,12 +349,39 @@ fn every_library_error_displays_as_human_text() {
     ssh.push(SshError::Unsupported("ssh-rsa".into()));
     ssh.push(SshError::Refused("not ssh:".into()));
     ssh.push(SshError::BadAssertion("extensions".into()));
+    ssh.extend(verify_errors().into_iter().map(SshError::Rejected));
     for e in ssh {
         assert_human("SshError", &e.to_string());
     }
     let mut enroll: Vec<EnrollError> = store_errors().into_iter().map(EnrollError::Store).collect();
     enroll.extend(ctap_errors().into_iter().map(EnrollError::Device));
-    enroll.push(EnrollError::Refused("already enrolled".into()));
+    enroll.extend(verify_errors().into_iter().map(EnrollError::Rejected));
+    enroll.extend(
+        [
+            EnrollRefusal::UidMismatch {
+                user: "alice".into(),
+                recorded: 1000,
+                actual: 1001,
+            },
+            EnrollRefusal::EmptyName,
+            EnrollRefusal::NameTaken {
+                user: "alice".into(),
+                name: "key-1".into(),
+            },
+            EnrollRefusal::NoHmacSecret,
+            EnrollRefusal::Uv(UvRefusal::NoPin),
+            EnrollRefusal::Uv(UvRefusal::PinEntryDisabled),
+            EnrollRefusal::Uv(UvRefusal::NoPinEntered),
+            EnrollRefusal::AlreadyEnrolled {
+                user: "alice".into(),
+                rp_id: "pam://host".into(),
+            },
+            EnrollRefusal::HmacNotEnabled,
+            EnrollRefusal::UnusableAlgorithm,
+            EnrollRefusal::NoHmacOutput,
+        ]
+        .map(EnrollError::Refused),
+    );
     for e in enroll {
         assert_human("EnrollError", &e.to_string());
     }
@@ -379,7 +407,9 @@ fn every_login_error_displays_as_human_text_with_a_reason_word() {
         LoginError::MissingState {
             credential: "key-1".into(),
         },
-        LoginError::UvUnavailable("no PIN was entered".into()),
+        LoginError::UvUnavailable(UvRefusal::NoPin),
+        LoginError::UvUnavailable(UvRefusal::PinEntryDisabled),
+        LoginError::UvUnavailable(UvRefusal::NoPinEntered),
     ];
     all.extend(store_errors().into_iter().map(LoginError::Store));
     all.extend(ctap_errors().into_iter().map(LoginError::Device));

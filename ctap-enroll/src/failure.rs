@@ -135,10 +135,16 @@ impl From<CtapError> for Failure {
 
 impl From<EnrollError> for Failure {
     fn from(e: EnrollError) -> Self {
+        let what = e.to_string();
         match e {
             EnrollError::Store(s) => s.into(),
             EnrollError::Device(d) => d.into(),
-            EnrollError::Refused(m) => Failure::new(Exit::Failed, m, ""),
+            EnrollError::Refused(_) => Failure::new(Exit::Failed, what, ""),
+            EnrollError::Rejected(_) => Failure::new(
+                Exit::Failed,
+                what,
+                "try again; if it persists, the key is faulty or not genuine",
+            ),
         }
     }
 }

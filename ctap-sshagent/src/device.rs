@@ -1,5 +1,6 @@
-//! One signature with the security key: open it, settle user verification (built-in UV or a PIN
-//! through askpass), cue the user for the touch, sign, close. The whole signature (opening the
+//! One signature with the security key: open it, settle user verification through the shared
+//! planner (`ctap_core::uv`: built-in UV, or a PIN through this agent's askpass [`Prompter`]),
+//! cue the user for the touch, sign (the answer checked by the shared verifier), close. The whole signature (opening the
 //! key, every exchange, the touch) ends within the touch timeout, plus the time the user spends
 //! in askpass, whatever the key does: a stuck or hostile key costs one bounded request.
 
@@ -8,12 +9,14 @@ use std::process::{Command, Stdio};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use ctap_core::ctap2::pin::Pin;
+use ctap_core::config::PinPolicy;
+use ctap_core::ctap2::pin::{permission, Pin};
 use ctap_core::ctap2::{CtapError, CtapStatus};
 use ctap_core::ctaphid::{CtapHidError, KeepaliveStatus, WaitDecision};
 use ctap_core::device::DeviceUri;
-use ctap_core::session::{open_authenticators_until, Authenticator};
-use ctap_core::ssh::{self, SkKey, SkSignature, SshError, UserVerification, VerificationNeed};
+use ctap_core::session::{open_authenticators_until, Authenticator, Prompter};
+use ctap_core::ssh::{self, SkKey, SkSignature, SshError};
+use ctap_core::uv::{self, UvError, UvPlan, UvRefusal, Verification};
 
 use crate::askpass;
 use crate::error::{AgentError, AskpassPurpose};
@@ -108,6 +111,7 @@ fn keep_session(r: &Result<SkSignature, SshError>) -> bool {
         Err(
             SshError::Ctap(_)
             | SshError::BadAssertion(_)
+            | SshError::Rejected(_)
             | SshError::Malformed(_)
             | SshError::Unsupported(_)
             | SshError::Refused(_),
@@ -128,7 +132,7 @@ pub fn sign(
     let mut slot = gate.session.lock().unwrap_or_else(|p| p.into_inner());
     let t0 = Instant::now();
     // Everything with the key ends by this instant (moved on by the time spent in askpass).
-    let mut deadline = t0 + cfg.touch_timeout;
+    let deadline = t0 + cfg.touch_timeout;
     let kept = slot
         .take()
         .filter(|(_, used)| used.elapsed() < SESSION_IDLE)
@@ -150,38 +154,36 @@ pub fn sign(
         ..SignTiming::default()
     };
 
-    let mut cue = Cue::new(cfg, key);
-    let need = ssh::verification_need(ctap.info(), key).map_err(AgentError::Key)?;
-    let pin = match need {
-        VerificationNeed::Pin => Some(ask_pin(cfg, key, &mut ctap, &mut deadline)?),
-        VerificationNeed::None | VerificationNeed::BuiltIn => None,
-    };
-    let uv = match (need, &pin) {
-        (_, Some(p)) => UserVerification::Pin(p),
-        (VerificationNeed::BuiltIn, None) => UserVerification::BuiltIn,
-        (VerificationNeed::None | VerificationNeed::Pin, None) => UserVerification::None,
-    };
-    if key.touch_required() || need == VerificationNeed::BuiltIn {
-        cue.show();
+    let mut prompter = AskpassPrompter::new(cfg, key);
+    // The planner decides, as for a login: built-in UV, the PIN through askpass, or refusal.
+    let plan = uv::plan(ctap.info(), key.verify_required(), PinPolicy::Prompt)
+        .map_err(|r| AgentError::Uv(UvError::Refused(r)))?;
+    let mut verification = obtain(&mut ctap, plan, key, &mut prompter)?;
+    if key.touch_required() || plan == UvPlan::BuiltIn {
+        prompter.cue.show();
     }
     let t1 = Instant::now();
-    let mut result = attempt(&mut ctap, key, data, uv, &mut cue);
+    let mut result = attempt(&mut ctap, key, data, &verification, &mut prompter);
     if reused && is_transport_failure(&result) {
         let t = Instant::now();
+        // The askpass time already moved the deadline on: the fresh session keeps it.
+        let deadline = ctap.deadline().unwrap_or(deadline);
         ctap = open(cfg, deadline)?;
         timing.open += t.elapsed();
-        result = attempt(&mut ctap, key, data, uv, &mut cue);
+        // A token belongs to the session it was obtained on.
+        verification = obtain(&mut ctap, plan, key, &mut prompter)?;
+        result = attempt(&mut ctap, key, data, &verification, &mut prompter);
     }
     let result = match result {
         // The key wants a PIN although the credential did not say so (credProtect, alwaysUv):
         // ask once, as OpenSSH's agent does.
         Err(SshError::Ctap(e))
-            if pin.is_none()
+            if verification.token().is_none()
                 && e.status() == Some(CtapStatus::PuatRequired)
                 && ctap.refresh_info().is_ok_and(|i| i.pin_set()) =>
         {
-            let pin = ask_pin(cfg, key, &mut ctap, &mut deadline)?;
-            attempt(&mut ctap, key, data, UserVerification::Pin(&pin), &mut cue)
+            let verification = obtain(&mut ctap, UvPlan::Pin, key, &mut prompter)?;
+            attempt(&mut ctap, key, data, &verification, &mut prompter)
         }
         other => other,
     };
@@ -199,35 +201,94 @@ pub fn sign(
     }
 }
 
+/// Carry out the planner's `plan` with the askpass prompter; its failures as the agent logs them.
+fn obtain(
+    ctap: &mut Authenticator,
+    plan: UvPlan,
+    key: &SkKey,
+    prompter: &mut AskpassPrompter<'_>,
+) -> Result<Verification, AgentError> {
+    match uv::obtain(
+        ctap,
+        plan,
+        &key.application,
+        permission::GET_ASSERTION,
+        prompter,
+    ) {
+        Ok(v) => Ok(v),
+        Err(UvError::Refused(UvRefusal::NoPinEntered)) => Err(prompter
+            .failure
+            .take()
+            .unwrap_or(AgentError::Uv(UvError::Refused(UvRefusal::NoPinEntered)))),
+        Err(UvError::Device(e)) if e.status() == Some(CtapStatus::PinInvalid) => {
+            Err(AgentError::WrongPin)
+        }
+        Err(e) => Err(AgentError::Uv(e)),
+    }
+}
+
 fn attempt(
     ctap: &mut Authenticator,
     key: &SkKey,
     data: &[u8],
-    uv: UserVerification<'_>,
-    cue: &mut Cue<'_>,
+    verification: &Verification,
+    prompter: &mut AskpassPrompter<'_>,
 ) -> Result<SkSignature, SshError> {
     let mut on_keepalive = |s: KeepaliveStatus| {
         if s == KeepaliveStatus::UpNeeded {
-            cue.show();
+            prompter.cue.show();
         }
         WaitDecision::Continue
     };
-    ssh::sign(ctap, key, data, uv, &mut on_keepalive)
+    ssh::sign(ctap, key, data, verification, &mut on_keepalive)
 }
 
-/// Ask for the PIN through askpass. The time the user takes (bounded by the askpass timeout) is
-/// not the key's: the signature's deadline moves on by as much.
-fn ask_pin(
-    cfg: &DeviceConfig,
-    key: &SkKey,
-    ctap: &mut Authenticator,
-    deadline: &mut Instant,
-) -> Result<Pin, AgentError> {
-    let asked = Instant::now();
-    let pin = ask_pin_now(cfg, key);
-    *deadline += asked.elapsed();
-    ctap.set_deadline(Some(*deadline));
-    pin
+/// The agent's [`Prompter`]: the PIN through askpass, the touch cue as a log line and the
+/// notify command. The time the user takes in askpass (bounded by the askpass timeout) is not
+/// the key's: the signature's deadline moves on by as much.
+struct AskpassPrompter<'a> {
+    cfg: &'a DeviceConfig,
+    key: &'a SkKey,
+    cue: Cue<'a>,
+    /// Why askpass gave no PIN, for the agent's log.
+    failure: Option<AgentError>,
+}
+
+impl<'a> AskpassPrompter<'a> {
+    fn new(cfg: &'a DeviceConfig, key: &'a SkKey) -> Self {
+        AskpassPrompter {
+            cfg,
+            key,
+            cue: Cue::new(cfg, key),
+            failure: None,
+        }
+    }
+}
+
+impl Prompter for AskpassPrompter<'_> {
+    fn touch_cue(&mut self, _message: &str) {
+        self.cue.show();
+    }
+
+    fn request_pin(&mut self, _prompt: &str) -> Option<Pin> {
+        match ask_pin_now(self.cfg, self.key) {
+            Ok(pin) => Some(pin),
+            Err(why) => {
+                self.failure = Some(why);
+                None
+            }
+        }
+    }
+
+    fn info(&mut self, message: &str) {
+        if self.cfg.verbose {
+            crate::log(message);
+        }
+    }
+
+    fn pin_time_is_the_users(&self) -> bool {
+        true
+    }
 }
 
 fn ask_pin_now(cfg: &DeviceConfig, key: &SkKey) -> Result<Pin, AgentError> {

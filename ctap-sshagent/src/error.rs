@@ -13,6 +13,7 @@ use ctap_core::ctap2::CtapError;
 use ctap_core::device::TransportError;
 use ctap_core::ssh::SshError;
 use ctap_core::text::{printable, quoted};
+use ctap_core::uv::UvError;
 
 use crate::protocol::Response;
 
@@ -53,6 +54,8 @@ pub enum AgentError {
     WrongPin,
     /// The PIN from askpass cannot be sent (too short, too long).
     BadPin(CtapError),
+    /// User verification cannot be obtained (no PIN set, PIN blocked, the key failed).
+    Uv(UvError),
     /// The key or the SSH signing layer failed.
     Key(SshError),
     /// Adding the identity would pass the agent's limits.
@@ -141,6 +144,7 @@ impl AgentError {
             | AgentError::Open { .. }
             | AgentError::WrongPin
             | AgentError::BadPin(_)
+            | AgentError::Uv(_)
             | AgentError::Key(_)
             | AgentError::Limits { .. }
             | AgentError::CannotLock
@@ -188,6 +192,7 @@ impl fmt::Display for AgentError {
             }
             AgentError::WrongPin => f.write_str("wrong PIN"),
             AgentError::BadPin(e) => e.fmt(f),
+            AgentError::Uv(e) => write!(f, "user verification failed: {e}"),
             AgentError::Key(e) => e.fmt(f),
             AgentError::Limits {
                 fingerprint,
@@ -305,6 +310,7 @@ impl std::error::Error for AgentError {
             }
             | AgentError::BadPin(e) => Some(e),
             AgentError::Bind(e) => Some(e),
+            AgentError::Uv(e) => Some(e),
             AgentError::Open { source: None, .. }
             | AgentError::UnsupportedMessage(_)
             | AgentError::UnsupportedExtension(_)
@@ -427,6 +433,7 @@ mod tests {
             },
             AgentError::WrongPin,
             AgentError::BadPin(CtapError::InvalidInput("the PIN is too short".into())),
+            AgentError::Uv(UvError::Refused(ctap_core::uv::UvRefusal::NoPin)),
             AgentError::Key(SshError::Ctap(CtapError::Status(
                 CtapStatus::OperationDenied,
             ))),

@@ -51,7 +51,7 @@ fn every_error() -> Vec<LoginError> {
         LoginError::MissingState {
             credential: "k".into(),
         },
-        LoginError::UvUnavailable("no pin".into()),
+        LoginError::UvUnavailable(ctap_core::uv::UvRefusal::NoPinEntered),
         LoginError::Device(CtapError::Status(CtapStatus::PinBlocked)),
         LoginError::Device(CtapError::Hid(CtapHidError::Transport(
             TransportError::NoDevice,

@@ -25,7 +25,8 @@ use ctap_core::ctaphid::{self, cmd, CtapHidChannel, WaitDecision};
 use ctap_core::device::{Report, Transport, TransportError, UnixTransport};
 use ctap_core::enroll::{enroll, EnrollRequest, UvPreference};
 use ctap_core::session::{open_authenticators, Prompter};
-use ctap_core::ssh::{self, SkAlgorithm, SkKey, SshEnrollment, UserVerification};
+use ctap_core::ssh::{self, SkAlgorithm, SkKey, SshEnrollment};
+use ctap_core::uv::Verification;
 use ctap_e2e::{SoftToken, TempDir};
 
 /// The device's reports for each request, in order, shared with the transport.
@@ -216,7 +217,7 @@ fn main() {
             user: String::new(),
             name: "fuzz".into(),
         },
-        Some(&mc_token),
+        &Verification::ByToken(mc_token),
         &mut go(),
     )
     .unwrap();
@@ -231,11 +232,14 @@ fn main() {
     ssh_string(&mut userauth, sk.algorithm().ssh_name().as_bytes());
     ssh_string(&mut userauth, &sk.public_blob());
     let pin = Pin::new("4321".into()).unwrap();
+    let token = c
+        .pin_token(&pin, permission::GET_ASSERTION, Some(&sk.application))
+        .unwrap();
     let sig = ssh::sign(
         &mut c,
         &sk,
         &userauth,
-        UserVerification::Pin(&pin),
+        &Verification::ByToken(token),
         &mut go(),
     )
     .unwrap();

@@ -348,6 +348,24 @@ fn enrolling_the_same_key_twice_is_refused() {
     );
 }
 
+/// `ctap-enroll enroll` checks the confirming assertion with the shared verifier: a key whose
+/// signature does not verify with the public key it just gave enrolls nothing.
+#[test]
+fn enroll_refuses_a_key_whose_confirmation_does_not_verify() {
+    let env = Env::new("tampered", "", &["--fault", "corrupt-signature"]);
+    let r = env.enroll("bin", &["--name", "bad"]).code(1);
+    println!("{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "ctap-enroll: the key's confirming assertion was rejected (signature does not verify with the enrolled public key); nothing was enrolled"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(!env.records("bin").exists());
+    assert!(!env.state("bin").exists() || env.read_state("bin").credentials.is_empty());
+}
+
 #[test]
 fn pin_set_change_and_uv_required_enrollment() {
     let env = Env::new("pin", "", &[]);

@@ -343,3 +343,101 @@ fn wink_ping_selection_and_next_assertion() {
     assert_eq!(got, ids);
     assert!(second.user_id.is_some());
 }
+
+/// A prompter that takes `delay` to answer the PIN prompt, as a person in askpass does.
+struct SlowPin {
+    delay: Duration,
+    users_time: bool,
+    infos: Vec<String>,
+}
+
+impl ctap_core::session::Prompter for SlowPin {
+    fn touch_cue(&mut self, _: &str) {}
+    fn request_pin(&mut self, _: &str) -> Option<Pin> {
+        std::thread::sleep(self.delay);
+        Some(pin("1234"))
+    }
+    fn info(&mut self, m: &str) {
+        self.infos.push(m.to_string());
+    }
+    fn pin_time_is_the_users(&self) -> bool {
+        self.users_time
+    }
+}
+
+/// The planner's PIN path: the time the user spends at the prompt counts against the key's
+/// deadline for a login, and moves it on for the agent (askpass has its own timeout); a wrong
+/// PIN is reported through the prompter with the retries left.
+#[test]
+fn the_planner_asks_the_prompter_and_honours_whose_time_the_prompt_is() {
+    use ctap_core::config::PinPolicy;
+    use ctap_core::uv::{self, UvError, UvPlan};
+    let dir = TempDir::new("planner");
+    let key = SoftToken::start(dir.path(), &dir.path().join("key"), &["--pin", "1234"]);
+    let plan = |c: &Ctap2<UnixTransport>| uv::plan(c.info(), true, PinPolicy::Prompt).unwrap();
+
+    // The agent: 1.5 s in askpass, 1 s left on the deadline: the deadline moves on.
+    let mut c = key.connect();
+    assert_eq!(plan(&c), UvPlan::Pin);
+    let mut agent = SlowPin {
+        delay: Duration::from_millis(1500),
+        users_time: true,
+        infos: vec![],
+    };
+    c.set_deadline(Some(Instant::now() + Duration::from_secs(1)));
+    let v = uv::obtain(
+        &mut c,
+        UvPlan::Pin,
+        RP,
+        permission::GET_ASSERTION,
+        &mut agent,
+    )
+    .unwrap();
+    assert!(v.token().is_some() && !v.uv_option() && v.required());
+
+    // A login: the same wait spends the deadline, and the PIN never reaches the key.
+    let mut c = key.connect();
+    let mut login = SlowPin {
+        delay: Duration::from_millis(1500),
+        users_time: false,
+        infos: vec![],
+    };
+    c.set_deadline(Some(Instant::now() + Duration::from_secs(1)));
+    let err = uv::obtain(
+        &mut c,
+        UvPlan::Pin,
+        RP,
+        permission::GET_ASSERTION,
+        &mut login,
+    )
+    .err()
+    .unwrap();
+    println!("login past its deadline: {err}");
+    assert!(matches!(err, UvError::Device(_)), "{err:?}");
+    c.set_deadline(None);
+    assert_eq!(c.pin_retries().unwrap().retries, 8, "no PIN was tried");
+
+    // A wrong PIN: the key's answer, and the prompter is told the retries left.
+    struct Wrong(Vec<String>);
+    impl ctap_core::session::Prompter for Wrong {
+        fn touch_cue(&mut self, _: &str) {}
+        fn request_pin(&mut self, _: &str) -> Option<Pin> {
+            Some(pin("9999"))
+        }
+        fn info(&mut self, m: &str) {
+            self.0.push(m.to_string());
+        }
+    }
+    let mut w = Wrong(vec![]);
+    let err = uv::obtain(&mut c, UvPlan::Pin, RP, permission::GET_ASSERTION, &mut w)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            UvError::Device(CtapError::Status(CtapStatus::PinInvalid))
+        ),
+        "{err:?}"
+    );
+    assert_eq!(w.0, ["Wrong PIN (7 tries left)"]);
+}

@@ -338,7 +338,11 @@ fn many_rp_ids_log_in_within_the_timeout() {
             .map(|g| g.credential_name())
             .map_err(|e| e.kind())
     );
-    assert_eq!(r.unwrap_err().kind(), "timeout");
+    // Denied either way: `timeout` when the probes outlast the deadline (a loaded machine, a
+    // slow key), `wrong_key` when all 2,000 were answered in time. What must not happen is a
+    // login that runs past its timeout.
+    let kind = r.unwrap_err().kind();
+    assert!(matches!(kind, "timeout" | "wrong_key"), "{kind}");
     assert!(
         took < Duration::from_secs(TIMEOUT_S) + MARGIN,
         "took {took:?}"

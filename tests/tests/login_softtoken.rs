@@ -451,3 +451,35 @@ fn with_several_keys_a_touch_chooses_the_key() {
     let err = select_by_touch(&mut keys, &[2]).unwrap_err();
     assert!(matches!(err, LoginError::Device(_)), "{err}");
 }
+
+/// Enrollment's confirming assertion goes through the shared verifier: a key whose signature
+/// does not verify with the public key it just gave enrolls nothing.
+#[test]
+fn enrollment_rejects_a_tampered_confirmation() {
+    let dir = TempDir::new("enroll-tampered");
+    let key = SoftToken::start(
+        dir.path(),
+        &dir.path().join("key"),
+        &["--fault", "corrupt-signature"],
+    );
+    let p = policy(dir.path(), &key);
+    let mut s = Script::default();
+    let err = enroll_user(&p, "daemon", UvPreference::Discouraged, &mut s).unwrap_err();
+    println!("{err}");
+    assert!(
+        matches!(
+            err,
+            ctap_core::enroll::EnrollError::Rejected(VerifyError::BadSignature)
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("nothing was enrolled"), "{err}");
+    // Neither records nor state were written.
+    assert!(!p.store().records_path("daemon").unwrap().exists());
+    assert!(p
+        .store()
+        .read_state("daemon")
+        .unwrap()
+        .credentials
+        .is_empty());
+}

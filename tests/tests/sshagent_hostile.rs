@@ -239,3 +239,34 @@ fn key_comments_reach_the_log_escaped() {
         "{log:?}"
     );
 }
+
+/// A key whose signature does not verify with the public key we hold gets no SSH signature
+/// out of the agent: its answer goes through the shared verifier (`verify::check_assertion`),
+/// which rejects it, and the agent answers SSH_AGENT_FAILURE and keeps serving.
+#[test]
+fn a_tampered_assertion_is_rejected_by_the_shared_verifier() {
+    let dir = temp("tampered");
+    let state = dir.path().join("state");
+    let key = SoftToken::start(dir.path(), &state, &[]);
+    let records = enroll(&key, &[enrollment(SkAlgorithm::EcdsaP256, "t")], None);
+    key.stop();
+    let key = SoftToken::start(dir.path(), &state, &["--fault", "corrupt-signature"]);
+    let creds = write_credentials(dir.path(), &records);
+    let agent = Agent::start(dir.path(), &key, &creds, &[]);
+    let blob = SkKey::from_record(&records[0]).unwrap().public_blob();
+    let mut c = agent.client();
+    for i in 0..2 {
+        let reply = c.sign(&blob, &sshsig(format!("tampered {i}").as_bytes()));
+        assert_eq!(reply, [5], "SSH_AGENT_FAILURE: {}", agent.log_text());
+    }
+    let log = agent.log_text();
+    println!("{log}");
+    assert!(
+        log.contains(
+            "assertion is rejected: signature does not verify with the enrolled public key"
+        ),
+        "{log}"
+    );
+    // Still serving.
+    assert_eq!(c.identities().len(), 1);
+}

@@ -530,17 +530,23 @@ fn verify_required_needs_the_pin_through_askpass() {
     );
     drop(agent);
 
-    // A wrong PIN: refused (once, not retried).
+    // A wrong PIN: refused (once, not retried). The PIN went through the shared planner
+    // (ctap_core::uv) and the agent's askpass Prompter, which logs its report under -v.
     let agent = Agent::start(
         dir.path(),
         &key,
         &creds,
-        &["--askpass", wrong.to_str().unwrap()],
+        &["-v", "--askpass", wrong.to_str().unwrap()],
     );
     let out = sshd.login(&agent);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(
         agent.log_text().contains("wrong PIN"),
+        "{}",
+        agent.log_text()
+    );
+    assert!(
+        agent.log_text().contains("Wrong PIN (") && agent.log_text().contains("tries left)"),
         "{}",
         agent.log_text()
     );

@@ -526,7 +526,7 @@ fn the_agent_reopens_the_key_after_it_restarts() {
     let record = ctap_core::ssh::enroll_ssh_credential(
         &mut c,
         &enrollment(SkAlgorithm::EcdsaP256, "r"),
-        None,
+        &ctap_core::uv::Verification::NotRequired,
         &mut |_| WaitDecision::Continue,
     )
     .unwrap();

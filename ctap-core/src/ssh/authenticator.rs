@@ -9,43 +9,16 @@ use crate::credential::record::AlgorithmName;
 use crate::credential::{now_rfc3339, CredentialRecord, UvRequirement};
 use crate::ctap2::cose::Algorithm;
 use crate::ctap2::info::{format_aaguid, AuthenticatorInfo};
-use crate::ctap2::pin::{permission, Pin};
 use crate::ctap2::{Ctap2, GetAssertionRequest, KeepaliveHandler, MakeCredentialRequest};
 use crate::device::Transport;
+use crate::uv::Verification;
+use crate::verify::{check_assertion, AssertionExpectation, CheckedAssertion};
 
-/// How a signature proves user verification.
-#[derive(Clone, Copy)]
-pub enum UserVerification<'a> {
-    /// Not asked for (the key does not require it).
-    None,
-    /// The key's built-in UV (fingerprint): `uv = true`.
-    BuiltIn,
-    /// A PIN, exchanged for a pinUvAuthToken scoped to getAssertion and the key's application.
-    Pin(&'a Pin),
-}
-
-/// What the agent must ask the user for before signing with `key` on this security key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VerificationNeed {
-    None,
-    BuiltIn,
-    Pin,
-}
-
-/// Decide how to satisfy `key`'s `verify-required` flag on a key described by `info`.
-pub fn verification_need(
-    info: &AuthenticatorInfo,
-    key: &SkKey,
-) -> Result<VerificationNeed, SshError> {
-    if !key.verify_required() {
-        Ok(VerificationNeed::None)
-    } else if info.builtin_uv() {
-        Ok(VerificationNeed::BuiltIn)
-    } else if info.pin_set() {
-        Ok(VerificationNeed::Pin)
-    } else {
-        Err(SshError::refused("the key requires user verification but the security key has neither a PIN nor built-in verification"))
-    }
+/// Whether making an SSH credential on a key described by `info` needs user verification: for
+/// `verify-required` keys, and on any key with a PIN set (which then demands one for
+/// makeCredential). The planner ([`crate::uv::plan`]) decides how.
+pub fn ssh_enrollment_needs_uv(info: &AuthenticatorInfo, verify_required: bool) -> bool {
+    verify_required || info.pin_set()
 }
 
 /// A signature in OpenSSH's encoding, with the flags and counter it carries.
@@ -57,57 +30,55 @@ pub struct SkSignature {
 }
 
 /// Sign `data` with `key`: getAssertion(rpId = application, clientDataHash = SHA-256(data),
-/// allowList = [key handle], up unless the key is no-touch-required), then check the answer
-/// against the public key we hold before encoding it for SSH. A key that lies costs this one
-/// request: the signature is refused here, not by the server.
+/// allowList = [key handle], up unless the key is no-touch-required), with user verification as
+/// the planner ([`crate::uv`]) settled it. The answer goes through the one verifier
+/// ([`check_assertion`]) with the public key we hold, then OpenSSH's own rule on top (no
+/// extensions or attested data in authenticatorData), before it is encoded for SSH. A key that
+/// lies costs this one request: the signature is refused here, not by the server.
 pub fn sign<T: Transport>(
     ctap: &mut Ctap2<T>,
     key: &SkKey,
     data: &[u8],
-    uv: UserVerification<'_>,
+    verification: &Verification,
     on_keepalive: KeepaliveHandler<'_>,
 ) -> Result<SkSignature, SshError> {
     let client_data_hash: [u8; 32] = Sha256::digest(data).into();
-    let token = match uv {
-        UserVerification::Pin(pin) => {
-            Some(ctap.pin_token(pin, permission::GET_ASSERTION, Some(&key.application))?)
-        }
-        UserVerification::None | UserVerification::BuiltIn => None,
-    };
     let req = GetAssertionRequest {
         rp_id: key.application.clone(),
         client_data_hash,
         allow_list: vec![key.key_handle.clone()],
         user_presence: key.touch_required(),
-        user_verification: matches!(uv, UserVerification::BuiltIn),
+        user_verification: verification.uv_option(),
         hmac_secret: None,
     };
-    let resp = ctap.get_assertion(&req, token.as_ref(), on_keepalive)?;
-    let bad = |m: &str| Err(SshError::BadAssertion(m.to_string()));
-    if resp.credential_id != key.key_handle {
-        return bad("answered for another credential");
-    }
-    let auth = &resp.auth_data;
+    let resp = ctap.get_assertion(&req, verification.token(), on_keepalive)?;
+    let checked = check_assertion(
+        &AssertionExpectation {
+            rp_id: &key.application,
+            client_data_hash: &client_data_hash,
+            credential_id: &key.key_handle,
+            public_key: key.cose_key(),
+            user_presence: key.touch_required(),
+            user_verification: key.verify_required(),
+        },
+        &resp,
+    )
+    .map_err(SshError::Rejected)?;
+    ssh_signature(key, &checked)
+}
+
+/// OpenSSH's rules on a checked assertion, and its encoding.
+fn ssh_signature(key: &SkKey, checked: &CheckedAssertion<'_>) -> Result<SkSignature, SshError> {
+    let auth = checked.auth_data();
     // OpenSSH's signature has no room for authenticatorData extensions or attested data.
     if auth.raw.len() != 37 {
-        return bad("authenticatorData carries extensions or attested data");
-    }
-    if auth.rp_id_hash != <[u8; 32]>::from(Sha256::digest(key.application.as_bytes())) {
-        return bad("rpIdHash is not the hash of the key's application");
-    }
-    if key.touch_required() && !auth.flags.user_present() {
-        return bad("user presence flag not set");
-    }
-    if key.verify_required() && !auth.flags.user_verified() {
-        return bad("user verification flag not set");
-    }
-    let signed = [auth.raw.as_slice(), &client_data_hash].concat();
-    if !key.cose_key().verify(&signed, &resp.signature) {
-        return bad("signature does not verify with the enrolled public key");
+        return Err(SshError::BadAssertion(
+            "authenticatorData carries extensions or attested data".into(),
+        ));
     }
     let encoded = encode_sk_signature(
         key.algorithm(),
-        &resp.signature,
+        checked.signature(),
         auth.flags.0,
         auth.sign_count,
     )?;
@@ -134,13 +105,12 @@ pub struct SshEnrollment {
     pub name: String,
 }
 
-/// Create an SSH credential on the key and return its record (rp_id = application). With a
-/// PIN-protected key pass a token with the makeCredential permission (`verify_required` keys on
-/// keys without built-in UV need one).
+/// Create an SSH credential on the key and return its record (rp_id = application), with user
+/// verification as the planner settled it (see [`ssh_enrollment_needs_uv`]).
 pub fn enroll_ssh_credential<T: Transport>(
     ctap: &mut Ctap2<T>,
     e: &SshEnrollment,
-    token: Option<&crate::ctap2::pin::PinUvAuthToken>,
+    verification: &Verification,
     on_keepalive: KeepaliveHandler<'_>,
 ) -> Result<CredentialRecord, SshError> {
     if !e.application.starts_with("ssh:") {
@@ -175,11 +145,11 @@ pub fn enroll_ssh_credential<T: Transport>(
         algorithms: vec![algorithm],
         exclude_list: vec![],
         resident_key: e.resident,
-        user_verification: e.verify_required && token.is_none() && ctap.info().builtin_uv(),
+        user_verification: verification.uv_option(),
         hmac_secret: false,
         cred_protect: None,
     };
-    let made = ctap.make_credential(&req, token, on_keepalive)?;
+    let made = ctap.make_credential(&req, verification.token(), on_keepalive)?;
     let cred = made.credential();
     if cred.public_key.algorithm() != Some(algorithm) {
         return Err(SshError::BadAssertion(

@@ -1,6 +1,7 @@
 use std::fmt;
 
 use crate::ctap2::CtapError;
+use crate::verify::VerifyError;
 
 /// Errors of the SSH layer: formats, signing and enrollment of OpenSSH security keys.
 ///
@@ -14,8 +15,11 @@ pub enum SshError {
     Refused(String),
     /// The security key failed or answered with an error.
     Ctap(CtapError),
-    /// The key's answer does not verify with the public key we hold, or breaks what OpenSSH
-    /// can encode (extensions in authenticatorData).
+    /// The key's answer failed the one verifier ([`crate::verify::check_assertion`]): another
+    /// credential, rpIdHash, flags, or a signature that does not verify with our public key.
+    Rejected(VerifyError),
+    /// The key's answer breaks what OpenSSH can encode (extensions in authenticatorData, a
+    /// signature of the wrong form).
     BadAssertion(String),
 }
 
@@ -40,6 +44,7 @@ impl fmt::Display for SshError {
             SshError::Unsupported(m) => write!(f, "unsupported: {m}"),
             SshError::Refused(m) => write!(f, "refused: {m}"),
             SshError::Ctap(e) => e.fmt(f),
+            SshError::Rejected(e) => write!(f, "the security key's assertion is rejected: {e}"),
             SshError::BadAssertion(m) => write!(f, "the security key's assertion is unusable: {m}"),
         }
     }
@@ -49,6 +54,7 @@ impl std::error::Error for SshError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             SshError::Ctap(e) => Some(e),
+            SshError::Rejected(e) => Some(e),
             SshError::Malformed(_)
             | SshError::Unsupported(_)
             | SshError::Refused(_)

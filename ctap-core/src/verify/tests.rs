@@ -265,3 +265,137 @@ fn challenges_are_fresh() {
         Challenge::new("s", "u").client_data_hash()
     );
 }
+
+/// The shared verifier alone, as enrollment and the agent use it: one test per rule, each on
+/// an answer that is right in every other respect.
+mod shared_verifier {
+    use super::*;
+
+    struct Case {
+        k: Key,
+        cose: CoseKey,
+        cdh: [u8; 32],
+    }
+
+    fn case() -> Case {
+        let k = key(UvRequirement::Discouraged);
+        let cose = k.record.cose_key().unwrap();
+        Case {
+            k,
+            cose,
+            cdh: [9; 32],
+        }
+    }
+
+    fn answer(c: &Case, flags: u8, rp: &str, cdh: &[u8; 32]) -> GetAssertionResponse {
+        let mut raw: Vec<u8> = Sha256::digest(rp.as_bytes()).to_vec();
+        raw.push(flags);
+        raw.extend_from_slice(&5u32.to_be_bytes());
+        let sig: p256::ecdsa::Signature = c.k.sk.sign(&[raw.as_slice(), cdh].concat());
+        GetAssertionResponse {
+            credential_id: c.k.record.credential_id.clone(),
+            auth_data: AuthenticatorData::parse(&raw).unwrap(),
+            signature: sig.to_der().as_bytes().to_vec(),
+            user_id: None,
+            number_of_credentials: None,
+            hmac_secret: None,
+        }
+    }
+
+    fn expect(c: &Case, up: bool, uv: bool) -> AssertionExpectation<'_> {
+        AssertionExpectation {
+            rp_id: RP,
+            client_data_hash: &c.cdh,
+            credential_id: &c.k.record.credential_id,
+            public_key: &c.cose,
+            user_presence: up,
+            user_verification: uv,
+        }
+    }
+
+    fn rule(c: &Case, up: bool, uv: bool, r: &GetAssertionResponse) -> Option<VerifyError> {
+        check_assertion(&expect(c, up, uv), r).err()
+    }
+
+    #[test]
+    fn a_right_answer_is_checked_and_exposes_what_was_signed() {
+        let c = case();
+        let r = answer(&c, Flags::UP | Flags::UV, RP, &c.cdh);
+        let checked = check_assertion(&expect(&c, true, true), &r).unwrap();
+        assert_eq!(checked.credential_id(), c.k.record.credential_id.as_slice());
+        assert_eq!(checked.auth_data().sign_count, 5);
+        assert!(checked.user_verified());
+        assert_eq!(checked.signature(), r.signature.as_slice());
+        assert!(checked.hmac_secret().is_none());
+    }
+
+    #[test]
+    fn rule_credential_id_was_asked_for() {
+        let c = case();
+        let mut r = answer(&c, Flags::UP, RP, &c.cdh);
+        r.credential_id = vec![8; 48];
+        assert_eq!(
+            rule(&c, true, false, &r),
+            Some(VerifyError::UnexpectedCredential)
+        );
+        // A prefix of the asked id is another id.
+        r.credential_id = c.k.record.credential_id[..47].to_vec();
+        assert_eq!(
+            rule(&c, true, false, &r),
+            Some(VerifyError::UnexpectedCredential)
+        );
+    }
+
+    #[test]
+    fn rule_rp_id_hash_is_sha256_of_the_rp_id() {
+        let c = case();
+        let r = answer(&c, Flags::UP, "pam://other", &c.cdh);
+        assert_eq!(
+            rule(&c, true, false, &r),
+            Some(VerifyError::RpIdHashMismatch)
+        );
+    }
+
+    #[test]
+    fn rule_up_when_required_only() {
+        let c = case();
+        let r = answer(&c, 0, RP, &c.cdh);
+        assert_eq!(rule(&c, true, false, &r), Some(VerifyError::UserNotPresent));
+        // A no-touch-required SSH key asks for no presence: the same answer passes.
+        assert_eq!(rule(&c, false, false, &r), None);
+    }
+
+    #[test]
+    fn rule_uv_when_required_only() {
+        let c = case();
+        let r = answer(&c, Flags::UP, RP, &c.cdh);
+        assert_eq!(rule(&c, true, true, &r), Some(VerifyError::UserNotVerified));
+        assert_eq!(rule(&c, true, false, &r), None);
+    }
+
+    #[test]
+    fn rule_signature_with_our_key_over_auth_data_and_client_data_hash() {
+        let c = case();
+        // Signed over another clientDataHash.
+        let r = answer(&c, Flags::UP, RP, &[8; 32]);
+        assert_eq!(rule(&c, true, false, &r), Some(VerifyError::BadSignature));
+        // One bit of the signature.
+        let mut r = answer(&c, Flags::UP, RP, &c.cdh);
+        r.signature[12] ^= 1;
+        assert_eq!(rule(&c, true, false, &r), Some(VerifyError::BadSignature));
+        // Flags changed after signing (a UV bit added).
+        let mut r = answer(&c, Flags::UP, RP, &c.cdh);
+        let mut raw = r.auth_data.raw.clone();
+        raw[32] |= Flags::UV;
+        r.auth_data = AuthenticatorData::parse(&raw).unwrap();
+        assert_eq!(rule(&c, true, true, &r), Some(VerifyError::BadSignature));
+        // Signed by another key.
+        let other = key(UvRequirement::Discouraged);
+        let mut r = answer(&c, Flags::UP, RP, &c.cdh);
+        let sig: p256::ecdsa::Signature = other
+            .sk
+            .sign(&[r.auth_data.raw.as_slice(), &c.cdh].concat());
+        r.signature = sig.to_der().as_bytes().to_vec();
+        assert_eq!(rule(&c, true, false, &r), Some(VerifyError::BadSignature));
+    }
+}

@@ -3,11 +3,13 @@
 
 use std::path::PathBuf;
 
+use ctap_core::config::PinPolicy;
 use ctap_core::credential::load_credential_file;
 use ctap_core::ctap2::pin::permission;
 use ctap_core::fs::Ownership;
 use ctap_core::session::{keepalive_for, Prompter};
 use ctap_core::ssh::{self, SkAlgorithm, SkKey, SshEnrollment, SshError};
+use ctap_core::uv;
 
 use super::{say, single_key, Context};
 use crate::cli::{ExportSshArgs, SshArgs, SshKeyType};
@@ -31,6 +33,7 @@ fn ssh_failure(e: SshError) -> Failure {
         SshError::Ctap(c) => c.into(),
         SshError::Refused(m) | SshError::Unsupported(m) => Failure::new(Exit::Usage, m, ""),
         SshError::Malformed(m) | SshError::BadAssertion(m) => Failure::new(Exit::Failed, m, ""),
+        e @ SshError::Rejected(_) => Failure::new(Exit::Failed, e.to_string(), ""),
     }
 }
 
@@ -77,21 +80,27 @@ pub fn enroll(ctx: &mut Context, args: &SshArgs) -> Result<Exit, Failure> {
             .unwrap_or(ctap_core::device::DeviceUri::Auto),
     };
     let mut key = single_key(&device, ctap_core::ctap2::DEFAULT_TOUCH_TIMEOUT)?;
-    let token = if key.info().pin_set() {
-        let pin = ctx
-            .prompter
-            .request_pin("PIN of the security key: ")
-            .ok_or_else(|| Failure::new(Exit::Failed, "no PIN given", ""))?;
-        Some(key.pin_token(&pin, permission::MAKE_CREDENTIAL, Some(&args.application))?)
-    } else if args.verify_required && !key.info().builtin_uv() {
-        return Err(Failure::new(
+    // The planner decides how the user is verified (built-in UV, or the PIN through the
+    // terminal), as for a login or an enrollment.
+    let required = ssh::ssh_enrollment_needs_uv(key.info(), args.verify_required);
+    let plan = uv::plan(key.info(), required, PinPolicy::Prompt).map_err(|_| {
+        Failure::new(
             Exit::Failed,
             "--verify-required needs a key with a PIN or built-in verification",
             "set one with `ctap-enroll pin set`",
-        ));
-    } else {
-        None
-    };
+        )
+    })?;
+    let verification = uv::obtain(
+        &mut key,
+        plan,
+        &args.application,
+        permission::MAKE_CREDENTIAL,
+        &mut ctx.prompter,
+    )
+    .map_err(|e| match e {
+        uv::UvError::Device(d) => Failure::from(d),
+        uv::UvError::Refused(r) => Failure::new(Exit::Failed, r.to_string(), ""),
+    })?;
     let req = SshEnrollment {
         application: args.application.clone(),
         algorithm: match args.key_type {
@@ -107,7 +116,7 @@ pub fn enroll(ctx: &mut Context, args: &SshArgs) -> Result<Exit, Failure> {
     ctx.prompter.touch_cue("Touch your security key");
     let record = {
         let mut on_keepalive = keepalive_for(&mut ctx.prompter);
-        ssh::enroll_ssh_credential(&mut key, &req, token.as_ref(), &mut on_keepalive)
+        ssh::enroll_ssh_credential(&mut key, &req, &verification, &mut on_keepalive)
             .map_err(ssh_failure)?
     };
     let sk = SkKey::from_record(&record).map_err(ssh_failure)?;

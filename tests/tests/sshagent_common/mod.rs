@@ -13,6 +13,7 @@ use ctap_core::credential::{save_credential_file, CredentialFile, CredentialReco
 use ctap_core::ctap2::pin::{permission, Pin};
 use ctap_core::ctaphid::WaitDecision;
 use ctap_core::ssh::{enroll_ssh_credential, SkAlgorithm, SshEnrollment};
+use ctap_core::uv::Verification;
 use ctap_e2e::{bin, SoftToken, TempDir};
 
 pub const PIN: &str = "4321";
@@ -47,15 +48,18 @@ pub fn enroll(key: &SoftToken, what: &[SshEnrollment], pin: Option<&str>) -> Vec
     let mut c = key.connect();
     what.iter()
         .map(|e| {
-            let token = pin.map(|p| {
-                c.pin_token(
-                    &Pin::new(p.into()).unwrap(),
-                    permission::MAKE_CREDENTIAL,
-                    Some(&e.application),
-                )
-                .unwrap()
-            });
-            enroll_ssh_credential(&mut c, e, token.as_ref(), &mut |_| WaitDecision::Continue)
+            let verification = match pin {
+                Some(p) => Verification::ByToken(
+                    c.pin_token(
+                        &Pin::new(p.into()).unwrap(),
+                        permission::MAKE_CREDENTIAL,
+                        Some(&e.application),
+                    )
+                    .unwrap(),
+                ),
+                None => Verification::NotRequired,
+            };
+            enroll_ssh_credential(&mut c, e, &verification, &mut |_| WaitDecision::Continue)
                 .unwrap()
         })
         .collect()
