@@ -16,7 +16,11 @@ if [ "$bin" = "$CARGO_TARGET_DIR/release" ]; then
     cargo build --release --quiet -p ctap-sshagent -p ctap-enroll
     (cd test-framework && cargo build --release --quiet -p ctap-softtoken)
 fi
-tmp=$(mktemp -d)
+# Not under /tmp: the agent trusts a credentials file only if no one else can write a directory
+# above it (sshd's StrictModes), and /tmp is world-writable.
+mkdir -p "$CARGO_TARGET_DIR"
+tmp=$(mktemp -d "$CARGO_TARGET_DIR/agent-bench.XXXXXX")
+chmod 755 "$tmp"
 pids=()
 key_pid=
 cleanup() {
