@@ -243,33 +243,14 @@ fn stale_socket_is_replaced() {
     let socket = dir.path().join("sock");
     let stale = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
     drop(stale); // the file stays behind, like after a crash
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ctap-softtoken"))
-        .args(["serve", "--socket"])
-        .arg(&socket)
-        .arg("--state")
-        .arg(dir.path().join("state"))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut hid = loop {
-        if let Ok(stream) = std::os::unix::net::UnixStream::connect(&socket) {
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("timeout");
-            break Hid {
-                stream,
-                cid: BROADCAST,
-                keepalives: Vec::new(),
-            };
-        }
-        assert!(Instant::now() < deadline, "never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    hid.init();
+    let token = Softtoken::start_on(
+        std::path::Path::new(env!("CARGO_BIN_EXE_ctap-softtoken")),
+        &socket,
+        &dir.path().join("state"),
+        &[],
+    );
+    let mut hid = Hid::open(&token.socket);
     assert_eq!(hid.call(CMD_PING, b"hi").data, b"hi");
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn client_pin_option(token: &Softtoken) -> Option<bool> {

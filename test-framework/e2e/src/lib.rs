@@ -97,6 +97,13 @@ impl SoftToken {
     /// `env!("CARGO_BIN_EXE_ctap-softtoken")`, the build under test).
     pub fn start_bin(program: &Path, dir: &Path, state: &Path, extra: &[&str]) -> Self {
         let socket = dir.join(format!("key-{:08x}.sock", rand::random::<u32>()));
+        Self::start_on(program, &socket, state, extra)
+    }
+
+    /// [`SoftToken::start_bin`] on a given socket path: a key restarted on the same socket, or a
+    /// stale socket file left where the new one goes.
+    pub fn start_on(program: &Path, socket: &Path, state: &Path, extra: &[&str]) -> Self {
+        let socket = socket.to_path_buf();
         let child = Command::new(program)
             .arg("serve")
             .arg("--socket")

@@ -500,23 +500,7 @@ fn the_agent_reopens_the_key_after_it_restarts() {
     let dir = temp("restart");
     let sock = dir.path().join("key.sock");
     let state = dir.path().join("state");
-    let start = || {
-        let child = Command::new(bin("ctap-softtoken"))
-            .args(["serve", "--socket"])
-            .arg(&sock)
-            .arg("--state")
-            .arg(&state)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while UnixStream::connect(&sock).is_err() {
-            assert!(Instant::now() < deadline, "softtoken did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child
-    };
+    let start = || SoftToken::start_on(&bin("ctap-softtoken"), &sock, &state, &[]);
     let mut token = start();
     let t = ctap_core::device::UnixTransport::connect(&sock).unwrap();
     let mut c =
@@ -553,12 +537,10 @@ fn the_agent_reopens_the_key_after_it_restarts() {
     let mut client = Client(UnixStream::connect(&socket).unwrap());
     assert_eq!(client.sign(&blob, &sshsig_blob())[0], 14);
     // The key goes away and comes back: the kept session is dead, the agent opens a new one.
-    let _ = Command::new("kill").arg(token.id().to_string()).status();
-    let _ = token.wait();
+    assert!(token.stop().success());
     token = start();
     assert_eq!(client.sign(&blob, &sshsig_blob())[0], 14);
-    let _ = token.kill();
-    let _ = token.wait();
+    drop(token);
     let _ = agent.kill();
     let _ = agent.wait();
 }
