@@ -216,6 +216,10 @@ fi
 
 # ---------------------------------------------------------------- the module through PAM ------
 softtoken=${CTAP_BIN_DIR:-$CARGO_TARGET_DIR/debug}/ctap-softtoken
+if [ ! -x "$softtoken" ]; then
+    # The virtual key is in the test framework's workspace, which shares this target directory.
+    (cd test-framework && cargo build --quiet -p ctap-softtoken) >/dev/null 2>&1
+fi
 key_state=$work/key.state
 sock=$work/key.sock
 start_key() { # start_key [--presence MODE]: the one launcher, scripts/softtoken
