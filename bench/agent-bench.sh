@@ -9,21 +9,30 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-300}
-target=${CARGO_TARGET_DIR:-$PWD/target}
-bin=${CTAP_BIN_DIR:-$target/release}
-if [ -z "${CTAP_BIN_DIR:-}" ]; then
-    cargo build --release --quiet -p ctap-sshagent -p ctap-softtoken -p ctap-enroll
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+export CTAP_BIN_DIR=${CTAP_BIN_DIR:-$CARGO_TARGET_DIR/release}
+bin=$CTAP_BIN_DIR
+if [ "$bin" = "$CARGO_TARGET_DIR/release" ]; then
+    cargo build --release --quiet -p ctap-sshagent -p ctap-enroll
+    (cd test-framework && cargo build --release --quiet -p ctap-softtoken)
 fi
-tmp=$(mktemp -d)
+# Not under /tmp: the agent trusts a credentials file only if no one else can write a directory
+# above it (sshd's StrictModes), and /tmp is world-writable.
+mkdir -p "$CARGO_TARGET_DIR"
+tmp=$(mktemp -d "$CARGO_TARGET_DIR/agent-bench.XXXXXX")
+chmod 755 "$tmp"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+key_pid=
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    [ -n "$key_pid" ] && scripts/softtoken stop "$key_pid"
+    rm -rf "$tmp"
+}
 trap cleanup EXIT
 wait_sock() { for _ in $(seq 500); do [ -S "$1" ] && return 0; sleep 0.02; done; echo "no socket $1" >&2; exit 1; }
 
 # ctap-sshagent + virtual key
-"$bin/ctap-softtoken" serve --socket "$tmp/key.sock" --state "$tmp/key.state" --presence auto 2>/dev/null &
-pids+=($!)
-wait_sock "$tmp/key.sock"
+key_pid=$(CTAP_SOFTTOKEN_LOG=/dev/null scripts/softtoken start "$tmp/key.sock" "$tmp/key.state" --presence auto)
 HOME=$tmp "$bin/ctap-enroll" --device "unix:$tmp/key.sock" ssh --name bench --credentials "$tmp/creds.toml" >/dev/null 2>&1
 "$bin/ctap-sshagent" -D -a "$tmp/ctap.sock" --device "unix:$tmp/key.sock" --credentials "$tmp/creds.toml" -v >/dev/null 2>"$tmp/ctap.log" &
 pids+=($!)

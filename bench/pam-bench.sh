@@ -11,13 +11,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile="${PROFILE:-release}"
-target="${CARGO_TARGET_DIR:-target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+target=$CARGO_TARGET_DIR
 flag=()
 [ "$profile" = release ] && flag=(--release)
 if [ "$(id -u)" != 0 ]; then
     echo "pam-bench: run as root (it installs a temporary /etc/pam.d service)" >&2
     exit 1
 fi
-cargo build -q "${flag[@]}" -p pam_ctap -p ctap-softtoken
-cargo build -q "${flag[@]}" -p ctap-e2e --example pam_bench
+cargo build -q "${flag[@]}" -p pam_ctap
+(cd test-framework && cargo build -q "${flag[@]}" -p ctap-softtoken && cargo build -q "${flag[@]}" -p ctap-e2e --example pam_bench)
 CTAP_BIN_DIR="$target/$profile" "$target/$profile/examples/pam_bench" "${1:-50}"

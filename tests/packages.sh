@@ -70,7 +70,9 @@ for p in "${packages[@]}"; do
     fi
 done
 
-work=$(mktemp -d /tmp/ctap-packages.XXXXXX)
+# Not under /tmp: the module trusts a key socket only where no one else can replace it (every
+# directory up to / root's and not writable by others), and /tmp is world-writable.
+work=$(mktemp -d /run/ctap-packages.XXXXXX)
 chmod 0755 "$work"
 backup=$work/backup
 mkdir -p "$backup/pam.d" "$backup/var-lib-pam"
@@ -217,30 +219,19 @@ fi
 # ---------------------------------------------------------------- the module through PAM ------
 softtoken=${CTAP_BIN_DIR:-$CARGO_TARGET_DIR/debug}/ctap-softtoken
 if [ ! -x "$softtoken" ]; then
-    cargo build --quiet -p ctap-softtoken >/dev/null 2>&1
+    # The virtual key is in the test framework's workspace, which shares this target directory.
+    (cd test-framework && cargo build --quiet -p ctap-softtoken) >/dev/null 2>&1
 fi
 key_state=$work/key.state
 sock=$work/key.sock
-start_key() { # start_key [--presence MODE]
+start_key() { # start_key [--presence MODE]: the one launcher, scripts/softtoken
     stop_key
-    rm -f "$sock"
-    "$softtoken" serve --socket "$sock" --state "$key_state" "$@" </dev/null >/dev/null 2>"$work/key.log" &
-    key_pid=$!
-    python3 - "$sock" <<'EOF'
-import socket, sys, time
-deadline = time.time() + 20
-while True:
-    try:
-        s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.close(); break
-    except OSError:
-        if time.time() > deadline: sys.exit("ctap-softtoken did not start")
-        time.sleep(0.05)
-EOF
+    key_pid=$(CTAP_BIN_DIR=${softtoken%/*} CTAP_SOFTTOKEN_LOG=$work/key.log \
+        scripts/softtoken start "$sock" "$key_state" "$@")
 }
 stop_key() {
     if [ -n "$key_pid" ]; then
-        kill "$key_pid" 2>/dev/null
-        wait "$key_pid" 2>/dev/null
+        scripts/softtoken stop "$key_pid"
         key_pid=
     fi
 }

@@ -228,6 +228,7 @@ pub fn pamu2f(data: &[u8]) {
     let _ = crate::pamu2f::parse(&String::from_utf8_lossy(data));
 }
 
+#[cfg(feature = "ssh")]
 /// OpenSSH sk key files, public key blobs and the agent's private-key fields.
 pub fn ssh_key_files(data: &[u8]) {
     if let Ok(k) = crate::ssh::SkKey::from_openssh_private(&String::from_utf8_lossy(data)) {
@@ -240,6 +241,7 @@ pub fn ssh_key_files(data: &[u8]) {
     let _ = crate::ssh::SkKey::read_private(&mut crate::ssh::wire::Reader::new(data));
 }
 
+#[cfg(feature = "ssh")]
 /// What an agent client asks an sk key to sign (userauth requests, SSHSIG blobs), sk signatures
 /// and host-key signatures over a session id.
 pub fn ssh_signed_data(data: &[u8]) {
@@ -253,6 +255,7 @@ pub fn ssh_signed_data(data: &[u8]) {
     let _ = crate::ssh::verify_host_signature(a, b, c);
 }
 
+#[cfg(feature = "ssh")]
 fn fixed_sk_key() -> crate::ssh::SkKey {
     let sk = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
     let key = CoseKey::EdDsa {
@@ -388,7 +391,9 @@ mod tests {
             cose_key(&data);
             files_toml(&data);
             pamu2f(&data);
+            #[cfg(feature = "ssh")]
             ssh_key_files(&data);
+            #[cfg(feature = "ssh")]
             ssh_signed_data(&data);
         }
     }

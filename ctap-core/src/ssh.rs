@@ -81,6 +81,10 @@ pub fn verify_host_signature(
 
 /// `$HOME/.config/ctap/credentials.toml` of the user running us: where `ctap-enroll ssh` records
 /// SSH credentials and the agent reads them.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "feature `ssh` only (the agent and the CLI, never pam_ctap): the user's own HOME"
+)]
 pub fn user_credentials_path() -> Option<std::path::PathBuf> {
     let home = std::env::var_os("HOME")
         .filter(|h| !h.is_empty())

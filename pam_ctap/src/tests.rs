@@ -163,22 +163,6 @@ fn failure_lines_name_reason_and_credential() {
     assert!(line.contains("from 9 to 3"), "{line}");
 }
 
-/// DESIGN section 5: nothing from the environment decides anything. The module's own source
-/// reads no environment variable (ctap-core is checked by its own review: it reads none either).
-#[test]
-fn module_reads_no_environment() {
-    for (name, text) in [
-        ("lib.rs", include_str!("lib.rs")),
-        ("auth.rs", include_str!("auth.rs")),
-        ("conv.rs", include_str!("conv.rs")),
-        ("ffi.rs", include_str!("ffi.rs")),
-    ] {
-        for needle in ["env::var", "getenv", "var_os"] {
-            assert!(!text.contains(needle), "{name} mentions {needle}");
-        }
-    }
-}
-
 /// `policy_from` reports a typed `ModuleError`: the reason word comes from its variant, the
 /// fields name the argument, and a wrapped config error is its `source()`.
 #[test]

@@ -12,7 +12,7 @@ clone_action = "suspend"
 TOML
 enroll=("$BIN/ctap-enroll" --config "$WORK/etc/pam_ctap.toml")
 set -x
-"${enroll[@]}" enroll --user demo --name virtual-key --uv discouraged
-"${enroll[@]}" list --user demo
-"${enroll[@]}" test --user demo --service demo
+"${enroll[@]}" enroll --user "$DEMO_USER" --name virtual-key --uv discouraged
+"${enroll[@]}" list --user "$DEMO_USER"
+"${enroll[@]}" test --user "$DEMO_USER" --service demo
 { set +x; } 2>/dev/null

@@ -10,17 +10,14 @@ trap 'rm -f "/etc/pam.d/$service"' EXIT
 module=$(readlink -f "$BIN/libpam_ctap.so")
 echo "auth required $module config=$WORK/etc/pam_ctap.toml" > "/etc/pam.d/$service"
 echo "+ /etc/pam.d/$service: $(cat "/etc/pam.d/$service")"
-echo "+ pamtester $service demo authenticate"
-pamtester "$service" demo authenticate
-echo "+ the same against another virtual key, which holds no credential for demo:"
-"$BIN/ctap-softtoken" serve --socket "$WORK/other.sock" --state "$WORK/other.state" 2>/dev/null &
-other=$!
-for _ in $(seq 100); do [ -S "$WORK/other.sock" ] && break; sleep 0.05; done
-sleep 0.2
+echo "+ pamtester $service $DEMO_USER authenticate"
+pamtester "$service" "$DEMO_USER" authenticate
+echo "+ the same against another virtual key, which holds no credential for $DEMO_USER:"
+other=$(CTAP_SOFTTOKEN_LOG=/dev/null scripts/softtoken start "$WORK/other.sock" "$WORK/other.state")
 echo "auth required $module config=$WORK/etc/pam_ctap.toml device=unix:$WORK/other.sock" > "/etc/pam.d/$service"
-if pamtester "$service" demo authenticate; then
+if pamtester "$service" "$DEMO_USER" authenticate; then
     echo "unexpected: another key was accepted" >&2
-    kill "$other"; exit 1
+    scripts/softtoken stop "$other"; exit 1
 fi
-kill "$other"; wait "$other" 2>/dev/null || true
+scripts/softtoken stop "$other"
 echo "(refused, as it must be)"

@@ -14,7 +14,6 @@ import hashlib
 import os
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(
     os.environ.get("CTAP_SOFTTOKEN_BIN", REPO / "target" / "debug" / "ctap-softtoken")
 )
+LAUNCHER = REPO / "scripts" / "softtoken"
 REPORT = 64
 RP_ID = "example.com"
 ORIGIN = "https://example.com"
@@ -66,32 +66,32 @@ def open_device(sock: Path) -> CtapHidDevice:
 
 
 class Softtoken:
+    """The virtual key, started and stopped by the project's one launcher, scripts/softtoken."""
+
     def __init__(self, tmp: Path, *extra: str):
         if not BIN.exists():
-            pytest.fail(f"{BIN} is missing: run `cargo build -p ctap-softtoken` or set CTAP_SOFTTOKEN_BIN")
+            pytest.fail(
+                f"{BIN} is missing: run `cargo build -p ctap-softtoken` in test-framework/"
+                " or set CTAP_SOFTTOKEN_BIN"
+            )
         self.socket = tmp / "key.sock"
-        self.proc = subprocess.Popen(
-            [str(BIN), "serve", "--socket", str(self.socket), "--state", str(tmp / "state"), *extra],
+        env = dict(os.environ, CTAP_BIN_DIR=str(BIN.parent))
+        started = subprocess.run(
+            [str(LAUNCHER), "start", str(self.socket), str(tmp / "state"), *extra],
             stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
         )
-        deadline = time.monotonic() + 20
-        while not self.socket.exists():
-            if self.proc.poll() is not None:
-                pytest.fail(f"ctap-softtoken exited with {self.proc.returncode}")
-            if time.monotonic() > deadline:
-                pytest.fail("ctap-softtoken did not start listening")
-            time.sleep(0.01)
+        if started.returncode != 0:
+            pytest.fail(f"scripts/softtoken could not start the key ({started.returncode})")
+        self.pid = started.stdout.strip()
 
     def device(self) -> CtapHidDevice:
         return open_device(self.socket)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        subprocess.run([str(LAUNCHER), "stop", self.pid], check=True)
 
 
 @pytest.fixture
