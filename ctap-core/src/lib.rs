@@ -1,6 +1,6 @@
 //! ctap-core: everything the PAM module, the SSH agent and the enrollment CLI share.
 //!
-//! Layers, each with one seam (see DESIGN.md section 1):
+//! Layers, each with one seam (docs/ARCHITECTURE.md §1):
 //! - [`device`]: a [`device::Transport`] moves one 64-byte HID report at a time (hidraw or a unix
 //!   socket); enumeration finds FIDO devices; [`device::DeviceUri`] names one.
 //! - [`ctaphid`]: CTAPHID framing over a transport: channels, fragmentation, keepalives.

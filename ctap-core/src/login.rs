@@ -1,4 +1,4 @@
-//! One login: the whole of DESIGN section 4, as the PAM module and `ctap-enroll test` run it.
+//! One login: the whole of docs/ARCHITECTURE.md §4, as the PAM module and `ctap-enroll test` run it.
 //!
 //! The user's state lock is held from before the assertion until its result is written. Two
 //! sessions of one user therefore take turns: without that, a session holding counter 6 could

@@ -1,6 +1,6 @@
 //! `ctap-enroll`: the administrator's and user's command line over ctap-core.
 //!
-//! Thin by design (DESIGN section 1): parse arguments ([`cli`]), talk to the terminal
+//! Thin by design (docs/ARCHITECTURE.md §1): parse arguments ([`cli`]), talk to the terminal
 //! ([`prompt`]), call ctap-core, print. Every file and protocol decision is the library's.
 #![forbid(unsafe_code)]
 

@@ -1,4 +1,4 @@
-//! ctap-sshagent: an SSH agent for FIDO2 security keys (DESIGN.md section 6).
+//! ctap-sshagent: an SSH agent for FIDO2 security keys (docs/ARCHITECTURE.md §6).
 //!
 //! - [`protocol`]: agent messages, parsed and encoded; no I/O, no policy.
 //! - [`agent`]: identities, constraints, lock, session binding: the answer to each message.

@@ -1,7 +1,7 @@
 //! pam_ctap: a PAM second factor with a FIDO2 security key.
 //!
-//! Thin glue (DESIGN.md section 5): read the invocation, run `ctap_core::login::login` (DESIGN
-//! section 4, the only place a login is verified), map its outcome to a PAM code, log one line.
+//! Thin glue (docs/ARCHITECTURE.md §8): read the invocation, run `ctap_core::login::login`
+//! (§4, the only place a login is verified), map its outcome to a PAM code, log one line.
 //!
 //! Why success is a value and not the absence of an error (rustls, `manual/implvulns.rs`: "the
 //! *lack* of an error … is a poor indicator that the signature was valid"): authentication

@@ -1,8 +1,8 @@
 //! ctap-softtoken: a virtual FIDO2 security key behind a unix socket, for tests, demos and CI.
 //!
-//! The authenticator is the real SoloKeys/Nitrokey `fido-authenticator` on trussed (DESIGN.md
-//! section 7); this crate adds what a USB key's firmware would: a platform with real
-//! randomness and file-backed flash ([`platform`], [`state_file`]), the device side of
+//! The authenticator is the real SoloKeys/Nitrokey `fido-authenticator` on trussed
+//! (docs/ARCHITECTURE.md §9); this crate adds what a USB key's firmware would: a platform with
+//! real randomness and file-backed flash ([`platform`], [`state_file`]), the device side of
 //! CTAPHID ([`ctaphid_device`], [`connection`]), a transaction queue ([`engine`]), the socket
 //! server ([`server`]) and, for tests, deliberate misbehaviour ([`fault`]).
 #![forbid(unsafe_code)]
