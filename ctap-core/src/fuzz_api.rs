@@ -223,11 +223,6 @@ pub fn files_toml(data: &[u8]) {
     }
 }
 
-/// pam-u2f authfile lines.
-pub fn pamu2f(data: &[u8]) {
-    let _ = crate::pamu2f::parse(&String::from_utf8_lossy(data));
-}
-
 #[cfg(feature = "ssh")]
 /// OpenSSH sk key files, public key blobs and the agent's private-key fields.
 pub fn ssh_key_files(data: &[u8]) {
@@ -390,7 +385,6 @@ mod tests {
             authenticator_data(&data);
             cose_key(&data);
             files_toml(&data);
-            pamu2f(&data);
             #[cfg(feature = "ssh")]
             ssh_key_files(&data);
             #[cfg(feature = "ssh")]

@@ -33,7 +33,6 @@ pub mod fs;
 #[doc(hidden)]
 pub mod fuzz_api;
 pub mod login;
-pub mod pamu2f;
 pub mod session;
 #[cfg(feature = "ssh")]
 pub mod ssh;

@@ -1,12 +1,15 @@
 //! `ctap-enroll`: the administrator's and user's command line over ctap-core.
 //!
 //! Thin by design (docs/ARCHITECTURE.md §1): parse arguments ([`cli`]), talk to the terminal
-//! ([`prompt`]), call ctap-core, print. Every file and protocol decision is the library's.
+//! ([`prompt`]), call ctap-core, print. Every file and protocol decision is the library's, but
+//! one: the pam-u2f authfile importer ([`pamu2f`]) lives here, because only this CLI uses it
+//! and the PAM module and the agent need not carry it.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 mod commands;
 mod failure;
+pub mod pamu2f;
 mod prompt;
 
 use std::process::ExitCode;

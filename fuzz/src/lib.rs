@@ -1,14 +1,20 @@
 //! Fuzz target bodies, one function per target (`fuzz_targets/<name>.rs` calls `ctap_fuzz::<name>`).
 //!
 //! The ctap-core targets live in `ctap_core::fuzz_api` (where a proptest also runs them on random
-//! input); the agent's message parser lives here because ctap-core cannot see ctap-sshagent.
+//! input); the agent's message parser and the pam-u2f importer's live here because ctap-core
+//! cannot see ctap-sshagent or ctap-enroll.
 //! `cargo test` replays `corpus/<name>/` and `regressions/<name>/` through each target on a
 //! stable toolchain, so the harness runs even where cargo-fuzz cannot.
 
 pub use ctap_core::fuzz_api::{
-    authenticator_data, cbor, cose_key, ctap2_responses, ctaphid, files_toml, pamu2f,
-    ssh_key_files, ssh_signed_data,
+    authenticator_data, cbor, cose_key, ctap2_responses, ctaphid, files_toml, ssh_key_files,
+    ssh_signed_data,
 };
+
+/// pam-u2f authfile lines (the importer lives in ctap-enroll, its only user).
+pub fn pamu2f(data: &[u8]) {
+    let _ = ctap_enroll::pamu2f::parse(&String::from_utf8_lossy(data));
+}
 
 /// ssh-agent messages (the body after the length) and the session-bind extension's contents.
 pub fn agent_messages(data: &[u8]) {
