@@ -142,13 +142,24 @@ fn check_dir(dir: &Path, meta: &Metadata, owners: &[u32]) -> Result<(), FileErro
     Ok(())
 }
 
+/// The names a path walks through, `..` kept (resolved against the walk so far, after links).
+fn walk_parts(path: &Path) -> Vec<std::ffi::OsString> {
+    use std::path::Component;
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Check `dir` and every directory on the way to it from `/` (sshd's StrictModes walk).
 /// Symbolic links are followed by hand, so that the directory holding each link is checked as
 /// well as the directories its target leads through: a link is only as trustworthy as the
 /// directory it sits in. Returns the resolved path.
 fn check_ancestors(dir: &Path, owners: &[u32]) -> Result<PathBuf, FileError> {
     use std::collections::VecDeque;
-    use std::path::Component;
     let absolute = if dir.is_absolute() {
         dir.to_path_buf()
     } else {
@@ -159,14 +170,7 @@ fn check_ancestors(dir: &Path, owners: &[u32]) -> Result<PathBuf, FileError> {
     let mut resolved = PathBuf::from("/");
     let root = std::fs::symlink_metadata(&resolved).map_err(|e| FileError::io(&resolved, e))?;
     check_dir(&resolved, &root, owners)?;
-    let mut pending: VecDeque<std::ffi::OsString> = absolute
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
+    let mut pending: VecDeque<std::ffi::OsString> = walk_parts(&absolute).into();
     let mut links = 0;
     while let Some(name) = pending.pop_front() {
         if name == ".." {
@@ -187,14 +191,7 @@ fn check_ancestors(dir: &Path, owners: &[u32]) -> Result<PathBuf, FileError> {
             if target.is_absolute() {
                 resolved = PathBuf::from("/");
             }
-            let mut parts: Vec<std::ffi::OsString> = target
-                .components()
-                .filter_map(|c| match c {
-                    Component::Normal(n) => Some(n.to_os_string()),
-                    Component::ParentDir => Some("..".into()),
-                    _ => None,
-                })
-                .collect();
+            let mut parts = walk_parts(&target);
             while let Some(p) = parts.pop() {
                 pending.push_front(p);
             }
@@ -288,11 +285,28 @@ pub fn read_private(path: &Path, owner: Ownership) -> Result<Vec<u8>, FileError>
 }
 
 fn read_checked(path: &Path, owner: Ownership, private: bool) -> Result<Vec<u8>, FileError> {
-    let mut file = OpenOptions::new()
+    let file = open_nofollow(path).map_err(|e| FileError::io(path, e))?;
+    check_and_read(path, file, owner, private)
+}
+
+/// Open for reading without following a final symbolic link, and without blocking on a FIFO
+/// someone put in the file's place.
+fn open_nofollow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| FileError::io(path, e))?;
+}
+
+/// What every trusted read checks on the file it opened: the file itself (regular, `owner`'s,
+/// not group/world-writable; with `private` not readable by others either), every directory
+/// above it, that it is still the file at the checked place, and its size while reading.
+fn check_and_read(
+    path: &Path,
+    mut file: File,
+    owner: Ownership,
+    private: bool,
+) -> Result<Vec<u8>, FileError> {
     let meta = file.metadata().map_err(|e| FileError::io(path, e))?;
     check_metadata(path, &meta, owner)?;
     if private && meta.mode() & 0o044 != 0 {
@@ -346,17 +360,11 @@ pub fn read_trusted_as_user(path: &Path, owner: Ownership, gid: u32) -> Result<V
     use nix::unistd::{setfsgid, setfsuid, Gid, Uid};
     let old_gid = setfsgid(Gid::from_raw(gid));
     let old_uid = setfsuid(Uid::from_raw(owner.uid));
-    let opened = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
-        .open(path);
+    let opened = open_nofollow(path);
     setfsuid(old_uid);
     setfsgid(old_gid);
-    let mut file = opened.map_err(|e| FileError::io(path, e))?;
-    let meta = file.metadata().map_err(|e| FileError::io(path, e))?;
-    check_metadata(path, &meta, owner)?;
-    check_location(path, &meta, owner)?;
-    read_bounded(path, &mut file, &meta)
+    let file = opened.map_err(|e| FileError::io(path, e))?;
+    check_and_read(path, file, owner, false)
 }
 
 /// Open a file whose owner is not known in advance (an authfile to import): no symlink, a
@@ -364,16 +372,11 @@ pub fn read_trusted_as_user(path: &Path, owner: Ownership, gid: u32) -> Result<V
 /// and writable by nobody else, at most [`MAX_FILE`] bytes. Returns the contents and the owner's
 /// uid, so the caller can decide what that owner may vouch for.
 pub fn read_trusted_any_owner(path: &Path) -> Result<(Vec<u8>, u32), FileError> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| FileError::io(path, e))?;
-    let meta = file.metadata().map_err(|e| FileError::io(path, e))?;
-    let owner = Ownership { uid: meta.uid() };
-    check_metadata(path, &meta, owner)?;
-    check_location(path, &meta, owner)?;
-    Ok((read_bounded(path, &mut file, &meta)?, owner.uid))
+    let file = open_nofollow(path).map_err(|e| FileError::io(path, e))?;
+    let owner = Ownership {
+        uid: file.metadata().map_err(|e| FileError::io(path, e))?.uid(),
+    };
+    Ok((check_and_read(path, file, owner, false)?, owner.uid))
 }
 
 /// The temporary files [`write_atomic`] makes for `path`: `.<name>.tmp.<pid>.<8 hex digits>`.
