@@ -322,6 +322,7 @@ impl From<StoreError> for LoginError {
 impl From<UvError> for LoginError {
     fn from(e: UvError) -> Self {
         match e {
+            UvError::Refused(UvRefusal::LastRetry) => LoginError::PinLastRetry,
             UvError::Refused(r) => LoginError::UvUnavailable(r),
             UvError::Device(d) => LoginError::Device(d),
         }
@@ -525,20 +526,16 @@ fn no_records(
 
 /// May the PIN go to `key`, which answered the probe for `record`? Only when the key's AAGUID
 /// is the enrolled one (a record without one, from an import, is accepted only when root named
-/// the device), and the key has more than one retry left.
+/// the device). That the key has more than one retry left is the planner's rule (`uv::obtain`).
 fn pin_gate(
-    key: &mut Authenticator,
+    key: &Authenticator,
     record: &CredentialRecord,
     device: &DeviceUri,
 ) -> Result<(), LoginError> {
     if key.info().builtin_uv() {
         return Ok(());
     }
-    enrolled_model(key, record, device)?;
-    if key.info().pin_set() && key.pin_retries()?.retries == 1 {
-        return Err(LoginError::PinLastRetry);
-    }
-    Ok(())
+    enrolled_model(key, record, device)
 }
 
 /// Whether a PIN would go to `key` for `record` (UV by PIN, not built in).

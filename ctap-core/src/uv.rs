@@ -37,6 +37,10 @@ pub enum UvRefusal {
     PinEntryDisabled,
     /// The prompter gave no PIN (cancelled, or nothing to ask with).
     NoPinEntered,
+    /// The key has one PIN retry left: a wrong PIN now would block it for good, and only a reset
+    /// that wipes every credential recovers. No caller spends it; the right PIN through
+    /// `ctap-enroll pin change` at the user's own terminal restores the count.
+    LastRetry,
 }
 
 impl fmt::Display for UvRefusal {
@@ -51,6 +55,11 @@ impl fmt::Display for UvRefusal {
                 "user verification is required and PIN entry is disabled (pin = uv-only)"
             ),
             UvRefusal::NoPinEntered => write!(f, "no PIN was entered"),
+            UvRefusal::LastRetry => write!(
+                f,
+                "the security key has one PIN try left, so no PIN was sent: enter the right PIN \
+                 with `ctap-enroll pin change` at your own terminal to restore the tries"
+            ),
         }
     }
 }
@@ -145,7 +154,7 @@ pub fn plan(
 
 /// Carry out `plan` on `key` for a request under `rp_id` needing `permissions`.
 ///
-/// A PIN goes only to a key with retries left; a wrong one is reported through the prompter
+/// A PIN goes only to a key with more than one retry left; a wrong one is reported through the prompter
 /// with the retries that remain. When the prompter says so
 /// ([`Prompter::pin_time_is_the_users`]), the time spent asking is added to the key's deadline.
 pub fn obtain<T: Transport>(
@@ -167,8 +176,11 @@ pub fn obtain<T: Transport>(
         }
         UvPlan::BuiltIn => Ok(Verification::ByOption),
         UvPlan::Pin => {
-            if key.pin_retries()?.retries == 0 {
-                return Err(CtapError::Status(CtapStatus::PinBlocked).into());
+            // One getRetries decides both: blocked, or a last try no caller may spend.
+            match key.pin_retries()?.retries {
+                0 => return Err(CtapError::Status(CtapStatus::PinBlocked).into()),
+                1 => return Err(UvRefusal::LastRetry.into()),
+                _ => {}
             }
             let asked = Instant::now();
             let pin = prompter.request_pin("Security key PIN: ");

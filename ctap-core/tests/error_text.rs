@@ -372,6 +372,7 @@ fn every_library_error_displays_as_human_text() {
             EnrollRefusal::Uv(UvRefusal::NoPin),
             EnrollRefusal::Uv(UvRefusal::PinEntryDisabled),
             EnrollRefusal::Uv(UvRefusal::NoPinEntered),
+            EnrollRefusal::Uv(UvRefusal::LastRetry),
             EnrollRefusal::AlreadyEnrolled {
                 user: "alice".into(),
                 rp_id: "pam://host".into(),
@@ -410,6 +411,7 @@ fn every_login_error_displays_as_human_text_with_a_reason_word() {
         LoginError::UvUnavailable(UvRefusal::NoPin),
         LoginError::UvUnavailable(UvRefusal::PinEntryDisabled),
         LoginError::UvUnavailable(UvRefusal::NoPinEntered),
+        LoginError::UvUnavailable(UvRefusal::LastRetry),
     ];
     all.extend(store_errors().into_iter().map(LoginError::Store));
     all.extend(ctap_errors().into_iter().map(LoginError::Device));
