@@ -52,15 +52,16 @@ pub fn temp_base() -> PathBuf {
     std::fs::canonicalize(base).unwrap()
 }
 
-/// A temporary directory removed on drop.
+/// A temporary directory removed on drop. Its name is short on purpose: key sockets live in it
+/// and a Unix socket path has at most 107 bytes (`sun_path`), wherever the checkout is.
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
         let p = temp_base().join(format!(
-            "ctap-e2e-{tag}-{}-{:016x}",
+            "{tag}-{}-{:08x}",
             std::process::id(),
-            rand::random::<u64>()
+            rand::random::<u32>()
         ));
         std::fs::create_dir_all(&p).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -104,6 +105,13 @@ impl SoftToken {
     /// stale socket file left where the new one goes.
     pub fn start_on(program: &Path, socket: &Path, state: &Path, extra: &[&str]) -> Self {
         let socket = socket.to_path_buf();
+        assert!(
+            socket.as_os_str().len() < 108,
+            "socket path {} is {} bytes, longer than a Unix socket path may be (107): \
+             use a shorter checkout or CARGO_TARGET_DIR",
+            socket.display(),
+            socket.as_os_str().len()
+        );
         let child = Command::new(program)
             .arg("serve")
             .arg("--socket")
@@ -123,8 +131,12 @@ impl SoftToken {
         };
         // The socket file appears at bind(), a moment before listen(): wait for a connection
         // to be accepted, not just for the file.
+        let mut t = t;
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::os::unix::net::UnixStream::connect(&t.socket).is_err() {
+            if let Ok(Some(status)) = t.child.try_wait() {
+                panic!("ctap-softtoken exited before accepting connections: {status}");
+            }
             assert!(
                 Instant::now() < deadline,
                 "ctap-softtoken did not start accepting connections"

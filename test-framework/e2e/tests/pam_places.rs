@@ -146,7 +146,7 @@ fn pam_key_socket_in_an_untrusted_place_is_refused() {
 
     // The key's socket in a directory anyone may create names in: a local user could bind
     // their own fake key there first.
-    let open = s.fx.path().join("sockets");
+    let open = s.fx.path().join("open");
     std::fs::create_dir(&open).unwrap();
     chmod(&open, 0o1777);
     let state = s.key_state.clone();
@@ -169,7 +169,7 @@ fn pam_key_socket_in_an_untrusted_place_is_refused() {
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert_contains(
         &s.fx.auth_line(),
-        &["reason=untrusted_path", "/sockets: refused"],
+        &["reason=untrusted_path", "/open: refused"],
     );
 
     // In a root-only directory but owned by another account: refused unless root's config
