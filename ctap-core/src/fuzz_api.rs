@@ -11,15 +11,15 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::ctap2::authdata::AuthenticatorData;
-use crate::ctap2::cbor::{self, CborMap};
-use crate::ctap2::cose::CoseKey;
-use crate::ctap2::ext::hmac_secret::HmacSalts;
-use crate::ctap2::info::AuthenticatorInfo;
-use crate::ctap2::pin::{permission, Pin, PinUvProtocol};
-use crate::ctap2::{Ctap2, GetAssertionRequest, MakeCredentialRequest};
-use crate::ctaphid::{self, cmd, CtapHidChannel, WaitDecision};
-use crate::device::{Report, Transport, TransportError, REPORT_SIZE};
+use crate::transport::ctap2::authdata::AuthenticatorData;
+use crate::transport::ctap2::cbor::{self, CborMap};
+use crate::transport::ctap2::cose::CoseKey;
+use crate::transport::ctap2::ext::hmac_secret::HmacSalts;
+use crate::transport::ctap2::info::AuthenticatorInfo;
+use crate::transport::ctap2::pin::{permission, Pin, PinUvProtocol};
+use crate::transport::ctap2::{Ctap2, GetAssertionRequest, MakeCredentialRequest};
+use crate::transport::ctaphid::{self, cmd, CtapHidChannel, WaitDecision};
+use crate::transport::device::{Report, Transport, TransportError, REPORT_SIZE};
 
 /// CTAPHID reassembly: the input is a stream of 64-byte reports from a device (the last one
 /// zero-padded), read as the answer to a CBOR request on the first report's channel.
@@ -142,7 +142,7 @@ pub fn ctap2_responses(data: &[u8]) {
         user_id: vec![1],
         user_name: "fuzz".into(),
         user_display_name: None,
-        algorithms: vec![crate::ctap2::cose::Algorithm::Es256],
+        algorithms: vec![crate::transport::ctap2::cose::Algorithm::Es256],
         exclude_list: Vec::new(),
         resident_key: false,
         user_verification: false,
@@ -198,7 +198,7 @@ pub fn files_toml(data: &[u8]) {
         return;
     };
     let path = Path::new("/fuzz/file.toml");
-    match toml::from_str::<crate::credential::CredentialFile>(text) {
+    match toml::from_str::<crate::store::credential::CredentialFile>(text) {
         Ok(file) => {
             if file.validate().is_ok() {
                 for r in &file.credentials {
@@ -207,18 +207,18 @@ pub fn files_toml(data: &[u8]) {
             }
         }
         Err(e) => {
-            let _ = crate::credential::StoreError::parse(path, text, &e).to_string();
+            let _ = crate::store::credential::StoreError::parse(path, text, &e).to_string();
         }
     }
-    match toml::from_str::<crate::credential::StateFile>(text) {
+    match toml::from_str::<crate::store::credential::StateFile>(text) {
         Ok(state) => {
             let _ = toml::to_string(&state);
         }
         Err(e) => {
-            let _ = crate::credential::StoreError::parse(path, text, &e).to_string();
+            let _ = crate::store::credential::StoreError::parse(path, text, &e).to_string();
         }
     }
-    if let Ok(policy) = crate::config::Policy::parse(path, text) {
+    if let Ok(policy) = crate::store::config::Policy::parse(path, text) {
         let _ = policy.touch_timeout();
     }
 }

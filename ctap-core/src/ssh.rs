@@ -23,7 +23,7 @@ pub use error::SshError;
 pub use key::{flags, SkAlgorithm, SkKey, SK_ECDSA, SK_ED25519};
 pub use signature::{encode_sk_signature, verify_sk_signature};
 
-use crate::credential::{CredentialFile, CredentialRecord};
+use crate::store::credential::{CredentialFile, CredentialRecord};
 
 /// Whether a record is an SSH credential (its rp_id is `ssh:` or `ssh:<name>`).
 pub fn is_ssh_record(r: &CredentialRecord) -> bool {
@@ -95,7 +95,7 @@ pub fn user_credentials_path() -> Option<std::path::PathBuf> {
                 .flatten()
                 .map(|u| u.dir)
         })?;
-    Some(home.join(crate::credential::PER_USER_FILE))
+    Some(home.join(crate::store::credential::PER_USER_FILE))
 }
 
 /// Add an SSH record to the user's credentials file (created 0600 if absent; an existing one
@@ -103,9 +103,9 @@ pub fn user_credentials_path() -> Option<std::path::PathBuf> {
 pub fn record_ssh_credential(
     path: &std::path::Path,
     record: CredentialRecord,
-) -> Result<(), crate::credential::StoreError> {
-    use crate::credential::{load_credential_file, save_credential_file};
-    let owner = crate::fs::Ownership {
+) -> Result<(), crate::store::credential::StoreError> {
+    use crate::store::credential::{load_credential_file, save_credential_file};
+    let owner = crate::store::fs::Ownership {
         uid: nix::unistd::geteuid().as_raw(),
     };
     let mut file = match load_credential_file(path, owner) {

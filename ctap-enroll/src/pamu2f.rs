@@ -32,12 +32,12 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
 
-use ctap_core::account::{Account, UserResolver};
-use ctap_core::credential::record::AlgorithmName;
-use ctap_core::credential::{
+use ctap_core::store::account::{Account, UserResolver};
+use ctap_core::store::credential::record::AlgorithmName;
+use ctap_core::store::credential::{
     CredentialRecord, CredentialState, CredentialStore, StoreError, UvRequirement,
 };
-use ctap_core::ctap2::cose::{Algorithm, CoseKey, ALG_ES256};
+use ctap_core::transport::ctap2::cose::{Algorithm, CoseKey, ALG_ES256};
 
 const INDIFFERENT: GeneralPurposeConfig =
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
@@ -323,7 +323,7 @@ pub struct ImportOptions {
     pub appid: String,
     /// `--user`: import only this account's line (resolved through NSS like the lines).
     pub only_user: Option<Account>,
-    /// The uid owning the authfile (from [`ctap_core::fs::read_trusted_any_owner`]). pam-u2f only
+    /// The uid owning the authfile (from [`ctap_core::store::fs::read_trusted_any_owner`]). pam-u2f only
     /// ever used the authenticating user's own line of a home-directory authfile, so a file not
     /// owned by root vouches for its owner alone: every other user's line is refused.
     pub file_owner: u32,
@@ -429,7 +429,7 @@ fn import_user(
     report: &mut ImportReport,
 ) -> Result<(), StoreError> {
     let user = account.name();
-    let mut guard = store.lock_state(user, ctap_core::admin::EDIT_LOCK_WAIT)?;
+    let mut guard = store.lock_state(user, ctap_core::store::admin::EDIT_LOCK_WAIT)?;
     let mut records = store.load_system_records(user)?;
     let mut added = Vec::new();
     for c in creds {
@@ -464,7 +464,7 @@ fn import_user(
             aaguid: String::new(),
             user_verification: c.user_verification,
             hmac_secret: false,
-            created: ctap_core::credential::now_rfc3339(),
+            created: ctap_core::store::credential::now_rfc3339(),
             no_touch_required: false,
         };
         let mut notes = vec!["no hmac-secret check (pam-u2f credentials have none): re-enroll with `ctap-enroll enroll` to add one".to_string()];

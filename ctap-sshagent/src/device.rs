@@ -1,5 +1,5 @@
 //! One signature with the security key: open it, settle user verification through the shared
-//! planner (`ctap_core::uv`: built-in UV, or a PIN through this agent's askpass [`Prompter`]),
+//! planner (`ctap_core::flows::uv`: built-in UV, or a PIN through this agent's askpass [`Prompter`]),
 //! cue the user for the touch, sign (the answer checked by the shared verifier), close. The whole signature (opening the
 //! key, every exchange, the touch) ends within the touch timeout, plus the time the user spends
 //! in askpass, whatever the key does: a stuck or hostile key costs one bounded request.
@@ -9,14 +9,14 @@ use std::process::{Command, Stdio};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use ctap_core::config::PinPolicy;
-use ctap_core::ctap2::pin::{permission, Pin};
-use ctap_core::ctap2::{CtapError, CtapStatus};
-use ctap_core::ctaphid::{CtapHidError, KeepaliveStatus, WaitDecision};
-use ctap_core::device::DeviceUri;
-use ctap_core::session::{open_authenticators_until, Authenticator, Prompter};
+use ctap_core::store::config::PinPolicy;
+use ctap_core::transport::ctap2::pin::{permission, Pin};
+use ctap_core::transport::ctap2::{CtapError, CtapStatus};
+use ctap_core::transport::ctaphid::{CtapHidError, KeepaliveStatus, WaitDecision};
+use ctap_core::transport::device::DeviceUri;
+use ctap_core::flows::session::{open_authenticators_until, Authenticator, Prompter};
 use ctap_core::ssh::{self, SkKey, SkSignature, SshError};
-use ctap_core::uv::{self, UvError, UvPlan, UvRefusal, Verification};
+use ctap_core::flows::uv::{self, UvError, UvPlan, UvRefusal, Verification};
 
 use crate::askpass;
 use crate::error::{AgentError, AskpassPurpose};

@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use ctap_core::ctap2::CtapError;
-use ctap_core::device::TransportError;
+use ctap_core::transport::ctap2::CtapError;
+use ctap_core::transport::device::TransportError;
 use ctap_core::ssh::SshError;
 use ctap_core::text::{printable, quoted};
-use ctap_core::uv::UvError;
+use ctap_core::flows::uv::UvError;
 
 use crate::protocol::Response;
 
@@ -392,7 +392,7 @@ mod tests {
     use super::*;
     use std::error::Error;
 
-    use ctap_core::ctap2::{CborProblem, CtapStatus, Misbehaviour};
+    use ctap_core::transport::ctap2::{CborProblem, CtapStatus, Misbehaviour};
 
     fn every_agent_error() -> Vec<AgentError> {
         let program = || PathBuf::from("/usr/bin/ssh-askpass");
@@ -433,7 +433,7 @@ mod tests {
             },
             AgentError::WrongPin,
             AgentError::BadPin(CtapError::InvalidInput("the PIN is too short".into())),
-            AgentError::Uv(UvError::Refused(ctap_core::uv::UvRefusal::NoPin)),
+            AgentError::Uv(UvError::Refused(ctap_core::flows::uv::UvRefusal::NoPin)),
             AgentError::Key(SshError::Ctap(CtapError::Status(
                 CtapStatus::OperationDenied,
             ))),

@@ -1,4 +1,4 @@
-//! `pam_sm_authenticate`: options, then `ctap_core::login::login`, then one syslog line.
+//! `pam_sm_authenticate`: options, then `ctap_core::flows::login::login`, then one syslog line.
 //!
 //! What decides anything here: root's config file (`config=` or /etc/ctap/pam_ctap.toml, read
 //! by `Policy::load` with ownership checks) and the module arguments from root's /etc/pam.d.
@@ -8,11 +8,11 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use ctap_core::config::{config_path_from_arguments, ConfigError, Policy};
-use ctap_core::ctap2::{CtapError, CtapStatus};
-use ctap_core::fs::FileError;
-use ctap_core::login::{login, DeviceFailure, LoginError, LoginGranted};
-use ctap_core::verify::VerifyError;
+use ctap_core::store::config::{config_path_from_arguments, ConfigError, Policy};
+use ctap_core::transport::ctap2::{CtapError, CtapStatus};
+use ctap_core::store::fs::FileError;
+use ctap_core::flows::login::{login, DeviceFailure, LoginError, LoginGranted};
+use ctap_core::flows::verify::VerifyError;
 use pam::constants::PAM_SILENT;
 use pam::conv::Conv;
 use pam::items::{Service, User};

@@ -1,6 +1,6 @@
 //! pam_ctap: a PAM second factor with a FIDO2 security key.
 //!
-//! Thin glue (docs/ARCHITECTURE.md §8): read the invocation, run `ctap_core::login::login`
+//! Thin glue (docs/ARCHITECTURE.md §8): read the invocation, run `ctap_core::flows::login::login`
 //! (§4, the only place a login is verified), map its outcome to a PAM code, log one line.
 //!
 //! Why success is a value and not the absence of an error (rustls, `manual/implvulns.rs`: "the
@@ -29,7 +29,7 @@ mod tests;
 use std::ffi::{c_char, c_int};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use ctap_core::login::{LoginError, LoginGranted};
+use ctap_core::flows::login::{LoginError, LoginGranted};
 use pam::constants::PamResultCode;
 use pam::module::PamHandle;
 

@@ -85,7 +85,7 @@ impl SysLog {
 
 /// Write a framed line to a stream syslog socket, within a second, never raising SIGPIPE.
 fn write_stream(s: &UnixStream, framed: &[u8]) -> std::io::Result<()> {
-    ctap_core::device::send_all_nosignal(s, framed, Duration::from_secs(1))
+    ctap_core::transport::device::send_all_nosignal(s, framed, Duration::from_secs(1))
 }
 
 /// A field value safe to put in a line: bare when it is plain (`alice`, `sudo`), else quoted

@@ -5,18 +5,18 @@ use sha2::{Digest, Sha256};
 use super::key::{SkAlgorithm, SkKey};
 use super::signature::encode_sk_signature;
 use super::SshError;
-use crate::credential::record::AlgorithmName;
-use crate::credential::{now_rfc3339, CredentialRecord, UvRequirement};
-use crate::ctap2::cose::Algorithm;
-use crate::ctap2::info::{format_aaguid, AuthenticatorInfo};
-use crate::ctap2::{Ctap2, GetAssertionRequest, KeepaliveHandler, MakeCredentialRequest};
-use crate::device::Transport;
-use crate::uv::Verification;
-use crate::verify::{check_assertion, AssertionExpectation, CheckedAssertion};
+use crate::store::credential::record::AlgorithmName;
+use crate::store::credential::{now_rfc3339, CredentialRecord, UvRequirement};
+use crate::transport::ctap2::cose::Algorithm;
+use crate::transport::ctap2::info::{format_aaguid, AuthenticatorInfo};
+use crate::transport::ctap2::{Ctap2, GetAssertionRequest, KeepaliveHandler, MakeCredentialRequest};
+use crate::transport::device::Transport;
+use crate::flows::uv::Verification;
+use crate::flows::verify::{check_assertion, AssertionExpectation, CheckedAssertion};
 
 /// Whether making an SSH credential on a key described by `info` needs user verification: for
 /// `verify-required` keys, and on any key with a PIN set (which then demands one for
-/// makeCredential). The planner ([`crate::uv::plan`]) decides how.
+/// makeCredential). The planner ([`crate::flows::uv::plan`]) decides how.
 pub fn ssh_enrollment_needs_uv(info: &AuthenticatorInfo, verify_required: bool) -> bool {
     verify_required || info.pin_set()
 }
@@ -31,7 +31,7 @@ pub struct SkSignature {
 
 /// Sign `data` with `key`: getAssertion(rpId = application, clientDataHash = SHA-256(data),
 /// allowList = [key handle], up unless the key is no-touch-required), with user verification as
-/// the planner ([`crate::uv`]) settled it. The answer goes through the one verifier
+/// the planner ([`crate::flows::uv`]) settled it. The answer goes through the one verifier
 /// ([`check_assertion`]) with the public key we hold, then OpenSSH's own rule on top (no
 /// extensions or attested data in authenticatorData), before it is encoded for SSH. A key that
 /// lies costs this one request: the signature is refused here, not by the server.

@@ -1,7 +1,7 @@
 use std::fmt;
 
-use crate::ctap2::CtapError;
-use crate::verify::VerifyError;
+use crate::transport::ctap2::CtapError;
+use crate::flows::verify::VerifyError;
 
 /// Errors of the SSH layer: formats, signing and enrollment of OpenSSH security keys.
 ///
@@ -15,7 +15,7 @@ pub enum SshError {
     Refused(String),
     /// The security key failed or answered with an error.
     Ctap(CtapError),
-    /// The key's answer failed the one verifier ([`crate::verify::check_assertion`]): another
+    /// The key's answer failed the one verifier ([`crate::flows::verify::check_assertion`]): another
     /// credential, rpIdHash, flags, or a signature that does not verify with our public key.
     Rejected(VerifyError),
     /// The key's answer breaks what OpenSSH can encode (extensions in authenticatorData, a

@@ -8,8 +8,8 @@ use ssh_encoding::{Decode, Encode};
 
 use super::wire::{put_string, Reader};
 use super::SshError;
-use crate::credential::CredentialRecord;
-use crate::ctap2::cose::{CoseKey, ALG_ES256};
+use crate::store::credential::CredentialRecord;
+use crate::transport::ctap2::cose::{CoseKey, ALG_ES256};
 
 pub const SK_ECDSA: &str = "sk-ecdsa-sha2-nistp256@openssh.com";
 pub const SK_ED25519: &str = "sk-ssh-ed25519@openssh.com";
@@ -97,7 +97,7 @@ impl SkKey {
         if !r.no_touch_required {
             f |= flags::USER_PRESENCE_REQD;
         }
-        if r.user_verification == crate::credential::UvRequirement::Required {
+        if r.user_verification == crate::store::credential::UvRequirement::Required {
             f |= flags::USER_VERIFICATION_REQD;
         }
         SkKey::new(

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use super::key::{SkAlgorithm, SkKey};
 use super::wire::{put_mpint, put_string, put_u32, read_unsigned_mpint, Reader};
 use super::SshError;
-use crate::ctap2::cose::CoseKey;
+use crate::transport::ctap2::cose::CoseKey;
 
 /// The flags and counter a signature carries, as sshd reads them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! `check-config`: print every finding, fail when one is a problem.
 
-use ctap_core::check;
+use ctap_core::store::check;
 
 use super::{say, Context};
 use crate::{Exit, Failure};

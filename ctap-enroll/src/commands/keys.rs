@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use ctap_core::admin::{self, algorithm_name, uv_name, DeviceReport};
-use ctap_core::config::Policy;
-use ctap_core::ctap2::pin::Pin;
-use ctap_core::ctap2::{CtapError, CtapStatus};
-use ctap_core::device::DeviceUri;
-use ctap_core::enroll::{enroll as enroll_key, EnrollRequest};
+use ctap_core::flows::devices::{self, DeviceReport};
+use ctap_core::store::admin::{self, algorithm_name, uv_name};
+use ctap_core::store::config::Policy;
+use ctap_core::transport::ctap2::pin::Pin;
+use ctap_core::transport::ctap2::{CtapError, CtapStatus};
+use ctap_core::transport::device::DeviceUri;
+use ctap_core::flows::enroll::{enroll as enroll_key, EnrollRequest};
 use ctap_core::text::{printable, quoted};
 use zeroize::Zeroizing;
 
@@ -24,7 +25,7 @@ pub fn devices(ctx: &Context, args: &DevicesArgs) -> Result<Exit, Failure> {
         Some(d) => d.clone(),
         None => ctx.policy()?.device,
     };
-    let reports = admin::describe_devices(&uri, QUERY_TIMEOUT)?;
+    let reports = devices::describe_devices(&uri, QUERY_TIMEOUT)?;
     if args.json {
         json(&reports)?;
     } else {

@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 
-use ctap_core::config::PinPolicy;
-use ctap_core::credential::load_credential_file;
-use ctap_core::ctap2::pin::permission;
-use ctap_core::fs::Ownership;
-use ctap_core::session::{keepalive_for, Prompter};
+use ctap_core::store::config::PinPolicy;
+use ctap_core::store::credential::load_credential_file;
+use ctap_core::transport::ctap2::pin::permission;
+use ctap_core::store::fs::Ownership;
+use ctap_core::flows::session::{keepalive_for, Prompter};
 use ctap_core::ssh::{self, SkAlgorithm, SkKey, SshEnrollment, SshError};
-use ctap_core::uv;
+use ctap_core::flows::uv;
 
 use super::{say, single_key, Context};
 use crate::cli::{ExportSshArgs, SshArgs, SshKeyType};
@@ -77,9 +77,9 @@ pub fn enroll(ctx: &mut Context, args: &SshArgs) -> Result<Exit, Failure> {
         None => ctx
             .policy()
             .map(|p| p.device)
-            .unwrap_or(ctap_core::device::DeviceUri::Auto),
+            .unwrap_or(ctap_core::transport::device::DeviceUri::Auto),
     };
-    let mut key = single_key(&device, ctap_core::ctap2::DEFAULT_TOUCH_TIMEOUT)?;
+    let mut key = single_key(&device, ctap_core::transport::ctap2::DEFAULT_TOUCH_TIMEOUT)?;
     // The planner decides how the user is verified (built-in UV, or the PIN through the
     // terminal), as for a login or an enrollment.
     let required = ssh::ssh_enrollment_needs_uv(key.info(), args.verify_required);

@@ -3,14 +3,14 @@
 //! rule can be unit-tested; the connection loop in `connection.rs` drives them.
 //!
 //! Wire constants the client side already defines (command bytes, the broadcast channel,
-//! capability bits, report and message sizes) come from `ctap_core::ctaphid`, so both ends of
+//! capability bits, report and message sizes) come from `ctap_core::transport::ctaphid`, so both ends of
 //! our own tests agree by construction.
 
 /// The most a CTAPHID message can carry at all (one init packet and 128 continuations).
-pub use ctap_core::ctaphid::MAX_MESSAGE as MAX_WIRE_MESSAGE;
-pub use ctap_core::ctaphid::{cmd, BROADCAST_CID, CAPABILITY_CBOR, CAPABILITY_WINK};
+pub use ctap_core::transport::ctaphid::MAX_MESSAGE as MAX_WIRE_MESSAGE;
+pub use ctap_core::transport::ctaphid::{cmd, BROADCAST_CID, CAPABILITY_CBOR, CAPABILITY_WINK};
 /// Every HID report is exactly this long, in both directions.
-pub use ctap_core::device::{Report as Packet, REPORT_SIZE as PACKET_SIZE};
+pub use ctap_core::transport::device::{Report as Packet, REPORT_SIZE as PACKET_SIZE};
 
 /// Payload bytes in an initialization packet (after CID, CMD, BCNT).
 pub const INIT_DATA: usize = PACKET_SIZE - 7;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use ciborium::Value;
-use ctap_core::ctap2::cbor;
+use ctap_core::transport::ctap2::cbor;
 
 /// CTAP2 command byte of authenticatorGetAssertion.
 const GET_ASSERTION: u8 = 0x02;

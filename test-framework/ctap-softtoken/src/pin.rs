@@ -8,10 +8,10 @@ use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use ctap_core::ctap2::pin::Pin;
-use ctap_core::ctap2::Ctap2;
-use ctap_core::ctaphid::CtapHidChannel;
-use ctap_core::device::{Report, Transport, TransportError};
+use ctap_core::transport::ctap2::pin::Pin;
+use ctap_core::transport::ctap2::Ctap2;
+use ctap_core::transport::ctaphid::CtapHidChannel;
+use ctap_core::transport::device::{Report, Transport, TransportError};
 
 use crate::engine::EngineHandle;
 use crate::error::Error;
@@ -47,7 +47,7 @@ struct PairTransport(UnixStream);
 
 impl Transport for PairTransport {
     fn write_report(&mut self, report: &Report, timeout: Duration) -> Result<(), TransportError> {
-        ctap_core::device::send_all_nosignal(&self.0, report, timeout).map_err(TransportError::from)
+        ctap_core::transport::device::send_all_nosignal(&self.0, report, timeout).map_err(TransportError::from)
     }
 
     fn read_report(&mut self, timeout: Duration) -> Result<Report, TransportError> {

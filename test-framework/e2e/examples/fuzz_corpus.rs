@@ -14,19 +14,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ciborium::Value;
-use ctap_core::config::Policy;
-use ctap_core::ctap2::authdata::AuthenticatorData;
-use ctap_core::ctap2::cbor;
-use ctap_core::ctap2::cose::Algorithm;
-use ctap_core::ctap2::ext::hmac_secret::HmacSalts;
-use ctap_core::ctap2::pin::{permission, Pin};
-use ctap_core::ctap2::{Ctap2, GetAssertionRequest, MakeCredentialRequest};
-use ctap_core::ctaphid::{self, cmd, CtapHidChannel, WaitDecision};
-use ctap_core::device::{Report, Transport, TransportError, UnixTransport};
-use ctap_core::enroll::{enroll, EnrollRequest, UvPreference};
-use ctap_core::session::{open_authenticators, Prompter};
+use ctap_core::store::config::Policy;
+use ctap_core::transport::ctap2::authdata::AuthenticatorData;
+use ctap_core::transport::ctap2::cbor;
+use ctap_core::transport::ctap2::cose::Algorithm;
+use ctap_core::transport::ctap2::ext::hmac_secret::HmacSalts;
+use ctap_core::transport::ctap2::pin::{permission, Pin};
+use ctap_core::transport::ctap2::{Ctap2, GetAssertionRequest, MakeCredentialRequest};
+use ctap_core::transport::ctaphid::{self, cmd, CtapHidChannel, WaitDecision};
+use ctap_core::transport::device::{Report, Transport, TransportError, UnixTransport};
+use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
+use ctap_core::flows::session::{open_authenticators, Prompter};
 use ctap_core::ssh::{self, SkAlgorithm, SkKey, SshEnrollment};
-use ctap_core::uv::Verification;
+use ctap_core::flows::uv::Verification;
 use ctap_e2e::{SoftToken, TempDir};
 
 /// The device's reports for each request, in order, shared with the transport.
@@ -360,14 +360,14 @@ fn main() {
     corpus.put("agent_messages", "lock", &lock);
 
     // pam-u2f lines for the credentials made (current format) and one old-format line.
-    let b64 = ctap_core::credential::b64_encode;
+    let b64 = ctap_core::store::credential::b64_encode;
     let mut lines = String::from("alice");
     for cred in &creds {
         let (pk, kind) = match &cred.public_key {
-            ctap_core::ctap2::cose::CoseKey::Es256 { x, y, .. } => {
+            ctap_core::transport::ctap2::cose::CoseKey::Es256 { x, y, .. } => {
                 ([&x[..], &y[..]].concat(), "es256")
             }
-            ctap_core::ctap2::cose::CoseKey::EdDsa { x } => (x.to_vec(), "eddsa"),
+            ctap_core::transport::ctap2::cose::CoseKey::EdDsa { x } => (x.to_vec(), "eddsa"),
         };
         lines.push_str(&format!(
             ":{},{},{kind},+presence",
@@ -377,7 +377,7 @@ fn main() {
     }
     lines.push('\n');
     corpus.put("pamu2f", "current", lines.as_bytes());
-    if let ctap_core::ctap2::cose::CoseKey::Es256 { x, y, .. } = &creds[0].public_key {
+    if let ctap_core::transport::ctap2::cose::CoseKey::Es256 { x, y, .. } = &creds[0].public_key {
         let point: String = [&[4u8][..], x, y]
             .concat()
             .iter()
@@ -405,7 +405,7 @@ fn main() {
     enroll(
         &p.store(),
         &EnrollRequest {
-            user: ctap_core::account::UserResolver::by_name(&ctap_core::account::Nss, "daemon")
+            user: ctap_core::store::account::UserResolver::by_name(&ctap_core::store::account::Nss, "daemon")
                 .unwrap()
                 .unwrap(),
             name: "virtual".into(),

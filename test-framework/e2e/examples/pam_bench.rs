@@ -12,15 +12,15 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ctap_core::config::{PinPolicy, Policy};
-use ctap_core::ctap2::ext::hmac_secret::HmacSalts;
-use ctap_core::ctap2::pin::Pin;
-use ctap_core::ctap2::GetAssertionRequest;
-use ctap_core::ctaphid::WaitDecision;
-use ctap_core::enroll::{enroll, EnrollRequest, UvPreference};
-use ctap_core::login::login;
-use ctap_core::session::{open_authenticators, Prompter};
-use ctap_core::verify::{verify_assertion, Challenge, Expectation};
+use ctap_core::store::config::{PinPolicy, Policy};
+use ctap_core::transport::ctap2::ext::hmac_secret::HmacSalts;
+use ctap_core::transport::ctap2::pin::Pin;
+use ctap_core::transport::ctap2::GetAssertionRequest;
+use ctap_core::transport::ctaphid::WaitDecision;
+use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
+use ctap_core::flows::login::login;
+use ctap_core::flows::session::{open_authenticators, Prompter};
+use ctap_core::flows::verify::{verify_assertion, Challenge, Expectation};
 use ctap_e2e::{bin_dir, SoftToken, TempDir};
 
 struct Quiet;
@@ -50,8 +50,8 @@ impl Drop for Service {
 /// whose records live in the benchmark's own directory.
 const BENCH_USER: &str = "daemon";
 
-fn bench_account() -> ctap_core::account::Account {
-    use ctap_core::account::{Nss, UserResolver};
+fn bench_account() -> ctap_core::store::account::Account {
+    use ctap_core::store::account::{Nss, UserResolver};
     Nss.by_name(BENCH_USER).unwrap().unwrap()
 }
 

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ctap_core::ctap2::Ctap2;
-use ctap_core::ctaphid::CtapHidChannel;
-use ctap_core::device::UnixTransport;
+use ctap_core::transport::ctap2::Ctap2;
+use ctap_core::transport::ctaphid::CtapHidChannel;
+use ctap_core::transport::device::UnixTransport;
 
 /// Where the workspace's binaries are.
 pub fn bin_dir() -> PathBuf {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
 
-use ctap_core::credential::{b64_encode, StateFile};
+use ctap_core::store::credential::{b64_encode, StateFile};
 use ctap_e2e::{bin, SoftToken, TempDir};
 
 /// A temporary installation: config, records and state directories, and a virtual key.
@@ -767,10 +767,10 @@ fn pamu2fcfg(
     key: &SoftToken,
     rp: &str,
     user: &str,
-    alg: ctap_core::ctap2::cose::Algorithm,
-) -> (Vec<u8>, ctap_core::ctap2::cose::CoseKey) {
+    alg: ctap_core::transport::ctap2::cose::Algorithm,
+) -> (Vec<u8>, ctap_core::transport::ctap2::cose::CoseKey) {
     let mut c = key.connect();
-    let req = ctap_core::ctap2::MakeCredentialRequest {
+    let req = ctap_core::transport::ctap2::MakeCredentialRequest {
         client_data_hash: rand::random(),
         rp_id: rp.into(),
         rp_name: None,
@@ -786,7 +786,7 @@ fn pamu2fcfg(
     };
     let made = c
         .make_credential(&req, None, &mut |_| {
-            ctap_core::ctaphid::WaitDecision::Continue
+            ctap_core::transport::ctaphid::WaitDecision::Continue
         })
         .unwrap();
     let cred = made.credential();
@@ -795,7 +795,7 @@ fn pamu2fcfg(
 
 #[test]
 fn import_pam_u2f_lines_then_test_passes() {
-    use ctap_core::ctap2::cose::{Algorithm, CoseKey};
+    use ctap_core::transport::ctap2::cose::{Algorithm, CoseKey};
     let env = Env::new("pamu2f", "", &[]);
     let key = env.key.as_ref().unwrap();
     let (a_id, a_key) = pamu2fcfg(key, "pam://test", "daemon", Algorithm::Es256);
@@ -1059,7 +1059,7 @@ fn stale_temp_files_go_with_the_next_write_and_are_reported_until_then() {
 /// authfile, so a file not owned by root may only import its owner's keys.
 #[test]
 fn import_of_a_user_owned_authfile_grants_only_its_owner() {
-    use ctap_core::ctap2::cose::{Algorithm, CoseKey};
+    use ctap_core::transport::ctap2::cose::{Algorithm, CoseKey};
     use std::os::unix::fs::chown;
     let env = Env::new("pamu2f-owner", "", &[]);
     let key = env.key.as_ref().unwrap();

@@ -4,12 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use ctap_core::ctap2::cose::{Algorithm, CoseKey};
-use ctap_core::ctap2::ext::hmac_secret::HmacSalts;
-use ctap_core::ctap2::pin::{permission, Pin, PinUvProtocol};
-use ctap_core::ctap2::{Ctap2, CtapError, CtapStatus, GetAssertionRequest, MakeCredentialRequest};
-use ctap_core::ctaphid::{KeepaliveStatus, WaitDecision};
-use ctap_core::device::UnixTransport;
+use ctap_core::transport::ctap2::cose::{Algorithm, CoseKey};
+use ctap_core::transport::ctap2::ext::hmac_secret::HmacSalts;
+use ctap_core::transport::ctap2::pin::{permission, Pin, PinUvProtocol};
+use ctap_core::transport::ctap2::{Ctap2, CtapError, CtapStatus, GetAssertionRequest, MakeCredentialRequest};
+use ctap_core::transport::ctaphid::{KeepaliveStatus, WaitDecision};
+use ctap_core::transport::device::UnixTransport;
 use ctap_e2e::{SoftToken, TempDir};
 use sha2::{Digest, Sha256};
 
@@ -26,8 +26,8 @@ fn pin(s: &str) -> Pin {
 fn make_cred(
     c: &mut Ctap2<UnixTransport>,
     alg: Algorithm,
-    token: Option<&ctap_core::ctap2::pin::PinUvAuthToken>,
-) -> ctap_core::ctap2::MakeCredentialResponse {
+    token: Option<&ctap_core::transport::ctap2::pin::PinUvAuthToken>,
+) -> ctap_core::transport::ctap2::MakeCredentialResponse {
     let req = MakeCredentialRequest {
         client_data_hash: rand::random(),
         rp_id: RP.into(),
@@ -172,7 +172,7 @@ fn hmac_secret_is_stable_per_salt_and_differs_with_uv() {
         .clone();
     let out = |c: &mut Ctap2<UnixTransport>,
                salt: [u8; 32],
-               token: Option<&ctap_core::ctap2::pin::PinUvAuthToken>| {
+               token: Option<&ctap_core::transport::ctap2::pin::PinUvAuthToken>| {
         let a = c
             .get_assertion(&assertion_req(&cred, Some(salt)), token, &mut go())
             .unwrap();
@@ -293,7 +293,7 @@ fn wink_ping_selection_and_next_assertion() {
     let dir = TempDir::new("misc");
     let key = SoftToken::start(dir.path(), &dir.path().join("state"), &[]);
     let mut hid =
-        ctap_core::ctaphid::CtapHidChannel::open(UnixTransport::connect(&key.socket).unwrap())
+        ctap_core::transport::ctaphid::CtapHidChannel::open(UnixTransport::connect(&key.socket).unwrap())
             .unwrap();
     hid.wink().unwrap();
     hid.ping(&[0x5A; 300]).unwrap();
@@ -351,7 +351,7 @@ struct SlowPin {
     infos: Vec<String>,
 }
 
-impl ctap_core::session::Prompter for SlowPin {
+impl ctap_core::flows::session::Prompter for SlowPin {
     fn touch_cue(&mut self, _: &str) {}
     fn request_pin(&mut self, _: &str) -> Option<Pin> {
         std::thread::sleep(self.delay);
@@ -370,8 +370,8 @@ impl ctap_core::session::Prompter for SlowPin {
 /// PIN is reported through the prompter with the retries left.
 #[test]
 fn the_planner_asks_the_prompter_and_honours_whose_time_the_prompt_is() {
-    use ctap_core::config::PinPolicy;
-    use ctap_core::uv::{self, UvError, UvPlan};
+    use ctap_core::store::config::PinPolicy;
+    use ctap_core::flows::uv::{self, UvError, UvPlan};
     let dir = TempDir::new("planner");
     let key = SoftToken::start(dir.path(), &dir.path().join("key"), &["--pin", "1234"]);
     let plan = |c: &Ctap2<UnixTransport>| uv::plan(c.info(), true, PinPolicy::Prompt).unwrap();
@@ -419,7 +419,7 @@ fn the_planner_asks_the_prompter_and_honours_whose_time_the_prompt_is() {
 
     // A wrong PIN: the key's answer, and the prompter is told the retries left.
     struct Wrong(Vec<String>);
-    impl ctap_core::session::Prompter for Wrong {
+    impl ctap_core::flows::session::Prompter for Wrong {
         fn touch_cue(&mut self, _: &str) {}
         fn request_pin(&mut self, _: &str) -> Option<Pin> {
             Some(pin("9999"))

@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ctap_core::account::{Account, Nss, UserResolver};
-use ctap_core::config::Policy;
-use ctap_core::credential::{CredentialRecord, CredentialState};
-use ctap_core::ctap2::pin::Pin;
-use ctap_core::enroll::{enroll, EnrollRequest, UvPreference};
-use ctap_core::login::login;
-use ctap_core::session::{open_authenticators, Prompter};
+use ctap_core::store::account::{Account, Nss, UserResolver};
+use ctap_core::store::config::Policy;
+use ctap_core::store::credential::{CredentialRecord, CredentialState};
+use ctap_core::transport::ctap2::pin::Pin;
+use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
+use ctap_core::flows::login::login;
+use ctap_core::flows::session::{open_authenticators, Prompter};
 use ctap_e2e::{bin, SoftToken, TempDir};
 
 const TIMEOUT_S: u64 = 3;

@@ -4,13 +4,13 @@
 
 use std::path::Path;
 
-use ctap_core::account::{Nss, UserResolver};
-use ctap_core::config::{CloneAction, Policy};
-use ctap_core::ctap2::pin::Pin;
-use ctap_core::enroll::{enroll, EnrollRequest, UvPreference};
-use ctap_core::login::{login, LoginError};
-use ctap_core::session::{open_authenticators, Prompter};
-use ctap_core::verify::VerifyError;
+use ctap_core::store::account::{Nss, UserResolver};
+use ctap_core::store::config::{CloneAction, Policy};
+use ctap_core::transport::ctap2::pin::Pin;
+use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
+use ctap_core::flows::login::{login, LoginError};
+use ctap_core::flows::session::{open_authenticators, Prompter};
+use ctap_core::flows::verify::VerifyError;
 use ctap_e2e::{SoftToken, TempDir};
 
 #[derive(Default)]
@@ -50,7 +50,7 @@ fn enroll_user(
     user: &str,
     uv: UvPreference,
     prompter: &mut Script,
-) -> Result<(), ctap_core::enroll::EnrollError> {
+) -> Result<(), ctap_core::flows::enroll::EnrollError> {
     let mut keys = open_authenticators(&p.device, p.touch_timeout()).unwrap();
     let req = EnrollRequest {
         user: Nss.by_name(user).unwrap().unwrap(),
@@ -122,7 +122,7 @@ fn unknown_user_wrong_key_and_tampered_check_fail() {
     let text = std::fs::read_to_string(&state_path).unwrap();
     let mut state: toml::Value = toml::from_str(&text).unwrap();
     state["credential"][0]["hmac_check"] =
-        toml::Value::String(ctap_core::credential::b64_encode(&[0u8; 32]));
+        toml::Value::String(ctap_core::store::credential::b64_encode(&[0u8; 32]));
     std::fs::write(&state_path, toml::to_string(&state).unwrap()).unwrap();
     let err = login("daemon", "sudo", &p, &mut s).unwrap_err();
     assert_eq!(err.kind(), "hmac_mismatch", "{err}");
@@ -248,31 +248,31 @@ fn presence_denied_fails_without_touching_state() {
 
 /// A name service that answers case-insensitively with the canonical lower-case name, as SSSD
 /// (case_sensitive = false) does: `ALICE` is alice.
-struct CaseInsensitive(Vec<ctap_core::account::Account>);
+struct CaseInsensitive(Vec<ctap_core::store::account::Account>);
 
 impl UserResolver for CaseInsensitive {
     fn by_name(
         &self,
         name: &str,
-    ) -> Result<Option<ctap_core::account::Account>, ctap_core::account::LookupError> {
+    ) -> Result<Option<ctap_core::store::account::Account>, ctap_core::store::account::LookupError> {
         let wanted = name.to_lowercase();
         Ok(self.0.iter().find(|a| a.name() == wanted).cloned())
     }
     fn by_uid(
         &self,
         uid: u32,
-    ) -> Result<Option<ctap_core::account::Account>, ctap_core::account::LookupError> {
+    ) -> Result<Option<ctap_core::store::account::Account>, ctap_core::store::account::LookupError> {
         Ok(self.0.iter().find(|a| a.uid() == uid).cloned())
     }
 }
 
-fn fake_account(name: &str, uid: u32) -> ctap_core::account::Account {
-    ctap_core::account::Account::from_passwd(name.into(), uid, uid, "/nonexistent".into())
+fn fake_account(name: &str, uid: u32) -> ctap_core::store::account::Account {
+    ctap_core::store::account::Account::from_passwd(name.into(), uid, uid, "/nonexistent".into())
 }
 
 #[test]
 fn an_sssd_like_resolver_finds_the_canonical_account_for_any_spelling() {
-    use ctap_core::login::login_with;
+    use ctap_core::flows::login::login_with;
     let dir = TempDir::new("resolver");
     let key = SoftToken::start(dir.path(), &dir.path().join("key"), &[]);
     let other = SoftToken::start(dir.path(), &dir.path().join("other"), &[]);
@@ -346,7 +346,7 @@ fn an_sssd_like_resolver_finds_the_canonical_account_for_any_spelling() {
 /// "discouraged"` does not drop the PIN: root-written state (enrolled with UV) decides.
 #[test]
 fn a_per_user_record_cannot_drop_user_verification() {
-    use ctap_core::login::login_with;
+    use ctap_core::flows::login::login_with;
     use std::os::unix::fs::{chown, PermissionsExt};
     let dir = TempDir::new("peruser-uv");
     let key = SoftToken::start(dir.path(), &dir.path().join("key"), &[]);
@@ -357,7 +357,7 @@ fn a_per_user_record_cannot_drop_user_verification() {
     }
     let uid = 61010;
     let home = dir.path().join("home");
-    let alice = ctap_core::account::Account::from_passwd("alice".into(), uid, uid, home.clone());
+    let alice = ctap_core::store::account::Account::from_passwd("alice".into(), uid, uid, home.clone());
     let nss = CaseInsensitive(vec![alice.clone()]);
     let mut s = Script {
         pin: Some("2468".into()),
@@ -419,7 +419,7 @@ fn a_per_user_record_cannot_drop_user_verification() {
 /// end the choice.
 #[test]
 fn with_several_keys_a_touch_chooses_the_key() {
-    use ctap_core::login::select_by_touch;
+    use ctap_core::flows::login::select_by_touch;
     use std::time::{Duration, Instant};
     let dir = TempDir::new("select");
     let slow = SoftToken::start(
@@ -469,7 +469,7 @@ fn enrollment_rejects_a_tampered_confirmation() {
     assert!(
         matches!(
             err,
-            ctap_core::enroll::EnrollError::Rejected(VerifyError::BadSignature)
+            ctap_core::flows::enroll::EnrollError::Rejected(VerifyError::BadSignature)
         ),
         "{err:?}"
     );

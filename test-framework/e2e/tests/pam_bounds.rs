@@ -8,7 +8,7 @@ mod pam_common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ctap_core::enroll::UvPreference;
+use ctap_core::flows::enroll::UvPreference;
 use pam_common::*;
 
 const BOUND: Duration = Duration::from_secs(3 + 2);

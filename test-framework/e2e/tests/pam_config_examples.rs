@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ctap_core::config::Policy;
+use ctap_core::store::config::Policy;
 
 fn config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config")

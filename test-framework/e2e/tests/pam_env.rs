@@ -4,7 +4,7 @@
 
 mod pam_common;
 
-use ctap_core::enroll::UvPreference;
+use ctap_core::flows::enroll::UvPreference;
 use pam_common::*;
 
 /// Every name a careless module might read, pointed at `device` / `config` / `dir`.

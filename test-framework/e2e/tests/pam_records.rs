@@ -229,7 +229,7 @@ fn pam_per_user_file_cannot_weaken_or_skip_what_root_enrolled() {
     let good_state = std::fs::read_to_string(&state_path).unwrap();
     let mut state: toml::Value = toml::from_str(&good_state).unwrap();
     state["credential"][0]["hmac_check"] =
-        toml::Value::String(ctap_core::credential::b64_encode(&[0u8; 32]));
+        toml::Value::String(ctap_core::store::credential::b64_encode(&[0u8; 32]));
     std::fs::write(&state_path, toml::to_string(&state).unwrap()).unwrap();
     let r = auth();
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");

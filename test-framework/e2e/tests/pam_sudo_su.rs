@@ -206,7 +206,7 @@ fn pam_su_to_root_needs_the_key() {
     s.fx.enroll(
         s.key(),
         "root",
-        ctap_core::enroll::UvPreference::Discouraged,
+        ctap_core::flows::enroll::UvPreference::Discouraged,
         None,
     );
     // For su started by the test user only: the key alone decides.

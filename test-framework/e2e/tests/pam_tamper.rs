@@ -105,7 +105,7 @@ fn pam_tampered_hmac_check_is_auth_err() {
         "enrolled with hmac-secret"
     );
     v["credential"][0]["hmac_check"] =
-        toml::Value::String(ctap_core::credential::b64_encode(&[7u8; 32]));
+        toml::Value::String(ctap_core::store::credential::b64_encode(&[7u8; 32]));
     std::fs::write(&path, toml::to_string(&v).unwrap()).unwrap();
     let r = s.auth("daemon");
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");

@@ -8,7 +8,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ctap_core::device::{Transport, TransportError, UnixTransport};
+use ctap_core::transport::device::{Transport, TransportError, UnixTransport};
 
 const CHILD: &str = "CTAP_E2E_SIGPIPE_CHILD";
 

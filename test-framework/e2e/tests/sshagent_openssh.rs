@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ctap_core::credential::CredentialFile;
+use ctap_core::store::credential::CredentialFile;
 use ctap_core::ssh::{export_ssh_lines, SkAlgorithm, SkKey};
 use ctap_e2e::SoftToken;
 use sshagent_common::*;
@@ -519,7 +519,7 @@ fn verify_required_needs_the_pin_through_askpass() {
     drop(agent);
 
     // A wrong PIN: refused (once, not retried). The PIN went through the shared planner
-    // (ctap_core::uv) and the agent's askpass Prompter, which logs its report under -v.
+    // (ctap_core::flows::uv) and the agent's askpass Prompter, which logs its report under -v.
     let agent = Agent::start(
         dir.path(),
         &key,

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ctap_core::config::{PinPolicy, Policy};
-use ctap_core::ctap2::pin::Pin;
-use ctap_core::enroll::{enroll, EnrollRequest, UvPreference};
-use ctap_core::session::{open_authenticators, Prompter};
+use ctap_core::store::config::{PinPolicy, Policy};
+use ctap_core::transport::ctap2::pin::Pin;
+use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
+use ctap_core::flows::session::{open_authenticators, Prompter};
 use ctap_e2e::{bin_dir, SoftToken, TempDir};
 
 /// The RP ID tests enroll under.
@@ -368,12 +368,12 @@ impl Setup {
     }
 
     pub fn state_path(&self, user: &str) -> PathBuf {
-        let stem = ctap_core::account::file_stem(user).unwrap();
+        let stem = ctap_core::store::account::file_stem(user).unwrap();
         self.fx.state_dir().join(format!("{stem}.toml"))
     }
 
     pub fn records_path(&self, user: &str) -> PathBuf {
-        let stem = ctap_core::account::file_stem(user).unwrap();
+        let stem = ctap_core::store::account::file_stem(user).unwrap();
         self.fx.records_dir().join(format!("{stem}.toml"))
     }
 
@@ -428,8 +428,8 @@ pub fn assert_contains(line: &str, parts: &[&str]) {
 }
 
 /// The account NSS knows by `name`.
-pub fn account(name: &str) -> ctap_core::account::Account {
-    use ctap_core::account::{Nss, UserResolver};
+pub fn account(name: &str) -> ctap_core::store::account::Account {
+    use ctap_core::store::account::{Nss, UserResolver};
     Nss.by_name(name)
         .unwrap()
         .unwrap_or_else(|| panic!("no account {name:?}"))

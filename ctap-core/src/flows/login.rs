@@ -1,0 +1,889 @@
+//! One login: the whole of docs/ARCHITECTURE.md §4, as the PAM module and `ctap-enroll test` run it.
+//!
+//! The user's state lock is held from before the assertion until its result is written. Two
+//! sessions of one user therefore take turns: without that, a session holding counter 6 could
+//! write before one holding counter 5, and the second would look like a cloned key. The lock is
+//! taken only after user verification (the PIN prompt), and the state is read again under it:
+//! someone sitting at a PIN prompt, perhaps another local user running `su alice`, must not hold
+//! up alice's other logins.
+//!
+//! A PIN goes only to a key that answered the silent probe for the credential and whose AAGUID
+//! is the one recorded at enrollment, and never when the key has a single retry left: losing that
+//! one blocks the PIN for good, and only a reset that wipes every credential recovers.
+
+use std::fmt;
+use std::time::Instant;
+
+use crate::store::account::{Account, Nss, UserResolver};
+use crate::store::config::{CloneAction, Policy, UvPolicy};
+use crate::store::credential::{CredentialRecord, StateFile, StoreError, UvRequirement};
+use crate::transport::ctap2::ext::hmac_secret::HmacSalts;
+use crate::transport::ctap2::pin::permission;
+use crate::transport::ctap2::{CtapError, CtapStatus, GetAssertionRequest, Misbehaviour};
+use crate::transport::ctaphid::CtapHidError;
+use crate::transport::device::{DeviceUri, TransportError};
+use crate::store::fs::FileError;
+use crate::flows::session::{keepalive_for, open_authenticators_until, Authenticator, Prompter};
+use crate::flows::uv::{self, UvError, UvRefusal, Verification};
+use crate::flows::verify::{verify_assertion, Challenge, CounterOutcome, Expectation, VerifyError};
+
+/// A successful login. Only [`login`] builds one, and only after verification and after the new
+/// state was written.
+#[derive(Debug)]
+pub struct LoginGranted {
+    /// The account NSS resolved the name to (the audit log names it, not only the spelling).
+    account: Account,
+    credential_name: String,
+    sign_count: u32,
+    counter: CounterOutcome,
+    user_verified: bool,
+}
+
+impl LoginGranted {
+    /// The account that was authenticated: NSS's canonical name and uid.
+    pub fn account(&self) -> &Account {
+        &self.account
+    }
+    pub fn credential_name(&self) -> &str {
+        &self.credential_name
+    }
+    pub fn sign_count(&self) -> u32 {
+        self.sign_count
+    }
+    pub fn counter(&self) -> CounterOutcome {
+        self.counter
+    }
+    pub fn user_verified(&self) -> bool {
+        self.user_verified
+    }
+}
+
+/// Why a login failed. Every variant is a denial.
+#[derive(Debug)]
+pub enum LoginError {
+    /// The name PAM was given is not an account the name service knows.
+    UnknownUser(String),
+    /// The name service could not be asked.
+    Lookup(String),
+    /// Root's records were written for another uid than the account's (the name was reused).
+    UidMismatch {
+        recorded: u32,
+        actual: u32,
+    },
+    /// The account has no records, but root-written state for it names credentials: the records
+    /// were lost or removed by hand. Never skipped.
+    RecordsMissing,
+    /// The canonical name has nothing, but another name of the same uid is enrolled.
+    EnrolledAsOtherName {
+        other: String,
+        uid: u32,
+    },
+    /// The account has no records and no state, nor does any other name of its uid (the only
+    /// case `nouserok` may skip).
+    NoRecords,
+    /// Records or state could not be read or written.
+    Store(StoreError),
+    /// The user has records, but none this policy accepts.
+    NoUsableCredential(String),
+    /// No attached key holds any of the user's credentials.
+    WrongKey,
+    /// A credential has no state (never completed enrollment, or state was lost).
+    MissingState {
+        credential: String,
+    },
+    /// User verification is needed and cannot be done (no PIN set, PIN prompts disabled, cancelled).
+    UvUnavailable(UvRefusal),
+    Device(CtapError),
+    Rejected {
+        credential: String,
+        reason: VerifyError,
+        suspended: bool,
+    },
+    /// A place root's configuration names (records or state directory, the `unix:` device
+    /// socket) is missing, or it or a directory above it is not safe to trust.
+    Place(FileError),
+    /// The key has one PIN retry left: the PIN is not sent (module doc).
+    PinLastRetry,
+    /// The key that holds the credential is not the one enrolled (another AAGUID, or none
+    /// recorded while `device = "auto"`): it gets no PIN.
+    DeviceNotEnrolled {
+        credential: String,
+        why: String,
+    },
+}
+
+impl LoginError {
+    /// A short stable word for syslog lines and tests.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LoginError::UnknownUser(_) => "unknown_user",
+            LoginError::Lookup(_) => "nss_error",
+            LoginError::UidMismatch { .. } => "uid_mismatch",
+            LoginError::RecordsMissing => "records_missing",
+            LoginError::EnrolledAsOtherName { .. } => "alias_enrolled",
+            LoginError::NoRecords => "no_records",
+            LoginError::Store(e) if is_busy(e) => "busy",
+            LoginError::Store(_) => "config_error",
+            LoginError::NoUsableCredential(_) => "no_usable_credential",
+            LoginError::WrongKey => "wrong_key",
+            LoginError::MissingState { .. } => "missing_state",
+            LoginError::UvUnavailable(_) => "uv_unavailable",
+            LoginError::Device(e) => DeviceFailure::of(e).word(),
+            LoginError::Rejected { reason, .. } => match reason {
+                VerifyError::CounterRegression { .. } => "counter_regression",
+                VerifyError::Suspended(_) => "suspended",
+                VerifyError::BadSignature => "bad_signature",
+                VerifyError::HmacMismatch
+                | VerifyError::HmacMissing
+                | VerifyError::HmacUnusable(_)
+                | VerifyError::HmacUvMismatch { .. } => "hmac_mismatch",
+                VerifyError::UserNotPresent | VerifyError::UserNotVerified => "flags",
+                VerifyError::RpIdHashMismatch | VerifyError::UnexpectedCredential => {
+                    "bad_assertion"
+                }
+                VerifyError::CounterNotKept => "no_counter",
+                VerifyError::StoredKeyInvalid(_) => "config_error",
+            },
+            LoginError::Place(FileError::NotFound(_)) => "config_missing",
+            LoginError::Place(_) => "untrusted_path",
+            LoginError::PinLastRetry => "pin_last_retry",
+            LoginError::DeviceNotEnrolled { .. } => "device_not_enrolled",
+        }
+    }
+}
+
+/// Another login or `ctap-enroll` of the same user held the user's lock for the whole wait:
+/// not a configuration problem, and worth its own word and message.
+fn is_busy(e: &StoreError) -> bool {
+    matches!(e, StoreError::File(crate::store::fs::FileError::LockTimeout(_)))
+}
+
+impl LoginError {
+    /// Another login of the same user held the user's lock for the whole wait.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, LoginError::Store(e) if is_busy(e))
+    }
+}
+
+/// How a device failure reads to the person and the log, decided once from the error's
+/// structure: the PAM module's message and the reason word both come from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceFailure {
+    /// No key attached, or none that can be opened.
+    NoKey,
+    /// The key refused the PIN.
+    PinInvalid,
+    /// The key's PIN is blocked (for good, or until it is reinserted).
+    PinBlocked,
+    /// The person declined the request on the key.
+    PresenceDenied,
+    /// Nobody touched the key, or it did not answer, in time.
+    Timeout,
+    /// The request was cancelled.
+    Cancelled,
+    /// Anything else: a broken answer, an unsupported key, a transport fault.
+    Other,
+}
+
+impl DeviceFailure {
+    pub fn of(e: &CtapError) -> Self {
+        match e {
+            CtapError::Status(CtapStatus::PinInvalid) => DeviceFailure::PinInvalid,
+            CtapError::Status(CtapStatus::PinBlocked | CtapStatus::PinAuthBlocked) => {
+                DeviceFailure::PinBlocked
+            }
+            CtapError::Status(CtapStatus::OperationDenied) => DeviceFailure::PresenceDenied,
+            CtapError::Status(CtapStatus::UserActionTimeout | CtapStatus::ActionTimeout) => {
+                DeviceFailure::Timeout
+            }
+            CtapError::Status(CtapStatus::KeepaliveCancel) => DeviceFailure::Cancelled,
+            CtapError::Hid(CtapHidError::Timeout) => DeviceFailure::Timeout,
+            CtapError::Hid(CtapHidError::Cancelled) => DeviceFailure::Cancelled,
+            CtapError::Hid(CtapHidError::Transport(
+                TransportError::NoDevice | TransportError::Open { .. },
+            )) => DeviceFailure::NoKey,
+            CtapError::Hid(_) | CtapError::Misbehaved(_) => DeviceFailure::Other,
+            CtapError::Status(_)
+            | CtapError::DeviceIncompatible(_)
+            | CtapError::InvalidInput(_) => DeviceFailure::Other,
+        }
+    }
+
+    /// The syslog reason word.
+    pub fn word(self) -> &'static str {
+        match self {
+            DeviceFailure::NoKey => "no_key",
+            DeviceFailure::PinInvalid => "pin_invalid",
+            DeviceFailure::PinBlocked => "pin_blocked",
+            DeviceFailure::PresenceDenied => "presence_denied",
+            DeviceFailure::Timeout => "timeout",
+            DeviceFailure::Cancelled => "cancelled",
+            DeviceFailure::Other => "device_error",
+        }
+    }
+}
+
+impl fmt::Display for LoginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoginError::UnknownUser(name) => write!(
+                f,
+                "user {name:?} is not known to the password database (NSS): check the name, or the name service"
+            ),
+            LoginError::Lookup(m) => write!(f, "{m}: check the name service (nsswitch.conf, sssd)"),
+            LoginError::UidMismatch { recorded, actual } => write!(
+                f,
+                "the user's records were written for uid {recorded}, but the account now has uid {actual} (a reused name?): check the account, then remove and re-enroll its keys with ctap-enroll"
+            ),
+            LoginError::RecordsMissing => write!(
+                f,
+                "the user has login state but no records file: restore the records file from a backup, or remove the state file to un-enroll the user"
+            ),
+            LoginError::EnrolledAsOtherName { other, uid } => write!(
+                f,
+                "keys of uid {uid} are enrolled under the name {other:?}, not this one: log in as {other:?}, or enroll this name with ctap-enroll"
+            ),
+            LoginError::NoRecords => write!(f, "no security key is enrolled for this user"),
+            LoginError::Store(e) if is_busy(e) => write!(
+                f,
+                "another login or ctap-enroll of this user held the lock too long ({e}): \
+                 try again; if it persists, look for a stuck login or ctap-enroll process"
+            ),
+            LoginError::Store(e) => e.fmt(f),
+            LoginError::NoUsableCredential(m) => f.write_str(m),
+            LoginError::WrongKey => write!(f, "the attached security key is not enrolled for this user"),
+            LoginError::MissingState { credential } => write!(
+                f,
+                "credential {credential:?} has no login state: re-enroll it with `ctap-enroll enroll`"
+            ),
+            LoginError::UvUnavailable(r) => r.fmt(f),
+            LoginError::Device(CtapError::Hid(CtapHidError::Transport(TransportError::NoDevice))) => {
+                write!(f, "No security key found: insert your key and try again")
+            }
+            LoginError::Device(e) => e.fmt(f),
+            LoginError::Rejected { credential, reason, suspended } => {
+                write!(f, "credential {credential:?} rejected: {reason}")?;
+                // An already suspended credential says so in `reason`; only a new suspension is news.
+                if *suspended && !matches!(reason, VerifyError::Suspended(_)) {
+                    write!(f, "; the credential is now suspended until `ctap-enroll unsuspend`")?;
+                }
+                Ok(())
+            }
+            LoginError::Place(FileError::NotFound(p)) => write!(
+                f,
+                "{} does not exist: fix the path in the configuration or mount the volume",
+                p.display()
+            ),
+            LoginError::Place(e) => e.fmt(f),
+            LoginError::PinLastRetry => write!(
+                f,
+                "the security key has one PIN retry left, and a wrong PIN now would block it for good \
+                 (only a reset that erases every credential recovers): enter the right PIN with \
+                 `ctap-enroll pin change` at your own terminal, which restores the retries"
+            ),
+            LoginError::DeviceNotEnrolled { credential, why } => write!(
+                f,
+                "the key answering for credential {credential:?} is not the enrolled key ({why}); \
+                 no PIN was sent to it"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LoginError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoginError::Store(e) => Some(e),
+            LoginError::Device(e) => Some(e),
+            LoginError::Rejected { reason, .. } => Some(reason),
+            LoginError::Place(e) => Some(e),
+            LoginError::UnknownUser(_)
+            | LoginError::Lookup(_)
+            | LoginError::UidMismatch { .. }
+            | LoginError::RecordsMissing
+            | LoginError::EnrolledAsOtherName { .. }
+            | LoginError::NoRecords
+            | LoginError::NoUsableCredential(_)
+            | LoginError::WrongKey
+            | LoginError::MissingState { .. }
+            | LoginError::UvUnavailable(_)
+            | LoginError::PinLastRetry
+            | LoginError::DeviceNotEnrolled { .. } => None,
+        }
+    }
+}
+
+impl From<StoreError> for LoginError {
+    fn from(e: StoreError) -> Self {
+        LoginError::Store(e)
+    }
+}
+
+impl From<UvError> for LoginError {
+    fn from(e: UvError) -> Self {
+        match e {
+            UvError::Refused(UvRefusal::LastRetry) => LoginError::PinLastRetry,
+            UvError::Refused(r) => LoginError::UvUnavailable(r),
+            UvError::Device(d) => LoginError::Device(d),
+        }
+    }
+}
+
+impl From<CtapError> for LoginError {
+    fn from(e: CtapError) -> Self {
+        LoginError::Device(e)
+    }
+}
+
+/// The credentials of `user` that this policy lets log in.
+fn usable_credentials(
+    policy: &Policy,
+    records: Vec<CredentialRecord>,
+) -> Result<Vec<CredentialRecord>, LoginError> {
+    let total = records.len();
+    let usable: Vec<CredentialRecord> = records
+        .into_iter()
+        .filter(|r| !r.rp_id.starts_with("ssh:"))
+        .filter(|r| policy.rp_id.as_ref().is_none_or(|rp| &r.rp_id == rp))
+        .filter(|r| {
+            policy.user_verification != UvPolicy::Required
+                || r.user_verification == UvRequirement::Required
+        })
+        .collect();
+    if usable.is_empty() {
+        return Err(LoginError::NoUsableCredential(format!(
+            "none of the user's {total} enrolled credential(s) is usable here (RP ID{} or user verification policy)",
+            policy.rp_id.as_ref().map(|r| format!(" {r}")).unwrap_or_default()
+        )));
+    }
+    Ok(usable)
+}
+
+/// The order to probe credentials in: the most recently used first, then the others with login
+/// state, then the rest, each in enrollment order. Only the order changes (every credential is
+/// still probed), so the key a user logs in with is found by the first probe even among
+/// hundreds of RP IDs, well within the timeout.
+fn probe_order(creds: &[CredentialRecord], state: &StateFile) -> Vec<CredentialRecord> {
+    let by_id: std::collections::HashMap<&[u8], &crate::store::credential::CredentialState> = state
+        .credentials
+        .iter()
+        .map(|s| (s.credential_id.as_slice(), s))
+        .collect();
+    let mut ranked: Vec<(bool, Option<&str>, &CredentialRecord)> = creds
+        .iter()
+        .map(|c| {
+            let s = by_id.get(c.credential_id.as_slice());
+            (s.is_some(), s.and_then(|s| s.last_used.as_deref()), c)
+        })
+        .collect();
+    // Stable: equals keep enrollment order. RFC 3339 UTC times sort as text.
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+    ranked.into_iter().map(|(_, _, c)| c.clone()).collect()
+}
+
+/// Find which attached keys hold which credential, with silent (up=false) probes: one per
+/// relying party per key, in the order of `creds`, each allow list split to fit the key's getInfo
+/// limits. For each key that answers, the credential it holds; a key that answers with a
+/// credential it was not asked about is set aside (and is the error if no other key answers).
+/// Every probe is bounded by the login's deadline; once it has passed, the search ends.
+fn find_credentials<'r>(
+    keys: &mut [Authenticator],
+    creds: &'r [CredentialRecord],
+) -> Result<Vec<(usize, &'r CredentialRecord)>, LoginError> {
+    // Group by relying party in one pass (order of first appearance; non-adjacent ones too).
+    let mut groups: Vec<(&str, Vec<&'r CredentialRecord>)> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for c in creds {
+        let at = *index.entry(c.rp_id.as_str()).or_insert_with(|| {
+            groups.push((c.rp_id.as_str(), Vec::new()));
+            groups.len() - 1
+        });
+        if let Some((_, g)) = groups.get_mut(at) {
+            g.push(c);
+        }
+    }
+    let mut found = Vec::new();
+    let mut last_err = None;
+    'keys: for (i, key) in keys.iter_mut().enumerate() {
+        for (rp, group) in &groups {
+            let ids: Vec<Vec<u8>> = group.iter().map(|c| c.credential_id.clone()).collect();
+            match key.probe_credentials(rp, &ids) {
+                Ok(Some(id)) => {
+                    match group.iter().find(|c| c.credential_id == id) {
+                        Some(c) => found.push((i, *c)),
+                        None => {
+                            last_err = Some(LoginError::Rejected {
+                                credential: "(unknown)".into(),
+                                reason: VerifyError::UnexpectedCredential,
+                                suspended: false,
+                            })
+                        }
+                    }
+                    continue 'keys;
+                }
+                Ok(None) => {}
+                // The login's time is up: no further probe could be answered.
+                Err(e @ CtapError::Hid(CtapHidError::Timeout)) => {
+                    if found.is_empty() {
+                        return Err(LoginError::Device(e));
+                    }
+                    break 'keys;
+                }
+                Err(e) => last_err = Some(LoginError::Device(e)),
+            }
+        }
+    }
+    match (found.is_empty(), last_err) {
+        (false, _) => Ok(found),
+        (true, Some(e)) => Err(e),
+        (true, None) => Err(LoginError::WrongKey),
+    }
+}
+
+/// With several keys attached, let the user's touch pick one (authenticatorSelection) before
+/// any PIN is sent: each of `candidates` (indices into `keys`) blinks, the first one touched
+/// wins and the others are cancelled.
+pub fn select_by_touch(
+    keys: &mut [Authenticator],
+    candidates: &[usize],
+) -> Result<usize, LoginError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const NONE: usize = usize::MAX;
+    let winner = AtomicUsize::new(NONE);
+    let done = AtomicBool::new(false);
+    let results: Vec<Result<(), CtapError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = keys
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| candidates.contains(i))
+            .map(|(i, key)| {
+                let (winner, done) = (&winner, &done);
+                scope.spawn(move || {
+                    let r = key.selection(&mut |_| {
+                        if done.load(Ordering::SeqCst) {
+                            crate::transport::ctaphid::WaitDecision::Cancel
+                        } else {
+                            crate::transport::ctaphid::WaitDecision::Continue
+                        }
+                    });
+                    if r.is_ok() {
+                        let _ =
+                            winner.compare_exchange(NONE, i, Ordering::SeqCst, Ordering::SeqCst);
+                        done.store(true, Ordering::SeqCst);
+                    }
+                    r
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or(Err(Misbehaviour::SelectionThreadFailed.into()))
+            })
+            .collect()
+    });
+    match winner.load(Ordering::SeqCst) {
+        NONE => Err(results
+            .into_iter()
+            .find_map(Result::err)
+            .map(LoginError::Device)
+            .unwrap_or(LoginError::WrongKey)),
+        i => Ok(i),
+    }
+}
+
+/// The account behind the name PAM was given (see [`crate::store::account`]). A name the name
+/// service does not know is a denial, never "no records".
+pub fn resolve(resolver: &dyn UserResolver, typed: &str) -> Result<Account, LoginError> {
+    match resolver.by_name(typed) {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => Err(LoginError::UnknownUser(typed.to_string())),
+        Err(e) => Err(LoginError::Lookup(e.to_string())),
+    }
+}
+
+/// Why an account without records of its own is, or is not, simply not enrolled.
+fn no_records(
+    store: &crate::store::credential::CredentialStore,
+    account: &Account,
+    resolver: &dyn UserResolver,
+) -> LoginError {
+    match store.has_state(account.name()) {
+        Ok(false) => {}
+        Ok(true) => return LoginError::RecordsMissing,
+        Err(e) => return e.into(),
+    }
+    match store.other_enrolled_name(account, resolver) {
+        Ok(None) => LoginError::NoRecords,
+        Ok(Some(other)) => LoginError::EnrolledAsOtherName {
+            other,
+            uid: account.uid(),
+        },
+        Err(e) => e.into(),
+    }
+}
+
+/// May the PIN go to `key`, which answered the probe for `record`? Only when the key's AAGUID
+/// is the enrolled one (a record without one, from an import, is accepted only when root named
+/// the device). That the key has more than one retry left is the planner's rule (`uv::obtain`).
+fn pin_gate(
+    key: &Authenticator,
+    record: &CredentialRecord,
+    device: &DeviceUri,
+) -> Result<(), LoginError> {
+    if key.info().builtin_uv() {
+        return Ok(());
+    }
+    enrolled_model(key, record, device)
+}
+
+/// Whether a PIN would go to `key` for `record` (UV by PIN, not built in).
+fn needs_pin(key: &Authenticator, record: &CredentialRecord) -> bool {
+    record.user_verification == UvRequirement::Required && !key.info().builtin_uv()
+}
+
+/// The key's AAGUID is the one recorded at enrollment (see [`pin_gate`]).
+fn enrolled_model(
+    key: &Authenticator,
+    record: &CredentialRecord,
+    device: &DeviceUri,
+) -> Result<(), LoginError> {
+    let actual = key.info().aaguid_string();
+    let refuse = |why: String| {
+        Err(LoginError::DeviceNotEnrolled {
+            credential: record.name.clone(),
+            why,
+        })
+    };
+    if record.aaguid.is_empty() {
+        if *device == DeviceUri::Auto {
+            return refuse(format!(
+                "no AAGUID was recorded at enrollment and device = \"auto\"; re-enroll the key \
+                 with `ctap-enroll enroll`, or name it with device = (key AAGUID {actual})"
+            ));
+        }
+    } else if !record.aaguid.eq_ignore_ascii_case(&actual) {
+        return refuse(format!(
+            "its AAGUID is {actual}, the enrolled key's is {}",
+            record.aaguid
+        ));
+    }
+    Ok(())
+}
+
+/// The state of `record`, if it may log in at all (present, not suspended).
+fn usable_state(
+    record: &CredentialRecord,
+    state: &crate::store::credential::StateFile,
+) -> Result<crate::store::credential::CredentialState, LoginError> {
+    let state =
+        state
+            .get(&record.credential_id)
+            .cloned()
+            .ok_or_else(|| LoginError::MissingState {
+                credential: record.name.clone(),
+            })?;
+    if state.suspended {
+        return Err(LoginError::Rejected {
+            credential: record.name.clone(),
+            reason: VerifyError::Suspended(state.suspended_reason.clone().unwrap_or_default()),
+            suspended: true,
+        });
+    }
+    Ok(state)
+}
+
+/// Authenticate `user` (as PAM was given it: resolved through NSS) for `service` under `policy`.
+pub fn login(
+    user: &str,
+    service: &str,
+    policy: &Policy,
+    prompter: &mut dyn Prompter,
+) -> Result<LoginGranted, LoginError> {
+    login_with(&Nss, user, service, policy, prompter)
+}
+
+/// [`login`] with the name service injected.
+pub fn login_with(
+    resolver: &dyn UserResolver,
+    user: &str,
+    service: &str,
+    policy: &Policy,
+    prompter: &mut dyn Prompter,
+) -> Result<LoginGranted, LoginError> {
+    let (account, creds) = enrolled_credentials(resolver, user, policy)?;
+    let user = account.name();
+    let store = policy.store();
+    // Read unlocked: it orders the probes and turns away a credential that cannot log in before
+    // any PIN is asked; it is read again under the lock before anything is decided from it.
+    let unlocked_state = store.read_state(user)?;
+
+    // Everything with the keys (opening, probes, PIN, the touch) and the wait for the user's
+    // lock ends by this instant.
+    let deadline = Instant::now() + policy.touch_timeout();
+    let mut keys = open_authenticators_until(&policy.device, policy.touch_timeout(), deadline)?;
+    let ordered = probe_order(&creds, &unlocked_state);
+    let (index, record) = choose_key(&mut keys, &ordered, policy, prompter)?;
+    let key = &mut keys[index];
+
+    // Unlocked, before any PIN: a credential that cannot log in gets no PIN prompt.
+    let state = usable_state(record, &unlocked_state)?;
+    let record = &effective_record(record, &state);
+    let verification = verify_user(key, record, policy, prompter)?;
+
+    // Held until the new state is on disk, taken after the PIN (module doc); the state is read
+    // again under it.
+    let mut guard = store.lock_state(user, deadline.saturating_duration_since(Instant::now()))?;
+    let state = usable_state(record, &guard.state)?;
+    let challenge = Challenge::new(service, user);
+    let request = assertion_request(record, &state, &verification, &challenge)?;
+    if policy.cue {
+        prompter.touch_cue(&policy.cue_prompt);
+    }
+    let response = {
+        let mut ka = keepalive_for(prompter);
+        key.get_assertion(&request, verification.token(), &mut ka)?
+    };
+
+    let asked = [record];
+    let expect = Expectation {
+        challenge: &challenge,
+        asked: &asked,
+        counter_policy: policy.counter,
+    };
+    let verified = verify_assertion(&expect, &response, &state);
+    settle(&mut guard, &account, record, policy, verified)
+}
+
+/// The account behind `user` and its credentials this policy accepts, after checking the
+/// places root's configuration names (records, state, the device socket).
+fn enrolled_credentials(
+    resolver: &dyn UserResolver,
+    user: &str,
+    policy: &Policy,
+) -> Result<(Account, Vec<CredentialRecord>), LoginError> {
+    let account = resolve(resolver, user)?;
+    let store = policy.store();
+    store.check_roots().map_err(LoginError::Place)?;
+    let records = match store.load_records(&account) {
+        Ok(r) => r.file,
+        Err(e) if e.is_not_found() => return Err(no_records(&store, &account, resolver)),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(recorded) = records.uid.filter(|u| *u != account.uid()) {
+        return Err(LoginError::UidMismatch {
+            recorded,
+            actual: account.uid(),
+        });
+    }
+    let creds = usable_credentials(policy, records.credentials)?;
+    if let DeviceUri::Unix(socket) = &policy.device {
+        let owners = policy.device_owners().map_err(|why| {
+            LoginError::Place(FileError::Insecure {
+                path: socket.clone(),
+                why,
+            })
+        })?;
+        crate::store::fs::check_trusted_socket(socket, &owners).map_err(LoginError::Place)?;
+    }
+    Ok((account, creds))
+}
+
+/// Which attached key logs in, with which credential: the one key that holds one, or, with
+/// several keys attached and a PIN to send, the one the user touches among keys of the
+/// enrolled model.
+fn choose_key<'r>(
+    keys: &mut [Authenticator],
+    ordered: &'r [CredentialRecord],
+    policy: &Policy,
+    prompter: &mut dyn Prompter,
+) -> Result<(usize, &'r CredentialRecord), LoginError> {
+    let found = find_credentials(keys, ordered)?;
+    if keys.len() <= 1 || !found.iter().any(|(i, r)| needs_pin(&keys[*i], r)) {
+        return found.first().copied().ok_or(LoginError::WrongKey);
+    }
+    // Several keys attached and a PIN to send: the user's touch picks the key first, and
+    // only keys of the enrolled model may be picked.
+    let candidates: Vec<(usize, &CredentialRecord)> = found
+        .iter()
+        .copied()
+        .filter(|(i, r)| {
+            !needs_pin(&keys[*i], r) || enrolled_model(&keys[*i], r, &policy.device).is_ok()
+        })
+        .collect();
+    let Some(&(first, first_record)) = found.first() else {
+        return Err(LoginError::WrongKey);
+    };
+    if candidates.is_empty() {
+        enrolled_model(&keys[first], first_record, &policy.device)?;
+    }
+    prompter.touch_cue("Touch the security key you want to use");
+    let indices: Vec<usize> = candidates.iter().map(|(i, _)| *i).collect();
+    let chosen = select_by_touch(keys, &indices)?;
+    candidates
+        .into_iter()
+        .find(|(i, _)| *i == chosen)
+        .ok_or(LoginError::WrongKey)
+}
+
+/// User verification and hmac-secret come from root-written state as well as the record: a
+/// record (a per-user file's, say) can ask for more than state, never for less.
+fn effective_record(
+    record: &CredentialRecord,
+    state: &crate::store::credential::CredentialState,
+) -> CredentialRecord {
+    let mut effective = record.clone();
+    if state.hmac_uv {
+        effective.user_verification = UvRequirement::Required;
+    }
+    if state.hmac_check.is_some() {
+        effective.hmac_secret = true;
+    }
+    effective
+}
+
+/// Verify the user where `record` requires it, through the planner ([`crate::flows::uv`]: built-in
+/// UV, else the PIN unless policy forbids it), once the PIN may go to this key ([`pin_gate`]).
+fn verify_user(
+    key: &mut Authenticator,
+    record: &CredentialRecord,
+    policy: &Policy,
+    prompter: &mut dyn Prompter,
+) -> Result<Verification, LoginError> {
+    if record.user_verification != UvRequirement::Required {
+        return Ok(Verification::NotRequired);
+    }
+    pin_gate(key, record, &policy.device)?;
+    let plan = uv::plan(key.info(), true, policy.pin).map_err(LoginError::UvUnavailable)?;
+    Ok(uv::obtain(
+        key,
+        plan,
+        &record.rp_id,
+        permission::GET_ASSERTION,
+        prompter,
+    )?)
+}
+
+/// The login's getAssertion, from the record and the state read under the lock.
+fn assertion_request(
+    record: &CredentialRecord,
+    state: &crate::store::credential::CredentialState,
+    verification: &Verification,
+    challenge: &Challenge,
+) -> Result<GetAssertionRequest, LoginError> {
+    if (state.hmac_uv && !verification.required())
+        || (state.hmac_check.is_some() && !record.hmac_secret)
+    {
+        // Re-enrolled between the unlocked read and the lock: what was asked of the key no
+        // longer matches what the state demands.
+        return Err(LoginError::NoUsableCredential(format!(
+            "credential {:?} was changed while this login waited: try again",
+            record.name
+        )));
+    }
+    let hmac_secret = match (record.hmac_secret, state.hmac_salt) {
+        (true, Some(salt1)) => Some(HmacSalts { salt1, salt2: None }),
+        (true, None) => {
+            return Err(LoginError::MissingState {
+                credential: record.name.clone(),
+            })
+        }
+        (false, _) => None,
+    };
+    Ok(GetAssertionRequest {
+        rp_id: record.rp_id.clone(),
+        client_data_hash: challenge.client_data_hash(),
+        allow_list: vec![record.credential_id.clone()],
+        user_presence: true,
+        user_verification: verification.uv_option(),
+        hmac_secret,
+    })
+}
+
+/// Write the verifier's verdict: a verified assertion's counter (then the grant), or, for a
+/// counter regression under `clone_action = suspend`, the suspension (then the denial).
+fn settle(
+    guard: &mut crate::store::credential::StateGuard,
+    account: &Account,
+    record: &CredentialRecord,
+    policy: &Policy,
+    verified: Result<crate::flows::verify::VerifiedAssertion, VerifyError>,
+) -> Result<LoginGranted, LoginError> {
+    match verified {
+        Ok(verified) => {
+            if let Some(s) = guard.state.get_mut(verified.credential_id()) {
+                verified.apply_to(s);
+            }
+            guard.commit()?;
+            Ok(LoginGranted {
+                account: account.clone(),
+                credential_name: verified.credential_name().to_string(),
+                sign_count: verified.sign_count(),
+                counter: verified.counter(),
+                user_verified: verified.user_verified(),
+            })
+        }
+        Err(reason) => {
+            let mut suspended = false;
+            if let VerifyError::CounterRegression { stored, received } = reason {
+                if policy.clone_action == CloneAction::Suspend {
+                    if let Some(s) = guard.state.get_mut(&record.credential_id) {
+                        s.suspended = true;
+                        s.suspended_reason = Some(format!(
+                            "counter regression from {stored} to {received} at {}",
+                            crate::store::credential::now_rfc3339()
+                        ));
+                        suspended = guard.commit().is_ok();
+                    }
+                }
+            }
+            Err(LoginError::Rejected {
+                credential: record.name.clone(),
+                reason,
+                suspended,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod probe_order_tests {
+    use super::*;
+    use crate::store::credential::record::AlgorithmName;
+    use crate::store::credential::CredentialState;
+
+    fn record(id: u8, rp: &str) -> CredentialRecord {
+        CredentialRecord {
+            name: format!("c{id}"),
+            credential_id: vec![id; 16],
+            rp_id: rp.into(),
+            public_key: Vec::new(),
+            algorithm: AlgorithmName::Es256,
+            aaguid: String::new(),
+            user_verification: UvRequirement::Discouraged,
+            hmac_secret: false,
+            created: String::new(),
+            no_touch_required: false,
+        }
+    }
+
+    #[test]
+    fn most_recently_used_first_then_with_state_then_enrollment_order() {
+        let creds: Vec<CredentialRecord> = (1..=5).map(|i| record(i, &format!("rp{i}"))).collect();
+        let mut state = StateFile::default();
+        let mut used = |id: u8, when: Option<&str>| {
+            let mut s = CredentialState::new(vec![id; 16], 0);
+            s.last_used = when.map(str::to_string);
+            state.credentials.push(s);
+        };
+        used(2, Some("2026-01-01T00:00:00Z"));
+        used(4, Some("2026-03-01T00:00:00Z"));
+        used(5, None);
+        let order: Vec<u8> = probe_order(&creds, &state)
+            .iter()
+            .map(|c| c.credential_id[0])
+            .collect();
+        assert_eq!(order, vec![4, 2, 5, 1, 3]);
+    }
+}
