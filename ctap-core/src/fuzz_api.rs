@@ -242,7 +242,7 @@ pub fn ssh_key_files(data: &[u8]) {
 pub fn ssh_signed_data(data: &[u8]) {
     let key = fixed_sk_key();
     let blob = key.public_blob();
-    let _ = crate::ssh::request::classify(&blob, crate::ssh::SK_ED25519, data).is_ssh();
+    let _ = crate::ssh::request::classify(&blob, crate::ssh::key::SK_ED25519, data).is_ssh();
     let _ = crate::ssh::verify_sk_signature(&key, b"data", data);
     let third = data.len() / 3;
     let (a, rest) = data.split_at(third);

@@ -20,8 +20,8 @@ pub use authenticator::{
     enroll_ssh_credential, sign, ssh_enrollment_needs_uv, SkSignature, SshEnrollment,
 };
 pub use error::SshError;
-pub use key::{flags, SkAlgorithm, SkKey, SK_ECDSA, SK_ED25519};
-pub use signature::{encode_sk_signature, verify_sk_signature};
+pub use key::{flags, SkAlgorithm, SkKey};
+pub use signature::verify_sk_signature;
 
 use crate::store::credential::{CredentialFile, CredentialRecord};
 
@@ -32,7 +32,7 @@ pub fn is_ssh_record(r: &CredentialRecord) -> bool {
 
 /// The SSH keys of a credentials file, in file order; records that are not SSH credentials are
 /// skipped, and a record that cannot be an SSH key is an error naming it.
-pub fn ssh_keys(file: &CredentialFile) -> Result<Vec<SkKey>, SshError> {
+pub(crate) fn ssh_keys(file: &CredentialFile) -> Result<Vec<SkKey>, SshError> {
     file.credentials
         .iter()
         .filter(|r| is_ssh_record(r))
@@ -149,7 +149,9 @@ pub fn write_key_files(path: &std::path::Path, key: &SkKey) -> Result<(), String
 mod fuzz {
     use proptest::prelude::*;
 
+    use super::key::SK_ECDSA;
     use super::request::classify;
+    use super::signature::encode_sk_signature;
     use super::wire::Reader;
     use super::*;
 

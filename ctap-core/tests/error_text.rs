@@ -6,21 +6,21 @@
 use std::io;
 use std::path::PathBuf;
 
+use ctap_core::flows::enroll::{EnrollError, EnrollRefusal};
+use ctap_core::flows::login::LoginError;
+use ctap_core::flows::uv::UvRefusal;
+use ctap_core::flows::verify::VerifyError;
+use ctap_core::ssh::SshError;
 use ctap_core::store::admin::AdminError;
 use ctap_core::store::config::ConfigError;
 use ctap_core::store::credential::StoreError;
+use ctap_core::store::fs::FileError;
 use ctap_core::transport::ctap2::{
     cbor, AuthDataProblem, CborProblem, CoseKeyProblem, CtapError, CtapStatus, DescriptorProblem,
     HmacSecretProblem, Misbehaviour, PinProtocolProblem,
 };
 use ctap_core::transport::ctaphid::{CtapHidError, FramingViolation, HidErrorCode};
 use ctap_core::transport::device::TransportError;
-use ctap_core::flows::enroll::{EnrollError, EnrollRefusal};
-use ctap_core::store::fs::FileError;
-use ctap_core::flows::login::LoginError;
-use ctap_core::ssh::SshError;
-use ctap_core::flows::uv::UvRefusal;
-use ctap_core::flows::verify::VerifyError;
 
 /// Fragments only `Debug` output (of our enums, of `Option`, of ciborium's errors) contains.
 const DEBUG_MARKS: &[&str] = &[

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ctap_core::flows::enroll::UvPreference;
 use ctap_core::store::config::DEFAULT_CONFIG;
 use ctap_core::transport::device::DeviceUri;
-use ctap_core::flows::enroll::UvPreference;
 
 const AFTER_HELP: &str = "\
 Exit status:

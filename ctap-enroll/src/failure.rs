@@ -4,15 +4,15 @@ use std::fmt;
 use std::io::Write;
 use std::process::ExitCode;
 
+use ctap_core::flows::enroll::EnrollError;
 use ctap_core::store::admin::AdminError;
 use ctap_core::store::check::Finding;
 use ctap_core::store::config::ConfigError;
 use ctap_core::store::credential::StoreError;
+use ctap_core::store::fs::FileError;
 use ctap_core::transport::ctap2::{CtapError, CtapStatus};
 use ctap_core::transport::ctaphid::CtapHidError;
 use ctap_core::transport::device::TransportError;
-use ctap_core::flows::enroll::EnrollError;
-use ctap_core::store::fs::FileError;
 
 /// The documented exit codes (see `ctap-enroll --help`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 
-use ctap_core::transport::ctap2::pin::Pin;
 use ctap_core::flows::session::Prompter;
+use ctap_core::transport::ctap2::pin::Pin;
 use nix::sys::termios::{self, LocalFlags, SetArg};
 use zeroize::Zeroizing;
 

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ctap_core::store::credential::load_credential_file;
-use ctap_core::store::fs::Ownership;
 use ctap_core::ssh::request::{classify, SignedData};
 use ctap_core::ssh::{self, SkKey};
+use ctap_core::store::credential::load_credential_file;
+use ctap_core::store::fs::Ownership;
 use ctap_core::text::{printable, quoted};
 
 use crate::device::{DeviceConfig, DeviceGate};

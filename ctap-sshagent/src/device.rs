@@ -9,14 +9,14 @@ use std::process::{Command, Stdio};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use ctap_core::flows::session::{open_authenticators_until, Authenticator, Prompter};
+use ctap_core::flows::uv::{self, UvError, UvPlan, UvRefusal, Verification};
+use ctap_core::ssh::{self, SkKey, SkSignature, SshError};
 use ctap_core::store::config::PinPolicy;
 use ctap_core::transport::ctap2::pin::{permission, Pin};
 use ctap_core::transport::ctap2::{CtapError, CtapStatus};
 use ctap_core::transport::ctaphid::{CtapHidError, KeepaliveStatus, WaitDecision};
 use ctap_core::transport::device::DeviceUri;
-use ctap_core::flows::session::{open_authenticators_until, Authenticator, Prompter};
-use ctap_core::ssh::{self, SkKey, SkSignature, SshError};
-use ctap_core::flows::uv::{self, UvError, UvPlan, UvRefusal, Verification};
 
 use crate::askpass;
 use crate::error::{AgentError, AskpassPurpose};

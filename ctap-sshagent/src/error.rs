@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use ctap_core::transport::ctap2::CtapError;
-use ctap_core::transport::device::TransportError;
+use ctap_core::flows::uv::UvError;
 use ctap_core::ssh::SshError;
 use ctap_core::text::{printable, quoted};
-use ctap_core::flows::uv::UvError;
+use ctap_core::transport::ctap2::CtapError;
+use ctap_core::transport::device::TransportError;
 
 use crate::protocol::Response;
 

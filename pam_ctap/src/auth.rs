@@ -8,11 +8,11 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use ctap_core::store::config::{config_path_from_arguments, ConfigError, Policy};
-use ctap_core::transport::ctap2::{CtapError, CtapStatus};
-use ctap_core::store::fs::FileError;
 use ctap_core::flows::login::{login, DeviceFailure, LoginError, LoginGranted};
 use ctap_core::flows::verify::VerifyError;
+use ctap_core::store::config::{config_path_from_arguments, ConfigError, Policy};
+use ctap_core::store::fs::FileError;
+use ctap_core::transport::ctap2::{CtapError, CtapStatus};
 use pam::constants::PAM_SILENT;
 use pam::conv::Conv;
 use pam::items::{Service, User};

@@ -5,8 +5,8 @@
 //! (`Conv::send`) after it was copied into a zeroize-on-drop `SecretBytes`; from that we build a
 //! [`Pin`] (zeroize-on-drop) and the `SecretBytes` is wiped when it goes out of scope.
 
-use ctap_core::transport::ctap2::pin::Pin;
 use ctap_core::flows::session::Prompter;
+use ctap_core::transport::ctap2::pin::Pin;
 use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_TEXT_INFO};
 use pam::conv::Conv;
 

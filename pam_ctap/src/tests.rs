@@ -2,13 +2,13 @@
 
 use std::ffi::c_int;
 
+use ctap_core::flows::login::LoginError;
+use ctap_core::flows::verify::VerifyError;
 use ctap_core::store::credential::StoreError;
+use ctap_core::store::fs::FileError;
 use ctap_core::transport::ctap2::{CborProblem, CtapError, CtapStatus, Misbehaviour};
 use ctap_core::transport::ctaphid::CtapHidError;
 use ctap_core::transport::device::TransportError;
-use ctap_core::store::fs::FileError;
-use ctap_core::flows::login::LoginError;
-use ctap_core::flows::verify::VerifyError;
 use pam::constants::PamResultCode;
 use pam::module::PamHandle;
 
@@ -211,8 +211,8 @@ fn module_errors_are_typed_with_reason_and_source() {
 /// and the reason word is the same classification's word.
 #[test]
 fn device_failures_are_classified_by_structure() {
-    use ctap_core::transport::ctap2::HmacSecretProblem;
     use ctap_core::flows::login::DeviceFailure;
+    use ctap_core::transport::ctap2::HmacSecretProblem;
     let cases = [
         (
             CtapError::Hid(CtapHidError::Transport(TransportError::NoDevice)),

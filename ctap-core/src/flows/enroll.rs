@@ -2,14 +2,17 @@
 //! login will use, and write state then records (state first: a crash in between leaves an
 //! orphan state entry, which is harmless, rather than a record that can never log in).
 //!
-//! In steps: [`check_request`] (no touch), [`uv_requirement`] and the planner ([`crate::flows::uv`]),
-//! [`make_credential`], then [`confirm`]: one assertion, checked by the same verifier as a
+//! In steps: `check_request` (no touch), `uv_requirement` and the planner ([`crate::flows::uv`]),
+//! `make_credential`, then `confirm`: one assertion, checked by the same verifier as a
 //! login's ([`crate::flows::verify::check_assertion`]), whose hmac-secret output becomes the check.
 
 use std::fmt;
 
 use sha2::{Digest, Sha256};
 
+use crate::flows::session::{keepalive_for, Authenticator, Prompter};
+use crate::flows::uv::{self, UvError, UvRefusal, Verification};
+use crate::flows::verify::{check_assertion, AssertionExpectation, VerifyError};
 use crate::store::config::PinPolicy;
 use crate::store::credential::record::AlgorithmName;
 use crate::store::credential::{
@@ -21,9 +24,6 @@ use crate::transport::ctap2::ext::hmac_secret::HmacSalts;
 use crate::transport::ctap2::info::{format_aaguid, AuthenticatorInfo};
 use crate::transport::ctap2::pin::permission;
 use crate::transport::ctap2::{CtapError, CtapStatus, GetAssertionRequest, MakeCredentialRequest};
-use crate::flows::session::{keepalive_for, Authenticator, Prompter};
-use crate::flows::uv::{self, UvError, UvRefusal, Verification};
-use crate::flows::verify::{check_assertion, AssertionExpectation, VerifyError};
 
 /// The user-verification choice at enrollment. `Preferred` is resolved here, once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,18 +14,18 @@
 use std::fmt;
 use std::time::Instant;
 
+use crate::flows::session::{keepalive_for, open_authenticators_until, Authenticator, Prompter};
+use crate::flows::uv::{self, UvError, UvRefusal, Verification};
+use crate::flows::verify::{verify_assertion, Challenge, CounterOutcome, Expectation, VerifyError};
 use crate::store::account::{Account, Nss, UserResolver};
 use crate::store::config::{CloneAction, Policy, UvPolicy};
 use crate::store::credential::{CredentialRecord, StateFile, StoreError, UvRequirement};
+use crate::store::fs::FileError;
 use crate::transport::ctap2::ext::hmac_secret::HmacSalts;
 use crate::transport::ctap2::pin::permission;
 use crate::transport::ctap2::{CtapError, CtapStatus, GetAssertionRequest, Misbehaviour};
 use crate::transport::ctaphid::CtapHidError;
 use crate::transport::device::{DeviceUri, TransportError};
-use crate::store::fs::FileError;
-use crate::flows::session::{keepalive_for, open_authenticators_until, Authenticator, Prompter};
-use crate::flows::uv::{self, UvError, UvRefusal, Verification};
-use crate::flows::verify::{verify_assertion, Challenge, CounterOutcome, Expectation, VerifyError};
 
 /// A successful login. Only [`login`] builds one, and only after verification and after the new
 /// state was written.
@@ -155,7 +155,10 @@ impl LoginError {
 /// Another login or `ctap-enroll` of the same user held the user's lock for the whole wait:
 /// not a configuration problem, and worth its own word and message.
 fn is_busy(e: &StoreError) -> bool {
-    matches!(e, StoreError::File(crate::store::fs::FileError::LockTimeout(_)))
+    matches!(
+        e,
+        StoreError::File(crate::store::fs::FileError::LockTimeout(_))
+    )
 }
 
 impl LoginError {
@@ -495,7 +498,7 @@ pub fn select_by_touch(
 
 /// The account behind the name PAM was given (see [`crate::store::account`]). A name the name
 /// service does not know is a denial, never "no records".
-pub fn resolve(resolver: &dyn UserResolver, typed: &str) -> Result<Account, LoginError> {
+pub(crate) fn resolve(resolver: &dyn UserResolver, typed: &str) -> Result<Account, LoginError> {
     match resolver.by_name(typed) {
         Ok(Some(a)) => Ok(a),
         Ok(None) => Err(LoginError::UnknownUser(typed.to_string())),

@@ -9,12 +9,12 @@
 use std::fmt;
 use std::time::Instant;
 
+use crate::flows::session::{keepalive_for, Prompter};
 use crate::store::config::PinPolicy;
 use crate::transport::ctap2::info::AuthenticatorInfo;
 use crate::transport::ctap2::pin::PinUvAuthToken;
 use crate::transport::ctap2::{Ctap2, CtapError, CtapStatus};
 use crate::transport::device::Transport;
-use crate::flows::session::{keepalive_for, Prompter};
 
 /// How user verification will be obtained for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -191,7 +191,7 @@ impl VerifiedAssertion {
     }
 
     /// Record this use in the credential's state: the new counter and the time.
-    pub fn apply_to(&self, state: &mut CredentialState) {
+    pub(crate) fn apply_to(&self, state: &mut CredentialState) {
         state.sign_count = self.sign_count;
         state.last_used = Some(crate::store::credential::now_rfc3339());
     }

@@ -5,14 +5,16 @@ use sha2::{Digest, Sha256};
 use super::key::{SkAlgorithm, SkKey};
 use super::signature::encode_sk_signature;
 use super::SshError;
+use crate::flows::uv::Verification;
+use crate::flows::verify::{check_assertion, AssertionExpectation, CheckedAssertion};
 use crate::store::credential::record::AlgorithmName;
 use crate::store::credential::{now_rfc3339, CredentialRecord, UvRequirement};
 use crate::transport::ctap2::cose::Algorithm;
 use crate::transport::ctap2::info::{format_aaguid, AuthenticatorInfo};
-use crate::transport::ctap2::{Ctap2, GetAssertionRequest, KeepaliveHandler, MakeCredentialRequest};
+use crate::transport::ctap2::{
+    Ctap2, GetAssertionRequest, KeepaliveHandler, MakeCredentialRequest,
+};
 use crate::transport::device::Transport;
-use crate::flows::uv::Verification;
-use crate::flows::verify::{check_assertion, AssertionExpectation, CheckedAssertion};
 
 /// Whether making an SSH credential on a key described by `info` needs user verification: for
 /// `verify-required` keys, and on any key with a PIN set (which then demands one for

@@ -1,7 +1,7 @@
 use std::fmt;
 
-use crate::transport::ctap2::CtapError;
 use crate::flows::verify::VerifyError;
+use crate::transport::ctap2::CtapError;
 
 /// Errors of the SSH layer: formats, signing and enrollment of OpenSSH security keys.
 ///

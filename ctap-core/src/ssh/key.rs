@@ -4,15 +4,15 @@
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use ssh_encoding::{Decode, Encode};
+use ssh_encoding::Decode;
 
 use super::wire::{put_string, Reader};
 use super::SshError;
 use crate::store::credential::CredentialRecord;
 use crate::transport::ctap2::cose::{CoseKey, ALG_ES256};
 
-pub const SK_ECDSA: &str = "sk-ecdsa-sha2-nistp256@openssh.com";
-pub const SK_ED25519: &str = "sk-ssh-ed25519@openssh.com";
+pub(crate) const SK_ECDSA: &str = "sk-ecdsa-sha2-nistp256@openssh.com";
+pub(crate) const SK_ED25519: &str = "sk-ssh-ed25519@openssh.com";
 const NISTP256: &str = "nistp256";
 
 /// Flags OpenSSH stores with an sk key (sk-api.h).
@@ -40,7 +40,7 @@ impl SkAlgorithm {
         }
     }
 
-    pub fn from_ssh_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_ssh_name(name: &str) -> Option<Self> {
         match name {
             SK_ECDSA => Some(SkAlgorithm::EcdsaP256),
             SK_ED25519 => Some(SkAlgorithm::Ed25519),
@@ -170,8 +170,10 @@ impl SkKey {
         )
     }
 
-    /// Parse a public key blob (the type and the public fields only).
-    pub fn parse_public_blob(blob: &[u8]) -> Result<(CoseKey, String), SshError> {
+    /// Parse a public key blob (the type and the public fields only). Only the tests and the
+    /// fuzz targets need it: the agent reads keys through [`SkKey::read_private`].
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn parse_public_blob(blob: &[u8]) -> Result<(CoseKey, String), SshError> {
         let mut r = Reader::new(blob);
         let parsed = read_public(&mut r)?;
         r.finish("public key blob")?;
@@ -202,7 +204,8 @@ impl SkKey {
     ///
     /// `ssh-key` parses the armour, check integers and padding; the sk fields are then read by
     /// [`SkKey::read_private`], the same code that reads keys added through the agent.
-    pub fn from_openssh_private(text: &str) -> Result<Self, SshError> {
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn from_openssh_private(text: &str) -> Result<Self, SshError> {
         let pk = ssh_key::PrivateKey::from_openssh(text)
             .map_err(|e| SshError::malformed(format!("not an OpenSSH private key: {e}")))?;
         if pk.is_encrypted() {
@@ -215,6 +218,7 @@ impl SkKey {
                 pk.algorithm()
             )));
         }
+        use ssh_encoding::Encode;
         let mut bytes = Vec::new();
         data.encode(&mut bytes)
             .map_err(|e| SshError::malformed(e.to_string()))?;

@@ -33,7 +33,7 @@ pub struct SkSignatureInfo {
 }
 
 /// Encode the key's signature (DER ECDSA or raw Ed25519, as CTAP2 returns it) for SSH.
-pub fn encode_sk_signature(
+pub(crate) fn encode_sk_signature(
     alg: SkAlgorithm,
     key_signature: &[u8],
     flags: u8,
@@ -148,7 +148,7 @@ mod tests {
         }
         // ssh-key's decoder (which is right) reads our encoding back.
         let theirs = ssh_key::Signature::try_from(enc.as_slice()).unwrap();
-        assert_eq!(theirs.algorithm().as_str(), crate::ssh::SK_ECDSA);
+        assert_eq!(theirs.algorithm().as_str(), crate::ssh::key::SK_ECDSA);
         // ...but its encoder does not write it back the same way: it puts flags and counter
         // inside the signature string. This is why the encoding above is written by hand; if
         // this assertion fails, ssh-key was fixed and could be used instead.

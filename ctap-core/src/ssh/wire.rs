@@ -93,7 +93,7 @@ pub fn put_u32(out: &mut Vec<u8>, v: u32) {
 
 /// Append an `mpint` holding the non-negative big-endian integer `magnitude`: leading zeros
 /// dropped, and a zero byte prepended when the top bit is set (so it does not read as negative).
-pub fn put_mpint(out: &mut Vec<u8>, magnitude: &[u8]) {
+pub(crate) fn put_mpint(out: &mut Vec<u8>, magnitude: &[u8]) {
     let first = magnitude
         .iter()
         .position(|&b| b != 0)
@@ -109,7 +109,7 @@ pub fn put_mpint(out: &mut Vec<u8>, magnitude: &[u8]) {
 }
 
 /// Read an `mpint` that must be non-negative and fit in `N` bytes; returns it left-padded.
-pub fn read_unsigned_mpint<const N: usize>(
+pub(crate) fn read_unsigned_mpint<const N: usize>(
     r: &mut Reader<'_>,
     what: &str,
 ) -> Result<[u8; N], SshError> {

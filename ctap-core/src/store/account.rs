@@ -111,7 +111,7 @@ impl UserResolver for Nss {
 
 /// Longest file-name stem we derive from a name: NAME_MAX (255) less room for the `.` prefix,
 /// `.toml`, `.lock` and the `.tmp.<pid>.<random>` suffix of atomic writes.
-pub const MAX_STEM: usize = 200;
+pub(crate) const MAX_STEM: usize = 200;
 
 /// The file-name stem for an account name: records are `<stem>.toml`, state `<stem>.toml`, the
 /// lock `.<stem>.lock`.

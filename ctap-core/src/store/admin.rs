@@ -272,4 +272,3 @@ pub fn default_credential_name(records: &CredentialFile) -> String {
         .unwrap_or(records.credentials.len() + 1);
     format!("key-{n}")
 }
-

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use crate::store::account::name_of_stem;
 use crate::store::config::{ConfigError, Policy, UvPolicy};
-use crate::store::credential::{home_of, load_credential_file, CredentialFile, StoreError, UvRequirement};
+use crate::store::credential::{
+    home_of, load_credential_file, CredentialFile, StoreError, UvRequirement,
+};
 use crate::store::fs::{FileError, Ownership};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +90,7 @@ impl Finding {
     }
 
     /// A file error, located, with what to do about it.
-    pub fn from_file_error(e: &FileError) -> Self {
+    pub(crate) fn from_file_error(e: &FileError) -> Self {
         match e {
             FileError::NotFound(p) => {
                 Finding::problem(p, "no such file", "create it, or name another file")
@@ -597,9 +599,13 @@ mod tests {
     #[test]
     fn a_key_socket_others_could_replace_is_a_problem() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/ctap-core-tests")
-            .join(format!("ctap-check-sock-{}", rand::random::<u64>()));
+        // A short, canonical path: a socket path has at most 107 bytes wherever the checkout is.
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ctap-core-tests");
+        std::fs::create_dir_all(&base).unwrap();
+        let dir = base
+            .canonicalize()
+            .unwrap()
+            .join(format!("sock-{:08x}", rand::random::<u32>()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let sock = dir.join("key.sock");

@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use crate::store::credential::toml_error_line;
 use crate::store::credential::CredentialStore;
-use crate::transport::device::DeviceUri;
 use crate::store::fs::{self, FileError, Ownership};
+use crate::transport::device::DeviceUri;
 
 pub const DEFAULT_CONFIG: &str = "/etc/ctap/pam_ctap.toml";
 
@@ -281,9 +281,12 @@ impl Policy {
                     }
                 }
                 "device" => {
-                    self.device = need()?
-                        .parse()
-                        .map_err(|e: crate::transport::device::TransportError| bad(&e.to_string()))?
+                    self.device =
+                        need()?
+                            .parse()
+                            .map_err(|e: crate::transport::device::TransportError| {
+                                bad(&e.to_string())
+                            })?
                 }
                 "rp_id" => self.rp_id = Some(need()?.to_string()),
                 _ => return Err(bad("unknown argument")),
@@ -298,7 +301,7 @@ impl Policy {
     /// Who may own the `unix:` device socket and its directories: root, the `device_owner`
     /// (resolved now; an unknown name is an error, never "anyone") and the running user, who
     /// is root in the PAM module.
-    pub fn device_owners(&self) -> Result<Vec<u32>, String> {
+    pub(crate) fn device_owners(&self) -> Result<Vec<u32>, String> {
         let mut owners = vec![0, nix::unistd::geteuid().as_raw()];
         if let Some(name) = &self.device_owner {
             match nix::unistd::User::from_name(name) {

@@ -82,7 +82,7 @@ pub struct Ownership {
 }
 
 impl Ownership {
-    pub const ROOT: Ownership = Ownership { uid: 0 };
+    pub(crate) const ROOT: Ownership = Ownership { uid: 0 };
 }
 
 fn check_metadata(path: &Path, meta: &Metadata, owner: Ownership) -> Result<(), FileError> {
@@ -226,7 +226,7 @@ fn check_location(path: &Path, meta: &Metadata, owner: Ownership) -> Result<(), 
 
 /// A directory the configuration names (records or state): it must exist, and it and every
 /// directory above it must be owned by root (or `owner`) and not group- or world-writable.
-pub fn check_trusted_dir(dir: &Path, owner: Ownership) -> Result<(), FileError> {
+pub(crate) fn check_trusted_dir(dir: &Path, owner: Ownership) -> Result<(), FileError> {
     check_ancestors(dir, &[owner.uid]).map(drop)
 }
 
@@ -234,7 +234,7 @@ pub fn check_trusted_dir(dir: &Path, owner: Ownership) -> Result<(), FileError> 
 /// it are owned by root or one of `owners`, and none of them is writable by others. Otherwise
 /// any local user could put their own fake key in its place. A socket that is simply absent is
 /// not an error here (connecting to it reports that the key is missing).
-pub fn check_trusted_socket(path: &Path, owners: &[u32]) -> Result<(), FileError> {
+pub(crate) fn check_trusted_socket(path: &Path, owners: &[u32]) -> Result<(), FileError> {
     let parent = path.parent().unwrap_or(Path::new("."));
     let canonical = check_ancestors(parent, owners)?;
     let Some(name) = path.file_name() else {
@@ -404,7 +404,7 @@ fn is_temp_of(candidate: &str, name: &str) -> bool {
 /// lock every writer of `path` takes, so that no live write's temporary file can be removed.
 /// Only regular files with exactly the temporary-name pattern go; returns how many. Failures
 /// are ignored: the next write tries again and `check-config` reports what remains.
-pub fn remove_stale_temps(path: &Path) -> usize {
+pub(crate) fn remove_stale_temps(path: &Path) -> usize {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -472,7 +472,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileE
 ///
 /// The lock lives on its own file, not on the state file: the state file is replaced by rename,
 /// and a lock on the old inode would not exclude a process that opened the new one.
-pub struct StateLock {
+pub(crate) struct StateLock {
     _lock: Flock<File>,
 }
 
@@ -513,7 +513,13 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn tmpdir() -> PathBuf {
-        let d = test_base().join(format!("ctap-fs-{}", rand::random::<u64>()));
+        // Short and canonical: a key socket is made in it, and a socket path has at most 107
+        // bytes wherever the checkout is.
+        std::fs::create_dir_all(test_base()).unwrap();
+        let d = test_base()
+            .canonicalize()
+            .unwrap()
+            .join(format!("fs-{:08x}", rand::random::<u32>()));
         std::fs::create_dir_all(&d).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
         d

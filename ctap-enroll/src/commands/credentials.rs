@@ -1,10 +1,10 @@
 //! Subcommands over a user's enrolled credentials: `list`, `remove`, `rename`, `unsuspend`,
 //! and `test`, which runs the very login the PAM module runs.
 
-use ctap_core::store::admin::{self, CredentialSummary, Unsuspended};
 use ctap_core::flows::login::login;
-use ctap_core::text::{printable, quoted};
 use ctap_core::flows::verify::CounterOutcome;
+use ctap_core::store::admin::{self, CredentialSummary, Unsuspended};
+use ctap_core::text::{printable, quoted};
 use serde::Serialize;
 
 use super::{json, say, user_name_of, user_of, Context};

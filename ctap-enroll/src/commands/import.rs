@@ -1,9 +1,9 @@
 //! `import-pam-u2f`: read a pam-u2f authfile, import what can be, report the rest per line.
 
 use crate::pamu2f::{self, ImportOptions};
+use ctap_core::flows::enroll::default_rp_id;
 use ctap_core::store::account::{Nss, UserResolver};
 use ctap_core::store::admin::{algorithm_name, uv_name};
-use ctap_core::flows::enroll::default_rp_id;
 use ctap_core::store::fs::read_trusted_any_owner;
 use ctap_core::text::{printable, quoted};
 

@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use ctap_core::flows::devices::{self, DeviceReport};
+use ctap_core::flows::enroll::{enroll as enroll_key, EnrollRequest};
 use ctap_core::store::admin::{self, algorithm_name, uv_name};
 use ctap_core::store::config::Policy;
+use ctap_core::text::{printable, quoted};
 use ctap_core::transport::ctap2::pin::Pin;
 use ctap_core::transport::ctap2::{CtapError, CtapStatus};
 use ctap_core::transport::device::DeviceUri;
-use ctap_core::flows::enroll::{enroll as enroll_key, EnrollRequest};
-use ctap_core::text::{printable, quoted};
 use zeroize::Zeroizing;
 
 use super::{json, say, single_key, user_of, Context};

@@ -10,10 +10,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ctap_core::flows::session::{open_authenticators, Authenticator};
 use ctap_core::store::account::{Account, Nss, UserResolver};
 use ctap_core::store::config::Policy;
 use ctap_core::transport::device::DeviceUri;
-use ctap_core::flows::session::{open_authenticators, Authenticator};
 
 use crate::cli::{Cli, Command, UserArg};
 use crate::prompt::TerminalPrompter;

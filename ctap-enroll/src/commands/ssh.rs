@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 
+use ctap_core::flows::session::{keepalive_for, Prompter};
+use ctap_core::flows::uv;
+use ctap_core::ssh::{self, SkAlgorithm, SkKey, SshEnrollment, SshError};
 use ctap_core::store::config::PinPolicy;
 use ctap_core::store::credential::load_credential_file;
-use ctap_core::transport::ctap2::pin::permission;
 use ctap_core::store::fs::Ownership;
-use ctap_core::flows::session::{keepalive_for, Prompter};
-use ctap_core::ssh::{self, SkAlgorithm, SkKey, SshEnrollment, SshError};
-use ctap_core::flows::uv;
+use ctap_core::transport::ctap2::pin::permission;
 
 use super::{say, single_key, Context};
 use crate::cli::{ExportSshArgs, SshArgs, SshKeyType};

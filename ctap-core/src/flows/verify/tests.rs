@@ -159,8 +159,8 @@ fn each_check_rejects_its_own_failure() {
 /// `device_error` instead of an `hmac_mismatch`.
 #[test]
 fn every_unusable_hmac_output_has_the_reason_of_a_wrong_one() {
-    use crate::transport::ctap2::{HmacSecretProblem, Misbehaviour, PinProtocolProblem};
     use crate::flows::login::LoginError;
+    use crate::transport::ctap2::{HmacSecretProblem, Misbehaviour, PinProtocolProblem};
     let k = key(UvRequirement::Discouraged);
     let ch = Challenge::new("login", "bob");
     let kind = |r: &GetAssertionResponse| {

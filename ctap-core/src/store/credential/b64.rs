@@ -12,14 +12,14 @@ pub fn decode(s: &str) -> Option<Vec<u8>> {
 }
 
 /// serde adapter for `Vec<u8>` fields stored as base64url strings.
-pub mod serde_bytes {
+pub(crate) mod serde_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&super::encode(v))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
         super::decode(&s).ok_or_else(|| serde::de::Error::custom("not valid base64url"))
     }

@@ -12,11 +12,11 @@ pub use b64::{decode as b64_decode, encode as b64_encode};
 pub(crate) use error::toml_error_line;
 pub use error::StoreError;
 pub use record::{CredentialFile, CredentialRecord, UvRequirement};
-pub use state::{CredentialState, StateFile, STATE_VERSION};
-pub use store::{
-    home_of, load_credential_file, save_credential_file, CredentialStore, RecordsSource,
-    StateGuard, UserRecords, PER_USER_FILE,
-};
+pub use state::{CredentialState, StateFile};
+#[cfg(feature = "ssh")]
+pub(crate) use store::PER_USER_FILE;
+pub(crate) use store::{home_of, RecordsSource, StateGuard};
+pub use store::{load_credential_file, save_credential_file, CredentialStore};
 
 /// Now, as RFC 3339 UTC seconds: the timestamps records and state carry.
 pub fn now_rfc3339() -> String {

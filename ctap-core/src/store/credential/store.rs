@@ -38,7 +38,7 @@ pub struct CredentialStore {
 }
 
 /// The per-user credentials file, relative to a home directory.
-pub const PER_USER_FILE: &str = ".config/ctap/credentials.toml";
+pub(crate) const PER_USER_FILE: &str = ".config/ctap/credentials.toml";
 
 impl CredentialStore {
     pub fn system() -> Self {
@@ -76,7 +76,7 @@ impl CredentialStore {
     /// Both directories exist, and they and every directory above them are owned by root (or
     /// the running user) and not group- or world-writable. Login checks this before anything
     /// else: a missing directory (a typo, an unmounted volume) must not read as "no records".
-    pub fn check_roots(&self) -> Result<(), FileError> {
+    pub(crate) fn check_roots(&self) -> Result<(), FileError> {
         let me = Ownership {
             uid: nix::unistd::geteuid().as_raw(),
         };
@@ -149,7 +149,7 @@ impl CredentialStore {
 
     /// Whether root-written state for `user` names any credential: such a user was enrolled,
     /// so a login is never skipped (`nouserok`), whatever happened to the records files.
-    pub fn has_state(&self, user: &str) -> Result<bool, StoreError> {
+    pub(crate) fn has_state(&self, user: &str) -> Result<bool, StoreError> {
         Ok(!self.read_state(user)?.credentials.is_empty())
     }
 
@@ -170,7 +170,7 @@ impl CredentialStore {
     /// directory read and one read per records file, paid only on the path that would skip the
     /// factor; step 3 shrinks as old files gain their uid at their next write. A file that
     /// cannot be read counts as naming U (fail closed) when its name resolves to U.
-    pub fn other_enrolled_name(
+    pub(crate) fn other_enrolled_name(
         &self,
         account: &Account,
         resolver: &dyn UserResolver,
@@ -463,7 +463,7 @@ fn ensure_dir(dir: &Path, mode: u32) -> Result<(), StoreError> {
 }
 
 /// A user's home directory and uid, from the password database.
-pub fn home_of(user: &str) -> Option<(PathBuf, u32)> {
+pub(crate) fn home_of(user: &str) -> Option<(PathBuf, u32)> {
     let u = nix::unistd::User::from_name(user).ok()??;
     Some((u.dir, u.uid.as_raw()))
 }

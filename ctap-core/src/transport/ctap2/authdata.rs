@@ -54,7 +54,7 @@ impl AuthenticatorData {
     /// Parse the authenticatorData of an assertion, which never carries attested credential
     /// data: the AT flag is refused whether or not the data follows (WebAuthn section 6.1; a key
     /// that attaches a credential public key to a login answer is not following the protocol).
-    pub fn parse_assertion(raw: &[u8]) -> Result<Self, CtapError> {
+    pub(crate) fn parse_assertion(raw: &[u8]) -> Result<Self, CtapError> {
         match raw.get(32) {
             Some(&flags) if Flags(flags).attested() => {
                 Err(AuthDataProblem::AttestedInAssertion.into())

@@ -60,7 +60,7 @@ pub fn decode_strict(bytes: &[u8]) -> Result<Value, CtapError> {
 /// Decode one CBOR item from the start of `bytes` under the same rules as [`decode_strict`],
 /// returning it and how many bytes it used: authenticatorData embeds a COSE key whose length is
 /// only known by parsing it. The bytes it used are exactly the canonical encoding of the value.
-pub fn decode_strict_prefix(bytes: &[u8]) -> Result<(Value, usize), CtapError> {
+pub(crate) fn decode_strict_prefix(bytes: &[u8]) -> Result<(Value, usize), CtapError> {
     let mut cursor = std::io::Cursor::new(bytes);
     let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut cursor, MAX_DEPTH)
         .map_err(|e| CtapError::from(cbor_error(&e)))?;
@@ -152,7 +152,7 @@ impl<'a> CborMap<'a> {
         })
     }
 
-    pub fn get_text(&self, key: &str) -> Option<&'a Value> {
+    pub(crate) fn get_text(&self, key: &str) -> Option<&'a Value> {
         self.entries.iter().find_map(|(k, v)| match k {
             Value::Text(t) if t == key => Some(v),
             _ => None,
@@ -183,7 +183,12 @@ impl<'a> CborMap<'a> {
     }
 
     /// The error for a byte string member of the wrong length.
-    pub fn wrong_length(&self, member: &'static str, expected: usize, got: usize) -> CtapError {
+    pub(crate) fn wrong_length(
+        &self,
+        member: &'static str,
+        expected: usize,
+        got: usize,
+    ) -> CtapError {
         Misbehaviour::WrongLength {
             message: self.what,
             member,
@@ -201,21 +206,18 @@ impl<'a> CborMap<'a> {
         }
     }
 
-    pub fn opt_bytes(&self, key: i64, member: &'static str) -> Result<Option<&'a [u8]>, CtapError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(_) => self.bytes(key, member).map(Some),
-        }
-    }
-
-    pub fn int(&self, key: i64, member: &'static str) -> Result<i128, CtapError> {
+    pub(crate) fn int(&self, key: i64, member: &'static str) -> Result<i128, CtapError> {
         match self.get(key) {
             Some(v) => as_int(v).ok_or_else(|| self.wrong(member, "an integer")),
             None => Err(self.missing(member)),
         }
     }
 
-    pub fn opt_uint(&self, key: i64, member: &'static str) -> Result<Option<u64>, CtapError> {
+    pub(crate) fn opt_uint(
+        &self,
+        key: i64,
+        member: &'static str,
+    ) -> Result<Option<u64>, CtapError> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => as_int(v)
@@ -225,7 +227,11 @@ impl<'a> CborMap<'a> {
         }
     }
 
-    pub fn opt_bool(&self, key: i64, member: &'static str) -> Result<Option<bool>, CtapError> {
+    pub(crate) fn opt_bool(
+        &self,
+        key: i64,
+        member: &'static str,
+    ) -> Result<Option<bool>, CtapError> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -233,7 +239,11 @@ impl<'a> CborMap<'a> {
         }
     }
 
-    pub fn opt_text_array(&self, key: i64, member: &'static str) -> Result<Vec<String>, CtapError> {
+    pub(crate) fn opt_text_array(
+        &self,
+        key: i64,
+        member: &'static str,
+    ) -> Result<Vec<String>, CtapError> {
         match self.get(key) {
             None => Ok(Vec::new()),
             Some(Value::Array(items)) => items
@@ -247,7 +257,11 @@ impl<'a> CborMap<'a> {
         }
     }
 
-    pub fn opt_uint_array(&self, key: i64, member: &'static str) -> Result<Vec<u64>, CtapError> {
+    pub(crate) fn opt_uint_array(
+        &self,
+        key: i64,
+        member: &'static str,
+    ) -> Result<Vec<u64>, CtapError> {
         match self.get(key) {
             None => Ok(Vec::new()),
             Some(Value::Array(items)) => items
@@ -263,7 +277,7 @@ impl<'a> CborMap<'a> {
     }
 }
 
-pub fn as_int(v: &Value) -> Option<i128> {
+pub(crate) fn as_int(v: &Value) -> Option<i128> {
     match v {
         Value::Integer(i) => Some(i128::from(*i)),
         _ => None,

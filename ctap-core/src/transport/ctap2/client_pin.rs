@@ -11,13 +11,13 @@ use crate::transport::ctaphid::WaitDecision;
 use crate::transport::device::Transport;
 
 mod sub {
-    pub const GET_PIN_RETRIES: u8 = 0x01;
-    pub const GET_KEY_AGREEMENT: u8 = 0x02;
-    pub const SET_PIN: u8 = 0x03;
-    pub const CHANGE_PIN: u8 = 0x04;
-    pub const GET_PIN_TOKEN: u8 = 0x05;
-    pub const GET_UV_TOKEN_WITH_PERMISSIONS: u8 = 0x06;
-    pub const GET_PIN_TOKEN_WITH_PERMISSIONS: u8 = 0x09;
+    pub(crate) const GET_PIN_RETRIES: u8 = 0x01;
+    pub(crate) const GET_KEY_AGREEMENT: u8 = 0x02;
+    pub(crate) const SET_PIN: u8 = 0x03;
+    pub(crate) const CHANGE_PIN: u8 = 0x04;
+    pub(crate) const GET_PIN_TOKEN: u8 = 0x05;
+    pub(crate) const GET_UV_TOKEN_WITH_PERMISSIONS: u8 = 0x06;
+    pub(crate) const GET_PIN_TOKEN_WITH_PERMISSIONS: u8 = 0x09;
 }
 
 /// PIN retries left, and whether the key must be power-cycled before the next try.
@@ -73,7 +73,7 @@ impl<T: Transport> Ctap2<T> {
     }
 
     /// The protocol this key and we will use for PIN and hmac-secret.
-    pub fn pin_protocol(&self) -> Result<PinUvProtocol, CtapError> {
+    pub(crate) fn pin_protocol(&self) -> Result<PinUvProtocol, CtapError> {
         match self.forced_protocol {
             Some(p) => Ok(p),
             None => PinUvProtocol::negotiate(self.info()),
@@ -81,7 +81,10 @@ impl<T: Transport> Ctap2<T> {
     }
 
     /// getKeyAgreement, then ECDH with a fresh key of ours.
-    pub fn key_agreement(&mut self, protocol: PinUvProtocol) -> Result<KeyAgreement, CtapError> {
+    pub(crate) fn key_agreement(
+        &mut self,
+        protocol: PinUvProtocol,
+    ) -> Result<KeyAgreement, CtapError> {
         let v = self
             .quick_pin(protocol, sub::GET_KEY_AGREEMENT, PinParams::default())?
             .ok_or(Misbehaviour::EmptyResponse {
@@ -185,7 +188,7 @@ impl<T: Transport> Ctap2<T> {
     }
 
     /// A pinUvAuthToken from built-in user verification (fingerprint): the key asks for it.
-    pub fn uv_token(
+    pub(crate) fn uv_token(
         &mut self,
         permissions: u8,
         rp_id: Option<&str>,

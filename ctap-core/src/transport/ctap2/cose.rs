@@ -8,9 +8,9 @@ use super::cbor::{self, CborMap};
 use super::{CoseKeyProblem, CtapError};
 
 pub const ALG_ES256: i64 = -7;
-pub const ALG_EDDSA: i64 = -8;
+pub(crate) const ALG_EDDSA: i64 = -8;
 /// ECDH-ES+HKDF-256: the algorithm the PIN protocols' key agreement keys carry.
-pub const ALG_ECDH_ES_HKDF_256: i64 = -25;
+pub(crate) const ALG_ECDH_ES_HKDF_256: i64 = -25;
 
 const KTY_OKP: i64 = 1;
 const KTY_EC2: i64 = 2;
@@ -25,7 +25,7 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    pub fn cose_id(self) -> i64 {
+    pub(crate) fn cose_id(self) -> i64 {
         match self {
             Algorithm::Es256 => ALG_ES256,
             Algorithm::EdDsa => ALG_EDDSA,
@@ -53,7 +53,7 @@ impl CoseKey {
 
     /// Parse a COSE_Key map. Rejects missing members, wrong lengths, unknown curves and EC points
     /// that are not on the curve.
-    pub fn from_value(value: &Value) -> Result<Self, CtapError> {
+    pub(crate) fn from_value(value: &Value) -> Result<Self, CtapError> {
         let m = CborMap::new(value, "COSE key")?;
         let kty = m.int(1, "kty (1)")?;
         let alg = m.int(3, "alg (3)")?;
@@ -97,7 +97,7 @@ impl CoseKey {
         Self::from_value(&cbor::decode_strict(bytes)?)
     }
 
-    pub fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         let i = |n: i64| Value::Integer(n.into());
         match self {
             CoseKey::Es256 { x, y, alg } => cbor::int_map(vec![
@@ -121,7 +121,7 @@ impl CoseKey {
         cbor::encode(&self.to_value())
     }
 
-    pub fn p256_public(&self) -> Result<p256::PublicKey, CtapError> {
+    pub(crate) fn p256_public(&self) -> Result<p256::PublicKey, CtapError> {
         match self {
             CoseKey::Es256 { x, y, .. } => {
                 let point = p256::EncodedPoint::from_affine_coordinates(x.into(), y.into(), false);
@@ -142,7 +142,8 @@ impl CoseKey {
 
     /// The uncompressed SEC1 point (0x04 || x || y) for P-256, or the 32 raw bytes for Ed25519:
     /// the forms OpenSSH's wire format uses.
-    pub fn raw_public(&self) -> Vec<u8> {
+    #[cfg(feature = "ssh")]
+    pub(crate) fn raw_public(&self) -> Vec<u8> {
         match self {
             CoseKey::Es256 { x, y, .. } => [&[0x04u8][..], x, y].concat(),
             CoseKey::EdDsa { x } => x.to_vec(),

@@ -27,7 +27,7 @@ pub struct AuthenticatorInfo {
 }
 
 impl AuthenticatorInfo {
-    pub fn from_value(v: &Value) -> Result<Self, CtapError> {
+    pub(crate) fn from_value(v: &Value) -> Result<Self, CtapError> {
         let m = CborMap::new(v, "getInfo response")?;
         let versions = m.opt_text_array(1, "versions")?;
         if versions.is_empty() {
@@ -85,7 +85,7 @@ impl AuthenticatorInfo {
     }
 
     /// Built-in user verification (fingerprint) is configured.
-    pub fn builtin_uv(&self) -> bool {
+    pub(crate) fn builtin_uv(&self) -> bool {
         self.option("uv") == Some(true)
     }
 
@@ -94,7 +94,7 @@ impl AuthenticatorInfo {
     }
 
     /// CTAP 2.1 keys support getPinUvAuthTokenUsingPinWithPermissions.
-    pub fn supports_permissions(&self) -> bool {
+    pub(crate) fn supports_permissions(&self) -> bool {
         self.option("pinUvAuthToken") == Some(true)
     }
 
@@ -104,7 +104,7 @@ impl AuthenticatorInfo {
 }
 
 /// 8-4-4-4-12 hex, as AAGUIDs are usually written.
-pub fn format_aaguid(a: &[u8; 16]) -> String {
+pub(crate) fn format_aaguid(a: &[u8; 16]) -> String {
     let h: String = a.iter().map(|b| format!("{b:02x}")).collect();
     format!(
         "{}-{}-{}-{}-{}",

@@ -37,11 +37,11 @@ use info::AuthenticatorInfo;
 pub mod command {
     pub const MAKE_CREDENTIAL: u8 = 0x01;
     pub const GET_ASSERTION: u8 = 0x02;
-    pub const GET_INFO: u8 = 0x04;
-    pub const CLIENT_PIN: u8 = 0x06;
-    pub const RESET: u8 = 0x07;
-    pub const GET_NEXT_ASSERTION: u8 = 0x08;
-    pub const SELECTION: u8 = 0x0B;
+    pub(crate) const GET_INFO: u8 = 0x04;
+    pub(crate) const CLIENT_PIN: u8 = 0x06;
+    pub(crate) const RESET: u8 = 0x07;
+    pub(crate) const GET_NEXT_ASSERTION: u8 = 0x08;
+    pub(crate) const SELECTION: u8 = 0x0B;
 }
 
 /// How long commands that need no touch may take (clientPIN does slow ECDH on small keys).
@@ -50,7 +50,7 @@ const QUICK_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_TOUCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Called with every keepalive; answers whether to keep waiting.
-pub type KeepaliveHandler<'a> = &'a mut dyn FnMut(KeepaliveStatus) -> WaitDecision;
+pub(crate) type KeepaliveHandler<'a> = &'a mut dyn FnMut(KeepaliveStatus) -> WaitDecision;
 
 /// An authenticator that answered getInfo.
 pub struct Ctap2<T: Transport> {
@@ -86,7 +86,7 @@ impl<T: Transport> Ctap2<T> {
     }
 
     /// How long operations that wait for a touch may take in all.
-    pub fn set_touch_timeout(&mut self, t: Duration) {
+    pub(crate) fn set_touch_timeout(&mut self, t: Duration) {
         self.touch_timeout = t;
     }
 

@@ -30,7 +30,7 @@ impl PinUvProtocol {
     }
 
     /// Prefer protocol two, fall back to one; a key that lists neither cannot do PIN or hmac-secret.
-    pub fn negotiate(info: &AuthenticatorInfo) -> Result<Self, CtapError> {
+    pub(crate) fn negotiate(info: &AuthenticatorInfo) -> Result<Self, CtapError> {
         let listed = &info.pin_uv_auth_protocols;
         if listed.contains(&2) {
             Ok(PinUvProtocol::V2)
@@ -79,7 +79,7 @@ impl PinUvProtocol {
 }
 
 /// The secret both sides derive from key agreement. Wiped on drop, never printed.
-pub struct SharedSecret {
+pub(crate) struct SharedSecret {
     protocol: PinUvProtocol,
     bytes: Zeroizing<Vec<u8>>,
 }
@@ -101,7 +101,7 @@ impl SharedSecret {
     }
 
     /// AES-256-CBC without padding: V1 with a zero IV, V2 with a random IV prepended.
-    pub fn encrypt(&self, plaintext: &[u8]) -> Result<Vec<u8>, CtapError> {
+    pub(crate) fn encrypt(&self, plaintext: &[u8]) -> Result<Vec<u8>, CtapError> {
         if plaintext.len() % 16 != 0 {
             return Err(CtapError::InvalidInput(
                 "plaintext is not a multiple of the AES block size".into(),
@@ -148,7 +148,7 @@ impl SharedSecret {
 }
 
 /// Our half of a key agreement: the key to send and the secret it yields.
-pub struct KeyAgreement {
+pub(crate) struct KeyAgreement {
     pub platform_key: CoseKey,
     pub shared: SharedSecret,
 }

@@ -39,7 +39,7 @@ fn probe_base_len(rp_id: &str) -> usize {
 /// Ids longer than `max_id_len` are left out: the key cannot have issued them (CTAP 2.1 §6.2.2
 /// tells platforms to exclude them). Each chunk has at most `max_count` entries and its whole
 /// request fits in `max_msg` bytes; an id too large to fit even alone is left out too.
-pub fn plan_chunks(
+pub(crate) fn plan_chunks(
     rp_id: &str,
     ids: &[Vec<u8>],
     max_count: Option<u64>,

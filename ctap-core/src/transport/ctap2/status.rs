@@ -111,7 +111,7 @@ impl CtapStatus {
             .unwrap_or(CtapStatus::Unknown(b))
     }
 
-    pub fn as_u8(self) -> u8 {
+    pub(crate) fn as_u8(self) -> u8 {
         match self {
             CtapStatus::Unknown(b) => b,
             known => TABLE

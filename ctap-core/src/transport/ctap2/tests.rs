@@ -66,7 +66,9 @@ fn probe(c: &mut Ctap2<MockTransport>) -> Result<GetAssertionResponse, CtapError
         user_verification: false,
         hmac_secret: None,
     };
-    c.get_assertion(&req, None, &mut |_| crate::transport::ctaphid::WaitDecision::Continue)
+    c.get_assertion(&req, None, &mut |_| {
+        crate::transport::ctaphid::WaitDecision::Continue
+    })
 }
 
 #[test]

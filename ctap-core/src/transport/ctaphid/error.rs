@@ -33,7 +33,7 @@ impl HidErrorCode {
         }
     }
 
-    pub fn as_u8(self) -> u8 {
+    pub(crate) fn as_u8(self) -> u8 {
         match self {
             Self::InvalidCmd => 0x01,
             Self::InvalidPar => 0x02,

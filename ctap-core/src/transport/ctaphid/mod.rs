@@ -96,7 +96,10 @@ impl<T: Transport> CtapHidChannel<T> {
 
     /// [`Self::open`], giving up at `deadline` when that comes before INIT's own limit; the
     /// channel keeps the deadline for every later request (see [`Self::set_deadline`]).
-    pub fn open_until(mut transport: T, deadline: Option<Instant>) -> Result<Self, CtapHidError> {
+    pub(crate) fn open_until(
+        mut transport: T,
+        deadline: Option<Instant>,
+    ) -> Result<Self, CtapHidError> {
         let nonce: [u8; 8] = rand::random();
         let overall = deadline;
         let deadline = earliest(Instant::now() + PACKET_TIMEOUT, overall);
@@ -180,7 +183,8 @@ impl<T: Transport> CtapHidChannel<T> {
         self.version
     }
 
-    pub fn channel_id(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn channel_id(&self) -> u32 {
         self.cid
     }
 
@@ -189,12 +193,12 @@ impl<T: Transport> CtapHidChannel<T> {
     }
 
     /// Set the limit getInfo's maxMsgSize reports (clamped to what CTAPHID can carry).
-    pub fn set_max_msg_size(&mut self, n: usize) {
+    pub(crate) fn set_max_msg_size(&mut self, n: usize) {
         self.max_msg_size = n.clamp(1024, MAX_MESSAGE);
     }
 
     /// The largest request payload this channel sends (maxMsgSize, or CTAP2's 1024).
-    pub fn max_msg_size(&self) -> usize {
+    pub(crate) fn max_msg_size(&self) -> usize {
         self.max_msg_size
     }
 
@@ -463,7 +467,7 @@ pub fn read_message<T: Transport + ?Sized>(
 }
 
 /// Collects one message from an initialization packet and its continuation packets.
-pub struct Reassembler {
+pub(crate) struct Reassembler {
     expected: usize,
     next_seq: u8,
     data: Vec<u8>,

@@ -25,20 +25,20 @@ pub struct DeviceInfo {
 
 /// What the top level of a report descriptor declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ReportDescriptorInfo {
+pub(crate) struct ReportDescriptorInfo {
     pub usage_page: Option<u16>,
     pub usage: Option<u16>,
 }
 
 impl ReportDescriptorInfo {
-    pub fn is_fido(&self) -> bool {
+    pub(crate) fn is_fido(&self) -> bool {
         self.usage_page == Some(FIDO_USAGE_PAGE) && self.usage == Some(FIDO_USAGE_CTAPHID)
     }
 }
 
 /// Parse a HID report descriptor far enough to find the usage page and usage that apply to its
 /// first top-level collection. Never panics; truncated or garbage input yields `None`s.
-pub fn parse_report_descriptor(bytes: &[u8]) -> ReportDescriptorInfo {
+pub(crate) fn parse_report_descriptor(bytes: &[u8]) -> ReportDescriptorInfo {
     let mut info = ReportDescriptorInfo::default();
     let mut i = 0;
     while i < bytes.len() {
@@ -87,7 +87,10 @@ pub fn enumerate() -> Result<Vec<DeviceInfo>, TransportError> {
 }
 
 /// Enumerate FIDO keys under a given sysfs class directory (tests point this at a fake tree).
-pub fn enumerate_under(sys_class: &Path, dev: &Path) -> Result<Vec<DeviceInfo>, TransportError> {
+pub(crate) fn enumerate_under(
+    sys_class: &Path,
+    dev: &Path,
+) -> Result<Vec<DeviceInfo>, TransportError> {
     let entries = match fs::read_dir(sys_class) {
         Ok(e) => e,
         // No hidraw class at all (no HID devices, or a container): no keys.

@@ -13,7 +13,7 @@ use super::{Report, Transport, TransportError, REPORT_SIZE};
 ///
 /// Writes carry a leading report-id byte 0 (FIDO keys use unnumbered reports), so 65 bytes go
 /// out; reads return the 64-byte report. Timeouts use poll(2), so no ioctl and no unsafe code.
-pub struct HidrawTransport {
+pub(crate) struct HidrawTransport {
     file: File,
     path: PathBuf,
 }

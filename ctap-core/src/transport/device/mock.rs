@@ -8,7 +8,7 @@ use super::{Report, Transport, TransportError, REPORT_SIZE};
 
 type Responder = Box<dyn FnMut(&Report) -> Vec<Report> + Send>;
 
-pub struct MockTransport {
+pub(crate) struct MockTransport {
     responder: Responder,
     pending: VecDeque<Report>,
     pub written: Vec<Report>,

@@ -14,11 +14,9 @@ pub(crate) mod mock;
 
 use std::time::Duration;
 
-pub use enumerate::{
-    enumerate, enumerate_under, parse_report_descriptor, DeviceInfo, ReportDescriptorInfo,
-};
+pub use enumerate::enumerate;
 pub use error::TransportError;
-pub use hidraw::HidrawTransport;
+pub(crate) use hidraw::HidrawTransport;
 pub use unix::{send_all_nosignal, UnixTransport};
 pub use uri::DeviceUri;
 

@@ -134,7 +134,7 @@ mod tests {
     }
 
     mod tempdir {
-        pub struct Dir(pub std::path::PathBuf);
+        pub(crate) struct Dir(pub std::path::PathBuf);
         impl Dir {
             pub fn new() -> Self {
                 let p = std::env::temp_dir().join(format!(

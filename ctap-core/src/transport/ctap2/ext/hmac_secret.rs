@@ -27,7 +27,7 @@ pub struct HmacSecretOutput {
 }
 
 /// An hmac-secret request in flight.
-pub struct HmacSecretRequest {
+pub(crate) struct HmacSecretRequest {
     agreement: KeyAgreement,
     two_salts: bool,
     salt_enc: Vec<u8>,
@@ -48,7 +48,7 @@ impl HmacSecretRequest {
     }
 
     /// The getAssertion extension input: {1: keyAgreement, 2: saltEnc, 3: saltAuth, 4: protocol}.
-    pub fn extension_input(&self) -> Value {
+    pub(crate) fn extension_input(&self) -> Value {
         let protocol = self.agreement.shared.protocol().version();
         cbor::int_map(vec![
             (1, Some(self.agreement.platform_key.to_value())),
@@ -65,7 +65,7 @@ impl HmacSecretRequest {
     }
 
     /// Decrypt the output from a getAssertion's authenticatorData.
-    pub fn decrypt_output(
+    pub(crate) fn decrypt_output(
         &self,
         auth_data: &AuthenticatorData,
     ) -> Result<HmacSecretOutput, CtapError> {
