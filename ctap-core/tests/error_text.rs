@@ -12,7 +12,7 @@ use ctap_core::flows::uv::UvRefusal;
 use ctap_core::flows::verify::VerifyError;
 use ctap_core::ssh::SshError;
 use ctap_core::store::admin::AdminError;
-use ctap_core::store::config::ConfigError;
+use ctap_core::store::config::{ConfigError, PolicyInvalid};
 use ctap_core::store::credential::StoreError;
 use ctap_core::store::fs::FileError;
 use ctap_core::transport::ctap2::{
@@ -336,9 +336,17 @@ fn every_library_error_displays_as_human_text() {
             line: Some(2),
             message: "invalid type".into(),
         },
-        ConfigError::Argument {
-            argument: "timeout=soon".into(),
-            message: "not a number".into(),
+        ConfigError::Invalid {
+            path: "/etc/ctap/pam_ctap.toml".into(),
+            problem: PolicyInvalid::Timeout(0),
+        },
+        ConfigError::Invalid {
+            path: "/etc/ctap/pam_ctap.toml".into(),
+            problem: PolicyInvalid::EmptyRpId,
+        },
+        ConfigError::Invalid {
+            path: "/etc/ctap/pam_ctap.toml".into(),
+            problem: PolicyInvalid::NotAbsolute("state_dir"),
         },
     ]);
     for e in config {

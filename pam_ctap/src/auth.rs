@@ -6,11 +6,10 @@
 //! can write (per-user records only when root opts in, with the library's ownership checks).
 
 use std::fmt;
-use std::path::PathBuf;
 
 use ctap_core::flows::login::{login, DeviceFailure, LoginError, LoginGranted};
 use ctap_core::flows::verify::VerifyError;
-use ctap_core::store::config::{config_path_from_arguments, ConfigError, Policy};
+use ctap_core::store::config::{ConfigError, Policy};
 use ctap_core::store::fs::FileError;
 use ctap_core::transport::ctap2::{CtapError, CtapStatus};
 use pam::constants::PAM_SILENT;
@@ -18,6 +17,7 @@ use pam::conv::Conv;
 use pam::items::{Service, User};
 use pam::module::PamHandle;
 
+use crate::arguments::{ArgumentError, ModuleArguments};
 use crate::conv::PamPrompter;
 use crate::ffi::Invocation;
 use crate::syslog::{detail, field, quoted, Severity, SysLog};
@@ -99,25 +99,20 @@ pub fn authenticate(inv: &mut Invocation<'_>) -> Verdict {
 /// variant is a denial.
 #[derive(Debug)]
 pub(crate) enum ModuleError {
-    /// A module argument that is not UTF-8.
-    ArgumentNotUtf8 { argument: String },
-    /// `config=` names a relative path.
-    ConfigNotAbsolute { path: PathBuf },
     /// Root's config file does not exist: a typo in `config=` must not fall back to defaults.
     ConfigMissing(ConfigError),
     /// Root's config file cannot be read, trusted or parsed.
     Config(ConfigError),
-    /// A module argument the policy refuses (unknown, malformed).
-    BadArgument(ConfigError),
+    /// A module argument that is not UTF-8, unknown or malformed, or that makes the policy
+    /// unusable.
+    BadArgument(ArgumentError),
 }
 
 impl ModuleError {
     /// The syslog reason word (pam_ctap(8), REASONS).
     pub(crate) fn reason(&self) -> &'static str {
         match self {
-            ModuleError::ArgumentNotUtf8 { .. }
-            | ModuleError::ConfigNotAbsolute { .. }
-            | ModuleError::BadArgument(_) => "bad_argument",
+            ModuleError::BadArgument(_) => "bad_argument",
             ModuleError::ConfigMissing(_) => "config_missing",
             ModuleError::Config(_) => "config_error",
         }
@@ -126,14 +121,8 @@ impl ModuleError {
     /// The syslog fields that name the problem: the argument when there is one, then the detail.
     pub(crate) fn fields(&self) -> String {
         let argument = match self {
-            ModuleError::ArgumentNotUtf8 { argument } => Some(argument.clone()),
-            ModuleError::ConfigNotAbsolute { path } => Some(format!("config={}", path.display())),
-            ModuleError::BadArgument(ConfigError::Argument { argument, .. }) => {
-                Some(argument.clone())
-            }
-            ModuleError::BadArgument(_)
-            | ModuleError::ConfigMissing(_)
-            | ModuleError::Config(_) => None,
+            ModuleError::BadArgument(e) => e.argument(),
+            ModuleError::ConfigMissing(_) | ModuleError::Config(_) => None,
         };
         let detail = detail(&self.to_string());
         match argument {
@@ -142,12 +131,14 @@ impl ModuleError {
         }
     }
 
-    /// Sort a config error by where it came from: the file, or an argument.
+    /// A missing file is its own reason (a typo in `config=`); anything else wrong with it is
+    /// `config_error`.
     fn from_config(e: ConfigError) -> Self {
         match e {
             ConfigError::File(FileError::NotFound(_)) => ModuleError::ConfigMissing(e),
-            ConfigError::Argument { .. } => ModuleError::BadArgument(e),
-            ConfigError::File(_) | ConfigError::Parse { .. } => ModuleError::Config(e),
+            ConfigError::File(_) | ConfigError::Parse { .. } | ConfigError::Invalid { .. } => {
+                ModuleError::Config(e)
+            }
         }
     }
 }
@@ -155,11 +146,8 @@ impl ModuleError {
 impl fmt::Display for ModuleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ModuleError::ArgumentNotUtf8 { .. } => f.write_str("not UTF-8"),
-            ModuleError::ConfigNotAbsolute { .. } => f.write_str("config= needs an absolute path"),
-            ModuleError::ConfigMissing(e)
-            | ModuleError::Config(e)
-            | ModuleError::BadArgument(e) => e.fmt(f),
+            ModuleError::ConfigMissing(e) | ModuleError::Config(e) => e.fmt(f),
+            ModuleError::BadArgument(e) => e.fmt(f),
         }
     }
 }
@@ -167,10 +155,8 @@ impl fmt::Display for ModuleError {
 impl std::error::Error for ModuleError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ModuleError::ConfigMissing(e)
-            | ModuleError::Config(e)
-            | ModuleError::BadArgument(e) => Some(e),
-            ModuleError::ArgumentNotUtf8 { .. } | ModuleError::ConfigNotAbsolute { .. } => None,
+            ModuleError::ConfigMissing(e) | ModuleError::Config(e) => Some(e),
+            ModuleError::BadArgument(e) => Some(e),
         }
     }
 }
@@ -185,38 +171,21 @@ pub(crate) struct PolicyError {
 /// Root's file, then the module arguments over it.
 pub(crate) fn policy_from(args: &[&std::ffi::CStr]) -> Result<Policy, PolicyError> {
     let default_log = || SysLog::new(&Policy::default().log_socket);
-    let mut text = Vec::with_capacity(args.len());
-    for a in args {
-        match a.to_str() {
-            Ok(s) => text.push(s),
-            Err(_) => {
-                return Err(PolicyError {
-                    log: default_log(),
-                    error: ModuleError::ArgumentNotUtf8 {
-                        argument: a.to_string_lossy().into_owned(),
-                    },
-                })
-            }
-        }
-    }
-    let path = config_path_from_arguments(text.iter().copied());
-    if !path.is_absolute() {
-        return Err(PolicyError {
-            log: default_log(),
-            error: ModuleError::ConfigNotAbsolute { path },
-        });
-    }
+    let bad_argument = |error| PolicyError {
+        log: default_log(),
+        error: ModuleError::BadArgument(error),
+    };
+    let args = ModuleArguments::from_c(args).map_err(bad_argument)?;
+    let path = args.config_path().map_err(bad_argument)?;
     let mut policy = Policy::load(&path).map_err(|e| PolicyError {
         log: default_log(),
         error: ModuleError::from_config(e),
     })?;
     let log = SysLog::new(&policy.log_socket);
-    policy
-        .apply_arguments(text.iter().copied())
-        .map_err(|e| PolicyError {
-            log,
-            error: ModuleError::from_config(e),
-        })?;
+    args.apply(&mut policy).map_err(|e| PolicyError {
+        log,
+        error: ModuleError::BadArgument(e),
+    })?;
     Ok(policy)
 }
 

@@ -19,6 +19,7 @@
 // rule covers what ships, and test builds may use temp_dir and child-process variables.
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+mod arguments;
 mod auth;
 mod conv;
 mod ffi;

@@ -167,6 +167,7 @@ fn failure_lines_name_reason_and_credential() {
 /// fields name the argument, and a wrapped config error is its `source()`.
 #[test]
 fn module_errors_are_typed_with_reason_and_source() {
+    use crate::arguments::ArgumentError;
     use crate::auth::{policy_from, ModuleError};
     use std::error::Error;
     use std::ffi::CString;
@@ -181,7 +182,10 @@ fn module_errors_are_typed_with_reason_and_source() {
     };
 
     let e = refused(&[b"debug\xff"]);
-    assert!(matches!(e, ModuleError::ArgumentNotUtf8 { .. }), "{e:?}");
+    assert!(
+        matches!(e, ModuleError::BadArgument(ArgumentError::NotUtf8 { .. })),
+        "{e:?}"
+    );
     assert_eq!(e.reason(), "bad_argument");
     assert!(e.fields().starts_with("argument=\"debug"), "{}", e.fields());
     assert!(
@@ -189,10 +193,16 @@ fn module_errors_are_typed_with_reason_and_source() {
         "{}",
         e.fields()
     );
-    assert!(e.source().is_none());
+    assert!(e.source().is_some());
 
     let e = refused(&[b"config=etc/pam_ctap.toml"]);
-    assert!(matches!(e, ModuleError::ConfigNotAbsolute { .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            ModuleError::BadArgument(ArgumentError::ConfigNotAbsolute { .. })
+        ),
+        "{e:?}"
+    );
     assert_eq!(e.reason(), "bad_argument");
     assert!(
         e.fields().contains("config=etc/pam_ctap.toml"),

@@ -165,9 +165,11 @@ impl Finding {
                 message,
                 "correct the setting (see the example pam_ctap.toml)",
             ),
-            ConfigError::Argument { argument, message } => Finding::unlocated(
-                format!("argument {argument:?}: {message}"),
-                "correct the argument",
+            ConfigError::Invalid { path, problem } => Finding::parse(
+                path,
+                None,
+                &problem.to_string(),
+                "correct the setting (see the example pam_ctap.toml)",
             ),
         }
     }

@@ -1,4 +1,5 @@
-//! Root's policy: `/etc/ctap/pam_ctap.toml`, overridden by PAM module arguments.
+//! Root's policy: `/etc/ctap/pam_ctap.toml` (the PAM module applies its arguments over it:
+//! pam_ctap/src/arguments.rs).
 //!
 //! The PAM module trusts nothing else: not the environment, not a file the user can write. The
 //! file must be root-owned and not group/world-writable; an unknown key, a wrong type or an
@@ -120,12 +121,37 @@ pub enum ConfigError {
         line: Option<usize>,
         message: String,
     },
-    /// A PAM module argument that is unknown or malformed.
-    Argument {
-        argument: String,
-        message: String,
+    /// A file that parses but asks for something unusable.
+    Invalid {
+        path: PathBuf,
+        problem: PolicyInvalid,
     },
 }
+
+/// A policy that parses but cannot be used, whether from root's file or the module's arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyInvalid {
+    /// `timeout` outside 1..=600 seconds.
+    Timeout(u64),
+    /// `rp_id = ""`.
+    EmptyRpId,
+    /// A directory or socket setting that is not an absolute path (the setting's name).
+    NotAbsolute(&'static str),
+}
+
+impl fmt::Display for PolicyInvalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyInvalid::Timeout(t) => {
+                write!(f, "timeout = {t}: must be between 1 and 600 seconds")
+            }
+            PolicyInvalid::EmptyRpId => f.write_str("rp_id is empty: remove it or name the RP ID"),
+            PolicyInvalid::NotAbsolute(name) => write!(f, "{name} must be an absolute path"),
+        }
+    }
+}
+
+impl std::error::Error for PolicyInvalid {}
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -141,9 +167,7 @@ impl fmt::Display for ConfigError {
                 line: None,
                 message,
             } => write!(f, "{}: {message}", path.display()),
-            ConfigError::Argument { argument, message } => {
-                write!(f, "module argument {argument:?}: {message}")
-            }
+            ConfigError::Invalid { path, problem } => write!(f, "{}: {problem}", path.display()),
         }
     }
 }
@@ -152,7 +176,8 @@ impl std::error::Error for ConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ConfigError::File(e) => Some(e),
-            ConfigError::Parse { .. } | ConfigError::Argument { .. } => None,
+            ConfigError::Invalid { problem, .. } => Some(problem),
+            ConfigError::Parse { .. } => None,
         }
     }
 }
@@ -165,10 +190,9 @@ impl Policy {
             line: toml_error_line(text, &e),
             message: e.message().to_string(),
         })?;
-        policy.check().map_err(|message| ConfigError::Parse {
+        policy.validate().map_err(|problem| ConfigError::Invalid {
             path: path.to_path_buf(),
-            line: None,
-            message,
+            problem,
         })?;
         Ok(policy)
     }
@@ -194,17 +218,14 @@ impl Policy {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// What no setting may be, whoever set it: root's file, or the PAM module's arguments over
+    /// it (which the module checks again after applying them).
+    pub fn validate(&self) -> Result<(), PolicyInvalid> {
         if self.timeout == 0 || self.timeout > 600 {
-            return Err(format!(
-                "timeout = {}: must be between 1 and 600 seconds",
-                self.timeout
-            ));
+            return Err(PolicyInvalid::Timeout(self.timeout));
         }
-        if let Some(rp) = &self.rp_id {
-            if rp.is_empty() {
-                return Err("rp_id is empty".into());
-            }
+        if self.rp_id.as_deref() == Some("") {
+            return Err(PolicyInvalid::EmptyRpId);
         }
         for (name, dir) in [
             ("records_dir", &self.records_dir),
@@ -212,90 +233,10 @@ impl Policy {
             ("log_socket", &self.log_socket),
         ] {
             if !dir.is_absolute() {
-                return Err(format!("{name} must be an absolute path"));
+                return Err(PolicyInvalid::NotAbsolute(name));
             }
         }
         Ok(())
-    }
-
-    /// Apply PAM module arguments (`key=value` or a bare flag) over the file's values. `config=`
-    /// is handled by the caller, before loading the file.
-    pub fn apply_arguments<'a>(
-        &mut self,
-        args: impl IntoIterator<Item = &'a str>,
-    ) -> Result<(), ConfigError> {
-        for arg in args {
-            let (key, value) = match arg.split_once('=') {
-                Some((k, v)) => (k, Some(v)),
-                None => (arg, None),
-            };
-            let bad = |message: &str| ConfigError::Argument {
-                argument: arg.to_string(),
-                message: message.to_string(),
-            };
-            let need = || value.ok_or_else(|| bad("needs a value (key=value)"));
-            match key {
-                "config" => {}
-                "nouserok" | "cue" | "debug" => {
-                    let on = match value {
-                        None | Some("true") | Some("yes") | Some("1") => true,
-                        Some("false") | Some("no") | Some("0") => false,
-                        Some(_) => return Err(bad("expected true or false")),
-                    };
-                    match key {
-                        "nouserok" => self.nouserok = on,
-                        "cue" => self.cue = on,
-                        _ => self.debug = on,
-                    }
-                }
-                "cue_prompt" => self.cue_prompt = need()?.to_string(),
-                "timeout" => {
-                    self.timeout = need()?.parse().map_err(|_| bad("expected seconds"))?;
-                }
-                "user_verification" => {
-                    self.user_verification = match need()? {
-                        "enrolled" => UvPolicy::Enrolled,
-                        "required" => UvPolicy::Required,
-                        _ => return Err(bad("expected enrolled or required")),
-                    }
-                }
-                "pin" => {
-                    self.pin = match need()? {
-                        "prompt" => PinPolicy::Prompt,
-                        "uv-only" => PinPolicy::UvOnly,
-                        _ => return Err(bad("expected prompt or uv-only")),
-                    }
-                }
-                "counter" => {
-                    self.counter = match need()? {
-                        "allow-zero" => CounterPolicy::AllowZero,
-                        "require" => CounterPolicy::Require,
-                        _ => return Err(bad("expected allow-zero or require")),
-                    }
-                }
-                "clone_action" => {
-                    self.clone_action = match need()? {
-                        "deny" => CloneAction::Deny,
-                        "suspend" => CloneAction::Suspend,
-                        _ => return Err(bad("expected deny or suspend")),
-                    }
-                }
-                "device" => {
-                    self.device =
-                        need()?
-                            .parse()
-                            .map_err(|e: crate::transport::device::TransportError| {
-                                bad(&e.to_string())
-                            })?
-                }
-                "rp_id" => self.rp_id = Some(need()?.to_string()),
-                _ => return Err(bad("unknown argument")),
-            }
-        }
-        self.check().map_err(|message| ConfigError::Argument {
-            argument: "(combined)".into(),
-            message,
-        })
     }
 
     /// Who may own the `unix:` device socket and its directories: root, the `device_owner`
@@ -324,15 +265,6 @@ impl Policy {
             per_user_records: self.per_user_records,
         }
     }
-}
-
-/// The `config=` argument, if any: the only argument read before the file.
-pub fn config_path_from_arguments<'a>(args: impl IntoIterator<Item = &'a str>) -> PathBuf {
-    args.into_iter()
-        .filter_map(|a| a.strip_prefix("config="))
-        .last()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
 }
 
 #[cfg(test)]
@@ -397,35 +329,5 @@ mod tests {
                 Policy::default()
             );
         }
-    }
-
-    #[test]
-    fn module_arguments_override_and_unknown_ones_fail() {
-        let mut p = Policy::default();
-        p.apply_arguments([
-            "nouserok",
-            "timeout=5",
-            "device=unix:/tmp/k",
-            "cue_prompt=Tap it",
-            "config=/x",
-        ])
-        .unwrap();
-        assert!(p.nouserok);
-        assert_eq!(p.timeout, 5);
-        assert_eq!(p.cue_prompt, "Tap it");
-        let err = Policy::default()
-            .apply_arguments(["nosuchopt"])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("\"nosuchopt\": unknown argument"), "{err}");
-        assert!(Policy::default().apply_arguments(["timeout=abc"]).is_err());
-        assert!(Policy::default()
-            .apply_arguments(["counter=maybe"])
-            .is_err());
-        assert!(Policy::default().apply_arguments(["timeout"]).is_err());
-        assert_eq!(
-            config_path_from_arguments(["debug", "config=/etc/other.toml"]),
-            PathBuf::from("/etc/other.toml")
-        );
     }
 }

@@ -47,7 +47,8 @@ struct PairTransport(UnixStream);
 
 impl Transport for PairTransport {
     fn write_report(&mut self, report: &Report, timeout: Duration) -> Result<(), TransportError> {
-        ctap_core::transport::device::send_all_nosignal(&self.0, report, timeout).map_err(TransportError::from)
+        ctap_core::transport::device::send_all_nosignal(&self.0, report, timeout)
+            .map_err(TransportError::from)
     }
 
     fn read_report(&mut self, timeout: Duration) -> Result<Report, TransportError> {

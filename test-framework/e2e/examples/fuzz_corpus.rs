@@ -14,6 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ciborium::Value;
+use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
+use ctap_core::flows::session::{open_authenticators, Prompter};
+use ctap_core::flows::uv::Verification;
+use ctap_core::ssh::{self, SkAlgorithm, SkKey, SshEnrollment};
 use ctap_core::store::config::Policy;
 use ctap_core::transport::ctap2::authdata::AuthenticatorData;
 use ctap_core::transport::ctap2::cbor;
@@ -23,10 +27,6 @@ use ctap_core::transport::ctap2::pin::{permission, Pin};
 use ctap_core::transport::ctap2::{Ctap2, GetAssertionRequest, MakeCredentialRequest};
 use ctap_core::transport::ctaphid::{self, cmd, CtapHidChannel, WaitDecision};
 use ctap_core::transport::device::{Report, Transport, TransportError, UnixTransport};
-use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
-use ctap_core::flows::session::{open_authenticators, Prompter};
-use ctap_core::ssh::{self, SkAlgorithm, SkKey, SshEnrollment};
-use ctap_core::flows::uv::Verification;
 use ctap_e2e::{SoftToken, TempDir};
 
 /// The device's reports for each request, in order, shared with the transport.
@@ -396,18 +396,23 @@ fn main() {
 
     // Records and state as an enrollment writes them, and the shipped config.
     let key = SoftToken::start(dir.path(), &dir.path().join("key2.state"), &[]);
-    let mut p = Policy::default();
-    p.apply_arguments([format!("device={}", key.uri()).as_str(), "timeout=10"])
-        .unwrap();
-    p.records_dir = dir.path().join("users");
-    p.state_dir = dir.path().join("state");
+    let p = Policy {
+        device: key.uri().parse().unwrap(),
+        timeout: 10,
+        records_dir: dir.path().join("users"),
+        state_dir: dir.path().join("state"),
+        ..Policy::default()
+    };
     let mut keys = open_authenticators(&p.device, p.touch_timeout()).unwrap();
     enroll(
         &p.store(),
         &EnrollRequest {
-            user: ctap_core::store::account::UserResolver::by_name(&ctap_core::store::account::Nss, "daemon")
-                .unwrap()
-                .unwrap(),
+            user: ctap_core::store::account::UserResolver::by_name(
+                &ctap_core::store::account::Nss,
+                "daemon",
+            )
+            .unwrap()
+            .unwrap(),
             name: "virtual".into(),
             rp_id: Some(rp.into()),
             uv: UvPreference::Discouraged,

@@ -12,15 +12,15 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
+use ctap_core::flows::login::login;
+use ctap_core::flows::session::{open_authenticators, Prompter};
+use ctap_core::flows::verify::{verify_assertion, Challenge, Expectation};
 use ctap_core::store::config::{PinPolicy, Policy};
 use ctap_core::transport::ctap2::ext::hmac_secret::HmacSalts;
 use ctap_core::transport::ctap2::pin::Pin;
 use ctap_core::transport::ctap2::GetAssertionRequest;
 use ctap_core::transport::ctaphid::WaitDecision;
-use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
-use ctap_core::flows::login::login;
-use ctap_core::flows::session::{open_authenticators, Prompter};
-use ctap_core::flows::verify::{verify_assertion, Challenge, Expectation};
 use ctap_e2e::{bin_dir, SoftToken, TempDir};
 
 struct Quiet;
@@ -92,14 +92,14 @@ fn main() {
     while std::os::unix::net::UnixStream::connect(&key.socket).is_err() {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let mut policy = Policy::default();
-    policy
-        .apply_arguments([format!("device={}", key.uri()).as_str()])
-        .unwrap();
-    policy.records_dir = dir.path().join("users");
-    policy.state_dir = dir.path().join("state");
-    policy.log_socket = dir.path().join("no-syslog.sock");
-    policy.cue = false;
+    let policy = Policy {
+        device: key.uri().parse().unwrap(),
+        records_dir: dir.path().join("users"),
+        state_dir: dir.path().join("state"),
+        log_socket: dir.path().join("no-syslog.sock"),
+        cue: false,
+        ..Policy::default()
+    };
     {
         let mut keys = open_authenticators(&policy.device, policy.touch_timeout()).unwrap();
         let req = EnrollRequest {

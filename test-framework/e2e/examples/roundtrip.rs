@@ -3,11 +3,11 @@
 
 use std::process::ExitCode;
 
+use ctap_core::flows::session::open_authenticators;
 use ctap_core::transport::ctap2::cose::Algorithm;
 use ctap_core::transport::ctap2::ext::hmac_secret::HmacSalts;
 use ctap_core::transport::ctap2::{GetAssertionRequest, MakeCredentialRequest};
 use ctap_core::transport::ctaphid::{KeepaliveStatus, WaitDecision};
-use ctap_core::flows::session::open_authenticators;
 use sha2::{Digest, Sha256};
 
 fn main() -> ExitCode {

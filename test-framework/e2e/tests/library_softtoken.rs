@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use ctap_core::transport::ctap2::cose::{Algorithm, CoseKey};
 use ctap_core::transport::ctap2::ext::hmac_secret::HmacSalts;
 use ctap_core::transport::ctap2::pin::{permission, Pin, PinUvProtocol};
-use ctap_core::transport::ctap2::{Ctap2, CtapError, CtapStatus, GetAssertionRequest, MakeCredentialRequest};
+use ctap_core::transport::ctap2::{
+    Ctap2, CtapError, CtapStatus, GetAssertionRequest, MakeCredentialRequest,
+};
 use ctap_core::transport::ctaphid::{KeepaliveStatus, WaitDecision};
 use ctap_core::transport::device::UnixTransport;
 use ctap_e2e::{SoftToken, TempDir};
@@ -292,9 +294,10 @@ fn credential_from_another_key_is_not_recognised() {
 fn wink_ping_selection_and_next_assertion() {
     let dir = TempDir::new("misc");
     let key = SoftToken::start(dir.path(), &dir.path().join("state"), &[]);
-    let mut hid =
-        ctap_core::transport::ctaphid::CtapHidChannel::open(UnixTransport::connect(&key.socket).unwrap())
-            .unwrap();
+    let mut hid = ctap_core::transport::ctaphid::CtapHidChannel::open(
+        UnixTransport::connect(&key.socket).unwrap(),
+    )
+    .unwrap();
     hid.wink().unwrap();
     hid.ping(&[0x5A; 300]).unwrap();
     let mut c = Ctap2::new(hid).unwrap();
@@ -370,8 +373,8 @@ impl ctap_core::flows::session::Prompter for SlowPin {
 /// PIN is reported through the prompter with the retries left.
 #[test]
 fn the_planner_asks_the_prompter_and_honours_whose_time_the_prompt_is() {
-    use ctap_core::store::config::PinPolicy;
     use ctap_core::flows::uv::{self, UvError, UvPlan};
+    use ctap_core::store::config::PinPolicy;
     let dir = TempDir::new("planner");
     let key = SoftToken::start(dir.path(), &dir.path().join("key"), &["--pin", "1234"]);
     let plan = |c: &Ctap2<UnixTransport>| uv::plan(c.info(), true, PinPolicy::Prompt).unwrap();

@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
+use ctap_core::flows::login::login;
+use ctap_core::flows::session::{open_authenticators, Prompter};
 use ctap_core::store::account::{Account, Nss, UserResolver};
 use ctap_core::store::config::Policy;
 use ctap_core::store::credential::{CredentialRecord, CredentialState};
 use ctap_core::transport::ctap2::pin::Pin;
-use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
-use ctap_core::flows::login::login;
-use ctap_core::flows::session::{open_authenticators, Prompter};
 use ctap_e2e::{bin, SoftToken, TempDir};
 
 const TIMEOUT_S: u64 = 3;
@@ -36,15 +36,13 @@ impl Prompter for Quiet {
 }
 
 fn policy(dir: &Path, key: &SoftToken, timeout: u64) -> Policy {
-    let mut p = Policy::default();
-    p.apply_arguments([
-        format!("device={}", key.uri()).as_str(),
-        &format!("timeout={timeout}"),
-    ])
-    .unwrap();
-    p.records_dir = dir.join("users");
-    p.state_dir = dir.join("state");
-    p
+    Policy {
+        device: key.uri().parse().unwrap(),
+        timeout,
+        records_dir: dir.join("users"),
+        state_dir: dir.join("state"),
+        ..Policy::default()
+    }
 }
 
 /// The account NSS knows by `name` (tests use system accounts; records live in the test dir).

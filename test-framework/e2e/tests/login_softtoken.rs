@@ -4,13 +4,13 @@
 
 use std::path::Path;
 
-use ctap_core::store::account::{Nss, UserResolver};
-use ctap_core::store::config::{CloneAction, Policy};
-use ctap_core::transport::ctap2::pin::Pin;
 use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
 use ctap_core::flows::login::{login, LoginError};
 use ctap_core::flows::session::{open_authenticators, Prompter};
 use ctap_core::flows::verify::VerifyError;
+use ctap_core::store::account::{Nss, UserResolver};
+use ctap_core::store::config::{CloneAction, Policy};
+use ctap_core::transport::ctap2::pin::Pin;
 use ctap_e2e::{SoftToken, TempDir};
 
 #[derive(Default)]
@@ -33,11 +33,13 @@ impl Prompter for Script {
 }
 
 fn policy(dir: &Path, key: &SoftToken) -> Policy {
-    let mut p = Policy::default();
-    p.apply_arguments([format!("device={}", key.uri()).as_str(), "timeout=10"])
-        .unwrap();
-    p.records_dir = dir.join("users");
-    p.state_dir = dir.join("state");
+    let p = Policy {
+        device: key.uri().parse().unwrap(),
+        timeout: 10,
+        records_dir: dir.join("users"),
+        state_dir: dir.join("state"),
+        ..Policy::default()
+    };
     // As the packages do: login refuses directories that do not exist.
     for d in [&p.records_dir, &p.state_dir] {
         std::fs::create_dir_all(d).unwrap();
@@ -254,14 +256,16 @@ impl UserResolver for CaseInsensitive {
     fn by_name(
         &self,
         name: &str,
-    ) -> Result<Option<ctap_core::store::account::Account>, ctap_core::store::account::LookupError> {
+    ) -> Result<Option<ctap_core::store::account::Account>, ctap_core::store::account::LookupError>
+    {
         let wanted = name.to_lowercase();
         Ok(self.0.iter().find(|a| a.name() == wanted).cloned())
     }
     fn by_uid(
         &self,
         uid: u32,
-    ) -> Result<Option<ctap_core::store::account::Account>, ctap_core::store::account::LookupError> {
+    ) -> Result<Option<ctap_core::store::account::Account>, ctap_core::store::account::LookupError>
+    {
         Ok(self.0.iter().find(|a| a.uid() == uid).cloned())
     }
 }
@@ -357,7 +361,8 @@ fn a_per_user_record_cannot_drop_user_verification() {
     }
     let uid = 61010;
     let home = dir.path().join("home");
-    let alice = ctap_core::store::account::Account::from_passwd("alice".into(), uid, uid, home.clone());
+    let alice =
+        ctap_core::store::account::Account::from_passwd("alice".into(), uid, uid, home.clone());
     let nss = CaseInsensitive(vec![alice.clone()]);
     let mut s = Script {
         pin: Some("2468".into()),

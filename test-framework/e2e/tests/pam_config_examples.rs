@@ -1,5 +1,6 @@
 //! The shipped examples in config/ stay true: the annotated pam_ctap.toml lists every key the
-//! library knows, with its real default; the pam.d snippets use only valid module arguments.
+//! library knows, with its real default. (The pam.d snippets' arguments are checked by pam_ctap's
+//! own tests, which hold the argument parser.)
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -39,28 +40,5 @@ fn annotated_config_documents_every_key_with_its_default() {
             .lines()
             .any(|l| l.starts_with(&format!("{k} =")) || l.starts_with(&format!("# {k} =")));
         assert!(set, "config/pam_ctap.toml does not document `{k}`");
-    }
-}
-
-#[test]
-fn pam_d_snippets_use_valid_arguments() {
-    for name in ["sudo-ctap", "login-ctap"] {
-        let text = std::fs::read_to_string(config_dir().join("pam.d").join(name)).unwrap();
-        let lines: Vec<&str> = text
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('#') && l.contains("pam_ctap.so"))
-            .collect();
-        assert!(!lines.is_empty(), "{name} has no pam_ctap line");
-        for l in lines {
-            assert!(l.trim_start().starts_with("auth"), "{name}: auth only: {l}");
-            let args: Vec<&str> = l
-                .split_whitespace()
-                .skip_while(|w| !w.ends_with("pam_ctap.so"))
-                .skip(1)
-                .collect();
-            Policy::default()
-                .apply_arguments(args.iter().copied())
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-        }
     }
 }

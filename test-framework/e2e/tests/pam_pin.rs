@@ -4,8 +4,8 @@
 
 mod pam_common;
 
-use ctap_core::transport::ctap2::pin::{permission, Pin};
 use ctap_core::flows::enroll::UvPreference;
+use ctap_core::transport::ctap2::pin::{permission, Pin};
 use pam_common::*;
 
 const PIN: &str = "2468";

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ctap_core::store::credential::CredentialFile;
 use ctap_core::ssh::{export_ssh_lines, SkAlgorithm, SkKey};
+use ctap_core::store::credential::CredentialFile;
 use ctap_e2e::SoftToken;
 use sshagent_common::*;
 

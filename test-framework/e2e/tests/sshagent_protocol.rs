@@ -10,11 +10,11 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ctap_core::ssh::wire::put_string;
+use ctap_core::ssh::{flags, verify_sk_signature, SkAlgorithm, SkKey};
 use ctap_core::transport::ctap2::cose::Algorithm;
 use ctap_core::transport::ctap2::MakeCredentialRequest;
 use ctap_core::transport::ctaphid::WaitDecision;
-use ctap_core::ssh::wire::put_string;
-use ctap_core::ssh::{flags, verify_sk_signature, SkAlgorithm, SkKey};
 use ctap_e2e::{bin, SoftToken};
 use sshagent_common::*;
 
@@ -503,8 +503,10 @@ fn the_agent_reopens_the_key_after_it_restarts() {
     let start = || SoftToken::start_on(&bin("ctap-softtoken"), &sock, &state, &[]);
     let mut token = start();
     let t = ctap_core::transport::device::UnixTransport::connect(&sock).unwrap();
-    let mut c =
-        ctap_core::transport::ctap2::Ctap2::new(ctap_core::transport::ctaphid::CtapHidChannel::open(t).unwrap()).unwrap();
+    let mut c = ctap_core::transport::ctap2::Ctap2::new(
+        ctap_core::transport::ctaphid::CtapHidChannel::open(t).unwrap(),
+    )
+    .unwrap();
     let record = ctap_core::ssh::enroll_ssh_credential(
         &mut c,
         &enrollment(SkAlgorithm::EcdsaP256, "r"),

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ctap_core::store::config::{PinPolicy, Policy};
-use ctap_core::transport::ctap2::pin::Pin;
 use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
 use ctap_core::flows::session::{open_authenticators, Prompter};
+use ctap_core::store::config::{PinPolicy, Policy};
+use ctap_core::transport::ctap2::pin::Pin;
 use ctap_e2e::{bin_dir, SoftToken, TempDir};
 
 /// The RP ID tests enroll under.
@@ -167,12 +167,13 @@ impl Fixture {
 
     /// The policy the library would build from this fixture (for enrolling from the test).
     pub fn policy(&self, key: &SoftToken) -> Policy {
-        let mut p = Policy::default();
-        p.apply_arguments([format!("device={}", key.uri()).as_str(), "timeout=10"])
-            .unwrap();
-        p.records_dir = self.records_dir();
-        p.state_dir = self.state_dir();
-        p
+        Policy {
+            device: key.uri().parse().unwrap(),
+            timeout: 10,
+            records_dir: self.records_dir(),
+            state_dir: self.state_dir(),
+            ..Policy::default()
+        }
     }
 
     /// Enroll `key` for `user` through ctap-core, as `ctap-enroll` would. `user` must be an

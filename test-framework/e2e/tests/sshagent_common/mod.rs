@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use ctap_core::flows::uv::Verification;
+use ctap_core::ssh::{enroll_ssh_credential, SkAlgorithm, SshEnrollment};
 use ctap_core::store::credential::{save_credential_file, CredentialFile, CredentialRecord};
 use ctap_core::transport::ctap2::pin::{permission, Pin};
 use ctap_core::transport::ctaphid::WaitDecision;
-use ctap_core::ssh::{enroll_ssh_credential, SkAlgorithm, SshEnrollment};
-use ctap_core::flows::uv::Verification;
 use ctap_e2e::{bin, SoftToken, TempDir};
 
 pub const PIN: &str = "4321";
