@@ -27,7 +27,7 @@ use crate::store::credential::{CredentialFile, CredentialRecord};
 
 /// Whether a record is an SSH credential (its rp_id is `ssh:` or `ssh:<name>`).
 pub fn is_ssh_record(r: &CredentialRecord) -> bool {
-    r.rp_id.starts_with("ssh:")
+    r.rp_id.is_ssh()
 }
 
 /// The SSH keys of a credentials file, in file order; records that are not SSH credentials are

@@ -13,7 +13,7 @@ use ctap_core::flows::verify::VerifyError;
 use ctap_core::ssh::SshError;
 use ctap_core::store::admin::AdminError;
 use ctap_core::store::config::ConfigError;
-use ctap_core::store::credential::StoreError;
+use ctap_core::store::credential::{StoreError, Suspension};
 use ctap_core::store::fs::FileError;
 use ctap_core::transport::ctap2::{
     cbor, AuthDataProblem, CborProblem, CoseKeyProblem, CtapError, CtapStatus, DescriptorProblem,
@@ -287,7 +287,6 @@ fn store_errors() -> Vec<StoreError> {
 fn verify_errors() -> Vec<VerifyError> {
     vec![
         VerifyError::UnexpectedCredential,
-        VerifyError::StoredKeyInvalid("not on the curve".into()),
         VerifyError::RpIdHashMismatch,
         VerifyError::UserNotPresent,
         VerifyError::UserNotVerified,
@@ -302,7 +301,15 @@ fn verify_errors() -> Vec<VerifyError> {
             received: 3,
         },
         VerifyError::CounterNotKept,
-        VerifyError::Suspended("counter regression".into()),
+        VerifyError::HmacUnusable(Misbehaviour::HmacSecret(HmacSecretProblem::Missing)),
+        VerifyError::Suspended(Suspension::new(
+            "counter regression from 9 to 3".into(),
+            std::time::UNIX_EPOCH,
+        )),
+        VerifyError::Suspended(Suspension {
+            reason: None,
+            at: None,
+        }),
     ]
 }
 

@@ -142,7 +142,6 @@ impl LoginError {
                     "bad_assertion"
                 }
                 VerifyError::CounterNotKept => "no_counter",
-                VerifyError::StoredKeyInvalid(_) => "config_error",
             },
             LoginError::Place(FileError::NotFound(_)) => "config_missing",
             LoginError::Place(_) => "untrusted_path",
@@ -346,8 +345,13 @@ fn usable_credentials(
     let total = records.len();
     let usable: Vec<CredentialRecord> = records
         .into_iter()
-        .filter(|r| !r.rp_id.starts_with("ssh:"))
-        .filter(|r| policy.rp_id.as_ref().is_none_or(|rp| &r.rp_id == rp))
+        .filter(|r| !r.rp_id.is_ssh())
+        .filter(|r| {
+            policy
+                .rp_id
+                .as_ref()
+                .is_none_or(|rp| r.rp_id.as_str() == rp)
+        })
         .filter(|r| {
             policy.user_verification != UvPolicy::Required
                 || r.user_verification == UvRequirement::Required
@@ -575,7 +579,8 @@ fn enrolled_model(
     Ok(())
 }
 
-/// The state of `record`, if it may log in at all (present, not suspended).
+/// The state of `record`, if it may log in at all: present, not suspended, and holding the
+/// hmac-secret check when the record asks for one (so the request always has its salt).
 fn usable_state(
     record: &CredentialRecord,
     state: &crate::store::credential::StateFile,
@@ -587,11 +592,16 @@ fn usable_state(
             .ok_or_else(|| LoginError::MissingState {
                 credential: record.name.clone(),
             })?;
-    if state.suspended {
+    if let Some(s) = &state.suspension {
         return Err(LoginError::Rejected {
             credential: record.name.clone(),
-            reason: VerifyError::Suspended(state.suspended_reason.clone().unwrap_or_default()),
+            reason: VerifyError::Suspended(s.clone()),
             suspended: true,
+        });
+    }
+    if record.hmac_secret && state.hmac.is_none() {
+        return Err(LoginError::MissingState {
+            credential: record.name.clone(),
         });
     }
     Ok(state)
@@ -737,11 +747,11 @@ fn effective_record(
     state: &crate::store::credential::CredentialState,
 ) -> CredentialRecord {
     let mut effective = record.clone();
-    if state.hmac_uv {
-        effective.user_verification = UvRequirement::Required;
-    }
-    if state.hmac_check.is_some() {
+    if let Some(hmac) = &state.hmac {
         effective.hmac_secret = true;
+        if hmac.uv {
+            effective.user_verification = UvRequirement::Required;
+        }
     }
     effective
 }
@@ -762,7 +772,7 @@ fn verify_user(
     Ok(uv::obtain(
         key,
         plan,
-        &record.rp_id,
+        record.rp_id.as_str(),
         permission::GET_ASSERTION,
         prompter,
     )?)
@@ -775,9 +785,8 @@ fn assertion_request(
     verification: &Verification,
     challenge: &Challenge,
 ) -> Result<GetAssertionRequest, LoginError> {
-    if (state.hmac_uv && !verification.required())
-        || (state.hmac_check.is_some() && !record.hmac_secret)
-    {
+    let hmac = state.hmac.as_ref();
+    if hmac.is_some_and(|h| (h.uv && !verification.required()) || !record.hmac_secret) {
         // Re-enrolled between the unlocked read and the lock: what was asked of the key no
         // longer matches what the state demands.
         return Err(LoginError::NoUsableCredential(format!(
@@ -785,17 +794,13 @@ fn assertion_request(
             record.name
         )));
     }
-    let hmac_secret = match (record.hmac_secret, state.hmac_salt) {
-        (true, Some(salt1)) => Some(HmacSalts { salt1, salt2: None }),
-        (true, None) => {
-            return Err(LoginError::MissingState {
-                credential: record.name.clone(),
-            })
-        }
-        (false, _) => None,
-    };
+    // `usable_state` saw to it that a record with hmac-secret has its check.
+    let hmac_secret = hmac.map(|h| HmacSalts {
+        salt1: h.salt,
+        salt2: None,
+    });
     Ok(GetAssertionRequest {
-        rp_id: record.rp_id.clone(),
+        rp_id: record.rp_id.as_str().to_string(),
         client_data_hash: challenge.client_data_hash(),
         allow_list: vec![record.credential_id.clone()],
         user_presence: true,
@@ -832,10 +837,9 @@ fn settle(
             if let VerifyError::CounterRegression { stored, received } = reason {
                 if policy.clone_action == CloneAction::Suspend {
                     if let Some(s) = guard.state.get_mut(&record.credential_id) {
-                        s.suspended = true;
-                        s.suspended_reason = Some(format!(
-                            "counter regression from {stored} to {received} at {}",
-                            crate::store::credential::now_rfc3339()
+                        s.suspension = Some(crate::store::credential::Suspension::new(
+                            format!("counter regression from {stored} to {received}"),
+                            std::time::SystemTime::now(),
                         ));
                         suspended = guard.commit().is_ok();
                     }
@@ -853,16 +857,15 @@ fn settle(
 #[cfg(test)]
 mod probe_order_tests {
     use super::*;
-    use crate::store::credential::record::AlgorithmName;
-    use crate::store::credential::CredentialState;
+    use crate::store::credential::{CredentialState, EnrolledKey, RpId};
+    use crate::transport::ctap2::cose::CoseKey;
 
     fn record(id: u8, rp: &str) -> CredentialRecord {
         CredentialRecord {
             name: format!("c{id}"),
             credential_id: vec![id; 16],
-            rp_id: rp.into(),
-            public_key: Vec::new(),
-            algorithm: AlgorithmName::Es256,
+            rp_id: RpId::parse(rp).unwrap(),
+            public_key: EnrolledKey::new(CoseKey::EdDsa { x: [0; 32] }).unwrap(),
             aaguid: String::new(),
             user_verification: UvRequirement::Discouraged,
             hmac_secret: false,

@@ -92,7 +92,6 @@ impl SkKey {
     /// The SSH view of an enrolled credential: application = rp_id, key handle = credential id,
     /// flags from `no_touch_required` and `user_verification`, comment = the record's name.
     pub fn from_record(r: &CredentialRecord) -> Result<Self, SshError> {
-        let key = r.cose_key().map_err(SshError::Malformed)?;
         let mut f = 0;
         if !r.no_touch_required {
             f |= flags::USER_PRESENCE_REQD;
@@ -101,8 +100,8 @@ impl SkKey {
             f |= flags::USER_VERIFICATION_REQD;
         }
         SkKey::new(
-            key,
-            r.rp_id.clone(),
+            r.public_key.cose().clone(),
+            r.rp_id.to_string(),
             f,
             r.credential_id.clone(),
             r.name.clone(),
@@ -131,7 +130,8 @@ impl SkKey {
     /// Whether the application is an SSH one ("ssh:" or "ssh:name"), as opposed to a web origin
     /// whose challenges the agent must not sign blindly.
     pub fn is_ssh_application(&self) -> bool {
-        self.application.starts_with("ssh:")
+        self.application
+            .starts_with(crate::store::credential::RpId::SSH_PREFIX)
     }
 
     /// The public key blob: what `authorized_keys`, agent identity lists and userauth carry.

@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::store::account::Account;
-use crate::store::credential::record::AlgorithmName;
+pub use crate::store::credential::record::algorithm_name;
+use crate::store::credential::Suspension;
 use crate::store::credential::{
     CredentialFile, CredentialRecord, CredentialStore, RecordsSource, StoreError, UvRequirement,
 };
@@ -97,13 +98,6 @@ pub struct CredentialSummary {
     pub suspended_reason: Option<String>,
 }
 
-pub fn algorithm_name(a: AlgorithmName) -> &'static str {
-    match a {
-        AlgorithmName::Es256 => "es256",
-        AlgorithmName::Eddsa => "eddsa",
-    }
-}
-
 pub fn uv_name(u: UvRequirement) -> &'static str {
     match u {
         UvRequirement::Required => "required",
@@ -141,16 +135,16 @@ pub fn list(
             name: r.name.clone(),
             credential_id: r.id_b64(),
             source,
-            rp_id: r.rp_id.clone(),
-            algorithm: algorithm_name(r.algorithm),
+            rp_id: r.rp_id.to_string(),
+            algorithm: algorithm_name(r.public_key.algorithm()),
             aaguid: r.aaguid.clone(),
             user_verification: uv_name(r.user_verification),
             hmac_secret: r.hmac_secret,
             created: r.created.clone(),
             sign_count: s.map(|s| s.sign_count),
             last_used: s.and_then(|s| s.last_used.clone()),
-            suspended: s.is_some_and(|s| s.suspended),
-            suspended_reason: s.and_then(|s| s.suspended_reason.clone()),
+            suspended: s.is_some_and(|s| s.suspension.is_some()),
+            suspended_reason: s.and_then(|s| s.suspension.as_ref()?.to_text()),
         });
     }
     Ok(summaries)
@@ -228,8 +222,8 @@ pub fn rename(
 /// What `unsuspend` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unsuspended {
-    /// It was suspended, for this reason; now it is not.
-    Lifted(String),
+    /// It was suspended (this suspension); now it is not.
+    Lifted(Suspension),
     /// It was not suspended; nothing was written.
     WasNotSuspended,
 }
@@ -255,13 +249,11 @@ pub fn unsuspend(
             guard.path().display()
         )));
     };
-    if !state.suspended {
+    let Some(suspension) = state.suspension.take() else {
         return Ok(Unsuspended::WasNotSuspended);
-    }
-    let reason = state.suspended_reason.take().unwrap_or_default();
-    state.suspended = false;
+    };
     guard.commit()?;
-    Ok(Unsuspended::Lifted(reason))
+    Ok(Unsuspended::Lifted(suspension))
 }
 
 /// The first name of the form `key-<n>` that `records` does not have yet.

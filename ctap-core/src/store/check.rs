@@ -403,7 +403,7 @@ fn check_store(policy: &Policy, findings: &mut Vec<Finding>) {
         let login_creds = file
             .credentials
             .iter()
-            .filter(|c| !c.rp_id.starts_with("ssh:"))
+            .filter(|c| !c.rp_id.is_ssh())
             .count();
         if login_creds > 0 && !state_users.contains(user) {
             let path = store.state_path(user).unwrap_or_default();
@@ -455,16 +455,16 @@ fn check_records(
         ));
     }
     for c in &file.credentials {
-        if c.rp_id.starts_with("ssh:") {
+        if c.rp_id.is_ssh() {
             continue;
         }
         if let Some(rp) = &policy.rp_id {
-            if &c.rp_id != rp {
+            if c.rp_id.as_str() != rp {
                 findings.push(Finding::problem(
                     path,
                     format!(
                         "credential {:?} has rp_id {:?} but the config sets rp_id = {rp:?}: it cannot log in",
-                        c.name, c.rp_id
+                        c.name, c.rp_id.as_str()
                     ),
                     "enroll the key again, or remove rp_id from the config",
                 ));
@@ -508,7 +508,7 @@ fn cross_check(
     findings: &mut Vec<Finding>,
 ) {
     for c in &file.credentials {
-        if c.rp_id.starts_with("ssh:") {
+        if c.rp_id.is_ssh() {
             continue;
         }
         match state.get(&c.credential_id) {
@@ -524,20 +524,19 @@ fn cross_check(
                 ),
             )),
             Some(s) => {
-                if c.hmac_secret && (s.hmac_check.is_none() || s.hmac_salt.is_none()) {
+                if c.hmac_secret && s.hmac.is_none() {
                     findings.push(Finding::problem(
                         path,
-                        format!("credential {:?} of user {user} lacks its hmac-secret salt or check: it cannot log in", c.name),
+                        format!("credential {:?} of user {user} has no hmac-secret check in its state: it cannot log in", c.name),
                         "remove it and enroll the key again",
                     ));
                 }
-                if s.suspended {
+                if let Some(suspension) = &s.suspension {
                     findings.push(Finding::note(
                         path,
                         format!(
-                            "credential {:?} of user {user} is suspended ({})",
-                            c.name,
-                            s.suspended_reason.as_deref().unwrap_or("no reason recorded")
+                            "credential {:?} of user {user} is suspended ({suspension})",
+                            c.name
                         ),
                         format!("once the key is known to be genuine: ctap-enroll unsuspend --user {user} {}", c.name),
                     ));

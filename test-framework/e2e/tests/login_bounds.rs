@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
+use ctap_core::flows::login::login;
+use ctap_core::flows::session::{open_authenticators, Prompter};
 use ctap_core::store::account::{Account, Nss, UserResolver};
 use ctap_core::store::config::Policy;
 use ctap_core::store::credential::{CredentialRecord, CredentialState};
 use ctap_core::transport::ctap2::pin::Pin;
-use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
-use ctap_core::flows::login::login;
-use ctap_core::flows::session::{open_authenticators, Prompter};
 use ctap_e2e::{bin, SoftToken, TempDir};
 
 const TIMEOUT_S: u64 = 3;
@@ -220,7 +220,7 @@ fn pad_records(p: &Policy, user: &str, fakes: usize, rp_of: impl Fn(usize) -> St
     for i in 0..fakes {
         let mut fake = real.clone();
         fake.name = format!("fake-{i}");
-        fake.rp_id = rp_of(i);
+        fake.rp_id = ctap_core::store::credential::RpId::parse(&rp_of(i)).unwrap();
         fake.credential_id = (0..real.credential_id.len())
             .map(|_| rand::random::<u8>())
             .collect();

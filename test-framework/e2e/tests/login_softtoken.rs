@@ -4,13 +4,13 @@
 
 use std::path::Path;
 
-use ctap_core::store::account::{Nss, UserResolver};
-use ctap_core::store::config::{CloneAction, Policy};
-use ctap_core::transport::ctap2::pin::Pin;
 use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
 use ctap_core::flows::login::{login, LoginError};
 use ctap_core::flows::session::{open_authenticators, Prompter};
 use ctap_core::flows::verify::VerifyError;
+use ctap_core::store::account::{Nss, UserResolver};
+use ctap_core::store::config::{CloneAction, Policy};
+use ctap_core::transport::ctap2::pin::Pin;
 use ctap_e2e::{SoftToken, TempDir};
 
 #[derive(Default)]
@@ -172,7 +172,15 @@ fn cloned_key_is_detected_and_suspended() {
         other => panic!("expected a suspending counter regression, got {other:?}"),
     }
     let st = pc.store().read_state("daemon").unwrap();
-    assert!(st.credentials[0].suspended);
+    let suspension = st.credentials[0].suspension.as_ref().unwrap();
+    assert!(suspension.at.is_some(), "{suspension:?}");
+    assert!(
+        suspension
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("counter regression from ")),
+        "{suspension:?}"
+    );
     // Suspended: even the genuine key is refused now, until an admin unsuspends.
     clone.stop();
     let key = SoftToken::start(dir.path(), &key_state, &[]);
@@ -254,14 +262,16 @@ impl UserResolver for CaseInsensitive {
     fn by_name(
         &self,
         name: &str,
-    ) -> Result<Option<ctap_core::store::account::Account>, ctap_core::store::account::LookupError> {
+    ) -> Result<Option<ctap_core::store::account::Account>, ctap_core::store::account::LookupError>
+    {
         let wanted = name.to_lowercase();
         Ok(self.0.iter().find(|a| a.name() == wanted).cloned())
     }
     fn by_uid(
         &self,
         uid: u32,
-    ) -> Result<Option<ctap_core::store::account::Account>, ctap_core::store::account::LookupError> {
+    ) -> Result<Option<ctap_core::store::account::Account>, ctap_core::store::account::LookupError>
+    {
         Ok(self.0.iter().find(|a| a.uid() == uid).cloned())
     }
 }
@@ -357,7 +367,8 @@ fn a_per_user_record_cannot_drop_user_verification() {
     }
     let uid = 61010;
     let home = dir.path().join("home");
-    let alice = ctap_core::store::account::Account::from_passwd("alice".into(), uid, uid, home.clone());
+    let alice =
+        ctap_core::store::account::Account::from_passwd("alice".into(), uid, uid, home.clone());
     let nss = CaseInsensitive(vec![alice.clone()]);
     let mut s = Script {
         pin: Some("2468".into()),

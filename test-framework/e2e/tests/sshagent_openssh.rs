@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ctap_core::store::credential::CredentialFile;
 use ctap_core::ssh::{export_ssh_lines, SkAlgorithm, SkKey};
+use ctap_core::store::credential::CredentialFile;
 use ctap_e2e::SoftToken;
 use sshagent_common::*;
 
@@ -405,7 +405,7 @@ fn sshd_accepts_logins_signed_through_the_agent() {
         assert!(
             out.status.success(),
             "{:?} login: {}\nagent: {}\nsshd: {}",
-            r.algorithm,
+            r.public_key.algorithm(),
             text(&out),
             agent.log_text(),
             sshd.log_text()
