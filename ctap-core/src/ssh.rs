@@ -19,7 +19,7 @@ pub mod wire;
 pub use authenticator::{
     enroll_ssh_credential, sign, ssh_enrollment_needs_uv, SkSignature, SshEnrollment,
 };
-pub use error::SshError;
+pub use error::{BadAssertion, Malformed, Refusal, SshError, Unsupported};
 pub use key::{flags, SkAlgorithm, SkKey};
 pub use signature::verify_sk_signature;
 
@@ -59,24 +59,30 @@ pub fn verify_host_signature(
     signature: &[u8],
 ) -> Result<(), SshError> {
     use p256::ecdsa::signature::Verifier;
-    let key = ssh_key::PublicKey::from_bytes(host_key)
-        .map_err(|e| SshError::malformed(format!("host key: {e}")))?;
-    let sig = ssh_key::Signature::try_from(signature)
-        .map_err(|e| SshError::malformed(format!("host key signature: {e}")))?;
+    let key = ssh_key::PublicKey::from_bytes(host_key).map_err(|e| {
+        SshError::malformed(Malformed::HostKey {
+            parser: e.to_string(),
+        })
+    })?;
+    let sig = ssh_key::Signature::try_from(signature).map_err(|e| {
+        SshError::malformed(Malformed::HostKeySignature {
+            parser: e.to_string(),
+        })
+    })?;
     match key.algorithm() {
         ssh_key::Algorithm::Ed25519
         | ssh_key::Algorithm::Ecdsa {
             curve: ssh_key::EcdsaCurve::NistP256,
         } => {}
         other => {
-            return Err(SshError::unsupported(format!(
-                "cannot verify {other} host key signatures"
-            )))
+            return Err(SshError::unsupported(Unsupported::HostKeyAlgorithm {
+                algorithm: other.to_string(),
+            }))
         }
     }
     key.key_data()
         .verify(session_id, &sig)
-        .map_err(|_| SshError::refused("host key signature over the session id does not verify"))
+        .map_err(|_| SshError::refused(Refusal::HostSignature))
 }
 
 /// `$HOME/.config/ctap/credentials.toml` of the user running us: where `ctap-enroll ssh` records

@@ -17,7 +17,7 @@ use std::time::Instant;
 use crate::flows::session::{keepalive_for, open_authenticators_until, Authenticator, Prompter};
 use crate::flows::uv::{self, UvError, UvRefusal, Verification};
 use crate::flows::verify::{verify_assertion, Challenge, CounterOutcome, Expectation, VerifyError};
-use crate::store::account::{Account, Nss, UserResolver};
+use crate::store::account::{Account, LookupError, Nss, UserResolver};
 use crate::store::config::{CloneAction, Policy, UvPolicy};
 use crate::store::credential::{CredentialRecord, StateFile, StoreError, UvRequirement};
 use crate::store::fs::FileError;
@@ -64,7 +64,7 @@ pub enum LoginError {
     /// The name PAM was given is not an account the name service knows.
     UnknownUser(String),
     /// The name service could not be asked.
-    Lookup(String),
+    Lookup(LookupError),
     /// Root's records were written for another uid than the account's (the name was reused).
     UidMismatch {
         recorded: u32,
@@ -83,8 +83,8 @@ pub enum LoginError {
     NoRecords,
     /// Records or state could not be read or written.
     Store(StoreError),
-    /// The user has records, but none this policy accepts.
-    NoUsableCredential(String),
+    /// The user has records, but none this policy accepts (or the one chosen changed).
+    NoUsableCredential(Unusable),
     /// No attached key holds any of the user's credentials.
     WrongKey,
     /// A credential has no state (never completed enrollment, or state was lost).
@@ -252,7 +252,7 @@ impl fmt::Display for LoginError {
                  try again; if it persists, look for a stuck login or ctap-enroll process"
             ),
             LoginError::Store(e) => e.fmt(f),
-            LoginError::NoUsableCredential(m) => f.write_str(m),
+            LoginError::NoUsableCredential(u) => u.fmt(f),
             LoginError::WrongKey => write!(f, "the attached security key is not enrolled for this user"),
             LoginError::MissingState { credential } => write!(
                 f,
@@ -292,6 +292,41 @@ impl fmt::Display for LoginError {
     }
 }
 
+/// Why the user's enrolled credentials do not serve this login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unusable {
+    /// The policy's RP ID and user-verification rules leave none of `enrolled`.
+    FilteredOut {
+        enrolled: usize,
+        rp_id: Option<String>,
+    },
+    /// The credential was re-enrolled between the unlocked read of its state and the lock.
+    ChangedWhileWaiting { credential: String },
+}
+
+impl fmt::Display for Unusable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unusable::FilteredOut { enrolled, rp_id } => {
+                write!(
+                    f,
+                    "none of the user's {enrolled} enrolled credential(s) is usable here (RP ID"
+                )?;
+                if let Some(rp) = rp_id {
+                    write!(f, " {rp}")?;
+                }
+                f.write_str(" or user verification policy)")
+            }
+            Unusable::ChangedWhileWaiting { credential } => write!(
+                f,
+                "credential {credential:?} was changed while this login waited: try again"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Unusable {}
+
 impl std::error::Error for LoginError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -299,13 +334,13 @@ impl std::error::Error for LoginError {
             LoginError::Device(e) => Some(e),
             LoginError::Rejected { reason, .. } => Some(reason),
             LoginError::Place(e) => Some(e),
+            LoginError::NoUsableCredential(u) => Some(u),
+            LoginError::Lookup(e) => Some(e),
             LoginError::UnknownUser(_)
-            | LoginError::Lookup(_)
             | LoginError::UidMismatch { .. }
             | LoginError::RecordsMissing
             | LoginError::EnrolledAsOtherName { .. }
             | LoginError::NoRecords
-            | LoginError::NoUsableCredential(_)
             | LoginError::WrongKey
             | LoginError::MissingState { .. }
             | LoginError::UvUnavailable(_)
@@ -358,10 +393,10 @@ fn usable_credentials(
         })
         .collect();
     if usable.is_empty() {
-        return Err(LoginError::NoUsableCredential(format!(
-            "none of the user's {total} enrolled credential(s) is usable here (RP ID{} or user verification policy)",
-            policy.rp_id.as_ref().map(|r| format!(" {r}")).unwrap_or_default()
-        )));
+        return Err(LoginError::NoUsableCredential(Unusable::FilteredOut {
+            enrolled: total,
+            rp_id: policy.rp_id.clone(),
+        }));
     }
     Ok(usable)
 }
@@ -506,7 +541,7 @@ pub(crate) fn resolve(resolver: &dyn UserResolver, typed: &str) -> Result<Accoun
     match resolver.by_name(typed) {
         Ok(Some(a)) => Ok(a),
         Ok(None) => Err(LoginError::UnknownUser(typed.to_string())),
-        Err(e) => Err(LoginError::Lookup(e.to_string())),
+        Err(e) => Err(LoginError::Lookup(e)),
     }
 }
 
@@ -789,10 +824,11 @@ fn assertion_request(
     if hmac.is_some_and(|h| (h.uv && !verification.required()) || !record.hmac_secret) {
         // Re-enrolled between the unlocked read and the lock: what was asked of the key no
         // longer matches what the state demands.
-        return Err(LoginError::NoUsableCredential(format!(
-            "credential {:?} was changed while this login waited: try again",
-            record.name
-        )));
+        return Err(LoginError::NoUsableCredential(
+            Unusable::ChangedWhileWaiting {
+                credential: record.name.clone(),
+            },
+        ));
     }
     // `usable_state` saw to it that a record with hmac-secret has its check.
     let hmac_secret = hmac.map(|h| HmacSalts {

@@ -4,7 +4,7 @@ use sha2::{Digest, Sha256};
 
 use super::key::{SkAlgorithm, SkKey};
 use super::signature::encode_sk_signature;
-use super::SshError;
+use super::{BadAssertion, Refusal, SshError};
 use crate::flows::uv::Verification;
 use crate::flows::verify::{check_assertion, AssertionExpectation, CheckedAssertion};
 use crate::store::credential::{now_rfc3339, CredentialRecord, UvRequirement};
@@ -74,9 +74,7 @@ fn ssh_signature(key: &SkKey, checked: &CheckedAssertion<'_>) -> Result<SkSignat
     let auth = checked.auth_data();
     // OpenSSH's signature has no room for authenticatorData extensions or attested data.
     if auth.raw.len() != 37 {
-        return Err(SshError::BadAssertion(
-            "authenticatorData carries extensions or attested data".into(),
-        ));
+        return Err(SshError::BadAssertion(BadAssertion::AuthDataExtensions));
     }
     let encoded = encode_sk_signature(
         key.algorithm(),
@@ -118,14 +116,13 @@ pub fn enroll_ssh_credential<T: Transport>(
     let application = match RpId::parse(&e.application) {
         Ok(rp @ RpId::Ssh(_)) => rp,
         _ => {
-            return Err(SshError::refused(format!(
-                "application {:?} must start with \"ssh:\"",
-                e.application
-            )))
+            return Err(SshError::refused(Refusal::NotSshApplication {
+                application: e.application.clone(),
+            }))
         }
     };
     if e.name.trim().is_empty() {
-        return Err(SshError::refused("the credential needs a name"));
+        return Err(SshError::refused(Refusal::EmptyName));
     }
     let algorithm = match e.algorithm {
         SkAlgorithm::EcdsaP256 => Algorithm::Es256,
@@ -158,11 +155,7 @@ pub fn enroll_ssh_credential<T: Transport>(
     let cred = made.credential();
     let public_key = match EnrolledKey::new(cred.public_key.clone()) {
         Ok(k) if k.algorithm() == algorithm => k,
-        _ => {
-            return Err(SshError::BadAssertion(
-                "the key created a credential of another algorithm".into(),
-            ))
-        }
+        _ => return Err(SshError::BadAssertion(BadAssertion::OtherAlgorithm)),
     };
     Ok(CredentialRecord {
         name: e.name.clone(),

@@ -33,8 +33,38 @@ pub enum AdminError {
         known: Vec<String>,
     },
     /// The edit would break an invariant; the message says what to do instead.
-    Refused(String),
+    Refused(AdminRefusal),
 }
+
+/// Which invariant an edit would break.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminRefusal {
+    /// `rename` to an empty or blank name.
+    EmptyName,
+    /// `rename` to a name the user already has.
+    NameTaken { user: String, name: String },
+    /// `unsuspend` of a credential without login state.
+    NoState { credential: String, path: PathBuf },
+}
+
+impl fmt::Display for AdminRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminRefusal::EmptyName => f.write_str("the new name must not be empty"),
+            AdminRefusal::NameTaken { user, name } => write!(
+                f,
+                "user {user} already has a credential named {name:?}: choose another name"
+            ),
+            AdminRefusal::NoState { credential, path } => write!(
+                f,
+                "credential {credential:?} has no login state in {}: re-enroll it",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AdminRefusal {}
 
 impl fmt::Display for AdminError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -57,7 +87,7 @@ impl fmt::Display for AdminError {
                     write!(f, " (known: {})", known.join(", "))
                 }
             }
-            AdminError::Refused(m) => f.write_str(m),
+            AdminError::Refused(r) => r.fmt(f),
         }
     }
 }
@@ -66,7 +96,8 @@ impl std::error::Error for AdminError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             AdminError::Store(e) => Some(e),
-            AdminError::NotFound { .. } | AdminError::Refused(_) => None,
+            AdminError::Refused(r) => Some(r),
+            AdminError::NotFound { .. } => None,
         }
     }
 }
@@ -195,9 +226,7 @@ pub fn rename(
 ) -> Result<(), AdminError> {
     let user = account.name();
     if new.trim().is_empty() {
-        return Err(AdminError::Refused(
-            "the new name must not be empty".to_string(),
-        ));
+        return Err(AdminError::Refused(AdminRefusal::EmptyName));
     }
     let _guard = store.lock_state(user, EDIT_LOCK_WAIT)?;
     let mut records = store.load_system_records(user)?;
@@ -210,9 +239,10 @@ pub fn rename(
         .enumerate()
         .any(|(i, c)| i != index && c.name == new)
     {
-        return Err(AdminError::Refused(format!(
-            "user {user} already has a credential named {new:?}: choose another name"
-        )));
+        return Err(AdminError::Refused(AdminRefusal::NameTaken {
+            user: user.to_string(),
+            name: new.to_string(),
+        }));
     }
     records.credentials[index].name = new.to_string();
     store.save_system_records(account, &records)?;
@@ -243,11 +273,10 @@ pub fn unsuspend(
         .map(|i| &records.credentials[i])
         .ok_or_else(|| not_found(store, user, name, &records.credentials))?;
     let Some(state) = guard.state.get_mut(&record.credential_id) else {
-        return Err(AdminError::Refused(format!(
-            "credential {:?} has no login state in {}: re-enroll it",
-            record.name,
-            guard.path().display()
-        )));
+        return Err(AdminError::Refused(AdminRefusal::NoState {
+            credential: record.name.clone(),
+            path: guard.path().to_path_buf(),
+        }));
     };
     let Some(suspension) = state.suspension.take() else {
         return Ok(Unsuspended::WasNotSuspended);

@@ -145,9 +145,10 @@ impl Finding {
                 format!("invalid user name {u:?}"),
                 "give the account's login name",
             ),
-            StoreError::Lookup(m) => {
-                Finding::unlocated(m.clone(), "check the name service (nsswitch.conf, sssd)")
-            }
+            StoreError::Lookup(e) => Finding::unlocated(
+                e.to_string(),
+                "check the name service (nsswitch.conf, sssd)",
+            ),
         }
     }
 

@@ -1,6 +1,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::store::account::LookupError;
 use crate::store::fs::FileError;
 
 /// Errors reading or writing records and state. Every message names the file.
@@ -21,7 +22,7 @@ pub enum StoreError {
     /// The user name cannot name a file.
     BadUserName(String),
     /// The password database could not be asked (NSS error, not "no such user").
-    Lookup(String),
+    Lookup(LookupError),
 }
 
 impl StoreError {
@@ -55,7 +56,7 @@ impl fmt::Display for StoreError {
             } => write!(f, "{}: {message}", path.display()),
             StoreError::Invalid { path, message } => write!(f, "{}: {message}", path.display()),
             StoreError::BadUserName(u) => write!(f, "invalid user name {u:?}"),
-            StoreError::Lookup(m) => f.write_str(m),
+            StoreError::Lookup(e) => e.fmt(f),
         }
     }
 }
@@ -64,10 +65,10 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StoreError::File(e) => Some(e),
-            StoreError::Parse { .. }
-            | StoreError::Invalid { .. }
-            | StoreError::BadUserName(_)
-            | StoreError::Lookup(_) => None,
+            StoreError::Lookup(e) => Some(e),
+            StoreError::Parse { .. } | StoreError::Invalid { .. } | StoreError::BadUserName(_) => {
+                None
+            }
         }
     }
 }

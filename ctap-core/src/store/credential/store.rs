@@ -179,7 +179,7 @@ impl CredentialStore {
             match resolver.by_name(name) {
                 Ok(Some(a)) => Ok(a.uid() == account.uid()),
                 Ok(None) => Ok(false),
-                Err(e) => Err(StoreError::Lookup(e.to_string())),
+                Err(e) => Err(StoreError::Lookup(e)),
             }
         };
         let enrolled = |name: &str| -> Result<bool, StoreError> {
@@ -190,9 +190,7 @@ impl CredentialStore {
             }
             Ok(self.has_state(name).unwrap_or(true))
         };
-        let primary = resolver
-            .by_uid(account.uid())
-            .map_err(|e| StoreError::Lookup(e.to_string()))?;
+        let primary = resolver.by_uid(account.uid()).map_err(StoreError::Lookup)?;
         if let Some(primary) = primary {
             if primary.name() != account.name() && enrolled(primary.name())? {
                 return Ok(Some(primary.name().to_string()));
