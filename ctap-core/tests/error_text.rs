@@ -14,7 +14,7 @@ use ctap_core::ssh::{BadAssertion, Malformed, Refusal, SshError, Unsupported};
 use ctap_core::store::account::LookupError;
 use ctap_core::store::admin::{AdminError, AdminRefusal};
 use ctap_core::store::config::ConfigError;
-use ctap_core::store::credential::{StoreError, Suspension};
+use ctap_core::store::credential::{Inconsistency, StoreError, Suspension};
 use ctap_core::store::fs::FileError;
 use ctap_core::transport::ctap2::{
     cbor, AuthDataProblem, CborProblem, CoseKeyProblem, CtapError, CtapStatus, DescriptorProblem,
@@ -295,7 +295,39 @@ fn store_errors() -> Vec<StoreError> {
         },
         StoreError::Invalid {
             path: "/x.toml".into(),
-            message: "bad key".into(),
+            problem: Inconsistency::NotUtf8,
+        },
+        StoreError::Invalid {
+            path: "/x.toml".into(),
+            problem: Inconsistency::StateVersion {
+                found: 2,
+                expected: 1,
+            },
+        },
+        StoreError::Invalid {
+            path: "/x.toml".into(),
+            problem: Inconsistency::DuplicateId {
+                credential: "blue".into(),
+            },
+        },
+        StoreError::Invalid {
+            path: "/x.toml".into(),
+            problem: Inconsistency::DuplicateName {
+                credential: "blue".into(),
+            },
+        },
+        StoreError::Invalid {
+            path: "/x.toml".into(),
+            problem: Inconsistency::AlsoInRootRecords {
+                credential: "blue".into(),
+                id: "AAAA".into(),
+            },
+        },
+        StoreError::Invalid {
+            path: "/x.toml".into(),
+            problem: Inconsistency::Unwritable {
+                toml: "values must be emitted before tables".into(),
+            },
         },
         StoreError::BadUserName("../root".into()),
         StoreError::Lookup(lookup_error()),

@@ -136,9 +136,9 @@ impl Finding {
                 message,
                 "correct the file (or restore it from a backup)",
             ),
-            StoreError::Invalid { path, message } => Finding::problem(
+            StoreError::Invalid { path, problem } => Finding::problem(
                 path,
-                message.clone(),
+                problem.to_string(),
                 "correct the file, or remove the credential and enroll it again",
             ),
             StoreError::BadUserName(u) => Finding::unlocated(

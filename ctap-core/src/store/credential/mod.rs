@@ -10,7 +10,7 @@ mod store;
 
 pub use b64::{decode as b64_decode, encode as b64_encode};
 pub(crate) use error::toml_error_line;
-pub use error::StoreError;
+pub use error::{Inconsistency, StoreError};
 pub use record::{CredentialFile, CredentialRecord, EnrolledKey, RpId, UvRequirement};
 pub use state::{CredentialState, HmacCheck, StateFile, Suspension};
 #[cfg(feature = "ssh")]

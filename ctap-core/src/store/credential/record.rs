@@ -10,6 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::b64;
+use super::Inconsistency;
 use crate::transport::ctap2::cose::{Algorithm, CoseKey};
 
 /// Whether login must verify the user (PIN or fingerprint). Stored resolved: `preferred` is
@@ -369,19 +370,20 @@ pub struct CredentialFile {
 
 impl CredentialFile {
     /// Check what the record type cannot: ids and names are unique.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Inconsistency> {
         for (i, c) in self.credentials.iter().enumerate() {
             if self.credentials[..i]
                 .iter()
                 .any(|o| o.credential_id == c.credential_id)
             {
-                return Err(format!(
-                    "credential {:?}: credential_id appears twice",
-                    c.name
-                ));
+                return Err(Inconsistency::DuplicateId {
+                    credential: c.name.clone(),
+                });
             }
             if self.credentials[..i].iter().any(|o| o.name == c.name) {
-                return Err(format!("credential {:?}: name appears twice", c.name));
+                return Err(Inconsistency::DuplicateName {
+                    credential: c.name.clone(),
+                });
             }
         }
         Ok(())
