@@ -19,7 +19,7 @@ pub mod wire;
 pub use authenticator::{
     enroll_ssh_credential, sign, ssh_enrollment_needs_uv, SkSignature, SshEnrollment,
 };
-pub use error::{BadAssertion, Malformed, Refusal, SshError, Unsupported};
+pub use error::{BadAssertion, KeyFileError, Malformed, Refusal, SshError, Unsupported};
 pub use key::{flags, SkAlgorithm, SkKey};
 pub use signature::verify_sk_signature;
 
@@ -125,23 +125,25 @@ pub fn record_ssh_credential(
 
 /// Write `path` (the key-handle file, 0600, never overwriting) and `path.pub` (its
 /// `authorized_keys` line, 0644), as `ssh-keygen -t ecdsa-sk -f path` would.
-pub fn write_key_files(path: &std::path::Path, key: &SkKey) -> Result<(), String> {
+pub fn write_key_files(path: &std::path::Path, key: &SkKey) -> Result<(), KeyFileError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let text = key.to_openssh_private().map_err(|e| e.to_string())?;
+    let text = key.to_openssh_private().map_err(KeyFileError::Encode)?;
     let mut pub_path = path.as_os_str().to_owned();
     pub_path.push(".pub");
-    let create = |p: &std::path::Path, mode: u32, body: &[u8]| -> Result<(), String> {
+    let create = |p: &std::path::Path, mode: u32, body: &[u8]| -> Result<(), KeyFileError> {
+        let io = |source| KeyFileError::Io {
+            path: p.to_path_buf(),
+            source,
+        };
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(p)
-            .map_err(|e| format!("{}: {e}", p.display()))?;
-        f.write_all(body)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| format!("{}: {e}", p.display()))
+            .map_err(io)?;
+        f.write_all(body).and_then(|()| f.sync_all()).map_err(io)
     };
     create(path, 0o600, text.as_bytes())?;
     create(

@@ -10,7 +10,7 @@ use ctap_core::flows::enroll::{EnrollError, EnrollRefusal};
 use ctap_core::flows::login::{LoginError, Unusable};
 use ctap_core::flows::uv::UvRefusal;
 use ctap_core::flows::verify::VerifyError;
-use ctap_core::ssh::{BadAssertion, Malformed, Refusal, SshError, Unsupported};
+use ctap_core::ssh::{BadAssertion, KeyFileError, Malformed, Refusal, SshError, Unsupported};
 use ctap_core::store::account::LookupError;
 use ctap_core::store::admin::{AdminError, AdminRefusal};
 use ctap_core::store::config::ConfigError;
@@ -511,6 +511,16 @@ fn every_library_error_displays_as_human_text() {
             let inner = std::error::Error::source(&e).unwrap().to_string();
             assert!(text.ends_with(&inner), "{text:?} / {inner:?}");
         }
+    }
+    for e in [
+        KeyFileError::Encode(SshError::Refused(Refusal::EmptyName)),
+        KeyFileError::Io {
+            path: "/home/alice/.ssh/id_ecdsa_sk".into(),
+            source: io::Error::from(io::ErrorKind::AlreadyExists),
+        },
+    ] {
+        assert_human("KeyFileError", &e.to_string());
+        assert!(std::error::Error::source(&e).is_some());
     }
     let mut enroll: Vec<EnrollError> = store_errors().into_iter().map(EnrollError::Store).collect();
     enroll.extend(ctap_errors().into_iter().map(EnrollError::Device));

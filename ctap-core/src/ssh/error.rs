@@ -286,3 +286,33 @@ impl From<CtapError> for SshError {
         SshError::Ctap(e)
     }
 }
+
+/// Why `write_key_files` wrote no key files.
+#[derive(Debug)]
+pub enum KeyFileError {
+    /// The key could not be put in OpenSSH's private key format.
+    Encode(SshError),
+    /// Creating or writing `path` failed (it exists already, say: it is never overwritten).
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for KeyFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyFileError::Encode(e) => e.fmt(f),
+            KeyFileError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for KeyFileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            KeyFileError::Encode(e) => Some(e),
+            KeyFileError::Io { source, .. } => Some(source),
+        }
+    }
+}

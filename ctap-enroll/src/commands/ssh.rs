@@ -124,7 +124,7 @@ pub fn enroll(ctx: &mut Context, args: &SshArgs) -> Result<Exit, Failure> {
     let sk = SkKey::from_record(&record).map_err(ssh_failure)?;
     ssh::record_ssh_credential(&path, record)?;
     if let Some(k) = &args.write_key_file {
-        ssh::write_key_files(k, &sk).map_err(|e| Failure::new(Exit::Failed, e, ""))?;
+        ssh::write_key_files(k, &sk).map_err(|e| Failure::new(Exit::Failed, e.to_string(), ""))?;
     }
     say(sk.authorized_keys_line());
     Ok(Exit::Ok)
