@@ -259,7 +259,7 @@ fn misbehaviours() -> Vec<Misbehaviour> {
         },
         Misbehaviour::ConfirmationSignature,
         Misbehaviour::UvNotReported,
-        Misbehaviour::SelectionThreadFailed,
+        Misbehaviour::KeyThreadFailed,
     ]);
     v
 }

@@ -423,16 +423,21 @@ fn probe_order(creds: &[CredentialRecord], state: &StateFile) -> Vec<CredentialR
     ranked.into_iter().map(|(_, _, c)| c.clone()).collect()
 }
 
-/// Find which attached keys hold which credential, with silent (up=false) probes: one per
-/// relying party per key, in the order of `creds`, each allow list split to fit the key's getInfo
-/// limits. For each key that answers, the credential it holds; a key that answers with a
-/// credential it was not asked about is set aside (and is the error if no other key answers).
-/// Every probe is bounded by the login's deadline; once it has passed, the search ends.
-fn find_credentials<'r>(
-    keys: &mut [Authenticator],
-    creds: &'r [CredentialRecord],
-) -> Result<Vec<(usize, &'r CredentialRecord)>, LoginError> {
-    // Group by relying party in one pass (order of first appearance; non-adjacent ones too).
+/// What one key answered to the silent probes.
+enum ProbeAnswer<'r> {
+    /// It holds this credential (the first group, in probe order, it answered for).
+    Holds(&'r CredentialRecord),
+    /// It answered with a credential it was not asked about.
+    Unexpected,
+    /// It holds none of them.
+    HoldsNone,
+    /// It failed; `Timeout` means the login's time is up.
+    Failed(CtapError),
+}
+
+/// The credentials grouped by relying party, in order of first appearance: one probe (or one
+/// chunked allow list) per group and key.
+fn rp_groups<'r>(creds: &'r [CredentialRecord]) -> Vec<(&'r str, Vec<&'r CredentialRecord>)> {
     let mut groups: Vec<(&str, Vec<&'r CredentialRecord>)> = Vec::new();
     let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for c in creds {
@@ -444,38 +449,82 @@ fn find_credentials<'r>(
             g.push(c);
         }
     }
-    let mut found = Vec::new();
-    let mut last_err = None;
-    'keys: for (i, key) in keys.iter_mut().enumerate() {
-        for (rp, group) in &groups {
-            let ids: Vec<Vec<u8>> = group.iter().map(|c| c.credential_id.clone()).collect();
-            match key.probe_credentials(rp, &ids) {
-                Ok(Some(id)) => {
-                    match group.iter().find(|c| c.credential_id == id) {
-                        Some(c) => found.push((i, *c)),
-                        None => {
-                            last_err = Some(LoginError::Rejected {
-                                credential: "(unknown)".into(),
-                                reason: VerifyError::UnexpectedCredential,
-                                suspended: false,
-                            })
-                        }
-                    }
-                    continue 'keys;
+    groups
+}
+
+/// Probe one key group by group until it answers with a credential.
+fn probe_key<'r>(
+    key: &mut Authenticator,
+    groups: &[(&str, Vec<&'r CredentialRecord>)],
+) -> ProbeAnswer<'r> {
+    let mut failure = None;
+    for (rp, group) in groups {
+        let ids: Vec<Vec<u8>> = group.iter().map(|c| c.credential_id.clone()).collect();
+        match key.probe_credentials(rp, &ids) {
+            Ok(Some(id)) => {
+                return match group.iter().find(|c| c.credential_id == id) {
+                    Some(c) => ProbeAnswer::Holds(c),
+                    None => ProbeAnswer::Unexpected,
                 }
-                Ok(None) => {}
-                // The login's time is up: no further probe could be answered.
-                Err(e @ CtapError::Hid(CtapHidError::Timeout)) => {
-                    if found.is_empty() {
-                        return Err(LoginError::Device(e));
-                    }
-                    break 'keys;
-                }
-                Err(e) => last_err = Some(LoginError::Device(e)),
             }
+            Ok(None) => {}
+            // The login's time is up: no further probe could be answered.
+            Err(e @ CtapError::Hid(CtapHidError::Timeout)) => return ProbeAnswer::Failed(e),
+            Err(e) => failure = Some(e),
         }
     }
-    match (found.is_empty(), last_err) {
+    failure.map_or(ProbeAnswer::HoldsNone, ProbeAnswer::Failed)
+}
+
+/// Find which attached keys hold which credential, with silent (up=false) probes: one per
+/// relying party per key, in the order of `creds`, each allow list split to fit the key's getInfo
+/// limits. Several keys are probed at once, each on its own thread, so a slow or hung key
+/// costs no more than its own deadline and delays none of the others. For each key that
+/// answers, the credential it holds; a key that answers with a credential it was not asked
+/// about is set aside (and is the error if no other key answers).
+fn find_credentials<'r>(
+    keys: &mut [Authenticator],
+    creds: &'r [CredentialRecord],
+) -> Result<Vec<(usize, &'r CredentialRecord)>, LoginError> {
+    let groups = rp_groups(creds);
+    let answers: Vec<ProbeAnswer<'r>> = match keys {
+        [key] => vec![probe_key(key, &groups)],
+        _ => std::thread::scope(|scope| {
+            let groups = &groups;
+            let handles: Vec<_> = keys
+                .iter_mut()
+                .map(|key| scope.spawn(move || probe_key(key, groups)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or(ProbeAnswer::Failed(Misbehaviour::KeyThreadFailed.into()))
+                })
+                .collect()
+        }),
+    };
+    let mut found = Vec::new();
+    let mut timed_out = None;
+    let mut last_err = None;
+    for (i, answer) in answers.into_iter().enumerate() {
+        match answer {
+            ProbeAnswer::Holds(c) => found.push((i, c)),
+            ProbeAnswer::HoldsNone => {}
+            ProbeAnswer::Unexpected => {
+                last_err = Some(LoginError::Rejected {
+                    credential: "(unknown)".into(),
+                    reason: VerifyError::UnexpectedCredential,
+                    suspended: false,
+                })
+            }
+            ProbeAnswer::Failed(e @ CtapError::Hid(CtapHidError::Timeout)) => {
+                timed_out = Some(LoginError::Device(e))
+            }
+            ProbeAnswer::Failed(e) => last_err = Some(LoginError::Device(e)),
+        }
+    }
+    match (found.is_empty(), timed_out.or(last_err)) {
         (false, _) => Ok(found),
         (true, Some(e)) => Err(e),
         (true, None) => Err(LoginError::WrongKey),
@@ -521,7 +570,7 @@ pub fn select_by_touch(
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or(Err(Misbehaviour::SelectionThreadFailed.into()))
+                    .unwrap_or(Err(Misbehaviour::KeyThreadFailed.into()))
             })
             .collect()
     });
@@ -691,7 +740,14 @@ pub fn login_with(
     }
     let response = {
         let mut ka = keepalive_for(prompter);
-        key.get_assertion(&request, verification.token(), &mut ka)?
+        match key.get_assertion(&request, verification.token(), &mut ka) {
+            Ok(r) => r,
+            // Asked without a probe first (one key, one credential): this key does not hold it.
+            Err(CtapError::Status(CtapStatus::NoCredentials | CtapStatus::InvalidCredential)) => {
+                return Err(LoginError::WrongKey)
+            }
+            Err(e) => return Err(e.into()),
+        }
     };
 
     let asked = [record];
@@ -738,15 +794,24 @@ fn enrolled_credentials(
     Ok((account, creds))
 }
 
-/// Which attached key logs in, with which credential: the one key that holds one, or, with
-/// several keys attached and a PIN to send, the one the user touches among keys of the
-/// enrolled model.
+/// Which attached key logs in, with which credential: with one key and one credential and no
+/// PIN to send, that pair without a probe (the fewest round trips: INIT, getInfo, then the
+/// assertion); else the one key that holds one, or, with several keys attached and a PIN to
+/// send, the one the user touches among keys of the enrolled model.
 fn choose_key<'r>(
     keys: &mut [Authenticator],
     ordered: &'r [CredentialRecord],
     policy: &Policy,
     prompter: &mut dyn Prompter,
 ) -> Result<(usize, &'r CredentialRecord), LoginError> {
+    if let ([key], [record]) = (&*keys, ordered) {
+        if !needs_pin(key, record) {
+            // One key, one credential, no PIN to protect: the login's own getAssertion is the
+            // probe. A key without the credential answers it with NO_CREDENTIALS (wrong_key);
+            // CTAP 2.1 §6.2.2 looks the allow list up before it asks for the touch.
+            return Ok((0, record));
+        }
+    }
     let found = find_credentials(keys, ordered)?;
     if keys.len() <= 1 || !found.iter().any(|(i, r)| needs_pin(&keys[*i], r)) {
         return found.first().copied().ok_or(LoginError::WrongKey);

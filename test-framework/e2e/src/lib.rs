@@ -188,3 +188,74 @@ impl Drop for SoftToken {
         }
     }
 }
+
+/// A recording relay between clients and a key: it listens on its own socket, forwards every
+/// 64-byte report both ways unchanged, and records each request message a client starts (its
+/// CTAPHID command and, for CBOR, the CTAP2 command byte). Tests count round trips with it
+/// (issue 12: the fewest exchanges per login), as a USB sniffer would on a real key.
+pub struct Relay {
+    pub socket: PathBuf,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Relay {
+    /// Relay `key` on `dir/relay-<random>.sock`.
+    pub fn start(dir: &Path, key: &SoftToken) -> Self {
+        use std::io::{Read, Write};
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::{Arc, Mutex};
+        let socket = dir.join(format!("relay-{:08x}.sock", rand::random::<u32>()));
+        let listener = UnixListener::bind(&socket).unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (log, target) = (requests.clone(), key.socket.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let Ok(mut device) = UnixStream::connect(&target) else {
+                    return;
+                };
+                let (mut client_r, mut device_w) =
+                    (client.try_clone().unwrap(), device.try_clone().unwrap());
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut report = [0u8; 64];
+                    while client_r.read_exact(&mut report).is_ok() {
+                        if report[4] & 0x80 != 0 {
+                            let cmd = report[4] & 0x7f;
+                            let name = match cmd {
+                                0x06 => "INIT".to_string(),
+                                0x10 => format!("CBOR {:#04x}", report[7]),
+                                0x11 => "CANCEL".to_string(),
+                                0x03 => "MSG".to_string(),
+                                other => format!("HID {other:#04x}"),
+                            };
+                            log.lock().unwrap().push(name);
+                        }
+                        if device_w.write_all(&report).is_err() {
+                            return;
+                        }
+                    }
+                    let _ = device_w.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = device.read(&mut buf) {
+                        if n == 0 || client.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Relay { socket, requests }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("unix:{}", self.socket.display())
+    }
+
+    /// The requests recorded so far, emptied.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut self.requests.lock().unwrap())
+    }
+}

@@ -147,6 +147,13 @@ fn library_login_ends_by_its_timeout_whatever_the_key_does() {
             let took = start.elapsed();
             let kind = r.as_ref().err().map(|e| e.kind());
             println!("library login {user} fault={fault}: {took:.2?}, denied: {kind:?}");
+            if fault == "probe-keepalive" && pin.is_none() {
+                // One key, one credential, no PIN: the login sends no silent probe (its
+                // getAssertion is the probe), so a key that stalls only probes never gets to.
+                assert!(r.is_ok(), "{fault} {user}: {kind:?}");
+                key.stop();
+                continue;
+            }
             assert!(r.is_err(), "{fault} {user}: granted");
             assert!(
                 took < Duration::from_secs(TIMEOUT_S) + MARGIN,
@@ -196,11 +203,17 @@ fn enroll_test_ends_by_its_timeout_whatever_the_key_does() {
             out.status.code(),
             text.trim()
         );
-        assert!(!out.status.success(), "{fault}: {text}");
         assert!(
             took < Duration::from_secs(TIMEOUT_S) + MARGIN,
             "{fault}: took {took:?}"
         );
+        if fault == "probe-keepalive" {
+            // daemon has one credential and no PIN: no silent probe is sent at all.
+            assert!(out.status.success(), "{fault}: {text}");
+            key.stop();
+            continue;
+        }
+        assert!(!out.status.success(), "{fault}: {text}");
         if must_cancel {
             assert!(saw_cancel(&log), "{fault}: the key saw no CANCEL");
         }

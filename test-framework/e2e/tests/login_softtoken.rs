@@ -11,7 +11,7 @@ use ctap_core::flows::verify::VerifyError;
 use ctap_core::store::account::{Nss, UserResolver};
 use ctap_core::store::config::{CloneAction, Policy};
 use ctap_core::transport::ctap2::pin::Pin;
-use ctap_e2e::{SoftToken, TempDir};
+use ctap_e2e::{Relay, SoftToken, TempDir};
 
 #[derive(Default)]
 struct Script {
@@ -541,4 +541,42 @@ fn enrollment_rejects_a_tampered_confirmation() {
         .unwrap()
         .credentials
         .is_empty());
+}
+
+/// One key, one credential (hmac-secret, no UV): a login is INIT, getInfo, getKeyAgreement (for
+/// the hmac-secret salt) and getAssertion: no silent probe (issue 12). A key that does not hold
+/// the credential answers that getAssertion with NO_CREDENTIALS: wrong_key, nothing written.
+#[test]
+fn one_key_one_credential_logs_in_without_a_probe() {
+    let dir = TempDir::new("login-trips");
+    let key = SoftToken::start(dir.path(), &dir.path().join("key"), &[]);
+    let mut p = policy(dir.path(), &key);
+    let mut s = Script::default();
+    enroll_user(&p, "daemon", UvPreference::Discouraged, &mut s).unwrap();
+
+    let relay = Relay::start(dir.path(), &key);
+    p.device = relay.uri().parse().unwrap();
+    login("daemon", "sudo", &p, &mut s).unwrap();
+    assert_eq!(
+        relay.take(),
+        ["INIT", "CBOR 0x04", "CBOR 0x06", "CBOR 0x02"],
+        "INIT, getInfo, clientPIN getKeyAgreement, getAssertion"
+    );
+
+    let other = SoftToken::start(dir.path(), &dir.path().join("other"), &[]);
+    let relay = Relay::start(dir.path(), &other);
+    p.device = relay.uri().parse().unwrap();
+    let state = std::fs::read(p.store().state_path("daemon").unwrap()).unwrap();
+    let e = login("daemon", "sudo", &p, &mut s).unwrap_err();
+    assert!(matches!(e, LoginError::WrongKey), "{e:?}");
+    assert_eq!(e.kind(), "wrong_key");
+    assert_eq!(
+        relay.take().iter().filter(|r| *r == "CBOR 0x02").count(),
+        1,
+        "one getAssertion, no probe before it"
+    );
+    assert_eq!(
+        std::fs::read(p.store().state_path("daemon").unwrap()).unwrap(),
+        state
+    );
 }

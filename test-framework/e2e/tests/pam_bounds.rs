@@ -52,21 +52,25 @@ fn pam_login_ends_by_its_timeout_whatever_the_key_does() {
         .start();
     for (fault, must_cancel) in [
         ("slow-answer", true),
-        ("probe-keepalive", true),
         ("trickle", false),
         ("stall-mid-message", true),
         ("busy-forever", false),
     ] {
         check(&mut s, "daemon", "", fault, must_cancel);
     }
+    // One key, one credential, no PIN: no silent probe is sent (the login's getAssertion is
+    // the probe), so a key that stalls only probes does not get to. (With a PIN it is probed:
+    // see the next test.)
+    s.restart_key(None, &["--fault", "probe-keepalive"]);
+    assert_eq!(s.auth("daemon").result, PamResult::Success);
     s.restart_key(None, &[]);
     assert_eq!(s.auth("daemon").result, PamResult::Success);
 }
 
 #[test]
 #[ignore = "needs root and pamtester (writes /etc/pam.d): scripts/test runs it as root"]
-fn pam_login_with_a_pin_ends_by_its_timeout_against_a_slow_key() {
-    require_root("pam_login_with_a_pin_ends_by_its_timeout_against_a_slow_key");
+fn pam_login_with_a_pin_ends_by_its_timeout_against_a_slow_or_stalling_key() {
+    require_root("pam_login_with_a_pin_ends_by_its_timeout_against_a_slow_or_stalling_key");
     let mut s = Setup::builder("pam-bounds-pin")
         .user("sys")
         .key_args(&["--pin", PIN])
@@ -75,6 +79,8 @@ fn pam_login_with_a_pin_ends_by_its_timeout_against_a_slow_key() {
         .module_args("timeout=3")
         .start();
     check(&mut s, "sys", &format!("{PIN}\n"), "slow-answer", true);
+    // A PIN goes only to a key that answered the silent probe: this one stalls it.
+    check(&mut s, "sys", &format!("{PIN}\n"), "probe-keepalive", true);
     s.restart_key(None, &[]);
     assert_eq!(
         s.auth_with("sys", &format!("{PIN}\n")).result,

@@ -145,7 +145,7 @@ pub enum Misbehaviour {
     /// User verification was required but the key's answer does not report it.
     UvNotReported,
     /// The worker thread talking to one key ended without an answer.
-    SelectionThreadFailed,
+    KeyThreadFailed,
 }
 
 /// Why bytes are not strict CTAP2 CBOR.
@@ -302,7 +302,9 @@ impl fmt::Display for Misbehaviour {
             Misbehaviour::UvNotReported => {
                 f.write_str("user verification was required but the key did not report it")
             }
-            Misbehaviour::SelectionThreadFailed => f.write_str("key selection thread failed"),
+            Misbehaviour::KeyThreadFailed => {
+                f.write_str("the thread asking one of several keys failed")
+            }
         }
     }
 }
