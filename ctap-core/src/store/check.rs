@@ -332,7 +332,8 @@ fn check_dir(
     let mut user_files = Vec::new();
     for (name, path) in names {
         if name.starts_with('.') {
-            if name.contains(".tmp.") {
+            // `.<file>.tmp` (a locked write's) or `.<file>.tmp.<pid>.<hex>` (any other's).
+            if name.contains(".tmp.") || name.ends_with(".toml.tmp") {
                 findings.push(Finding::note(
                     &path,
                     "temporary file left by an interrupted write (the real file is intact)",

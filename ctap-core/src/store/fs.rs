@@ -379,7 +379,8 @@ pub fn read_trusted_any_owner(path: &Path) -> Result<(Vec<u8>, u32), FileError> 
     Ok((check_and_read(path, file, owner, false)?, owner.uid))
 }
 
-/// The temporary files [`write_atomic`] makes for `path`: `.<name>.tmp.<pid>.<8 hex digits>`.
+/// The temporary files [`write_atomic`] makes for `path`: `.<name>.tmp.<pid>.<8 hex digits>`
+/// (and, before locked writes had their own name, every writer of records and state).
 fn is_temp_of(candidate: &str, name: &str) -> bool {
     let Some(rest) = candidate
         .strip_prefix('.')
@@ -436,6 +437,35 @@ pub(crate) fn remove_stale_temps(path: &Path) -> usize {
 /// rename over the target, fsync of the directory. A crash at any instant leaves either the old
 /// or the new file, never a mix.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileError> {
+    let (dir, name) = dir_and_name(path);
+    let tmp = dir.join(format!(
+        ".{name}.tmp.{}.{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    write_through(&tmp, dir, path, contents, mode)
+}
+
+/// [`write_atomic`] for a file every writer of which holds its lock (state, root's records):
+/// one temporary name, `.<name>.tmp`. A write killed before its rename leaves at most that one
+/// file, and the next writer, under the same lock, removes it first: no directory scan on
+/// each login, whatever the directory holds (ARCHITECTURE.md §3).
+pub(crate) fn write_atomic_locked(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+) -> Result<(), FileError> {
+    let (dir, name) = dir_and_name(path);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(FileError::io(path, e)),
+    }
+    write_through(&tmp, dir, path, contents, mode)
+}
+
+fn dir_and_name(path: &Path) -> (&Path, String) {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -444,25 +474,31 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileE
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.tmp.{}.{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
+    (dir, name)
+}
+
+/// Write `contents` to the new file `tmp`, fsync it, rename it over `path`, fsync `dir`.
+fn write_through(
+    tmp: &Path,
+    dir: &Path,
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+) -> Result<(), FileError> {
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&tmp)?;
+            .open(tmp)?;
         f.write_all(contents)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+        std::fs::rename(tmp, path)?;
         File::open(dir)?.sync_all()
     })();
     if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
         return Err(FileError::io(path, e));
     }
     Ok(())
@@ -718,6 +754,28 @@ mod tests {
         assert_eq!(std::fs::read(&f).unwrap(), b"two");
         assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o777, 0o600);
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A locked write uses one temporary name: what a killed write left there is replaced,
+    /// nothing else in the directory is read or touched, and no temporary file remains.
+    #[test]
+    fn a_locked_write_replaces_its_own_leftover_only() {
+        let d = tmpdir();
+        let f = d.join("alice.toml");
+        std::fs::write(d.join(".alice.toml.tmp"), "partial").unwrap();
+        std::fs::write(d.join(".bob.toml.tmp"), "partial").unwrap();
+        write_atomic_locked(&f, b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"new");
+        assert!(!d.join(".alice.toml.tmp").exists());
+        assert!(d.join(".bob.toml.tmp").exists());
+        // A symlink planted at the temporary name is removed, never written through.
+        let target = d.join("target");
+        std::fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, d.join(".alice.toml.tmp")).unwrap();
+        write_atomic_locked(&f, b"newer", 0o600).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        assert_eq!(std::fs::read(&f).unwrap(), b"newer");
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -295,9 +295,8 @@ impl StateGuard {
                 toml: e.to_string(),
             },
         })?;
-        // Still under the lock every state writer takes: no live write's temp file is removed.
-        fs::remove_stale_temps(&self.path);
-        fs::write_atomic(&self.path, text.as_bytes(), 0o600)?;
+        // Still under the lock every state writer takes: the one temporary name is ours.
+        fs::write_atomic_locked(&self.path, text.as_bytes(), 0o600)?;
         Ok(())
     }
 
