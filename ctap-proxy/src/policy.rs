@@ -296,10 +296,16 @@ fn valid_client_name(name: &str) -> bool {
 }
 
 impl Policy {
-    /// Read root's policy file: it must be owned by root and writable by no one else, and so
-    /// must every directory above it.
+    /// Read the policy file: it must be owned by root, or by the user running the proxy (a
+    /// user's own proxy for a rootless container), and writable by no one else, and so must
+    /// every directory above it (ctap-core's trusted open).
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let uid = nix::unistd::geteuid().as_raw();
         let bytes = read_trusted(path, Ownership { uid: 0 })
+            .or_else(|e| match uid {
+                0 => Err(e),
+                _ => read_trusted(path, Ownership { uid }).map_err(|_| e),
+            })
             .map_err(|e| PolicyError::File(e.to_string()))?;
         let text = String::from_utf8(bytes).map_err(|_| PolicyError::Invalid {
             path: path.to_path_buf(),
