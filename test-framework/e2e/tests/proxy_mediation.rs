@@ -33,7 +33,10 @@ fn allowed_rp_registers_and_asserts_refused_requests_never_reach_the_key() {
     let (st, mc) = c.cbor(0x01, Some(&make_credential("example.org", b"u1", false)));
     assert_eq!(st, 0, "makeCredential for an allowed RP");
     let id = credential_id(mc.as_ref().unwrap());
-    let (st, ga) = c.cbor(0x02, Some(&get_assertion("example.org", &[id.clone()])));
+    let (st, ga) = c.cbor(
+        0x02,
+        Some(&get_assertion("example.org", std::slice::from_ref(&id))),
+    );
     assert_eq!(st, 0);
     assert_eq!(rp_id_hash(ga.as_ref().unwrap()), sha256("example.org"));
     // A wildcard RP: whole labels under example.net.
@@ -59,7 +62,7 @@ fn allowed_rp_registers_and_asserts_refused_requests_never_reach_the_key() {
         ),
         (
             "getAssertion",
-            request(0x02, &get_assertion("evil.org", &[id.clone()])),
+            request(0x02, &get_assertion("evil.org", std::slice::from_ref(&id))),
             "rp-not-allowed",
         ),
         ("reset", vec![0x07], "command-not-allowed"),
@@ -180,7 +183,7 @@ fn malformed_ctaphid_and_cbor_never_reach_the_key() {
 
     // CTAPHID violations: answered with CTAPHID ERROR codes by the proxy itself.
     let cid = c.cid;
-    let reports = fragment(cid, CMD_CBOR, &vec![0x04; 200]);
+    let reports = fragment(cid, CMD_CBOR, &[0x04; 200]);
     c.report(&reports[0]);
     c.report(&reports[2]);
     assert_eq!(c.recv(), (cid, CMD_ERROR, vec![0x04]), "INVALID_SEQ");
@@ -313,12 +316,15 @@ fn two_clients_with_different_policies_at_once() {
         std::thread::spawn(move || {
             let mut c = Raw::connect(&socket);
             for _ in 0..8 {
-                let (st, ga) = c.cbor(0x02, Some(&get_assertion(mine, &[id.clone()])));
+                let (st, ga) = c.cbor(0x02, Some(&get_assertion(mine, std::slice::from_ref(&id))));
                 assert_eq!(st, 0, "{client}");
                 assert_eq!(rp_id_hash(&ga.unwrap()), sha256(mine));
                 assert_eq!(
-                    c.cbor(0x02, Some(&get_assertion(theirs, &[other.clone()])))
-                        .0,
+                    c.cbor(
+                        0x02,
+                        Some(&get_assertion(theirs, std::slice::from_ref(&other)))
+                    )
+                    .0,
                     DENIED,
                     "{client} asked for {theirs}"
                 );
