@@ -39,6 +39,9 @@ const STATUS_KEEPALIVE_CANCEL: u8 = 0x2D;
 /// What all connections share: the key and the audit.
 pub struct Shared {
     pub backend: Mutex<Backend>,
+    /// What INIT answers say about the key, as it was at start: taken without the key's mutex,
+    /// so a client can open its channel while another waits for a touch.
+    identity: crate::hid::Identity,
     pub audit: Audit,
     next_cid: AtomicU32,
 }
@@ -46,6 +49,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(backend: Backend, audit: Audit) -> Self {
         Shared {
+            identity: backend.identity(),
             backend: Mutex::new(backend),
             audit,
             next_cid: AtomicU32::new(rand_start()),
@@ -111,8 +115,7 @@ pub struct Connection<R: Read + AsFd, W: Write> {
 
 impl<R: Read + AsFd, W: Write> Connection<R, W> {
     pub fn new(input: R, output: W, client: Client, shared: Arc<Shared>) -> Self {
-        let identity = shared.lock().identity();
-        let mut identity = identity;
+        let mut identity = shared.identity;
         if !client.policy.allows(Command::U2f) {
             identity.capabilities |= hid::CAPABILITY_NMSG;
         }
