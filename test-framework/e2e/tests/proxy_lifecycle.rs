@@ -102,7 +102,7 @@ fn a_client_killed_mid_request_is_cancelled_on_the_key_and_the_proxy_serves_on()
     let mut ga = vec![0x02];
     ga.extend(ctap_core::transport::ctap2::cbor::encode(&get_assertion(
         "example.org",
-        &[id.clone()],
+        std::slice::from_ref(&id),
     )));
     // A separate process: INIT, getAssertion, then it waits for the touch until killed.
     let script = r#"
