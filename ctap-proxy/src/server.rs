@@ -473,7 +473,9 @@ impl<R: Read + AsFd, W: Write> Connection<R, W> {
             Err(e) => {
                 self.note(&format!("the key failed: {e}"));
                 Err(Stop::Key(match e {
-                    CtapHidError::Device(HidErrorCode::ChannelBusy) => ERR_CHANNEL_BUSY,
+                    // The key's own CTAPHID error passes through (INVALID_CMD for MSG on a key
+                    // without U2F, BUSY for another program on a shared hidraw node).
+                    CtapHidError::Device(code) => hid_error_byte(code),
                     _ => ERR_OTHER,
                 }))
             }
@@ -548,6 +550,21 @@ impl<R: Read + AsFd, W: Write> Connection<R, W> {
                 return Some(Stop::Gone);
             }
         }
+    }
+}
+
+fn hid_error_byte(code: HidErrorCode) -> u8 {
+    match code {
+        HidErrorCode::InvalidCmd => 0x01,
+        HidErrorCode::InvalidPar => 0x02,
+        HidErrorCode::InvalidLen => 0x03,
+        HidErrorCode::InvalidSeq => 0x04,
+        HidErrorCode::MsgTimeout => 0x05,
+        HidErrorCode::ChannelBusy => ERR_CHANNEL_BUSY,
+        HidErrorCode::LockRequired => 0x0A,
+        HidErrorCode::InvalidChannel => 0x0B,
+        HidErrorCode::Other => ERR_OTHER,
+        HidErrorCode::Unknown(b) => b,
     }
 }
 

@@ -5,7 +5,8 @@ and multi-credential assertions through the proxy show that its mediation (stric
 canonical re-encoding, the per-client policy) passes what the world sends; a denied RP and
 refused commands get CTAP2_ERR_OPERATION_DENIED and leave the key as it was.
 
-The proxy binary: $CTAP_PROXY_BIN, else target/debug/ctap-proxy of this checkout.
+The proxy binary: $CTAP_PROXY_BIN, else $CTAP_BIN_DIR/ctap-proxy, else target/debug/ctap-proxy
+of this checkout.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from fido2.ctap2.pin import ClientPin
 
 from test_softtoken_fido2 import REPO, Softtoken, open_device
 
-PROXY = Path(os.environ.get("CTAP_PROXY_BIN", REPO / "target" / "debug" / "ctap-proxy"))
+PROXY = Path(
+    os.environ.get("CTAP_PROXY_BIN")
+    or Path(os.environ.get("CTAP_BIN_DIR", REPO / "target" / "debug")) / "ctap-proxy"
+)
 RP_ID = "example.com"
 ORIGIN = "https://example.com"
 PIN = "12345678"

@@ -116,6 +116,26 @@ fn allowed_rp_registers_and_asserts_refused_requests_never_reach_the_key() {
     let mut direct = Raw::connect(&key.socket);
     let (st, _) = direct.cbor(0x02, Some(&get_assertion("example.org", &[id])));
     assert_eq!(st, 0);
+
+    // U2F register for an allowed app ID reaches the key, re-encoded the same; the virtual
+    // key has no U2F, and its CTAPHID error comes back.
+    let before = rec.count();
+    let mut apdu = vec![0, 0x01, 0, 0, 0, 0, 64];
+    apdu.extend([0u8; 32]);
+    apdu.extend(sha256("example.org"));
+    c.send(CMD_MSG, &apdu);
+    assert_eq!(c.recv().1, CMD_ERROR);
+    let reached = rec.messages();
+    assert_eq!(reached.len(), before + 1);
+    assert_eq!(reached[before].0, CMD_MSG);
+    assert_eq!(
+        &reached[before].1[..apdu.len().min(57)],
+        &apdu[..apdu.len().min(57)]
+    );
+    proxy.wait_audit(&[
+        "command=u2f-register rp_id=\"example.org\"",
+        "reason=key-failed",
+    ]);
 }
 
 fn request(command: u8, params: &Value) -> Vec<u8> {
