@@ -468,6 +468,16 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let p = parse(include_str!("../../config/ctap-proxy.toml")).unwrap();
+        let dev = p.client("dev").unwrap();
+        assert!(dev.rp_allowed("example.org") && dev.rp_allowed("a.example.org"));
+        assert_eq!(dev.commands, DEFAULT_COMMANDS);
+        let vm = p.client("vm-work").unwrap();
+        assert!(!vm.make_credential && !vm.allows(Command::U2f));
+    }
+
+    #[test]
     fn untrusted_file_is_refused() {
         let dir = std::env::temp_dir().join(format!("ctap-proxy-policy-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
