@@ -82,8 +82,18 @@ pub struct ServeArgs {
     /// A socket to serve: `[NAME=]unix:PATH`. NAME is the policy section (`[client.NAME]`);
     /// without it, the socket file's name up to its first `.` (`dev.sock` → `dev`). A stale
     /// socket at PATH is replaced; any other file there is an error. Repeatable.
-    #[arg(long, value_name = "[NAME=]unix:PATH", required = true)]
+    #[arg(
+        long,
+        value_name = "[NAME=]unix:PATH",
+        required_unless_present = "uhid"
+    )]
     pub listen: Vec<Listen>,
+
+    /// Also show the key to this machine's programs as a HID security key, through uhid:
+    /// `[NAME=]PATH` (PATH is normally /dev/uhid; NAME, the policy section, defaults to `uhid`).
+    /// Every program using that HID key is the one client NAME.
+    #[arg(long, value_name = "[NAME=]PATH", value_parser = parse_uhid)]
+    pub uhid: Option<(String, PathBuf)>,
 
     /// Permissions of the sockets (octal). Whoever can connect gets that client's rules.
     #[arg(long, value_name = "MODE", default_value = "600", value_parser = parse_mode)]
@@ -137,6 +147,19 @@ impl FromStr for Listen {
         }
         Ok(Listen { client, path })
     }
+}
+
+fn parse_uhid(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = match s.split_once('=') {
+        Some((n, p)) => (n, p),
+        None => ("uhid", s),
+    };
+    if name.is_empty() || !path.starts_with('/') {
+        return Err(format!(
+            "{s}: expected [NAME=]PATH with an absolute PATH, e.g. /dev/uhid"
+        ));
+    }
+    Ok((name.to_string(), PathBuf::from(path)))
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -207,8 +230,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Serve(args) => {
-            let names: Vec<&str> = args.listen.iter().map(|l| l.client.as_str()).collect();
-            let (shared, clients) = start(&args.common, &names)?;
+            let mut names: Vec<&str> = args.listen.iter().map(|l| l.client.as_str()).collect();
+            if let Some((name, _)) = &args.uhid {
+                names.push(name);
+            }
+            let (shared, mut clients) = start(&args.common, &names)?;
+            let uhid_policy = args.uhid.as_ref().and_then(|_| clients.pop());
             let mut listeners = Vec::new();
             for (listen, policy) in args.listen.iter().zip(clients) {
                 listeners.push((
@@ -217,9 +244,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     listen.path.clone(),
                 ));
             }
+            let mut threads = Vec::new();
+            if let (Some((_, path)), Some(policy)) = (&args.uhid, uhid_policy) {
+                threads.push(start_uhid(path, policy, &shared)?);
+            }
             let ids = Arc::new(AtomicU64::new(1));
             let open = Arc::new(AtomicUsize::new(0));
-            let mut threads = Vec::new();
             for (listener, policy, path) in listeners {
                 shared.audit.note(&format!(
                     "listening on {} for client {}",
@@ -239,6 +269,48 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Err((EXIT_RUNTIME, "every listener stopped".into()))
         }
     }
+}
+
+/// Open the uhid device and serve the HID key it creates as one client.
+fn start_uhid(
+    path: &std::path::Path,
+    policy: ClientPolicy,
+    shared: &Arc<Shared>,
+) -> Result<std::thread::JoinHandle<()>, Failure> {
+    let device = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| {
+            (
+                EXIT_RUNTIME,
+                format!("{}: cannot open uhid: {e}", path.display()),
+            )
+        })?;
+    let (bridge_end, connection_end) =
+        UnixStream::pair().map_err(|e| (EXIT_RUNTIME, format!("socketpair: {e}")))?;
+    let name = format!("ctap-proxy {}", policy.name);
+    shared.audit.note(&format!(
+        "serving a uhid HID key ({}) for client {}",
+        path.display(),
+        ctap_core::text::quoted(&policy.name)
+    ));
+    let path = path.to_path_buf();
+    let audit = shared.audit.clone();
+    std::thread::spawn(move || {
+        if let Err(e) = crate::uhid::bridge(device, bridge_end, &name) {
+            audit.note(&format!("{}: uhid: {e}", path.display()));
+        }
+    });
+    let client = Client {
+        policy,
+        connection: 0,
+        peer_uid: None,
+    };
+    let shared = Arc::clone(shared);
+    Ok(std::thread::spawn(move || {
+        serve_stream(connection_end, client, shared)
+    }))
 }
 
 fn bind(path: &std::path::Path, mode: u32) -> Result<UnixListener, Failure> {

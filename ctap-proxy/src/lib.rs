@@ -12,3 +12,4 @@ pub mod mediate;
 pub mod policy;
 pub mod server;
 pub mod u2f;
+pub mod uhid;

@@ -367,6 +367,22 @@ fn help_and_exit_statuses() {
     let (code, _, err) = serve(good.to_str().unwrap(), &nokey);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("cannot open the key"), "{err}");
+    // uhid: a device that cannot be opened is an error at start (no machine here has
+    // /dev/uhid; the event encoding is tested against a socketpair in ctap-proxy's unit tests).
+    let (code, _, err) = run(&[
+        "serve",
+        "--device",
+        &uri,
+        "--policy",
+        good.to_str().unwrap(),
+        "--syslog-socket",
+        "none",
+        "--uhid",
+        "dev=/nonexistent/uhid",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("/nonexistent/uhid: cannot open uhid"), "{err}");
+    assert_eq!(run(&["serve", "--device", &uri, "--uhid", "relative"]).0, 2);
     // A file that is not a socket where the socket goes.
     std::fs::write(dir.path().join("dev.sock"), "x").unwrap();
     let (code, _, err) = serve(good.to_str().unwrap(), &uri);
