@@ -476,6 +476,8 @@ impl<R: Read + AsFd, W: Write> Connection<R, W> {
                     // The key's own CTAPHID error passes through (INVALID_CMD for MSG on a key
                     // without U2F, BUSY for another program on a shared hidraw node).
                     CtapHidError::Device(code) => hid_error_byte(code),
+                    // Longer than the key's maxMsgSize.
+                    CtapHidError::RequestTooLong { .. } => crate::hid::ERR_INVALID_LEN,
                     _ => ERR_OTHER,
                 }))
             }

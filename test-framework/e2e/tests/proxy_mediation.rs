@@ -379,3 +379,40 @@ fn two_clients_with_different_policies_at_once() {
         8
     );
 }
+
+/// A proxy in front of a proxy (the frontend half of the Qubes design, minus uhid): the inner
+/// proxy's client may ask for more than the outer one allows; the outer one decides.
+#[test]
+fn the_outer_proxy_decides_when_proxies_are_chained() {
+    let dir = TempDir::new("px-chain");
+    let key = SoftToken::start(dir.path(), &dir.path().join("key.state"), &[]);
+    let outer = Proxy::serve(dir.path(), &key.uri(), POLICY, &["dev"]);
+    let inner_dir = dir.path().join("inner");
+    std::fs::create_dir(&inner_dir).unwrap();
+    let inner = Proxy::serve(
+        &inner_dir,
+        &outer.uri("dev"),
+        "[client.vm]\nrp_ids = [\"example.org\", \"evil.org\"]\n",
+        &["vm"],
+    );
+    let mut c = Raw::connect(&inner.socket("vm"));
+    let (st, mc) = c.cbor(0x01, Some(&make_credential("example.org", b"u", false)));
+    assert_eq!(st, 0);
+    let id = credential_id(&mc.unwrap());
+    assert_eq!(
+        c.cbor(0x02, Some(&get_assertion("example.org", &[id]))).0,
+        0
+    );
+    assert_eq!(
+        c.cbor(0x02, Some(&get_assertion("evil.org", &[]))).0,
+        DENIED
+    );
+    inner.wait_audit(&[
+        "client=\"vm\"",
+        "rp_id=\"evil.org\" decision=allow status=0x27",
+    ]);
+    outer.wait_audit(&[
+        "client=\"dev\"",
+        "rp_id=\"evil.org\" decision=refuse reason=rp-not-allowed",
+    ]);
+}
