@@ -332,11 +332,16 @@ impl<R: Read + AsFd, W: Write> Connection<R, W> {
         // getNextAssertion only right after this client's own getAssertion on the key: another
         // client's request in between ended the key's assertion state or, worse, left another
         // client's credentials queued.
+        // The owner is set under the key's mutex, before the request goes: no other client's
+        // getAssertion can come between this one and its owner.
+        let get_assertion = matches!(f.expect, Expect::Assertion { .. });
         let result = self.forward(cid, cmd::CBOR, &f.bytes, timeout, |backend| {
             if next && backend.assertion_owner != Some(me) {
                 return Err("not-last-get-assertion");
             }
-            if !next {
+            if get_assertion {
+                backend.assertion_owner = Some(me);
+            } else if !next {
                 backend.assertion_owner = None;
             }
             Ok(())
@@ -358,10 +363,6 @@ impl<R: Read + AsFd, W: Write> Connection<R, W> {
         };
         match mediate::check_response(&f, &mut self.session, &response) {
             Ok(out) => {
-                if matches!(f.expect, Expect::Assertion { .. }) && out.first() == Some(&status::OK)
-                {
-                    self.shared.lock().assertion_owner = Some(me);
-                }
                 self.audit(
                     f.command,
                     f.rp_id.as_deref(),
@@ -371,7 +372,12 @@ impl<R: Read + AsFd, W: Write> Connection<R, W> {
                 self.send(cid, cmd::CBOR, &out)
             }
             Err(r) => {
-                self.shared.lock().assertion_owner = None;
+                // A refused answer leaves nothing for this client's getNextAssertion.
+                let mut backend = self.shared.lock();
+                if backend.assertion_owner == Some(me) {
+                    backend.assertion_owner = None;
+                }
+                drop(backend);
                 self.audit(
                     f.command,
                     f.rp_id.as_deref(),
