@@ -156,7 +156,8 @@ if command -v rpm >/dev/null && [ -n "$rpm_pam" ] && [ -n "$rpm_tools" ]; then
         /usr/share/man/man8/pam_ctap.8.gz /usr/share/man/man5/pam_ctap.toml.5.gz \
         /usr/bin/ctap-enroll /usr/bin/ctap-sshagent /usr/share/man/man1/ctap-enroll.1.gz \
         /usr/share/man/man1/ctap-sshagent.1.gz /usr/lib/systemd/user/ctap-sshagent.socket \
-        /usr/lib/systemd/user/ctap-sshagent.service; do
+        /usr/lib/systemd/user/ctap-sshagent.service /usr/bin/ctap-proxy \
+        /usr/share/man/man1/ctap-proxy.1.gz; do
         if grep -qx "$path" <<<"$list"; then ok "rpm -qlp lists $path"; else not_ok "rpm -qlp lists $path" "$list"; fi
     done
     check "rpm: /etc/ctap/pam_ctap.toml is %config(noreplace)" \
@@ -205,10 +206,11 @@ check "installing changed no /etc/pam.d/common-* file" \
     bash -c "for f in $backup/pam.d/*; do cmp \"\$f\" /etc/pam.d/\$(basename \"\$f\") || exit 1; done"
 check "ctap-enroll --version runs" bash -c 'ctap-enroll --version | grep -q "^ctap-enroll "'
 check "ctap-sshagent --version runs" bash -c 'ctap-sshagent --version | grep -q "^ctap-sshagent "'
+check "ctap-proxy --version runs" bash -c 'ctap-proxy --version | grep -q "^ctap-proxy "'
 check "systemd user units are installed" \
     test -f /usr/lib/systemd/user/ctap-sshagent.socket -a -f /usr/lib/systemd/user/ctap-sshagent.service
 if [ -z "$man_excluded" ]; then
-    for page in pam_ctap "5 pam_ctap.toml" ctap-enroll ctap-enroll-enroll ctap-sshagent; do
+    for page in pam_ctap "5 pam_ctap.toml" ctap-enroll ctap-enroll-enroll ctap-sshagent ctap-proxy; do
         check "man -w $page finds the installed page" bash -c "man -w $page | grep -q '^/usr/share/man/'"
     done
 else

@@ -193,7 +193,7 @@ impl<T: Transport> CtapHidChannel<T> {
     }
 
     /// Set the limit getInfo's maxMsgSize reports (clamped to what CTAPHID can carry).
-    pub(crate) fn set_max_msg_size(&mut self, n: usize) {
+    pub fn set_max_msg_size(&mut self, n: usize) {
         self.max_msg_size = n.clamp(1024, MAX_MESSAGE);
     }
 
