@@ -86,6 +86,35 @@ pub struct Agent {
     /// wait their turn, so N guesses take as long from N connections as from one, and at most
     /// one Argon2 hash (19 MiB) is computed at a time.
     unlock_failures: Mutex<u32>,
+    /// The credentials file as last read, with what identified it then: a signature does not
+    /// re-read and re-parse an unchanged file (it was a tenth of the agent's time per signature).
+    file_cache: Mutex<Option<(FileStamp, Vec<SkKey>)>>,
+}
+
+/// What changes whenever the credentials file is replaced, edited, chmod-ed or chown-ed: the
+/// inode, its size, and its modification and change times. A different stamp means a fresh read
+/// with every check of [`load_credential_file`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(path: &std::path::Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(path).ok()?;
+        Some(FileStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
 }
 
 impl Agent {
@@ -95,6 +124,7 @@ impl Agent {
             state: Mutex::new(State::default()),
             gate: DeviceGate::default(),
             unlock_failures: Mutex::new(0),
+            file_cache: Mutex::new(None),
         }
     }
 
@@ -138,30 +168,49 @@ impl Agent {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The user's SSH credentials, read fresh (ownership and mode checked) on every use, so
-    /// `ctap-enroll ssh` takes effect without restarting the agent.
+    /// The user's SSH credentials, read (ownership and mode checked) whenever the file changed
+    /// since the last read, so `ctap-enroll ssh` takes effect without restarting the agent; an
+    /// unchanged file costs one lstat.
     fn file_keys(&self) -> Vec<SkKey> {
+        let stamp = FileStamp::of(&self.cfg.credentials);
+        let mut cache = self.file_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(now), Some((then, keys))) = (stamp, cache.as_ref()) {
+            if now == *then {
+                return keys.clone();
+            }
+        }
+        // Stamped before the read: a change during the read makes the next call read again. A
+        // file that could not be used is not remembered: it is read (and refused) again.
+        let (keys, usable) = self.read_file_keys();
+        *cache = stamp.filter(|_| usable).map(|s| (s, keys.clone()));
+        keys
+    }
+
+    /// The keys, and whether the file was read and trusted (only then is the result cached).
+    fn read_file_keys(&self) -> (Vec<SkKey>, bool) {
         match load_credential_file(&self.cfg.credentials, Ownership { uid: self.cfg.uid }) {
-            Ok(file) => file
-                .credentials
-                .iter()
-                .filter(|r| ssh::is_ssh_record(r))
-                .filter_map(|r| match SkKey::from_record(r) {
-                    Ok(k) => Some(k),
-                    Err(e) => {
-                        log(format!(
-                            "{}: credential {} skipped: {e}",
-                            self.cfg.credentials.display(),
-                            quoted(&r.name)
-                        ));
-                        None
-                    }
-                })
-                .collect(),
-            Err(e) if e.is_not_found() => Vec::new(),
+            Ok(file) => (
+                file.credentials
+                    .iter()
+                    .filter(|r| ssh::is_ssh_record(r))
+                    .filter_map(|r| match SkKey::from_record(r) {
+                        Ok(k) => Some(k),
+                        Err(e) => {
+                            log(format!(
+                                "{}: credential {} skipped: {e}",
+                                self.cfg.credentials.display(),
+                                quoted(&r.name)
+                            ));
+                            None
+                        }
+                    })
+                    .collect(),
+                true,
+            ),
+            Err(e) if e.is_not_found() => (Vec::new(), false),
             Err(e) => {
                 log(format!("credentials not used: {e}"));
-                Vec::new()
+                (Vec::new(), false)
             }
         }
     }

@@ -546,3 +546,48 @@ fn the_agent_reopens_the_key_after_it_restarts() {
     let _ = agent.kill();
     let _ = agent.wait();
 }
+
+/// The agent keeps the parsed credentials file between requests (issue 12: re-reading it was a
+/// tenth of a signature's cost), but any change to the file is seen at the next request: a new
+/// enrollment appears, and a file made writable by others is refused again, without a restart.
+#[test]
+fn a_changed_credentials_file_is_read_again_and_checked_again() {
+    let dir = temp("creds-cache");
+    let key = SoftToken::start(dir.path(), &dir.path().join("key.state"), &[]);
+    let records = enroll(
+        &key,
+        &[
+            enrollment(SkAlgorithm::EcdsaP256, "one"),
+            enrollment(SkAlgorithm::Ed25519, "two"),
+        ],
+        None,
+    );
+    let creds = write_credentials(dir.path(), &records[..1]);
+    let agent = Agent::start(dir.path(), &key, &creds, &[]);
+    let mut c = agent.client();
+    let ids = c.identities();
+    assert_eq!(ids.len(), 1);
+    assert!(!c.sign(&ids[0].0, b"data").is_empty());
+    assert_eq!(
+        c.identities().len(),
+        1,
+        "an unchanged file is served from memory"
+    );
+
+    write_credentials(dir.path(), &records);
+    assert_eq!(c.identities().len(), 2, "a new enrollment appears at once");
+
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(
+        c.identities().len(),
+        0,
+        "a file others may write is refused again"
+    );
+    assert!(
+        agent.log_text().contains("credentials not used"),
+        "{}",
+        agent.log_text()
+    );
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(c.identities().len(), 2);
+}
