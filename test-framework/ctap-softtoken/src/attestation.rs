@@ -145,6 +145,51 @@ mod tests {
     }
 
     #[test]
+    fn ensure_makes_them_once_and_repairs_a_state_without_them() {
+        use trussed::virt::StorageConfig;
+        let (mut internal, mut external, mut volatile) = (
+            StorageConfig::ram(),
+            StorageConfig::ram(),
+            StorageConfig::ram(),
+        );
+        let read_key = |store: &Store<'_>| {
+            trussed::store::read::<512>(store, Location::Internal, KEY_PATH).expect("key")
+        };
+        internal
+            .with_fs(|internal| {
+                external.with_fs(|external| {
+                    volatile.with_fs(|volatile| {
+                        let store = Store {
+                            internal,
+                            external,
+                            volatile,
+                        };
+                        assert!(ensure(store).expect("a fresh state gets them"));
+                        let key = read_key(&store);
+                        assert!(!ensure(store).expect("kept"), "made once");
+                        assert_eq!(read_key(&store), key);
+                        // A state without a certificate (say, an older one) gets a new pair.
+                        assert!(trussed::store::delete(
+                            &store,
+                            Location::Internal,
+                            CERT_PATH
+                        ));
+                        assert!(ensure(store).expect("repaired"));
+                        assert_ne!(read_key(&store), key);
+                        assert!(trussed::store::exists(
+                            &store,
+                            Location::Internal,
+                            CERT_PATH
+                        ));
+                    })
+                })
+            })
+            .expect("internal")
+            .expect("external")
+            .expect("volatile");
+    }
+
+    #[test]
     fn key_serialization_is_what_trussed_reads() {
         let (key, _) = generate().expect("generate");
         let parsed = Key::try_deserialize(&key).expect("trussed reads it");

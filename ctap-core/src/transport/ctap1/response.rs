@@ -124,6 +124,14 @@ fn parse_signature(bytes: &[u8]) -> Result<Signature, Ctap1Error> {
 
 /// A registration whose signature verified with its attestation certificate's key. Only
 /// [`verify_registration`] makes one: what enrollment stores comes from here.
+///
+/// ```compile_fail
+/// let _ = ctap_core::transport::ctap1::VerifiedRegistration {
+///     public_key: [4; 65],
+///     key_handle: vec![1],
+///     certificate_der: vec![],
+/// };
+/// ```
 #[derive(Debug, Clone)]
 pub struct VerifiedRegistration {
     public_key: [u8; PUBLIC_KEY_LEN],
