@@ -518,3 +518,36 @@ fn key_handles_longer_than_255_bytes_are_not_sent() {
         Err(Ctap1Error::RequestTooLong { len: 256 })
     ));
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a key sends, parsing ends in a value or an error, never a panic.
+        #[test]
+        fn parsers_never_panic(data in proptest::collection::vec(any::<u8>(), 0..1200)) {
+            let _ = RegisterResponse::parse(&data);
+            let _ = AuthenticateResponse::parse(&data);
+            let _ = apdu::split(&data);
+        }
+
+        /// A registration with one byte changed outside the certificate either fails to parse,
+        /// fails to verify, or is the same registration (a byte changed to itself). (The
+        /// attestation signature covers the certificate's key, not the rest of the certificate:
+        /// whose certificate to trust is policy, not this check.)
+        #[test]
+        fn a_changed_registration_does_not_verify(at in 0usize..1000, byte in any::<u8>()) {
+            let good = good_registration();
+            let mut data = good.clone();
+            let cert = 1 + 65 + 1 + 64..1 + 65 + 1 + 64 + ATTESTATION_CERT.len() / 2;
+            let outside: Vec<usize> = (0..data.len()).filter(|i| !cert.contains(i)).collect();
+            let at = outside[at % outside.len()];
+            data[at] = byte;
+            let verified = RegisterResponse::parse(&data)
+                .ok()
+                .and_then(|r| verify_registration(&r, &APP, &CHALLENGE).ok());
+            prop_assert!(verified.is_none() || data == good);
+        }
+    }
+}
