@@ -5,7 +5,8 @@
 # verify_assertion paths. Not a test: it prints figures.
 #
 # Needs root (writes a temporary /etc/pam.d/ctap-bench-* service, removed at the end) and
-# pamtester (apt-get install -y pamtester libpam0g-dev).
+# pamtester (bench/install-deps). The side-by-side table with pam_u2f, pam_permit and the agents
+# is bench/run; this script adds the in-process paths.
 #
 #   bench/pam-bench.sh [ITERATIONS]        # default 50; PROFILE=debug for a debug build
 set -euo pipefail

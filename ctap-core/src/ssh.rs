@@ -19,7 +19,7 @@ pub mod wire;
 pub use authenticator::{
     enroll_ssh_credential, sign, ssh_enrollment_needs_uv, SkSignature, SshEnrollment,
 };
-pub use error::SshError;
+pub use error::{BadAssertion, KeyFileError, Malformed, Refusal, SshError, Unsupported};
 pub use key::{flags, SkAlgorithm, SkKey};
 pub use signature::verify_sk_signature;
 
@@ -27,7 +27,7 @@ use crate::store::credential::{CredentialFile, CredentialRecord};
 
 /// Whether a record is an SSH credential (its rp_id is `ssh:` or `ssh:<name>`).
 pub fn is_ssh_record(r: &CredentialRecord) -> bool {
-    r.rp_id.starts_with("ssh:")
+    r.rp_id.is_ssh()
 }
 
 /// The SSH keys of a credentials file, in file order; records that are not SSH credentials are
@@ -59,24 +59,30 @@ pub fn verify_host_signature(
     signature: &[u8],
 ) -> Result<(), SshError> {
     use p256::ecdsa::signature::Verifier;
-    let key = ssh_key::PublicKey::from_bytes(host_key)
-        .map_err(|e| SshError::malformed(format!("host key: {e}")))?;
-    let sig = ssh_key::Signature::try_from(signature)
-        .map_err(|e| SshError::malformed(format!("host key signature: {e}")))?;
+    let key = ssh_key::PublicKey::from_bytes(host_key).map_err(|e| {
+        SshError::malformed(Malformed::HostKey {
+            parser: e.to_string(),
+        })
+    })?;
+    let sig = ssh_key::Signature::try_from(signature).map_err(|e| {
+        SshError::malformed(Malformed::HostKeySignature {
+            parser: e.to_string(),
+        })
+    })?;
     match key.algorithm() {
         ssh_key::Algorithm::Ed25519
         | ssh_key::Algorithm::Ecdsa {
             curve: ssh_key::EcdsaCurve::NistP256,
         } => {}
         other => {
-            return Err(SshError::unsupported(format!(
-                "cannot verify {other} host key signatures"
-            )))
+            return Err(SshError::unsupported(Unsupported::HostKeyAlgorithm {
+                algorithm: other.to_string(),
+            }))
         }
     }
     key.key_data()
         .verify(session_id, &sig)
-        .map_err(|_| SshError::refused("host key signature over the session id does not verify"))
+        .map_err(|_| SshError::refused(Refusal::HostSignature))
 }
 
 /// `$HOME/.config/ctap/credentials.toml` of the user running us: where `ctap-enroll ssh` records
@@ -119,23 +125,25 @@ pub fn record_ssh_credential(
 
 /// Write `path` (the key-handle file, 0600, never overwriting) and `path.pub` (its
 /// `authorized_keys` line, 0644), as `ssh-keygen -t ecdsa-sk -f path` would.
-pub fn write_key_files(path: &std::path::Path, key: &SkKey) -> Result<(), String> {
+pub fn write_key_files(path: &std::path::Path, key: &SkKey) -> Result<(), KeyFileError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let text = key.to_openssh_private().map_err(|e| e.to_string())?;
+    let text = key.to_openssh_private().map_err(KeyFileError::Encode)?;
     let mut pub_path = path.as_os_str().to_owned();
     pub_path.push(".pub");
-    let create = |p: &std::path::Path, mode: u32, body: &[u8]| -> Result<(), String> {
+    let create = |p: &std::path::Path, mode: u32, body: &[u8]| -> Result<(), KeyFileError> {
+        let io = |source| KeyFileError::Io {
+            path: p.to_path_buf(),
+            source,
+        };
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(p)
-            .map_err(|e| format!("{}: {e}", p.display()))?;
-        f.write_all(body)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| format!("{}: {e}", p.display()))
+            .map_err(io)?;
+        f.write_all(body).and_then(|()| f.sync_all()).map_err(io)
     };
     create(path, 0o600, text.as_bytes())?;
     create(

@@ -7,17 +7,18 @@ use std::io;
 use std::path::PathBuf;
 
 use ctap_core::flows::enroll::{EnrollError, EnrollRefusal};
-use ctap_core::flows::login::LoginError;
+use ctap_core::flows::login::{LoginError, Unusable};
 use ctap_core::flows::uv::UvRefusal;
 use ctap_core::flows::verify::VerifyError;
-use ctap_core::ssh::SshError;
-use ctap_core::store::admin::AdminError;
+use ctap_core::ssh::{BadAssertion, KeyFileError, Malformed, Refusal, SshError, Unsupported};
+use ctap_core::store::account::LookupError;
+use ctap_core::store::admin::{AdminError, AdminRefusal};
 use ctap_core::store::config::{ConfigError, PolicyInvalid};
-use ctap_core::store::credential::StoreError;
+use ctap_core::store::credential::{Inconsistency, StoreError, Suspension};
 use ctap_core::store::fs::FileError;
 use ctap_core::transport::ctap2::{
     cbor, AuthDataProblem, CborProblem, CoseKeyProblem, CtapError, CtapStatus, DescriptorProblem,
-    HmacSecretProblem, Misbehaviour, PinProtocolProblem,
+    HmacSecretProblem, Incompatibility, InputProblem, Misbehaviour, PinProtocolProblem,
 };
 use ctap_core::transport::ctaphid::{CtapHidError, FramingViolation, HidErrorCode};
 use ctap_core::transport::device::TransportError;
@@ -132,10 +133,27 @@ fn ctap_errors() -> Vec<CtapError> {
         v.push(cbor::decode_strict(bad).unwrap_err());
     }
     v.extend(misbehaviours().into_iter().map(CtapError::Misbehaved));
-    v.extend([
-        CtapError::DeviceIncompatible("no hmac-secret".into()),
-        CtapError::InvalidInput("the PIN is too short".into()),
-    ]);
+    v.extend(
+        [
+            Incompatibility::NoPinProtocol,
+            Incompatibility::PinProtocolNotListed { version: 2 },
+            Incompatibility::CoseKeyType { kty: 3, crv: -1 },
+            Incompatibility::NoHmacSecret,
+        ]
+        .map(CtapError::DeviceIncompatible),
+    );
+    v.extend(
+        [
+            InputProblem::PinTooShort,
+            InputProblem::PinShorterThanKeyMinimum { min: 8 },
+            InputProblem::PinTooLong,
+            InputProblem::PinHasNul,
+            InputProblem::NotWholeBlocks { len: 17 },
+            InputProblem::AesKeyLength,
+            InputProblem::EphemeralKeyNoCoordinates,
+        ]
+        .map(CtapError::InvalidInput),
+    );
     v
 }
 
@@ -277,17 +295,56 @@ fn store_errors() -> Vec<StoreError> {
         },
         StoreError::Invalid {
             path: "/x.toml".into(),
-            message: "bad key".into(),
+            problem: Inconsistency::NotUtf8,
+        },
+        StoreError::Invalid {
+            path: "/x.toml".into(),
+            problem: Inconsistency::StateVersion {
+                found: 2,
+                expected: 1,
+            },
+        },
+        StoreError::Invalid {
+            path: "/x.toml".into(),
+            problem: Inconsistency::DuplicateId {
+                credential: "blue".into(),
+            },
+        },
+        StoreError::Invalid {
+            path: "/x.toml".into(),
+            problem: Inconsistency::DuplicateName {
+                credential: "blue".into(),
+            },
+        },
+        StoreError::Invalid {
+            path: "/x.toml".into(),
+            problem: Inconsistency::AlsoInRootRecords {
+                credential: "blue".into(),
+                id: "AAAA".into(),
+            },
+        },
+        StoreError::Invalid {
+            path: "/x.toml".into(),
+            problem: Inconsistency::Unwritable {
+                toml: "values must be emitted before tables".into(),
+            },
         },
         StoreError::BadUserName("../root".into()),
+        StoreError::Lookup(lookup_error()),
     ]);
     v
+}
+
+fn lookup_error() -> LookupError {
+    LookupError {
+        what: "user alice".into(),
+        errno: nix::errno::Errno::EIO,
+    }
 }
 
 fn verify_errors() -> Vec<VerifyError> {
     vec![
         VerifyError::UnexpectedCredential,
-        VerifyError::StoredKeyInvalid("not on the curve".into()),
         VerifyError::RpIdHashMismatch,
         VerifyError::UserNotPresent,
         VerifyError::UserNotVerified,
@@ -302,7 +359,15 @@ fn verify_errors() -> Vec<VerifyError> {
             received: 3,
         },
         VerifyError::CounterNotKept,
-        VerifyError::Suspended("counter regression".into()),
+        VerifyError::HmacUnusable(Misbehaviour::HmacSecret(HmacSecretProblem::Missing)),
+        VerifyError::Suspended(Suspension::new(
+            "counter regression from 9 to 3".into(),
+            std::time::UNIX_EPOCH,
+        )),
+        VerifyError::Suspended(Suspension {
+            reason: None,
+            at: None,
+        }),
     ]
 }
 
@@ -353,13 +418,117 @@ fn every_library_error_displays_as_human_text() {
         assert_human("ConfigError", &e.to_string());
     }
     let mut ssh: Vec<SshError> = ctap_errors().into_iter().map(SshError::Ctap).collect();
-    ssh.push(SshError::Malformed("truncated".into()));
-    ssh.push(SshError::Unsupported("ssh-rsa".into()));
-    ssh.push(SshError::Refused("not ssh:".into()));
-    ssh.push(SshError::BadAssertion("extensions".into()));
+    ssh.extend(
+        [
+            Malformed::Truncated {
+                field: "key type",
+                needed: 4,
+                left: 1,
+            },
+            Malformed::TooLong { field: "string" },
+            Malformed::NotUtf8 { field: "comment" },
+            Malformed::TrailingBytes {
+                message: "signature",
+                count: 3,
+            },
+            Malformed::NegativeMpint { field: "r" },
+            Malformed::MpintTooLong {
+                field: "s",
+                max: 32,
+            },
+            Malformed::EmptyApplication,
+            Malformed::EmptyKeyHandle,
+            Malformed::Curve {
+                curve: "nistp384\u{1b}[31m".into(),
+            },
+            Malformed::PointNotUncompressed,
+            Malformed::PointNotOnCurve,
+            Malformed::Ed25519Length { len: 31 },
+            Malformed::Ed25519Invalid,
+            Malformed::SignatureType {
+                got: "ssh-rsa".into(),
+                key: "sk-ssh-ed25519@openssh.com",
+            },
+            Malformed::SignatureScalars,
+            Malformed::KeyFile {
+                parser: "PEM error".into(),
+            },
+            Malformed::KeyPair {
+                parser: "length invalid".into(),
+            },
+            Malformed::Encoding {
+                parser: "length invalid".into(),
+            },
+            Malformed::HostKey {
+                parser: "unknown algorithm".into(),
+            },
+            Malformed::HostKeySignature {
+                parser: "length invalid".into(),
+            },
+        ]
+        .map(SshError::Malformed),
+    );
+    ssh.extend(
+        [
+            Unsupported::KeyAgreementKey,
+            Unsupported::EncryptedKeyFile,
+            Unsupported::NotSecurityKey {
+                algorithm: "ssh-rsa".into(),
+            },
+            Unsupported::KeyType {
+                name: "ssh-rsa".into(),
+            },
+            Unsupported::HostKeyAlgorithm {
+                algorithm: "ssh-rsa".into(),
+            },
+            Unsupported::ConstraintExtension {
+                name: "x@example.com".into(),
+            },
+            Unsupported::Constraint { code: 7 },
+        ]
+        .map(SshError::Unsupported),
+    );
+    ssh.extend(
+        [
+            Refusal::NotSshApplication {
+                application: "pam://host".into(),
+            },
+            Refusal::EmptyName,
+            Refusal::HostSignature,
+        ]
+        .map(SshError::Refused),
+    );
+    ssh.extend(
+        [
+            BadAssertion::AuthDataExtensions,
+            BadAssertion::OtherAlgorithm,
+            BadAssertion::SignatureNotDer,
+            BadAssertion::Ed25519SignatureLength { len: 63 },
+            BadAssertion::SignatureDoesNotVerify,
+        ]
+        .map(SshError::BadAssertion),
+    );
     ssh.extend(verify_errors().into_iter().map(SshError::Rejected));
     for e in ssh {
-        assert_human("SshError", &e.to_string());
+        let text = e.to_string();
+        assert_human("SshError", &text);
+        // A peer's names are quoted, never written raw to a terminal.
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        // Data, not prose: the inner error is the source, and says the same words.
+        if !matches!(e, SshError::Ctap(_) | SshError::Rejected(_)) {
+            let inner = std::error::Error::source(&e).unwrap().to_string();
+            assert!(text.ends_with(&inner), "{text:?} / {inner:?}");
+        }
+    }
+    for e in [
+        KeyFileError::Encode(SshError::Refused(Refusal::EmptyName)),
+        KeyFileError::Io {
+            path: "/home/alice/.ssh/id_ecdsa_sk".into(),
+            source: io::Error::from(io::ErrorKind::AlreadyExists),
+        },
+    ] {
+        assert_human("KeyFileError", &e.to_string());
+        assert!(std::error::Error::source(&e).is_some());
     }
     let mut enroll: Vec<EnrollError> = store_errors().into_iter().map(EnrollError::Store).collect();
     enroll.extend(ctap_errors().into_iter().map(EnrollError::Device));
@@ -401,7 +570,20 @@ fn every_library_error_displays_as_human_text() {
         path: "/etc/ctap/users/alice.toml".into(),
         known: vec!["key-1".into()],
     });
-    admin.push(AdminError::Refused("name taken".into()));
+    admin.extend(
+        [
+            AdminRefusal::EmptyName,
+            AdminRefusal::NameTaken {
+                user: "alice".into(),
+                name: "blue".into(),
+            },
+            AdminRefusal::NoState {
+                credential: "blue".into(),
+                path: PathBuf::from("/var/lib/ctap/alice.toml"),
+            },
+        ]
+        .map(AdminError::Refused),
+    );
     for e in admin {
         assert_human("AdminError", &e.to_string());
     }
@@ -411,7 +593,18 @@ fn every_library_error_displays_as_human_text() {
 fn every_login_error_displays_as_human_text_with_a_reason_word() {
     let mut all: Vec<LoginError> = vec![
         LoginError::NoRecords,
-        LoginError::NoUsableCredential("none usable".into()),
+        LoginError::NoUsableCredential(Unusable::FilteredOut {
+            enrolled: 2,
+            rp_id: Some("pam://host".into()),
+        }),
+        LoginError::NoUsableCredential(Unusable::FilteredOut {
+            enrolled: 1,
+            rp_id: None,
+        }),
+        LoginError::NoUsableCredential(Unusable::ChangedWhileWaiting {
+            credential: "blue".into(),
+        }),
+        LoginError::Lookup(lookup_error()),
         LoginError::WrongKey,
         LoginError::MissingState {
             credential: "key-1".into(),
@@ -541,4 +734,64 @@ fn wrapping_errors_expose_the_chain() {
         &VerifyError::BadSignature.to_string()
     );
     assert!(LoginError::WrongKey.source().is_none());
+}
+
+/// A record or state row that cannot be a working value is refused at load with words that
+/// name the credential and say what to do (issue 11 item 2).
+#[test]
+fn unusable_records_and_state_rows_read_as_sentences() {
+    use ctap_core::store::credential::record::{KeyError, RecordError, RpIdError};
+    use ctap_core::transport::ctap2::cose::Algorithm;
+    for e in [
+        RecordError::EmptyName,
+        RecordError::EmptyCredentialId {
+            name: "blue".into(),
+        },
+        RecordError::RpId {
+            name: "blue".into(),
+            error: RpIdError::Empty,
+        },
+        RecordError::RpId {
+            name: "blue".into(),
+            error: RpIdError::BadCharacter { at: 3 },
+        },
+        RecordError::Key {
+            name: "blue".into(),
+            error: KeyError::Unparsable {
+                parser: "truncated CBOR".into(),
+            },
+        },
+        RecordError::Key {
+            name: "blue".into(),
+            error: KeyError::NotASigningKey,
+        },
+        RecordError::Key {
+            name: "blue".into(),
+            error: KeyError::AlgorithmMismatch {
+                stored: Algorithm::EdDsa,
+                key: Algorithm::Es256,
+            },
+        },
+    ] {
+        assert_human("RecordError", &e.to_string());
+    }
+    let state = |extra: &str| {
+        format!("version = 1\n\n[[credential]]\ncredential_id = \"AAAA\"\nsign_count = 1\n{extra}")
+    };
+    let salt = "hmac_salt = \"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE\"\n";
+    let check = "hmac_check = \"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE\"\n";
+    for (extra, words) in [
+        (salt.to_string(), "enroll the key again"),
+        (check.to_string(), "enroll the key again"),
+        ("hmac_uv = true\n".to_string(), "enroll the key again"),
+        (
+            "suspended_reason = \"x\"\n".to_string(),
+            "set suspended = true",
+        ),
+    ] {
+        let err =
+            toml::from_str::<ctap_core::store::credential::StateFile>(&state(&extra)).unwrap_err();
+        assert_human("state row", err.message());
+        assert!(err.message().contains(words), "{}", err.message());
+    }
 }

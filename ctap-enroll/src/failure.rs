@@ -157,7 +157,7 @@ impl From<AdminError> for Failure {
                 let fix = format!("see `ctap-enroll list --user {user}`");
                 Failure::new(Exit::Failed, e.to_string(), fix)
             }
-            AdminError::Refused(m) => Failure::new(Exit::Failed, m, ""),
+            AdminError::Refused(r) => Failure::new(Exit::Failed, r.to_string(), ""),
         }
     }
 }

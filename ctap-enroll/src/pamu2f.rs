@@ -33,10 +33,10 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine;
 
 use ctap_core::store::account::{Account, UserResolver};
-use ctap_core::store::credential::record::AlgorithmName;
 use ctap_core::store::credential::{
     CredentialRecord, CredentialState, CredentialStore, StoreError, UvRequirement,
 };
+use ctap_core::store::credential::{EnrolledKey, RpId};
 use ctap_core::transport::ctap2::cose::{Algorithm, CoseKey, ALG_ES256};
 
 const INDIFFERENT: GeneralPurposeConfig =
@@ -450,17 +450,37 @@ fn import_user(
             .map(|n| format!("pam-u2f-{n}"))
             .find(|n| !records.credentials.iter().any(|r| &r.name == n))
             .unwrap_or_else(|| format!("pam-u2f-line{}-{}", c.line, c.position));
-        let algorithm = c.public_key.algorithm().unwrap_or(Algorithm::Es256);
+        let rp_id = RpId::parse(if c.old_format {
+            &opts.appid
+        } else {
+            &opts.rp_id
+        });
+        let (rp_id, public_key) = match (rp_id, EnrolledKey::new(c.public_key.clone())) {
+            (Ok(rp), Ok(key)) => (rp, key),
+            (Err(e), _) => {
+                report.skipped.push(Skipped {
+                    line: c.line,
+                    position: Some(c.position),
+                    user: Some(user.to_string()),
+                    reason: format!("{e}: give another --rp-id or --appid"),
+                });
+                continue;
+            }
+            (_, Err(e)) => {
+                report.skipped.push(Skipped {
+                    line: c.line,
+                    position: Some(c.position),
+                    user: Some(user.to_string()),
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
         let record = CredentialRecord {
             name,
             credential_id: c.credential_id.clone(),
-            rp_id: if c.old_format {
-                opts.appid.clone()
-            } else {
-                opts.rp_id.clone()
-            },
-            public_key: c.public_key.to_bytes(),
-            algorithm: AlgorithmName::from(algorithm),
+            rp_id,
+            public_key,
             aaguid: String::new(),
             user_verification: c.user_verification,
             hmac_secret: false,

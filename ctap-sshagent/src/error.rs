@@ -392,12 +392,16 @@ mod tests {
     use super::*;
     use std::error::Error;
 
-    use ctap_core::transport::ctap2::{CborProblem, CtapStatus, Misbehaviour};
+    use ctap_core::transport::ctap2::{CborProblem, CtapStatus, InputProblem, Misbehaviour};
 
     fn every_agent_error() -> Vec<AgentError> {
         let program = || PathBuf::from("/usr/bin/ssh-askpass");
         vec![
-            AgentError::Protocol(SshError::Malformed("truncated string".into())),
+            AgentError::Protocol(SshError::Malformed(ctap_core::ssh::Malformed::Truncated {
+                field: "key type",
+                needed: 4,
+                left: 1,
+            })),
             AgentError::UnsupportedMessage(99),
             AgentError::UnsupportedExtension("x@example.com".into()),
             AgentError::Locked,
@@ -432,7 +436,7 @@ mod tests {
                 ))),
             },
             AgentError::WrongPin,
-            AgentError::BadPin(CtapError::InvalidInput("the PIN is too short".into())),
+            AgentError::BadPin(CtapError::InvalidInput(InputProblem::PinTooShort)),
             AgentError::Uv(UvError::Refused(ctap_core::flows::uv::UvRefusal::NoPin)),
             AgentError::Key(SshError::Ctap(CtapError::Status(
                 CtapStatus::OperationDenied,
@@ -452,10 +456,14 @@ mod tests {
                 in_a_row: 5,
                 delay: Duration::from_millis(500),
             },
-            AgentError::Bind(BindError::Malformed(SshError::Malformed("short".into()))),
+            AgentError::Bind(BindError::Malformed(SshError::Malformed(
+                ctap_core::ssh::Malformed::TooLong {
+                    field: "session id",
+                },
+            ))),
             AgentError::Bind(BindError::SessionIdLength(0)),
-            AgentError::Bind(BindError::HostSignature(SshError::BadAssertion(
-                "signature".into(),
+            AgentError::Bind(BindError::HostSignature(SshError::Refused(
+                ctap_core::ssh::Refusal::HostSignature,
             ))),
             AgentError::Bind(BindError::AlreadyBoundForAuthentication),
             AgentError::Bind(BindError::HostKeyChanged),

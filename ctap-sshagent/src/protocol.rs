@@ -8,7 +8,7 @@
 //! The dozen messages an sk-only agent handles fit in this file.
 
 use ctap_core::ssh::wire::{put_string, put_u32, Reader};
-use ctap_core::ssh::{SkKey, SshError};
+use ctap_core::ssh::{SkKey, SshError, Unsupported};
 
 pub const SSH_AGENT_FAILURE: u8 = 5;
 pub const SSH_AGENT_SUCCESS: u8 = 6;
@@ -131,15 +131,15 @@ fn parse_constraints(r: &mut Reader<'_>) -> Result<Constraints, SshError> {
                     r.text("sk provider")?;
                 }
                 other => {
-                    return Err(SshError::Unsupported(format!(
-                        "constraint extension {other:?}"
-                    )))
+                    return Err(SshError::Unsupported(Unsupported::ConstraintExtension {
+                        name: other.to_string(),
+                    }))
                 }
             },
             other => {
-                return Err(SshError::Unsupported(format!(
-                    "constraint {other} (or given twice)"
-                )))
+                return Err(SshError::Unsupported(Unsupported::Constraint {
+                    code: other,
+                }))
             }
         }
     }

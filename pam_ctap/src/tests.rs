@@ -46,7 +46,10 @@ fn every_error() -> Vec<LoginError> {
             path: "/x".into(),
             why: "mode".into(),
         })),
-        LoginError::NoUsableCredential("none".into()),
+        LoginError::NoUsableCredential(ctap_core::flows::login::Unusable::FilteredOut {
+            enrolled: 1,
+            rp_id: None,
+        }),
         LoginError::WrongKey,
         LoginError::MissingState {
             credential: "k".into(),

@@ -14,9 +14,10 @@ use crate::flows::session::{keepalive_for, Authenticator, Prompter};
 use crate::flows::uv::{self, UvError, UvRefusal, Verification};
 use crate::flows::verify::{check_assertion, AssertionExpectation, VerifyError};
 use crate::store::config::PinPolicy;
-use crate::store::credential::record::AlgorithmName;
+use crate::store::credential::record::{EnrolledKey, RpId, RpIdError};
 use crate::store::credential::{
-    CredentialFile, CredentialRecord, CredentialState, CredentialStore, StoreError, UvRequirement,
+    CredentialFile, CredentialRecord, CredentialState, CredentialStore, HmacCheck, StoreError,
+    UvRequirement,
 };
 use crate::transport::ctap2::authdata::AttestedCredential;
 use crate::transport::ctap2::cose::Algorithm;
@@ -83,6 +84,8 @@ pub enum EnrollRefusal {
     UnusableAlgorithm,
     /// The confirmation assertion carried no hmac-secret output.
     NoHmacOutput,
+    /// `--rp-id` (or the configured `rp_id`) is not an RP ID.
+    BadRpId(RpIdError),
 }
 
 #[derive(Debug)]
@@ -136,6 +139,7 @@ impl fmt::Display for EnrollError {
                 EnrollRefusal::NoHmacOutput => {
                     write!(f, "the key returned no hmac-secret output")
                 }
+                EnrollRefusal::BadRpId(e) => write!(f, "{e}: give another --rp-id"),
             },
         }
     }
@@ -196,7 +200,10 @@ pub fn enroll(
     prompter: &mut dyn Prompter,
 ) -> Result<CredentialRecord, EnrollError> {
     let user = req.user.name();
-    let rp_id = req.rp_id.clone().unwrap_or_else(default_rp_id);
+    let rp_id = match &req.rp_id {
+        Some(rp) => RpId::parse(rp).map_err(EnrollRefusal::BadRpId)?,
+        None => RpId::parse(&default_rp_id()).map_err(EnrollRefusal::BadRpId)?,
+    };
     // The user's lock covers the whole read-modify-write of records and state, so a concurrent
     // `remove` or second `enroll` cannot interleave with this one (admin edits take it too).
     let mut guard = store.lock_state(user, crate::store::admin::EDIT_LOCK_WAIT)?;
@@ -208,19 +215,18 @@ pub fn enroll(
     let verification = uv::obtain(
         key,
         plan,
-        &rp_id,
+        rp_id.as_str(),
         permission::MAKE_CREDENTIAL | permission::GET_ASSERTION,
         prompter,
     )?;
-    let (cred, algorithm) = make_credential(key, req, &rp_id, &records, &verification, prompter)?;
-    let state = confirm(key, &rp_id, &cred, &verification, prompter)?;
+    let (cred, public_key) = make_credential(key, req, &rp_id, &records, &verification, prompter)?;
+    let state = confirm(key, rp_id.as_str(), &cred, &verification, prompter)?;
 
     let record = CredentialRecord {
         name: req.name.clone(),
         credential_id: cred.credential_id.clone(),
         rp_id,
-        public_key: cred.public_key.to_bytes(),
-        algorithm: AlgorithmName::from(algorithm),
+        public_key,
         aaguid: format_aaguid(&cred.aaguid),
         user_verification: uv,
         hmac_secret: true,
@@ -279,15 +285,15 @@ fn uv_requirement(
 }
 
 /// makeCredential with hmac-secret, excluding the user's credentials under `rp_id` (one key,
-/// one record), and the algorithm of the credential made.
+/// one record), and the public key of the credential made.
 fn make_credential(
     key: &mut Authenticator,
     req: &EnrollRequest,
-    rp_id: &str,
+    rp_id: &RpId,
     records: &CredentialFile,
     verification: &Verification,
     prompter: &mut dyn Prompter,
-) -> Result<(AttestedCredential, Algorithm), EnrollError> {
+) -> Result<(AttestedCredential, EnrolledKey), EnrollError> {
     let user = req.user.name();
     let info = key.info();
     let algorithms: Vec<Algorithm> = [Algorithm::Es256, Algorithm::EdDsa]
@@ -296,7 +302,7 @@ fn make_credential(
         .collect();
     let make = MakeCredentialRequest {
         client_data_hash: rand::random(),
-        rp_id: rp_id.to_string(),
+        rp_id: rp_id.as_str().to_string(),
         rp_name: Some("ctap login".into()),
         user_id: Sha256::digest(user.as_bytes()).to_vec(),
         user_name: user.to_string(),
@@ -306,7 +312,7 @@ fn make_credential(
         exclude_list: records
             .credentials
             .iter()
-            .filter(|c| c.rp_id == rp_id)
+            .filter(|c| &c.rp_id == rp_id)
             .map(|c| c.credential_id.clone())
             .collect(),
         resident_key: false,
@@ -323,7 +329,7 @@ fn make_credential(
             Err(CtapError::Status(CtapStatus::CredentialExcluded)) => {
                 return Err(EnrollRefusal::AlreadyEnrolled {
                     user: user.to_string(),
-                    rp_id: rp_id.to_string(),
+                    rp_id: rp_id.as_str().to_string(),
                 }
                 .into())
             }
@@ -334,11 +340,9 @@ fn make_credential(
         return Err(EnrollRefusal::HmacNotEnabled.into());
     }
     let cred = made.credential().clone();
-    let algorithm = cred
-        .public_key
-        .algorithm()
-        .ok_or(EnrollRefusal::UnusableAlgorithm)?;
-    Ok((cred, algorithm))
+    let public_key =
+        EnrolledKey::new(cred.public_key.clone()).map_err(|_| EnrollRefusal::UnusableAlgorithm)?;
+    Ok((cred, public_key))
 }
 
 /// One assertion now, with login's UV state, checked by the verifier against the public key
@@ -388,9 +392,11 @@ fn confirm(
         None => return Err(EnrollRefusal::NoHmacOutput.into()),
     };
     let mut state = CredentialState::new(cred.credential_id.clone(), sign_count);
-    state.hmac_salt = Some(salt);
-    state.hmac_check = Some(Sha256::digest(&output.output1[..]).into());
-    state.hmac_uv = user_verified;
+    state.hmac = Some(HmacCheck {
+        salt,
+        check: Sha256::digest(&output.output1[..]).into(),
+        uv: user_verified,
+    });
     Ok(state)
 }
 

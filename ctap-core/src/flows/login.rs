@@ -17,7 +17,7 @@ use std::time::Instant;
 use crate::flows::session::{keepalive_for, open_authenticators_until, Authenticator, Prompter};
 use crate::flows::uv::{self, UvError, UvRefusal, Verification};
 use crate::flows::verify::{verify_assertion, Challenge, CounterOutcome, Expectation, VerifyError};
-use crate::store::account::{Account, Nss, UserResolver};
+use crate::store::account::{Account, LookupError, Nss, UserResolver};
 use crate::store::config::{CloneAction, Policy, UvPolicy};
 use crate::store::credential::{CredentialRecord, StateFile, StoreError, UvRequirement};
 use crate::store::fs::FileError;
@@ -64,7 +64,7 @@ pub enum LoginError {
     /// The name PAM was given is not an account the name service knows.
     UnknownUser(String),
     /// The name service could not be asked.
-    Lookup(String),
+    Lookup(LookupError),
     /// Root's records were written for another uid than the account's (the name was reused).
     UidMismatch {
         recorded: u32,
@@ -83,8 +83,8 @@ pub enum LoginError {
     NoRecords,
     /// Records or state could not be read or written.
     Store(StoreError),
-    /// The user has records, but none this policy accepts.
-    NoUsableCredential(String),
+    /// The user has records, but none this policy accepts (or the one chosen changed).
+    NoUsableCredential(Unusable),
     /// No attached key holds any of the user's credentials.
     WrongKey,
     /// A credential has no state (never completed enrollment, or state was lost).
@@ -142,7 +142,6 @@ impl LoginError {
                     "bad_assertion"
                 }
                 VerifyError::CounterNotKept => "no_counter",
-                VerifyError::StoredKeyInvalid(_) => "config_error",
             },
             LoginError::Place(FileError::NotFound(_)) => "config_missing",
             LoginError::Place(_) => "untrusted_path",
@@ -253,7 +252,7 @@ impl fmt::Display for LoginError {
                  try again; if it persists, look for a stuck login or ctap-enroll process"
             ),
             LoginError::Store(e) => e.fmt(f),
-            LoginError::NoUsableCredential(m) => f.write_str(m),
+            LoginError::NoUsableCredential(u) => u.fmt(f),
             LoginError::WrongKey => write!(f, "the attached security key is not enrolled for this user"),
             LoginError::MissingState { credential } => write!(
                 f,
@@ -293,6 +292,41 @@ impl fmt::Display for LoginError {
     }
 }
 
+/// Why the user's enrolled credentials do not serve this login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unusable {
+    /// The policy's RP ID and user-verification rules leave none of `enrolled`.
+    FilteredOut {
+        enrolled: usize,
+        rp_id: Option<String>,
+    },
+    /// The credential was re-enrolled between the unlocked read of its state and the lock.
+    ChangedWhileWaiting { credential: String },
+}
+
+impl fmt::Display for Unusable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unusable::FilteredOut { enrolled, rp_id } => {
+                write!(
+                    f,
+                    "none of the user's {enrolled} enrolled credential(s) is usable here (RP ID"
+                )?;
+                if let Some(rp) = rp_id {
+                    write!(f, " {rp}")?;
+                }
+                f.write_str(" or user verification policy)")
+            }
+            Unusable::ChangedWhileWaiting { credential } => write!(
+                f,
+                "credential {credential:?} was changed while this login waited: try again"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Unusable {}
+
 impl std::error::Error for LoginError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -300,13 +334,13 @@ impl std::error::Error for LoginError {
             LoginError::Device(e) => Some(e),
             LoginError::Rejected { reason, .. } => Some(reason),
             LoginError::Place(e) => Some(e),
+            LoginError::NoUsableCredential(u) => Some(u),
+            LoginError::Lookup(e) => Some(e),
             LoginError::UnknownUser(_)
-            | LoginError::Lookup(_)
             | LoginError::UidMismatch { .. }
             | LoginError::RecordsMissing
             | LoginError::EnrolledAsOtherName { .. }
             | LoginError::NoRecords
-            | LoginError::NoUsableCredential(_)
             | LoginError::WrongKey
             | LoginError::MissingState { .. }
             | LoginError::UvUnavailable(_)
@@ -346,18 +380,23 @@ fn usable_credentials(
     let total = records.len();
     let usable: Vec<CredentialRecord> = records
         .into_iter()
-        .filter(|r| !r.rp_id.starts_with("ssh:"))
-        .filter(|r| policy.rp_id.as_ref().is_none_or(|rp| &r.rp_id == rp))
+        .filter(|r| !r.rp_id.is_ssh())
+        .filter(|r| {
+            policy
+                .rp_id
+                .as_ref()
+                .is_none_or(|rp| r.rp_id.as_str() == rp)
+        })
         .filter(|r| {
             policy.user_verification != UvPolicy::Required
                 || r.user_verification == UvRequirement::Required
         })
         .collect();
     if usable.is_empty() {
-        return Err(LoginError::NoUsableCredential(format!(
-            "none of the user's {total} enrolled credential(s) is usable here (RP ID{} or user verification policy)",
-            policy.rp_id.as_ref().map(|r| format!(" {r}")).unwrap_or_default()
-        )));
+        return Err(LoginError::NoUsableCredential(Unusable::FilteredOut {
+            enrolled: total,
+            rp_id: policy.rp_id.clone(),
+        }));
     }
     Ok(usable)
 }
@@ -502,7 +541,7 @@ pub(crate) fn resolve(resolver: &dyn UserResolver, typed: &str) -> Result<Accoun
     match resolver.by_name(typed) {
         Ok(Some(a)) => Ok(a),
         Ok(None) => Err(LoginError::UnknownUser(typed.to_string())),
-        Err(e) => Err(LoginError::Lookup(e.to_string())),
+        Err(e) => Err(LoginError::Lookup(e)),
     }
 }
 
@@ -575,7 +614,8 @@ fn enrolled_model(
     Ok(())
 }
 
-/// The state of `record`, if it may log in at all (present, not suspended).
+/// The state of `record`, if it may log in at all: present, not suspended, and holding the
+/// hmac-secret check when the record asks for one (so the request always has its salt).
 fn usable_state(
     record: &CredentialRecord,
     state: &crate::store::credential::StateFile,
@@ -587,11 +627,16 @@ fn usable_state(
             .ok_or_else(|| LoginError::MissingState {
                 credential: record.name.clone(),
             })?;
-    if state.suspended {
+    if let Some(s) = &state.suspension {
         return Err(LoginError::Rejected {
             credential: record.name.clone(),
-            reason: VerifyError::Suspended(state.suspended_reason.clone().unwrap_or_default()),
+            reason: VerifyError::Suspended(s.clone()),
             suspended: true,
+        });
+    }
+    if record.hmac_secret && state.hmac.is_none() {
+        return Err(LoginError::MissingState {
+            credential: record.name.clone(),
         });
     }
     Ok(state)
@@ -737,11 +782,11 @@ fn effective_record(
     state: &crate::store::credential::CredentialState,
 ) -> CredentialRecord {
     let mut effective = record.clone();
-    if state.hmac_uv {
-        effective.user_verification = UvRequirement::Required;
-    }
-    if state.hmac_check.is_some() {
+    if let Some(hmac) = &state.hmac {
         effective.hmac_secret = true;
+        if hmac.uv {
+            effective.user_verification = UvRequirement::Required;
+        }
     }
     effective
 }
@@ -762,7 +807,7 @@ fn verify_user(
     Ok(uv::obtain(
         key,
         plan,
-        &record.rp_id,
+        record.rp_id.as_str(),
         permission::GET_ASSERTION,
         prompter,
     )?)
@@ -775,27 +820,23 @@ fn assertion_request(
     verification: &Verification,
     challenge: &Challenge,
 ) -> Result<GetAssertionRequest, LoginError> {
-    if (state.hmac_uv && !verification.required())
-        || (state.hmac_check.is_some() && !record.hmac_secret)
-    {
+    let hmac = state.hmac.as_ref();
+    if hmac.is_some_and(|h| (h.uv && !verification.required()) || !record.hmac_secret) {
         // Re-enrolled between the unlocked read and the lock: what was asked of the key no
         // longer matches what the state demands.
-        return Err(LoginError::NoUsableCredential(format!(
-            "credential {:?} was changed while this login waited: try again",
-            record.name
-        )));
-    }
-    let hmac_secret = match (record.hmac_secret, state.hmac_salt) {
-        (true, Some(salt1)) => Some(HmacSalts { salt1, salt2: None }),
-        (true, None) => {
-            return Err(LoginError::MissingState {
+        return Err(LoginError::NoUsableCredential(
+            Unusable::ChangedWhileWaiting {
                 credential: record.name.clone(),
-            })
-        }
-        (false, _) => None,
-    };
+            },
+        ));
+    }
+    // `usable_state` saw to it that a record with hmac-secret has its check.
+    let hmac_secret = hmac.map(|h| HmacSalts {
+        salt1: h.salt,
+        salt2: None,
+    });
     Ok(GetAssertionRequest {
-        rp_id: record.rp_id.clone(),
+        rp_id: record.rp_id.as_str().to_string(),
         client_data_hash: challenge.client_data_hash(),
         allow_list: vec![record.credential_id.clone()],
         user_presence: true,
@@ -832,10 +873,9 @@ fn settle(
             if let VerifyError::CounterRegression { stored, received } = reason {
                 if policy.clone_action == CloneAction::Suspend {
                     if let Some(s) = guard.state.get_mut(&record.credential_id) {
-                        s.suspended = true;
-                        s.suspended_reason = Some(format!(
-                            "counter regression from {stored} to {received} at {}",
-                            crate::store::credential::now_rfc3339()
+                        s.suspension = Some(crate::store::credential::Suspension::new(
+                            format!("counter regression from {stored} to {received}"),
+                            std::time::SystemTime::now(),
                         ));
                         suspended = guard.commit().is_ok();
                     }
@@ -853,16 +893,15 @@ fn settle(
 #[cfg(test)]
 mod probe_order_tests {
     use super::*;
-    use crate::store::credential::record::AlgorithmName;
-    use crate::store::credential::CredentialState;
+    use crate::store::credential::{CredentialState, EnrolledKey, RpId};
+    use crate::transport::ctap2::cose::CoseKey;
 
     fn record(id: u8, rp: &str) -> CredentialRecord {
         CredentialRecord {
             name: format!("c{id}"),
             credential_id: vec![id; 16],
-            rp_id: rp.into(),
-            public_key: Vec::new(),
-            algorithm: AlgorithmName::Es256,
+            rp_id: RpId::parse(rp).unwrap(),
+            public_key: EnrolledKey::new(CoseKey::EdDsa { x: [0; 32] }).unwrap(),
             aaguid: String::new(),
             user_verification: UvRequirement::Discouraged,
             hmac_secret: false,

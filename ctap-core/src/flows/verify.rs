@@ -40,11 +40,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::store::config::CounterPolicy;
-use crate::store::credential::{CredentialRecord, CredentialState, UvRequirement};
+use crate::store::credential::{CredentialRecord, CredentialState, Suspension, UvRequirement};
 use crate::transport::ctap2::authdata::AuthenticatorData;
 use crate::transport::ctap2::cose::CoseKey;
 use crate::transport::ctap2::ext::hmac_secret::HmacSecretOutput;
-use crate::transport::ctap2::{CtapError, GetAssertionResponse};
+use crate::transport::ctap2::{CtapError, GetAssertionResponse, HmacSecretProblem, Misbehaviour};
 
 /// What one assertion must answer to: the request we sent and the key we hold for it.
 #[derive(Clone, Copy)]
@@ -202,8 +202,6 @@ impl VerifiedAssertion {
 pub enum VerifyError {
     /// The key answered with a credential we did not ask for.
     UnexpectedCredential,
-    /// The stored public key does not parse: a broken records file.
-    StoredKeyInvalid(String),
     RpIdHashMismatch,
     UserNotPresent,
     UserNotVerified,
@@ -212,7 +210,7 @@ pub enum VerifyError {
     HmacMissing,
     /// The key's hmac-secret output is absent, mistyped, undecryptable or of the wrong length.
     /// Logged as `hmac_mismatch`, like a wrong output: the key must not choose the reason.
-    HmacUnusable(String),
+    HmacUnusable(Misbehaviour),
     /// The hmac-secret check was made with a different UV state than this login's.
     HmacUvMismatch {
         enrolled_with_uv: bool,
@@ -224,14 +222,14 @@ pub enum VerifyError {
     },
     /// Policy requires a counter and the key keeps none.
     CounterNotKept,
-    Suspended(String),
+    /// The credential is suspended (since a counter regression, or by an admin).
+    Suspended(Suspension),
 }
 
 impl fmt::Display for VerifyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             VerifyError::UnexpectedCredential => write!(f, "the key answered with a credential that was not requested"),
-            VerifyError::StoredKeyInvalid(m) => write!(f, "stored public key is invalid: {m}"),
             VerifyError::RpIdHashMismatch => write!(f, "rpIdHash does not match the relying party"),
             VerifyError::UserNotPresent => write!(f, "the key did not confirm user presence"),
             VerifyError::UserNotVerified => write!(f, "user verification required but the key did not verify the user"),
@@ -250,12 +248,19 @@ impl fmt::Display for VerifyError {
                 "signature counter went from {stored} to {received}: possible cloned key"
             ),
             VerifyError::CounterNotKept => write!(f, "the key keeps no signature counter and policy requires one"),
-            VerifyError::Suspended(reason) => write!(f, "credential is suspended ({reason}): run `ctap-enroll unsuspend`"),
+            VerifyError::Suspended(s) => write!(f, "credential is suspended ({s}): run `ctap-enroll unsuspend`"),
         }
     }
 }
 
-impl std::error::Error for VerifyError {}
+impl std::error::Error for VerifyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            VerifyError::HmacUnusable(m) => Some(m),
+            _ => None,
+        }
+    }
+}
 
 /// What this login expects, beyond the record itself.
 pub struct Expectation<'a> {
@@ -279,21 +284,15 @@ pub fn verify_assertion(
     if state.credential_id != record.credential_id {
         return Err(VerifyError::UnexpectedCredential);
     }
-    if state.suspended {
-        return Err(VerifyError::Suspended(
-            state
-                .suspended_reason
-                .clone()
-                .unwrap_or_else(|| "no reason recorded".into()),
-        ));
+    if let Some(s) = &state.suspension {
+        return Err(VerifyError::Suspended(s.clone()));
     }
-    let key = record.cose_key().map_err(VerifyError::StoredKeyInvalid)?;
     let checked = check_assertion(
         &AssertionExpectation {
-            rp_id: &record.rp_id,
+            rp_id: record.rp_id.as_str(),
             client_data_hash: &expect.challenge.client_data_hash,
             credential_id: &record.credential_id,
-            public_key: &key,
+            public_key: record.public_key.cose(),
             // Every login asks for a touch.
             user_presence: true,
             user_verification: record.user_verification == UvRequirement::Required,
@@ -325,19 +324,23 @@ fn check_hmac_secret(
     checked: &CheckedAssertion<'_>,
     state: &CredentialState,
 ) -> Result<(), VerifyError> {
-    let (Some(check), Some(output)) = (state.hmac_check.as_ref(), checked.hmac_secret()) else {
+    let (Some(enrolled), Some(output)) = (state.hmac.as_ref(), checked.hmac_secret()) else {
         return Err(VerifyError::HmacMissing);
     };
-    let output = output
-        .as_ref()
-        .map_err(|e| VerifyError::HmacUnusable(e.to_string()))?;
-    if state.hmac_uv != checked.user_verified() {
+    let output = output.as_ref().map_err(|e| {
+        VerifyError::HmacUnusable(match e {
+            CtapError::Misbehaved(m) => m.clone(),
+            // decrypt_output fails only with a misbehaviour; anything else still is no output.
+            _ => Misbehaviour::HmacSecret(HmacSecretProblem::Missing),
+        })
+    })?;
+    if enrolled.uv != checked.user_verified() {
         return Err(VerifyError::HmacUvMismatch {
-            enrolled_with_uv: state.hmac_uv,
+            enrolled_with_uv: enrolled.uv,
         });
     }
     let digest: [u8; 32] = Sha256::digest(&output.output1[..]).into();
-    if !bool::from(digest.ct_eq(check)) {
+    if !bool::from(digest.ct_eq(&enrolled.check)) {
         return Err(VerifyError::HmacMismatch);
     }
     Ok(())

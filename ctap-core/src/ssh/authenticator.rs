@@ -4,11 +4,11 @@ use sha2::{Digest, Sha256};
 
 use super::key::{SkAlgorithm, SkKey};
 use super::signature::encode_sk_signature;
-use super::SshError;
+use super::{BadAssertion, Refusal, SshError};
 use crate::flows::uv::Verification;
 use crate::flows::verify::{check_assertion, AssertionExpectation, CheckedAssertion};
-use crate::store::credential::record::AlgorithmName;
 use crate::store::credential::{now_rfc3339, CredentialRecord, UvRequirement};
+use crate::store::credential::{EnrolledKey, RpId};
 use crate::transport::ctap2::cose::Algorithm;
 use crate::transport::ctap2::info::{format_aaguid, AuthenticatorInfo};
 use crate::transport::ctap2::{
@@ -74,9 +74,7 @@ fn ssh_signature(key: &SkKey, checked: &CheckedAssertion<'_>) -> Result<SkSignat
     let auth = checked.auth_data();
     // OpenSSH's signature has no room for authenticatorData extensions or attested data.
     if auth.raw.len() != 37 {
-        return Err(SshError::BadAssertion(
-            "authenticatorData carries extensions or attested data".into(),
-        ));
+        return Err(SshError::BadAssertion(BadAssertion::AuthDataExtensions));
     }
     let encoded = encode_sk_signature(
         key.algorithm(),
@@ -115,14 +113,16 @@ pub fn enroll_ssh_credential<T: Transport>(
     verification: &Verification,
     on_keepalive: KeepaliveHandler<'_>,
 ) -> Result<CredentialRecord, SshError> {
-    if !e.application.starts_with("ssh:") {
-        return Err(SshError::refused(format!(
-            "application {:?} must start with \"ssh:\"",
-            e.application
-        )));
-    }
+    let application = match RpId::parse(&e.application) {
+        Ok(rp @ RpId::Ssh(_)) => rp,
+        _ => {
+            return Err(SshError::refused(Refusal::NotSshApplication {
+                application: e.application.clone(),
+            }))
+        }
+    };
     if e.name.trim().is_empty() {
-        return Err(SshError::refused("the credential needs a name"));
+        return Err(SshError::refused(Refusal::EmptyName));
     }
     let algorithm = match e.algorithm {
         SkAlgorithm::EcdsaP256 => Algorithm::Es256,
@@ -153,17 +153,15 @@ pub fn enroll_ssh_credential<T: Transport>(
     };
     let made = ctap.make_credential(&req, verification.token(), on_keepalive)?;
     let cred = made.credential();
-    if cred.public_key.algorithm() != Some(algorithm) {
-        return Err(SshError::BadAssertion(
-            "the key created a credential of another algorithm".into(),
-        ));
-    }
+    let public_key = match EnrolledKey::new(cred.public_key.clone()) {
+        Ok(k) if k.algorithm() == algorithm => k,
+        _ => return Err(SshError::BadAssertion(BadAssertion::OtherAlgorithm)),
+    };
     Ok(CredentialRecord {
         name: e.name.clone(),
         credential_id: cred.credential_id.clone(),
-        rp_id: e.application.clone(),
-        public_key: cred.public_key.to_bytes(),
-        algorithm: AlgorithmName::from(algorithm),
+        rp_id: application,
+        public_key,
         aaguid: format_aaguid(&cred.aaguid),
         user_verification: if e.verify_required {
             UvRequirement::Required

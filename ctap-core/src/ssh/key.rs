@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use ssh_encoding::Decode;
 
 use super::wire::{put_string, Reader};
-use super::SshError;
+use super::{Malformed, SshError, Unsupported};
 use crate::store::credential::CredentialRecord;
 use crate::transport::ctap2::cose::{CoseKey, ALG_ES256};
 
@@ -70,15 +70,13 @@ impl SkKey {
         comment: String,
     ) -> Result<Self, SshError> {
         if key.algorithm().is_none() {
-            return Err(SshError::unsupported(
-                "the public key is a key-agreement key, not a signing key",
-            ));
+            return Err(SshError::unsupported(Unsupported::KeyAgreementKey));
         }
         if application.is_empty() {
-            return Err(SshError::malformed("empty application"));
+            return Err(SshError::malformed(Malformed::EmptyApplication));
         }
         if key_handle.is_empty() {
-            return Err(SshError::malformed("empty key handle"));
+            return Err(SshError::malformed(Malformed::EmptyKeyHandle));
         }
         Ok(SkKey {
             key,
@@ -92,7 +90,6 @@ impl SkKey {
     /// The SSH view of an enrolled credential: application = rp_id, key handle = credential id,
     /// flags from `no_touch_required` and `user_verification`, comment = the record's name.
     pub fn from_record(r: &CredentialRecord) -> Result<Self, SshError> {
-        let key = r.cose_key().map_err(SshError::Malformed)?;
         let mut f = 0;
         if !r.no_touch_required {
             f |= flags::USER_PRESENCE_REQD;
@@ -101,8 +98,8 @@ impl SkKey {
             f |= flags::USER_VERIFICATION_REQD;
         }
         SkKey::new(
-            key,
-            r.rp_id.clone(),
+            r.public_key.cose().clone(),
+            r.rp_id.to_string(),
             f,
             r.credential_id.clone(),
             r.name.clone(),
@@ -131,7 +128,8 @@ impl SkKey {
     /// Whether the application is an SSH one ("ssh:" or "ssh:name"), as opposed to a web origin
     /// whose challenges the agent must not sign blindly.
     pub fn is_ssh_application(&self) -> bool {
-        self.application.starts_with("ssh:")
+        self.application
+            .starts_with(crate::store::credential::RpId::SSH_PREFIX)
     }
 
     /// The public key blob: what `authorized_keys`, agent identity lists and userauth carry.
@@ -206,22 +204,27 @@ impl SkKey {
     /// [`SkKey::read_private`], the same code that reads keys added through the agent.
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn from_openssh_private(text: &str) -> Result<Self, SshError> {
-        let pk = ssh_key::PrivateKey::from_openssh(text)
-            .map_err(|e| SshError::malformed(format!("not an OpenSSH private key: {e}")))?;
+        let pk = ssh_key::PrivateKey::from_openssh(text).map_err(|e| {
+            SshError::malformed(Malformed::KeyFile {
+                parser: e.to_string(),
+            })
+        })?;
         if pk.is_encrypted() {
-            return Err(SshError::unsupported("passphrase-protected key files are not supported (ssh-keygen -p -N '' removes the passphrase; an sk key file holds no secret)"));
+            return Err(SshError::unsupported(Unsupported::EncryptedKeyFile));
         }
         let data = pk.key_data();
         if !(data.is_sk_ecdsa_p256() || data.is_sk_ed25519()) {
-            return Err(SshError::unsupported(format!(
-                "{} is not a security-key key",
-                pk.algorithm()
-            )));
+            return Err(SshError::unsupported(Unsupported::NotSecurityKey {
+                algorithm: pk.algorithm().to_string(),
+            }));
         }
         use ssh_encoding::Encode;
         let mut bytes = Vec::new();
-        data.encode(&mut bytes)
-            .map_err(|e| SshError::malformed(e.to_string()))?;
+        data.encode(&mut bytes).map_err(|e| {
+            SshError::malformed(Malformed::Encoding {
+                parser: e.to_string(),
+            })
+        })?;
         let mut r = Reader::new(&bytes);
         let mut key = SkKey::read_private(&mut r)?;
         r.finish("private key")?;
@@ -237,13 +240,19 @@ impl SkKey {
     /// credential ids may exceed (CTAP2 allows up to 1023 bytes; the virtual key's are 156).
     pub fn to_openssh_private(&self) -> Result<String, SshError> {
         let fields = self.private_fields();
-        let data = ssh_key::private::KeypairData::decode(&mut fields.as_slice())
-            .map_err(|e| SshError::malformed(format!("key pair: {e}")))?;
-        let pk = ssh_key::PrivateKey::new(data, self.comment.clone())
-            .map_err(|e| SshError::malformed(format!("key pair: {e}")))?;
-        let text = pk
-            .to_openssh(ssh_key::LineEnding::LF)
-            .map_err(|e| SshError::malformed(format!("encoding: {e}")))?;
+        let key_pair = |e: ssh_key::Error| {
+            SshError::malformed(Malformed::KeyPair {
+                parser: e.to_string(),
+            })
+        };
+        let data =
+            ssh_key::private::KeypairData::decode(&mut fields.as_slice()).map_err(key_pair)?;
+        let pk = ssh_key::PrivateKey::new(data, self.comment.clone()).map_err(key_pair)?;
+        let text = pk.to_openssh(ssh_key::LineEnding::LF).map_err(|e| {
+            SshError::malformed(Malformed::Encoding {
+                parser: e.to_string(),
+            })
+        })?;
         Ok(text.to_string())
     }
 }
@@ -251,20 +260,22 @@ impl SkKey {
 fn read_public(r: &mut Reader<'_>) -> Result<(CoseKey, String), SshError> {
     let name = r.text("key type")?;
     let alg = SkAlgorithm::from_ssh_name(name).ok_or_else(|| {
-        SshError::unsupported(format!("key type {name:?} is not a security-key type"))
+        SshError::unsupported(Unsupported::KeyType {
+            name: name.to_string(),
+        })
     })?;
     let key = match alg {
         SkAlgorithm::EcdsaP256 => {
             let curve = r.text("curve")?;
             if curve != NISTP256 {
-                return Err(SshError::malformed(format!(
-                    "curve {curve:?} for {SK_ECDSA}"
-                )));
+                return Err(SshError::malformed(Malformed::Curve {
+                    curve: curve.to_string(),
+                }));
             }
             let q = r.string("Q")?;
             let (x, y) = match q {
                 [0x04, rest @ ..] if rest.len() == 64 => (&rest[..32], &rest[32..]),
-                _ => return Err(SshError::malformed("Q is not an uncompressed P-256 point")),
+                _ => return Err(SshError::malformed(Malformed::PointNotUncompressed)),
             };
             let mut xa = [0u8; 32];
             let mut ya = [0u8; 32];
@@ -276,18 +287,18 @@ fn read_public(r: &mut Reader<'_>) -> Result<(CoseKey, String), SshError> {
                 alg: ALG_ES256,
             };
             key.p256_public()
-                .map_err(|_| SshError::malformed("Q is not on the P-256 curve"))?;
+                .map_err(|_| SshError::malformed(Malformed::PointNotOnCurve))?;
             key
         }
         SkAlgorithm::Ed25519 => {
             let pk = r.string("public key")?;
             let x: [u8; 32] = pk
                 .try_into()
-                .map_err(|_| SshError::malformed("Ed25519 public key is not 32 bytes"))?;
+                .map_err(|_| SshError::malformed(Malformed::Ed25519Length { len: pk.len() }))?;
             let key = CoseKey::EdDsa { x };
             // Round-trip through COSE: the same decompression check enrollment applies.
             CoseKey::from_bytes(&key.to_bytes())
-                .map_err(|_| SshError::malformed("invalid Ed25519 public key"))?
+                .map_err(|_| SshError::malformed(Malformed::Ed25519Invalid))?
         }
     };
     let application = r.text("application")?.to_string();

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::key::{SkAlgorithm, SkKey};
 use super::wire::{put_mpint, put_string, put_u32, read_unsigned_mpint, Reader};
-use super::SshError;
+use super::{BadAssertion, Malformed, SshError};
 use crate::transport::ctap2::cose::CoseKey;
 
 /// The flags and counter a signature carries, as sshd reads them.
@@ -43,7 +43,7 @@ pub(crate) fn encode_sk_signature(
     match alg {
         SkAlgorithm::EcdsaP256 => {
             let sig = p256::ecdsa::Signature::from_der(key_signature)
-                .map_err(|_| SshError::BadAssertion("ECDSA signature is not DER".into()))?;
+                .map_err(|_| SshError::BadAssertion(BadAssertion::SignatureNotDer))?;
             let (r, s) = sig.split_bytes();
             put_mpint(&mut inner, &r);
             put_mpint(&mut inner, &s);
@@ -51,7 +51,9 @@ pub(crate) fn encode_sk_signature(
         SkAlgorithm::Ed25519 => {
             if key_signature.len() != 64 {
                 return Err(SshError::BadAssertion(
-                    "Ed25519 signature is not 64 bytes".into(),
+                    BadAssertion::Ed25519SignatureLength {
+                        len: key_signature.len(),
+                    },
                 ));
             }
             inner.extend_from_slice(key_signature);
@@ -75,10 +77,10 @@ pub fn verify_sk_signature(
     let mut r = Reader::new(signature);
     let name = r.text("signature type")?;
     if name != key.algorithm().ssh_name() {
-        return Err(SshError::malformed(format!(
-            "signature type {name:?} for a {} key",
-            key.algorithm().ssh_name()
-        )));
+        return Err(SshError::malformed(Malformed::SignatureType {
+            got: name.to_string(),
+            key: key.algorithm().ssh_name(),
+        }));
     }
     let inner = r.string("signature")?;
     let flags = r.u8("flags")?;
@@ -96,7 +98,7 @@ pub fn verify_sk_signature(
             let ss: [u8; 32] = read_unsigned_mpint(&mut ir, "s")?;
             ir.finish("ecdsa signature")?;
             let sig = p256::ecdsa::Signature::from_scalars(rr, ss)
-                .map_err(|_| SshError::malformed("r or s out of range"))?;
+                .map_err(|_| SshError::malformed(Malformed::SignatureScalars))?;
             // The key's own check, which takes the DER form a security key answers with.
             key.cose_key().verify(&signed, sig.to_der().as_bytes())
         }
@@ -105,7 +107,7 @@ pub fn verify_sk_signature(
     if ok {
         Ok(SkSignatureInfo { flags, counter })
     } else {
-        Err(SshError::BadAssertion("signature does not verify".into()))
+        Err(SshError::BadAssertion(BadAssertion::SignatureDoesNotVerify))
     }
 }
 

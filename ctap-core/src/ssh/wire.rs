@@ -6,7 +6,7 @@
 //! operations are "take n bytes or fail" keeps hostile lengths from allocating or panicking in
 //! one place that is easy to read and to fuzz.
 
-use super::SshError;
+use super::{Malformed, SshError};
 
 /// Reads fields from the front of a message. Every method fails rather than panics on short
 /// input, and a length prefix is checked against what is left before anything is taken.
@@ -20,42 +20,44 @@ impl<'a> Reader<'a> {
         Reader { rest: bytes }
     }
 
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], SshError> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], SshError> {
         if n > self.rest.len() {
-            return Err(SshError::malformed(format!(
-                "{what}: needs {n} bytes, {} left",
-                self.rest.len()
-            )));
+            return Err(SshError::malformed(Malformed::Truncated {
+                field: what,
+                needed: n,
+                left: self.rest.len(),
+            }));
         }
         let (head, tail) = self.rest.split_at(n);
         self.rest = tail;
         Ok(head)
     }
 
-    pub fn u8(&mut self, what: &str) -> Result<u8, SshError> {
+    pub fn u8(&mut self, what: &'static str) -> Result<u8, SshError> {
         Ok(self.take(1, what)?[0])
     }
 
-    pub fn bool(&mut self, what: &str) -> Result<bool, SshError> {
+    pub fn bool(&mut self, what: &'static str) -> Result<bool, SshError> {
         Ok(self.u8(what)? != 0)
     }
 
-    pub fn u32(&mut self, what: &str) -> Result<u32, SshError> {
+    pub fn u32(&mut self, what: &'static str) -> Result<u32, SshError> {
         let b = self.take(4, what)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     /// A `string`: uint32 length, then that many bytes.
-    pub fn string(&mut self, what: &str) -> Result<&'a [u8], SshError> {
+    pub fn string(&mut self, what: &'static str) -> Result<&'a [u8], SshError> {
         let n = self.u32(what)?;
-        let n = usize::try_from(n).map_err(|_| SshError::malformed(format!("{what}: too long")))?;
+        let n = usize::try_from(n)
+            .map_err(|_| SshError::malformed(Malformed::TooLong { field: what }))?;
         self.take(n, what)
     }
 
     /// A `string` that must be UTF-8 text.
-    pub fn text(&mut self, what: &str) -> Result<&'a str, SshError> {
+    pub fn text(&mut self, what: &'static str) -> Result<&'a str, SshError> {
         std::str::from_utf8(self.string(what)?)
-            .map_err(|_| SshError::malformed(format!("{what}: not UTF-8")))
+            .map_err(|_| SshError::malformed(Malformed::NotUtf8 { field: what }))
     }
 
     /// Bytes not yet read.
@@ -68,14 +70,14 @@ impl<'a> Reader<'a> {
     }
 
     /// Fail unless everything was read: trailing bytes mean we misread the message.
-    pub fn finish(&self, what: &str) -> Result<(), SshError> {
+    pub fn finish(&self, what: &'static str) -> Result<(), SshError> {
         if self.rest.is_empty() {
             Ok(())
         } else {
-            Err(SshError::malformed(format!(
-                "{what}: {} unexpected trailing bytes",
-                self.rest.len()
-            )))
+            Err(SshError::malformed(Malformed::TrailingBytes {
+                message: what,
+                count: self.rest.len(),
+            }))
         }
     }
 }
@@ -111,20 +113,23 @@ pub(crate) fn put_mpint(out: &mut Vec<u8>, magnitude: &[u8]) {
 /// Read an `mpint` that must be non-negative and fit in `N` bytes; returns it left-padded.
 pub(crate) fn read_unsigned_mpint<const N: usize>(
     r: &mut Reader<'_>,
-    what: &str,
+    what: &'static str,
 ) -> Result<[u8; N], SshError> {
     let raw = r.string(what)?;
     if raw.first().is_some_and(|&b| b & 0x80 != 0) {
-        return Err(SshError::malformed(format!("{what}: negative mpint")));
+        return Err(SshError::malformed(Malformed::NegativeMpint {
+            field: what,
+        }));
     }
     let digits = match raw {
         [0, rest @ ..] => rest,
         _ => raw,
     };
     if digits.len() > N {
-        return Err(SshError::malformed(format!(
-            "{what}: mpint longer than {N} bytes"
-        )));
+        return Err(SshError::malformed(Malformed::MpintTooLong {
+            field: what,
+            max: N,
+        }));
     }
     let mut out = [0u8; N];
     out[N - digits.len()..].copy_from_slice(digits);

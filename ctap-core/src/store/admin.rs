@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::store::account::Account;
-use crate::store::credential::record::AlgorithmName;
+pub use crate::store::credential::record::algorithm_name;
+use crate::store::credential::Suspension;
 use crate::store::credential::{
     CredentialFile, CredentialRecord, CredentialStore, RecordsSource, StoreError, UvRequirement,
 };
@@ -32,8 +33,38 @@ pub enum AdminError {
         known: Vec<String>,
     },
     /// The edit would break an invariant; the message says what to do instead.
-    Refused(String),
+    Refused(AdminRefusal),
 }
+
+/// Which invariant an edit would break.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminRefusal {
+    /// `rename` to an empty or blank name.
+    EmptyName,
+    /// `rename` to a name the user already has.
+    NameTaken { user: String, name: String },
+    /// `unsuspend` of a credential without login state.
+    NoState { credential: String, path: PathBuf },
+}
+
+impl fmt::Display for AdminRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminRefusal::EmptyName => f.write_str("the new name must not be empty"),
+            AdminRefusal::NameTaken { user, name } => write!(
+                f,
+                "user {user} already has a credential named {name:?}: choose another name"
+            ),
+            AdminRefusal::NoState { credential, path } => write!(
+                f,
+                "credential {credential:?} has no login state in {}: re-enroll it",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AdminRefusal {}
 
 impl fmt::Display for AdminError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -56,7 +87,7 @@ impl fmt::Display for AdminError {
                     write!(f, " (known: {})", known.join(", "))
                 }
             }
-            AdminError::Refused(m) => f.write_str(m),
+            AdminError::Refused(r) => r.fmt(f),
         }
     }
 }
@@ -65,7 +96,8 @@ impl std::error::Error for AdminError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             AdminError::Store(e) => Some(e),
-            AdminError::NotFound { .. } | AdminError::Refused(_) => None,
+            AdminError::Refused(r) => Some(r),
+            AdminError::NotFound { .. } => None,
         }
     }
 }
@@ -95,13 +127,6 @@ pub struct CredentialSummary {
     pub last_used: Option<String>,
     pub suspended: bool,
     pub suspended_reason: Option<String>,
-}
-
-pub fn algorithm_name(a: AlgorithmName) -> &'static str {
-    match a {
-        AlgorithmName::Es256 => "es256",
-        AlgorithmName::Eddsa => "eddsa",
-    }
 }
 
 pub fn uv_name(u: UvRequirement) -> &'static str {
@@ -141,16 +166,16 @@ pub fn list(
             name: r.name.clone(),
             credential_id: r.id_b64(),
             source,
-            rp_id: r.rp_id.clone(),
-            algorithm: algorithm_name(r.algorithm),
+            rp_id: r.rp_id.to_string(),
+            algorithm: algorithm_name(r.public_key.algorithm()),
             aaguid: r.aaguid.clone(),
             user_verification: uv_name(r.user_verification),
             hmac_secret: r.hmac_secret,
             created: r.created.clone(),
             sign_count: s.map(|s| s.sign_count),
             last_used: s.and_then(|s| s.last_used.clone()),
-            suspended: s.is_some_and(|s| s.suspended),
-            suspended_reason: s.and_then(|s| s.suspended_reason.clone()),
+            suspended: s.is_some_and(|s| s.suspension.is_some()),
+            suspended_reason: s.and_then(|s| s.suspension.as_ref()?.to_text()),
         });
     }
     Ok(summaries)
@@ -201,9 +226,7 @@ pub fn rename(
 ) -> Result<(), AdminError> {
     let user = account.name();
     if new.trim().is_empty() {
-        return Err(AdminError::Refused(
-            "the new name must not be empty".to_string(),
-        ));
+        return Err(AdminError::Refused(AdminRefusal::EmptyName));
     }
     let _guard = store.lock_state(user, EDIT_LOCK_WAIT)?;
     let mut records = store.load_system_records(user)?;
@@ -216,9 +239,10 @@ pub fn rename(
         .enumerate()
         .any(|(i, c)| i != index && c.name == new)
     {
-        return Err(AdminError::Refused(format!(
-            "user {user} already has a credential named {new:?}: choose another name"
-        )));
+        return Err(AdminError::Refused(AdminRefusal::NameTaken {
+            user: user.to_string(),
+            name: new.to_string(),
+        }));
     }
     records.credentials[index].name = new.to_string();
     store.save_system_records(account, &records)?;
@@ -228,8 +252,8 @@ pub fn rename(
 /// What `unsuspend` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unsuspended {
-    /// It was suspended, for this reason; now it is not.
-    Lifted(String),
+    /// It was suspended (this suspension); now it is not.
+    Lifted(Suspension),
     /// It was not suspended; nothing was written.
     WasNotSuspended,
 }
@@ -249,19 +273,16 @@ pub fn unsuspend(
         .map(|i| &records.credentials[i])
         .ok_or_else(|| not_found(store, user, name, &records.credentials))?;
     let Some(state) = guard.state.get_mut(&record.credential_id) else {
-        return Err(AdminError::Refused(format!(
-            "credential {:?} has no login state in {}: re-enroll it",
-            record.name,
-            guard.path().display()
-        )));
+        return Err(AdminError::Refused(AdminRefusal::NoState {
+            credential: record.name.clone(),
+            path: guard.path().to_path_buf(),
+        }));
     };
-    if !state.suspended {
+    let Some(suspension) = state.suspension.take() else {
         return Ok(Unsuspended::WasNotSuspended);
-    }
-    let reason = state.suspended_reason.take().unwrap_or_default();
-    state.suspended = false;
+    };
     guard.commit()?;
-    Ok(Unsuspended::Lifted(reason))
+    Ok(Unsuspended::Lifted(suspension))
 }
 
 /// The first name of the form `key-<n>` that `records` does not have yet.

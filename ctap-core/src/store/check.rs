@@ -136,18 +136,19 @@ impl Finding {
                 message,
                 "correct the file (or restore it from a backup)",
             ),
-            StoreError::Invalid { path, message } => Finding::problem(
+            StoreError::Invalid { path, problem } => Finding::problem(
                 path,
-                message.clone(),
+                problem.to_string(),
                 "correct the file, or remove the credential and enroll it again",
             ),
             StoreError::BadUserName(u) => Finding::unlocated(
                 format!("invalid user name {u:?}"),
                 "give the account's login name",
             ),
-            StoreError::Lookup(m) => {
-                Finding::unlocated(m.clone(), "check the name service (nsswitch.conf, sssd)")
-            }
+            StoreError::Lookup(e) => Finding::unlocated(
+                e.to_string(),
+                "check the name service (nsswitch.conf, sssd)",
+            ),
         }
     }
 
@@ -405,7 +406,7 @@ fn check_store(policy: &Policy, findings: &mut Vec<Finding>) {
         let login_creds = file
             .credentials
             .iter()
-            .filter(|c| !c.rp_id.starts_with("ssh:"))
+            .filter(|c| !c.rp_id.is_ssh())
             .count();
         if login_creds > 0 && !state_users.contains(user) {
             let path = store.state_path(user).unwrap_or_default();
@@ -457,16 +458,16 @@ fn check_records(
         ));
     }
     for c in &file.credentials {
-        if c.rp_id.starts_with("ssh:") {
+        if c.rp_id.is_ssh() {
             continue;
         }
         if let Some(rp) = &policy.rp_id {
-            if &c.rp_id != rp {
+            if c.rp_id.as_str() != rp {
                 findings.push(Finding::problem(
                     path,
                     format!(
                         "credential {:?} has rp_id {:?} but the config sets rp_id = {rp:?}: it cannot log in",
-                        c.name, c.rp_id
+                        c.name, c.rp_id.as_str()
                     ),
                     "enroll the key again, or remove rp_id from the config",
                 ));
@@ -510,7 +511,7 @@ fn cross_check(
     findings: &mut Vec<Finding>,
 ) {
     for c in &file.credentials {
-        if c.rp_id.starts_with("ssh:") {
+        if c.rp_id.is_ssh() {
             continue;
         }
         match state.get(&c.credential_id) {
@@ -526,20 +527,19 @@ fn cross_check(
                 ),
             )),
             Some(s) => {
-                if c.hmac_secret && (s.hmac_check.is_none() || s.hmac_salt.is_none()) {
+                if c.hmac_secret && s.hmac.is_none() {
                     findings.push(Finding::problem(
                         path,
-                        format!("credential {:?} of user {user} lacks its hmac-secret salt or check: it cannot log in", c.name),
+                        format!("credential {:?} of user {user} has no hmac-secret check in its state: it cannot log in", c.name),
                         "remove it and enroll the key again",
                     ));
                 }
-                if s.suspended {
+                if let Some(suspension) = &s.suspension {
                     findings.push(Finding::note(
                         path,
                         format!(
-                            "credential {:?} of user {user} is suspended ({})",
-                            c.name,
-                            s.suspended_reason.as_deref().unwrap_or("no reason recorded")
+                            "credential {:?} of user {user} is suspended ({suspension})",
+                            c.name
                         ),
                         format!("once the key is known to be genuine: ctap-enroll unsuspend --user {user} {}", c.name),
                     ));

@@ -137,7 +137,7 @@ pub fn unsuspend(ctx: &Context, args: &NameArgs) -> Result<Exit, Failure> {
         Unsuspended::Lifted(reason) => say(format!(
             "Unsuspended {} for {user} (it was suspended: {}).",
             quoted(&args.name),
-            printable(&reason)
+            printable(&reason.to_string())
         )),
         Unsuspended::WasNotSuspended => say(format!(
             "{} of {user} is not suspended; nothing changed.",

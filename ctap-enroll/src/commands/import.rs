@@ -70,8 +70,8 @@ pub fn import(ctx: &Context, args: &ImportArgs) -> Result<Exit, Failure> {
             i.position,
             printable(&i.user),
             quoted(&r.name),
-            algorithm_name(r.algorithm),
-            printable(&r.rp_id),
+            algorithm_name(r.public_key.algorithm()),
+            printable(r.rp_id.as_str()),
             uv_name(r.user_verification)
         ));
         for n in &i.notes {

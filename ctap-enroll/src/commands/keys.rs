@@ -127,8 +127,8 @@ pub fn enroll(ctx: &mut Context, args: &EnrollArgs) -> Result<Exit, Failure> {
     say(format!("Enrolled {} for {user}.", quoted(&record.name)));
     let row = |k: &str, v: &str| say(format!("  {k:<18} {v}"));
     row("credential id", &record.id_b64());
-    row("relying party", &record.rp_id);
-    row("algorithm", algorithm_name(record.algorithm));
+    row("relying party", record.rp_id.as_str());
+    row("algorithm", algorithm_name(record.public_key.algorithm()));
     row("aaguid", &record.aaguid);
     row("user verification", uv_name(record.user_verification));
     row("hmac-secret", if record.hmac_secret { "yes" } else { "no" });

@@ -31,8 +31,10 @@ fn credentials_path(arg: &Option<PathBuf>) -> Result<PathBuf, Failure> {
 fn ssh_failure(e: SshError) -> Failure {
     match e {
         SshError::Ctap(c) => c.into(),
-        SshError::Refused(m) | SshError::Unsupported(m) => Failure::new(Exit::Usage, m, ""),
-        SshError::Malformed(m) | SshError::BadAssertion(m) => Failure::new(Exit::Failed, m, ""),
+        SshError::Refused(m) => Failure::new(Exit::Usage, m.to_string(), ""),
+        SshError::Unsupported(m) => Failure::new(Exit::Usage, m.to_string(), ""),
+        SshError::Malformed(m) => Failure::new(Exit::Failed, m.to_string(), ""),
+        SshError::BadAssertion(m) => Failure::new(Exit::Failed, m.to_string(), ""),
         e @ SshError::Rejected(_) => Failure::new(Exit::Failed, e.to_string(), ""),
     }
 }
@@ -122,7 +124,7 @@ pub fn enroll(ctx: &mut Context, args: &SshArgs) -> Result<Exit, Failure> {
     let sk = SkKey::from_record(&record).map_err(ssh_failure)?;
     ssh::record_ssh_credential(&path, record)?;
     if let Some(k) = &args.write_key_file {
-        ssh::write_key_files(k, &sk).map_err(|e| Failure::new(Exit::Failed, e, ""))?;
+        ssh::write_key_files(k, &sk).map_err(|e| Failure::new(Exit::Failed, e.to_string(), ""))?;
     }
     say(sk.authorized_keys_line());
     Ok(Exit::Ok)

@@ -5,20 +5,25 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
 use crate::ctaphid_device::*;
-use crate::engine::{EngineHandle, Kind, Reply, Ticket, MAX_MESSAGE_SIZE, STATUS_KEEPALIVE_CANCEL};
+use crate::engine::{
+    EngineHandle, Kind, Reply, Ticket, Wake, MAX_MESSAGE_SIZE, STATUS_KEEPALIVE_CANCEL,
+};
 use crate::fault::{Delivery, Fault, Plan};
 
 /// Keepalives go out this often while a request is in progress (CTAP 2.1 §11.2.9.2.1).
 const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(100);
-/// How often we look for the authenticator's reply while a request is in progress.
-const REPLY_POLL: Duration = Duration::from_millis(5);
 /// A message whose continuation packets stop coming is dropped with ERR_MSG_TIMEOUT.
 const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(1);
 /// A client that stops reading its responses is dropped rather than blocking us forever.
@@ -89,29 +94,20 @@ enum Flow {
 struct ReportReader {
     buf: Packet,
     filled: usize,
-    /// The read timeout last set on the socket: while a request runs, every poll asks for the
-    /// same one, and setting it again is a syscall per poll.
-    timeout: Option<Duration>,
 }
 
 enum ReadOutcome {
     Report(Packet),
-    TimedOut,
-    Eof { partial: usize },
+    /// Part of a report came; the rest is still on its way.
+    Partial,
+    Eof {
+        partial: usize,
+    },
 }
 
 impl ReportReader {
-    fn read(
-        &mut self,
-        stream: &mut UnixStream,
-        timeout: Option<Duration>,
-    ) -> io::Result<ReadOutcome> {
-        // A zero timeout means "block" to the OS; never ask for that by accident.
-        let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
-        if timeout != self.timeout {
-            stream.set_read_timeout(timeout)?;
-            self.timeout = timeout;
-        }
+    /// One read from a socket that poll(2) found readable (so it does not block).
+    fn read(&mut self, stream: &mut UnixStream) -> io::Result<ReadOutcome> {
         loop {
             match stream.read(&mut self.buf[self.filled..]) {
                 Ok(0) => {
@@ -121,19 +117,13 @@ impl ReportReader {
                 }
                 Ok(n) => {
                     self.filled += n;
-                    if self.filled == PACKET_SIZE {
-                        self.filled = 0;
-                        return Ok(ReadOutcome::Report(self.buf));
+                    if self.filled < PACKET_SIZE {
+                        return Ok(ReadOutcome::Partial);
                     }
+                    self.filled = 0;
+                    return Ok(ReadOutcome::Report(self.buf));
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(ReadOutcome::TimedOut)
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Partial),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -141,8 +131,74 @@ impl ReportReader {
     }
 }
 
+/// What woke the connection up.
+struct Ready {
+    socket: bool,
+    engine: bool,
+}
+
+/// The connection's doorbell: the engine rings it when a reply is ready (see
+/// [`crate::engine::Wake`]), and the connection sleeps in poll(2) on it and its socket.
+struct Doorbell(Arc<EventFd>);
+
+impl Doorbell {
+    fn new() -> io::Result<Self> {
+        let fd = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+        Ok(Self(Arc::new(fd)))
+    }
+
+    fn wake(&self) -> Wake {
+        let fd = self.0.clone();
+        // Cannot fail short of the counter overflowing, which a 64-bit counter read after
+        // every wake-up does not.
+        Arc::new(move || {
+            let _ = fd.write(1);
+        })
+    }
+
+    /// Reset after a wake-up (non-blocking: nothing to read is fine).
+    fn clear(&self) {
+        let _ = self.0.read();
+    }
+}
+
+/// Sleep until the socket has data (or hung up), the engine rang, or `timeout` passed.
+fn wait(stream: &UnixStream, doorbell: &Doorbell, timeout: Option<Duration>) -> io::Result<Ready> {
+    let timeout = match timeout {
+        None => PollTimeout::NONE,
+        // Round up: rounding a sub-millisecond wait down to 0 would spin until the deadline.
+        Some(t) => {
+            PollTimeout::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(PollTimeout::MAX)
+        }
+    };
+    let mut fds = [
+        PollFd::new(stream.as_fd(), PollFlags::POLLIN),
+        PollFd::new(doorbell.0.as_fd(), PollFlags::POLLIN),
+    ];
+    loop {
+        match poll(&mut fds, timeout) {
+            Ok(_) => break,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // POLLHUP/POLLERR count as readable: the read then reports the end or the error.
+    let fired = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+    Ok(Ready {
+        socket: fired(&fds[0]),
+        engine: fired(&fds[1]),
+    })
+}
+
 /// Serve one client until it disconnects or misbehaves at the I/O level.
 pub fn serve(stream: UnixStream, engine: EngineHandle, fault: Option<Fault>, id: u64) {
+    let doorbell = match Doorbell::new() {
+        Ok(doorbell) => doorbell,
+        Err(e) => {
+            eprintln!("ctap-softtoken: connection {id}: cannot create its eventfd: {e}");
+            return;
+        }
+    };
     let mut connection = Connection {
         stream,
         engine,
@@ -151,8 +207,8 @@ pub fn serve(stream: UnixStream, engine: EngineHandle, fault: Option<Fault>, id:
         reader: ReportReader {
             buf: [0; PACKET_SIZE],
             filled: 0,
-            timeout: None,
         },
+        doorbell,
         channels: VecDeque::new(),
         reassembly: None,
         busy: None,
@@ -170,6 +226,7 @@ struct Connection {
     fault: Option<Fault>,
     id: u64,
     reader: ReportReader,
+    doorbell: Doorbell,
     channels: VecDeque<u32>,
     reassembly: Option<(Reassembly, Instant)>,
     busy: Option<Busy>,
@@ -182,23 +239,34 @@ impl Connection {
 
     fn run(&mut self) {
         loop {
-            let timeout = self.next_timeout();
-            match self.reader.read(&mut self.stream, timeout) {
-                Ok(ReadOutcome::Report(packet)) => {
-                    if self.handle_packet(&packet) == Flow::Close {
+            let ready = match wait(&self.stream, &self.doorbell, self.next_timeout()) {
+                Ok(ready) => ready,
+                Err(e) => {
+                    self.log(&format!("poll failed, dropping connection: {e}"));
+                    return;
+                }
+            };
+            if ready.engine {
+                self.doorbell.clear();
+            }
+            if ready.socket {
+                match self.reader.read(&mut self.stream) {
+                    Ok(ReadOutcome::Report(packet)) => {
+                        if self.handle_packet(&packet) == Flow::Close {
+                            return;
+                        }
+                    }
+                    Ok(ReadOutcome::Partial) => {}
+                    Ok(ReadOutcome::Eof { partial }) => {
+                        if partial != 0 || self.reassembly.is_some() {
+                            self.log("client disconnected in the middle of a message");
+                        }
                         return;
                     }
-                }
-                Ok(ReadOutcome::TimedOut) => {}
-                Ok(ReadOutcome::Eof { partial }) => {
-                    if partial != 0 || self.reassembly.is_some() {
-                        self.log("client disconnected in the middle of a message");
+                    Err(e) => {
+                        self.log(&format!("read failed, dropping connection: {e}"));
+                        return;
                     }
-                    return;
-                }
-                Err(e) => {
-                    self.log(&format!("read failed, dropping connection: {e}"));
-                    return;
                 }
             }
             if self.tick() == Flow::Close {
@@ -207,14 +275,19 @@ impl Connection {
         }
     }
 
-    /// How long to wait for the next report before there is something else to do.
+    /// How long to sleep before a timer is due (the engine's reply and the client's reports
+    /// wake us sooner); `None` when no timer runs.
     fn next_timeout(&self) -> Option<Duration> {
-        if self.busy.is_some() {
-            return Some(REPLY_POLL);
-        }
-        self.reassembly
-            .as_ref()
-            .map(|(_, deadline)| deadline.saturating_duration_since(Instant::now()))
+        let reassembly = self.reassembly.as_ref().map(|(_, deadline)| *deadline);
+        let busy = self.busy.as_ref().map(|busy| match &busy.held {
+            Some((at, _, _)) => busy.next_keepalive.min(*at),
+            None => busy.next_keepalive,
+        });
+        let due = match (reassembly, busy) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        due.map(|at| at.saturating_duration_since(Instant::now()))
     }
 
     /// Timers: reassembly timeout, the authenticator's reply, keepalives.
@@ -233,7 +306,13 @@ impl Connection {
         let cid = busy.cid;
         if busy.held.as_ref().is_some_and(|(at, _, _)| now >= *at) {
             if let Some((_, payload, fault)) = busy.held.take() {
-                match self.engine.submit(payload) {
+                // A delayed message goes to the engine as what it came in as.
+                let kind = if busy.command == cmd::MSG {
+                    Kind::Msg
+                } else {
+                    Kind::Cbor
+                };
+                match self.engine.submit_kind(kind, payload, self.doorbell.wake()) {
                     Ok(ticket) => busy.job = Some((ticket, fault)),
                     Err(_) => {
                         self.log("the authenticator stopped; closing");
@@ -466,6 +545,7 @@ impl Connection {
                             Some(f) => f.mangle_request(payload),
                             None => payload,
                         },
+                        self.doorbell.wake(),
                     ) {
                         Ok(ticket) => Some((ticket, fault)),
                         Err(_) => {

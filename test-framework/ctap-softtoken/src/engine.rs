@@ -1,7 +1,9 @@
 //! The authenticator: fido-authenticator on trussed, on one thread, one transaction at a time.
 //!
 //! Connections hand CTAPHID CBOR messages to the engine as [`Job`]s through a FIFO queue
-//! and wait for the reply, sending keepalives meanwhile. A real key is a single
+//! and wait for the reply, sending keepalives meanwhile. Each job carries its connection's
+//! [`Wake`]: the engine calls it once the reply is there (or the job is dropped unanswered), so a
+//! connection sleeps until then instead of polling. A real key is a single
 //! microcontroller: it also serves one transaction at a time, and a host talking to it while it
 //! is busy waits. Serialising here keeps the authenticator's state (PIN token, counters, the
 //! getNextAssertion cursor) coherent without any locking inside it; the price is that a request
@@ -76,6 +78,10 @@ pub enum Kind {
     Msg,
 }
 
+/// How the engine tells a connection that its reply is ready: called once per job, after the
+/// reply is sent, or when the job is dropped without one (the engine stopping).
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
 /// One message queued for the authenticator.
 struct Job {
     id: u64,
@@ -83,6 +89,15 @@ struct Job {
     payload: Vec<u8>,
     cancelled: Arc<AtomicBool>,
     reply: Sender<Reply>,
+    wake: Wake,
+}
+
+impl Drop for Job {
+    /// Answered or not, the job is over: wake its connection to collect the reply (or to find
+    /// the engine gone).
+    fn drop(&mut self) {
+        (self.wake)();
+    }
 }
 
 /// What connections share about the engine.
@@ -115,13 +130,20 @@ pub struct Ticket {
 pub struct EngineGone;
 
 impl EngineHandle {
-    /// Queue a CTAPHID_CBOR message for the authenticator.
-    pub fn submit(&self, payload: Vec<u8>) -> Result<Ticket, EngineGone> {
-        self.submit_kind(Kind::Cbor, payload)
+    /// Queue a CTAPHID_CBOR message for the authenticator; `wake` is called when its reply is
+    /// ready for [`Ticket::try_reply`].
+    pub fn submit(&self, payload: Vec<u8>, wake: Wake) -> Result<Ticket, EngineGone> {
+        self.submit_kind(Kind::Cbor, payload, wake)
     }
 
-    /// Queue a message of either kind (CTAPHID_CBOR or CTAPHID_MSG) for the authenticator.
-    pub fn submit_kind(&self, kind: Kind, payload: Vec<u8>) -> Result<Ticket, EngineGone> {
+    /// Queue a message of either kind (CTAPHID_CBOR or CTAPHID_MSG) for the authenticator;
+    /// `wake` is called when its reply is ready for [`Ticket::try_reply`].
+    pub fn submit_kind(
+        &self,
+        kind: Kind,
+        payload: Vec<u8>,
+        wake: Wake,
+    ) -> Result<Ticket, EngineGone> {
         let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
         let cancelled = Arc::new(AtomicBool::new(false));
         let (reply, reply_rx) = mpsc::channel();
@@ -132,6 +154,7 @@ impl EngineHandle {
                 payload,
                 cancelled: cancelled.clone(),
                 reply,
+                wake,
             })
             .map_err(|_| EngineGone)?;
         Ok(Ticket {
@@ -367,7 +390,8 @@ fn work(app: &mut dyn App<'static>, jobs: Receiver<Job>, shared: &Shared) {
             shared.current.store(0, Ordering::SeqCst);
             reply
         };
-        // The connection may have gone away meanwhile; nothing to do then.
+        // The connection may have gone away meanwhile; nothing to do then. Dropping the job
+        // right after wakes the connection.
         let _ = job.reply.send(reply);
     }
 }
@@ -414,6 +438,35 @@ mod tests {
         assert!(cfg(Presence::Deny) < 1_000);
         assert_eq!(cfg(Presence::Delay(Duration::from_millis(100))), 30_000);
         assert_eq!(cfg(Presence::Delay(Duration::from_secs(60))), 70_000);
+    }
+
+    /// The engine rings the submitter when the reply is there, so a connection can sleep
+    /// until then instead of polling for it (issue 12).
+    #[test]
+    fn submit_wakes_the_submitter_when_the_reply_is_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateFile::open(&dir.path().join("key.state")).unwrap();
+        let config = EngineConfig {
+            presence: Presence::Auto,
+        };
+        run(&state, config, |engine| {
+            let (rang, bell) = mpsc::channel();
+            let wake: Wake = Arc::new(move || {
+                let _ = rang.send(());
+            });
+            // authenticatorGetInfo
+            let ticket = engine.submit(vec![0x04], wake).unwrap();
+            bell.recv_timeout(Duration::from_secs(30))
+                .expect("the engine never woke the submitter");
+            match ticket.try_reply().unwrap() {
+                Some(Reply::Data(data)) => assert_eq!(data.first(), Some(&0x00), "{data:?}"),
+                other => panic!("no getInfo reply after the wake-up: {other:?}"),
+            }
+            // Exactly one wake-up per job.
+            assert!(bell.try_recv().is_err());
+            Ok(())
+        })
+        .unwrap();
     }
 
     #[test]

@@ -164,14 +164,15 @@ fn main() {
     let state = store.read_state(BENCH_USER).unwrap().credentials.remove(0);
     let challenge = Challenge::new("bench", BENCH_USER);
     let request = GetAssertionRequest {
-        rp_id: record.rp_id.clone(),
+        rp_id: record.rp_id.to_string(),
         client_data_hash: challenge.client_data_hash(),
         allow_list: vec![record.credential_id.clone()],
         user_presence: true,
         user_verification: false,
-        hmac_secret: state
-            .hmac_salt
-            .map(|salt1| HmacSalts { salt1, salt2: None }),
+        hmac_secret: state.hmac.as_ref().map(|h| HmacSalts {
+            salt1: h.salt,
+            salt2: None,
+        }),
     };
     let mut keys = open_authenticators(&policy.device, policy.touch_timeout()).unwrap();
     let response = keys[0]
@@ -208,18 +209,21 @@ fn main() {
     for _ in 0..n {
         let ids = fake(1);
         let t = Instant::now();
-        assert_eq!(key.probe_credentials(&record.rp_id, &ids).unwrap(), None);
+        assert_eq!(
+            key.probe_credentials(record.rp_id.as_str(), &ids).unwrap(),
+            None
+        );
         probes.push(t.elapsed());
     }
     let (pm, pp) = stats(probes);
     let runs = n.div_ceil(10);
     let mut many = fake(999);
     many.push(record.credential_id.clone());
-    let chunks = key.allow_list_chunks(&record.rp_id, &many).len();
+    let chunks = key.allow_list_chunks(record.rp_id.as_str(), &many).len();
     let mut thousand = Vec::with_capacity(runs);
     for _ in 0..runs {
         let t = Instant::now();
-        let found = key.probe_credentials(&record.rp_id, &many).unwrap();
+        let found = key.probe_credentials(record.rp_id.as_str(), &many).unwrap();
         thousand.push(t.elapsed());
         assert_eq!(found.as_ref(), Some(&record.credential_id));
     }

@@ -716,7 +716,7 @@ fn sigkill_mid_update_leaves_the_old_or_the_new_state() {
             now >= last,
             "iteration {i}: counter went back from {last} to {now}"
         );
-        assert!(!state.credentials[0].suspended);
+        assert!(state.credentials[0].suspension.is_none());
         last = now;
     }
     assert!(killed > 10, "only {killed} of 50 runs were killed mid-way");
@@ -885,7 +885,7 @@ fn import_pam_u2f_lines_then_test_passes() {
             t.stdout
         );
         let s = env.read_state(user);
-        assert!(s.credentials[0].hmac_check.is_none());
+        assert!(s.credentials[0].hmac.is_none());
     }
     let l = env.run(&["list", "--user", "daemon", "--json"]).ok();
     assert!(l.stdout.contains("\"hmac_secret\": false"), "{}", l.stdout);

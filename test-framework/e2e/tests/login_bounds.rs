@@ -218,7 +218,7 @@ fn pad_records(p: &Policy, user: &str, fakes: usize, rp_of: impl Fn(usize) -> St
     for i in 0..fakes {
         let mut fake = real.clone();
         fake.name = format!("fake-{i}");
-        fake.rp_id = rp_of(i);
+        fake.rp_id = ctap_core::store::credential::RpId::parse(&rp_of(i)).unwrap();
         fake.credential_id = (0..real.credential_id.len())
             .map(|_| rand::random::<u8>())
             .collect();

@@ -130,6 +130,52 @@ fn unknown_user_wrong_key_and_tampered_check_fail() {
     assert_eq!(err.kind(), "hmac_mismatch", "{err}");
 }
 
+/// Half an hmac-secret check in the state file is a load error naming the file and line, before
+/// any key is touched; a round trip through the store leaves an intact file byte for byte.
+#[test]
+fn half_an_hmac_check_is_a_load_error_with_its_line() {
+    let dir = TempDir::new("half");
+    let key = SoftToken::start(dir.path(), &dir.path().join("key"), &[]);
+    let p = policy(dir.path(), &key);
+    let mut s = Script::default();
+    enroll_user(&p, "daemon", UvPreference::Discouraged, &mut s).unwrap();
+    let store = p.store();
+    let state_path = store.state_path("daemon").unwrap();
+    let text = std::fs::read_to_string(&state_path).unwrap();
+    // Rewriting what was read changes nothing.
+    let guard = store
+        .lock_state("daemon", std::time::Duration::from_secs(5))
+        .unwrap();
+    guard.commit().unwrap();
+    drop(guard);
+    assert_eq!(std::fs::read_to_string(&state_path).unwrap(), text);
+    let records_path = store.records_path("daemon").unwrap();
+    let records = std::fs::read_to_string(&records_path).unwrap();
+    let account = Nss.by_name("daemon").unwrap().unwrap();
+    let loaded = store.load_system_records("daemon").unwrap();
+    store.save_system_records(&account, &loaded).unwrap();
+    assert_eq!(std::fs::read_to_string(&records_path).unwrap(), records);
+
+    let cut: String = text
+        .lines()
+        .filter(|l| !l.starts_with("hmac_check"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(cut, text);
+    std::fs::write(&state_path, &cut).unwrap();
+    // The error comes from the file, before any key is asked: no touch cue.
+    let mut s = Script::default();
+    let err = login("daemon", "sudo", &p, &mut s).unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(err.kind(), "config_error", "{msg}");
+    assert!(
+        msg.contains(&format!("{}:", state_path.display()))
+            && msg.contains("hmac_salt without hmac_check"),
+        "{msg}"
+    );
+    assert!(s.cues.is_empty(), "{:?}", s.cues);
+}
+
 #[test]
 fn cloned_key_is_detected_and_suspended() {
     let dir = TempDir::new("clone");
@@ -174,7 +220,15 @@ fn cloned_key_is_detected_and_suspended() {
         other => panic!("expected a suspending counter regression, got {other:?}"),
     }
     let st = pc.store().read_state("daemon").unwrap();
-    assert!(st.credentials[0].suspended);
+    let suspension = st.credentials[0].suspension.as_ref().unwrap();
+    assert!(suspension.at.is_some(), "{suspension:?}");
+    assert!(
+        suspension
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("counter regression from ")),
+        "{suspension:?}"
+    );
     // Suspended: even the genuine key is refused now, until an admin unsuspends.
     clone.stop();
     let key = SoftToken::start(dir.path(), &key_state, &[]);

@@ -405,7 +405,7 @@ fn sshd_accepts_logins_signed_through_the_agent() {
         assert!(
             out.status.success(),
             "{:?} login: {}\nagent: {}\nsshd: {}",
-            r.algorithm,
+            r.public_key.algorithm(),
             text(&out),
             agent.log_text(),
             sshd.log_text()

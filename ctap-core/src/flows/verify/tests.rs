@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::credential::record::AlgorithmName;
+use crate::store::credential::{EnrolledKey, HmacCheck, RpId};
 use crate::transport::ctap2::authdata::{AuthenticatorData, Flags};
 use crate::transport::ctap2::cose::{CoseKey, ALG_ES256};
 use crate::transport::ctap2::ext::hmac_secret::HmacSecretOutput;
@@ -26,9 +26,8 @@ fn key(uv: UvRequirement) -> Key {
     let record = CredentialRecord {
         name: "blue".into(),
         credential_id: vec![7; 48],
-        rp_id: RP.into(),
-        public_key: cose.to_bytes(),
-        algorithm: AlgorithmName::Es256,
+        rp_id: RpId::parse(RP).unwrap(),
+        public_key: EnrolledKey::new(cose).unwrap(),
         aaguid: String::new(),
         user_verification: uv,
         hmac_secret: true,
@@ -37,9 +36,11 @@ fn key(uv: UvRequirement) -> Key {
     };
     let hmac_out = [0x42; 32];
     let mut state = CredentialState::new(record.credential_id.clone(), 10);
-    state.hmac_salt = Some([1; 32]);
-    state.hmac_check = Some(Sha256::digest(hmac_out).into());
-    state.hmac_uv = uv == UvRequirement::Required;
+    state.hmac = Some(HmacCheck {
+        salt: [1; 32],
+        check: Sha256::digest(hmac_out).into(),
+        uv: uv == UvRequirement::Required,
+    });
     Key {
         sk,
         record,
@@ -250,8 +251,10 @@ fn zero_counters_follow_policy_and_suspension_denies() {
         VerifyError::CounterNotKept
     );
 
-    k.state.suspended = true;
-    k.state.suspended_reason = Some("counter regression".into());
+    k.state.suspension = Some(Suspension::new(
+        "counter regression".into(),
+        std::time::SystemTime::now(),
+    ));
     assert!(matches!(
         check(&k, &ch, &r).unwrap_err(),
         VerifyError::Suspended(_)
@@ -279,7 +282,7 @@ mod shared_verifier {
 
     fn case() -> Case {
         let k = key(UvRequirement::Discouraged);
-        let cose = k.record.cose_key().unwrap();
+        let cose = k.record.public_key.cose().clone();
         Case {
             k,
             cose,

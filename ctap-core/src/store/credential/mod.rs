@@ -10,9 +10,9 @@ mod store;
 
 pub use b64::{decode as b64_decode, encode as b64_encode};
 pub(crate) use error::toml_error_line;
-pub use error::StoreError;
-pub use record::{CredentialFile, CredentialRecord, UvRequirement};
-pub use state::{CredentialState, StateFile};
+pub use error::{Inconsistency, StoreError};
+pub use record::{CredentialFile, CredentialRecord, EnrolledKey, RpId, UvRequirement};
+pub use state::{CredentialState, HmacCheck, StateFile, Suspension};
 #[cfg(feature = "ssh")]
 pub(crate) use store::PER_USER_FILE;
 pub(crate) use store::{home_of, RecordsSource, StateGuard};

@@ -1,8 +1,16 @@
 //! Enrollment records: `/etc/ctap/users/<user>.toml`, one `[[credential]]` table per key.
+//!
+//! [`CredentialRecord`] is the working type: its RP ID is already sorted into PAM or SSH and its
+//! public key is parsed. The file format is the private [`RecordRow`]; serde converts at the
+//! edge (`try_from`/`into`, ARCHITECTURE.md §3), so a record that cannot be used is an error
+//! when its file is read, never at login.
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use super::b64;
+use super::Inconsistency;
 use crate::transport::ctap2::cose::{Algorithm, CoseKey};
 
 /// Whether login must verify the user (PIN or fingerprint). Stored resolved: `preferred` is
@@ -14,33 +22,305 @@ pub enum UvRequirement {
     Discouraged,
 }
 
+/// The relying party a credential was made for: a PAM login's RP ID, or an OpenSSH application
+/// (`ssh:...`). Only the login flow uses the first and only the agent the second.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RpId {
+    /// A PAM login's RP ID (`pam://host`, a domain, ...).
+    Pam(String),
+    /// An OpenSSH application, `ssh:` included.
+    Ssh(String),
+}
+
+/// Why a string is not an RP ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RpIdError {
+    Empty,
+    /// A control character at this byte offset.
+    BadCharacter {
+        at: usize,
+    },
+}
+
+impl fmt::Display for RpIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RpIdError::Empty => f.write_str("rp_id is empty"),
+            RpIdError::BadCharacter { at } => {
+                write!(f, "rp_id has a control character at byte {at}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RpIdError {}
+
+impl RpId {
+    /// The prefix of OpenSSH application strings.
+    pub const SSH_PREFIX: &'static str = "ssh:";
+
+    pub fn parse(s: &str) -> Result<RpId, RpIdError> {
+        if s.is_empty() {
+            return Err(RpIdError::Empty);
+        }
+        if let Some(at) = s.find(char::is_control) {
+            return Err(RpIdError::BadCharacter { at });
+        }
+        Ok(if s.starts_with(Self::SSH_PREFIX) {
+            RpId::Ssh(s.to_string())
+        } else {
+            RpId::Pam(s.to_string())
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            RpId::Pam(s) | RpId::Ssh(s) => s,
+        }
+    }
+
+    pub fn is_ssh(&self) -> bool {
+        matches!(self, RpId::Ssh(_))
+    }
+}
+
+impl fmt::Display for RpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RpId {
+    type Err = RpIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RpId::parse(s)
+    }
+}
+
+/// An enrolled credential's public key: parsed once, with the algorithm it signs with, and the
+/// bytes it was stored as (written back unchanged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrolledKey {
+    key: CoseKey,
+    algorithm: Algorithm,
+    bytes: Vec<u8>,
+}
+
+/// Why a stored public key cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    /// Not a COSE key we can verify with; `parser` is the COSE parser's own words.
+    Unparsable { parser: String },
+    /// A key agreement key, not a signature key.
+    NotASigningKey,
+    /// The key's algorithm is not the record's `algorithm`.
+    AlgorithmMismatch { stored: Algorithm, key: Algorithm },
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::Unparsable { parser } => write!(f, "public_key: {parser}"),
+            KeyError::NotASigningKey => f.write_str("public_key is not a signature key"),
+            KeyError::AlgorithmMismatch { stored, key } => write!(
+                f,
+                "public_key is a {} key but algorithm says {}",
+                algorithm_word(*key),
+                algorithm_word(*stored)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+fn algorithm_word(a: Algorithm) -> &'static str {
+    match a {
+        Algorithm::Es256 => "es256",
+        Algorithm::EdDsa => "eddsa",
+    }
+}
+
+impl EnrolledKey {
+    /// A key as a key returned it at enrollment.
+    pub fn new(key: CoseKey) -> Result<EnrolledKey, KeyError> {
+        let algorithm = key.algorithm().ok_or(KeyError::NotASigningKey)?;
+        Ok(EnrolledKey {
+            bytes: key.to_bytes(),
+            key,
+            algorithm,
+        })
+    }
+
+    /// A stored key, which must be a signature key of `algorithm`.
+    pub fn from_stored(bytes: Vec<u8>, algorithm: Algorithm) -> Result<EnrolledKey, KeyError> {
+        let key = CoseKey::from_bytes(&bytes).map_err(|e| KeyError::Unparsable {
+            parser: e.to_string(),
+        })?;
+        let found = key.algorithm().ok_or(KeyError::NotASigningKey)?;
+        if found != algorithm {
+            return Err(KeyError::AlgorithmMismatch {
+                stored: algorithm,
+                key: found,
+            });
+        }
+        Ok(EnrolledKey {
+            key,
+            algorithm,
+            bytes,
+        })
+    }
+
+    pub fn cose(&self) -> &CoseKey {
+        &self.key
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The COSE key as stored (canonical CBOR).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// One enrolled credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RecordRow", into = "RecordRow")]
 pub struct CredentialRecord {
     /// A label the user recognises ("yubikey-blue").
     pub name: String,
-    #[serde(with = "b64::serde_bytes")]
     pub credential_id: Vec<u8>,
-    pub rp_id: String,
-    /// The COSE public key, canonical CBOR.
-    #[serde(with = "b64::serde_bytes")]
-    pub public_key: Vec<u8>,
-    pub algorithm: AlgorithmName,
-    #[serde(default)]
+    pub rp_id: RpId,
+    pub public_key: EnrolledKey,
     pub aaguid: String,
     pub user_verification: UvRequirement,
     pub hmac_secret: bool,
-    #[serde(default)]
     pub created: String,
     /// SSH only: the key may sign without a touch (OpenSSH's no-touch-required).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_touch_required: bool,
 }
 
+/// A `[[credential]]` table as the file spells it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordRow {
+    name: String,
+    #[serde(with = "b64::serde_bytes")]
+    credential_id: Vec<u8>,
+    rp_id: String,
+    /// The COSE public key, canonical CBOR.
+    #[serde(with = "b64::serde_bytes")]
+    public_key: Vec<u8>,
+    algorithm: AlgorithmName,
+    #[serde(default)]
+    aaguid: String,
+    user_verification: UvRequirement,
+    hmac_secret: bool,
+    #[serde(default)]
+    created: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    no_touch_required: bool,
+}
+
+/// Why a `[[credential]]` table is not a usable record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordError {
+    EmptyName,
+    EmptyCredentialId { name: String },
+    RpId { name: String, error: RpIdError },
+    Key { name: String, error: KeyError },
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordError::EmptyName => f.write_str("a credential's name is empty"),
+            RecordError::EmptyCredentialId { name } => {
+                write!(f, "credential {name:?}: credential_id is empty")
+            }
+            RecordError::RpId { name, error } => write!(f, "credential {name:?}: {error}"),
+            RecordError::Key { name, error } => write!(
+                f,
+                "credential {name:?}: {error}; remove the credential and enroll the key again"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RecordError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RecordError::RpId { error, .. } => Some(error),
+            RecordError::Key { error, .. } => Some(error),
+            RecordError::EmptyName | RecordError::EmptyCredentialId { .. } => None,
+        }
+    }
+}
+
+impl TryFrom<RecordRow> for CredentialRecord {
+    type Error = RecordError;
+    fn try_from(r: RecordRow) -> Result<Self, RecordError> {
+        if r.name.trim().is_empty() {
+            return Err(RecordError::EmptyName);
+        }
+        if r.credential_id.is_empty() {
+            return Err(RecordError::EmptyCredentialId { name: r.name });
+        }
+        let rp_id = match RpId::parse(&r.rp_id) {
+            Ok(rp) => rp,
+            Err(error) => {
+                return Err(RecordError::RpId {
+                    name: r.name,
+                    error,
+                })
+            }
+        };
+        let public_key = match EnrolledKey::from_stored(r.public_key, r.algorithm.into()) {
+            Ok(k) => k,
+            Err(error) => {
+                return Err(RecordError::Key {
+                    name: r.name,
+                    error,
+                })
+            }
+        };
+        Ok(CredentialRecord {
+            name: r.name,
+            credential_id: r.credential_id,
+            rp_id,
+            public_key,
+            aaguid: r.aaguid,
+            user_verification: r.user_verification,
+            hmac_secret: r.hmac_secret,
+            created: r.created,
+            no_touch_required: r.no_touch_required,
+        })
+    }
+}
+
+impl From<CredentialRecord> for RecordRow {
+    fn from(r: CredentialRecord) -> Self {
+        RecordRow {
+            name: r.name,
+            credential_id: r.credential_id,
+            rp_id: r.rp_id.as_str().to_string(),
+            algorithm: r.public_key.algorithm().into(),
+            public_key: r.public_key.bytes,
+            aaguid: r.aaguid,
+            user_verification: r.user_verification,
+            hmac_secret: r.hmac_secret,
+            created: r.created,
+            no_touch_required: r.no_touch_required,
+        }
+    }
+}
+
+/// The `algorithm` key's spelling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum AlgorithmName {
+enum AlgorithmName {
     Es256,
     Eddsa,
 }
@@ -63,20 +343,12 @@ impl From<AlgorithmName> for Algorithm {
     }
 }
 
-impl CredentialRecord {
-    /// The stored public key, checked to match the stored algorithm.
-    pub fn cose_key(&self) -> Result<CoseKey, String> {
-        let key = CoseKey::from_bytes(&self.public_key)
-            .map_err(|e| format!("credential {:?}: public_key: {e}", self.name))?;
-        if key.algorithm() != Some(self.algorithm.into()) {
-            return Err(format!(
-                "credential {:?}: public_key does not match algorithm",
-                self.name
-            ));
-        }
-        Ok(key)
-    }
+/// The name records and listings use for an algorithm (`es256`, `eddsa`).
+pub fn algorithm_name(a: Algorithm) -> &'static str {
+    algorithm_word(a)
+}
 
+impl CredentialRecord {
     pub fn id_b64(&self) -> String {
         b64::encode(&self.credential_id)
     }
@@ -97,30 +369,21 @@ pub struct CredentialFile {
 }
 
 impl CredentialFile {
-    /// Check what serde cannot: keys parse, ids and names are unique and non-empty.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Check what the record type cannot: ids and names are unique.
+    pub fn validate(&self) -> Result<(), Inconsistency> {
         for (i, c) in self.credentials.iter().enumerate() {
-            if c.name.trim().is_empty() {
-                return Err(format!("credential #{}: name is empty", i + 1));
-            }
-            if c.credential_id.is_empty() {
-                return Err(format!("credential {:?}: credential_id is empty", c.name));
-            }
-            if c.rp_id.is_empty() {
-                return Err(format!("credential {:?}: rp_id is empty", c.name));
-            }
-            c.cose_key()?;
             if self.credentials[..i]
                 .iter()
                 .any(|o| o.credential_id == c.credential_id)
             {
-                return Err(format!(
-                    "credential {:?}: credential_id appears twice",
-                    c.name
-                ));
+                return Err(Inconsistency::DuplicateId {
+                    credential: c.name.clone(),
+                });
             }
             if self.credentials[..i].iter().any(|o| o.name == c.name) {
-                return Err(format!("credential {:?}: name appears twice", c.name));
+                return Err(Inconsistency::DuplicateName {
+                    credential: c.name.clone(),
+                });
             }
         }
         Ok(())
@@ -130,5 +393,71 @@ impl CredentialFile {
         self.credentials
             .iter()
             .position(|c| c.name == name_or_id || c.id_b64() == name_or_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn es256() -> CoseKey {
+        let sk = p256::SecretKey::from_slice(&[7; 32]).unwrap();
+        let p =
+            p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&sk.public_key(), false);
+        CoseKey::Es256 {
+            x: p.x().unwrap().as_slice().try_into().unwrap(),
+            y: p.y().unwrap().as_slice().try_into().unwrap(),
+            alg: crate::transport::ctap2::cose::ALG_ES256,
+        }
+    }
+
+    fn file_text(rp: &str, key: &[u8], alg: &str) -> String {
+        format!(
+            "uid = 1000\n\n[[credential]]\nname = \"k\"\ncredential_id = \"AAAA\"\nrp_id = \"{rp}\"\npublic_key = \"{}\"\nalgorithm = \"{alg}\"\naaguid = \"\"\nuser_verification = \"required\"\nhmac_secret = true\ncreated = \"2026-01-01T00:00:00Z\"\n",
+            b64::encode(key)
+        )
+    }
+
+    #[test]
+    fn a_records_file_round_trips_byte_for_byte() {
+        let text = file_text("pam://host", &es256().to_bytes(), "es256");
+        let f: CredentialFile = toml::from_str(&text).unwrap();
+        assert_eq!(f.credentials[0].rp_id, RpId::Pam("pam://host".into()));
+        assert_eq!(f.credentials[0].public_key.cose(), &es256());
+        assert_eq!(toml::to_string(&f).unwrap(), text);
+        let ssh = file_text("ssh:", &es256().to_bytes(), "es256");
+        let f: CredentialFile = toml::from_str(&ssh).unwrap();
+        assert!(f.credentials[0].rp_id.is_ssh());
+        assert_eq!(toml::to_string(&f).unwrap(), ssh);
+    }
+
+    #[test]
+    fn an_unusable_record_is_a_load_error_that_names_it() {
+        for (text, want) in [
+            (
+                file_text("", &es256().to_bytes(), "es256"),
+                "rp_id is empty",
+            ),
+            (
+                file_text("a\\u0007b", &es256().to_bytes(), "es256"),
+                "control character",
+            ),
+            (file_text("pam://h", &[0xa0], "es256"), "public_key:"),
+            (
+                file_text("pam://h", &es256().to_bytes(), "eddsa"),
+                "algorithm says eddsa",
+            ),
+        ] {
+            let err = toml::from_str::<CredentialFile>(&text).unwrap_err();
+            let msg = err.message();
+            assert!(
+                msg.contains("credential \"k\"") && msg.contains(want),
+                "{msg}"
+            );
+            // The position points into the credential's table (line 3 on), so the message
+            // says file:line.
+            let line = super::super::toml_error_line(&text, &err);
+            assert!(line.is_some_and(|l| l >= 3), "{msg}: at line {line:?}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::record::CredentialFile;
 use super::state::{StateFile, STATE_VERSION};
-use super::StoreError;
+use super::{Inconsistency, StoreError};
 use crate::store::account::{file_stem, name_of_stem, Account, UserResolver};
 use crate::store::fs::{self, FileError, Ownership, StateLock};
 
@@ -123,11 +123,10 @@ impl CredentialStore {
                     }) {
                         return Err(StoreError::Invalid {
                             path,
-                            message: format!(
-                                "credential {:?} ({}) is also in root's records: a per-user file may only add keys; remove it from this file",
-                                dup.name,
-                                dup.id_b64()
-                            ),
+                            problem: Inconsistency::AlsoInRootRecords {
+                                credential: dup.name.clone(),
+                                id: dup.id_b64(),
+                            },
                         });
                     }
                     sources.push(RecordsSource::PerUser(path));
@@ -179,7 +178,7 @@ impl CredentialStore {
             match resolver.by_name(name) {
                 Ok(Some(a)) => Ok(a.uid() == account.uid()),
                 Ok(None) => Ok(false),
-                Err(e) => Err(StoreError::Lookup(e.to_string())),
+                Err(e) => Err(StoreError::Lookup(e)),
             }
         };
         let enrolled = |name: &str| -> Result<bool, StoreError> {
@@ -190,9 +189,7 @@ impl CredentialStore {
             }
             Ok(self.has_state(name).unwrap_or(true))
         };
-        let primary = resolver
-            .by_uid(account.uid())
-            .map_err(|e| StoreError::Lookup(e.to_string()))?;
+        let primary = resolver.by_uid(account.uid()).map_err(StoreError::Lookup)?;
         if let Some(primary) = primary {
             if primary.name() != account.name() && enrolled(primary.name())? {
                 return Ok(Some(primary.name().to_string()));
@@ -294,7 +291,9 @@ impl StateGuard {
     pub fn commit(&self) -> Result<(), StoreError> {
         let text = toml::to_string(&self.state).map_err(|e| StoreError::Invalid {
             path: self.path.clone(),
-            message: e.to_string(),
+            problem: Inconsistency::Unwritable {
+                toml: e.to_string(),
+            },
         })?;
         // Still under the lock every state writer takes: no live write's temp file is removed.
         fs::remove_stale_temps(&self.path);
@@ -320,16 +319,16 @@ fn read_state_file(path: &Path) -> Result<StateFile, StoreError> {
     };
     let text = String::from_utf8(bytes).map_err(|_| StoreError::Invalid {
         path: path.to_path_buf(),
-        message: "is not UTF-8".into(),
+        problem: Inconsistency::NotUtf8,
     })?;
     let state: StateFile = toml::from_str(&text).map_err(|e| StoreError::parse(path, &text, &e))?;
     if state.version != STATE_VERSION {
         return Err(StoreError::Invalid {
             path: path.to_path_buf(),
-            message: format!(
-                "state version {} is not {STATE_VERSION}: written by another release",
-                state.version
-            ),
+            problem: Inconsistency::StateVersion {
+                found: state.version,
+                expected: STATE_VERSION,
+            },
         });
     }
     Ok(state)
@@ -402,13 +401,13 @@ fn read_credential_bytes(
     let bytes = bytes?;
     let text = String::from_utf8(bytes).map_err(|_| StoreError::Invalid {
         path: path.to_path_buf(),
-        message: "is not UTF-8".into(),
+        problem: Inconsistency::NotUtf8,
     })?;
     let file: CredentialFile =
         toml::from_str(&text).map_err(|e| StoreError::parse(path, &text, &e))?;
-    file.validate().map_err(|message| StoreError::Invalid {
+    file.validate().map_err(|problem| StoreError::Invalid {
         path: path.to_path_buf(),
-        message,
+        problem,
     })?;
     Ok(file)
 }
@@ -419,16 +418,18 @@ pub fn save_credential_file(
     file: &CredentialFile,
     mode: u32,
 ) -> Result<(), StoreError> {
-    file.validate().map_err(|message| StoreError::Invalid {
+    file.validate().map_err(|problem| StoreError::Invalid {
         path: path.to_path_buf(),
-        message,
+        problem,
     })?;
     if let Some(dir) = path.parent() {
         ensure_dir(dir, 0o755)?;
     }
     let text = toml::to_string(file).map_err(|e| StoreError::Invalid {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        problem: Inconsistency::Unwritable {
+            toml: e.to_string(),
+        },
     })?;
     fs::write_atomic(path, text.as_bytes(), mode)?;
     Ok(())

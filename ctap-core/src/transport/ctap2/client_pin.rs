@@ -6,7 +6,9 @@ use zeroize::Zeroizing;
 use super::cbor::{self, CborMap};
 use super::cose::CoseKey;
 use super::pin::{KeyAgreement, Pin, PinUvAuthToken, PinUvProtocol};
-use super::{command, Ctap2, CtapError, KeepaliveHandler, Misbehaviour, QUICK_TIMEOUT};
+use super::{
+    command, Ctap2, CtapError, InputProblem, KeepaliveHandler, Misbehaviour, QUICK_TIMEOUT,
+};
 use crate::transport::ctaphid::WaitDecision;
 use crate::transport::device::Transport;
 
@@ -114,9 +116,9 @@ impl<T: Transport> Ctap2<T> {
     fn check_min_length(&self, pin: &Pin) -> Result<(), CtapError> {
         let min = self.info().min_pin_length.unwrap_or(4);
         if (pin.char_count() as u64) < min {
-            return Err(CtapError::InvalidInput(format!(
-                "this security key requires a PIN of at least {min} characters"
-            )));
+            return Err(CtapError::InvalidInput(
+                InputProblem::PinShorterThanKeyMinimum { min },
+            ));
         }
         Ok(())
     }

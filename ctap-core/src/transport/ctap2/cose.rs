@@ -5,7 +5,7 @@ use p256::ecdsa::signature::Verifier;
 use p256::elliptic_curve::sec1::FromEncodedPoint;
 
 use super::cbor::{self, CborMap};
-use super::{CoseKeyProblem, CtapError};
+use super::{CoseKeyProblem, CtapError, Incompatibility};
 
 pub const ALG_ES256: i64 = -7;
 pub(crate) const ALG_EDDSA: i64 = -8;
@@ -86,9 +86,9 @@ impl CoseKey {
                 key.ed25519_public()?;
                 Ok(key)
             }
-            _ => Err(CtapError::incompatible(format!(
-                "unsupported COSE key type {kty} / curve {crv} (only P-256 and Ed25519)"
-            ))),
+            _ => Err(CtapError::DeviceIncompatible(
+                Incompatibility::CoseKeyType { kty, crv },
+            )),
         }
     }
 
@@ -252,7 +252,9 @@ mod tests {
         ]);
         assert!(matches!(
             CoseKey::from_value(&rsa),
-            Err(CtapError::DeviceIncompatible(_))
+            Err(CtapError::DeviceIncompatible(
+                Incompatibility::CoseKeyType { kty: 3, crv: 0 }
+            ))
         ));
     }
 }

@@ -17,10 +17,88 @@ pub enum CtapError {
     /// The key's answer is malformed or inconsistent.
     Misbehaved(Misbehaviour),
     /// The key lacks something this operation needs.
-    DeviceIncompatible(String),
+    DeviceIncompatible(Incompatibility),
     /// The caller's input cannot be sent (e.g. a PIN that is too short).
-    InvalidInput(String),
+    InvalidInput(InputProblem),
 }
+
+/// What a key lacks. The key is not at fault: it is a configuration problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incompatibility {
+    /// It offers neither PIN/UV auth protocol 1 nor 2.
+    NoPinProtocol,
+    /// It does not list the PIN/UV auth protocol a caller insists on.
+    PinProtocolNotListed { version: u64 },
+    /// A COSE key of a type or curve we do not verify with (only P-256 and Ed25519).
+    CoseKeyType { kty: i128, crv: i128 },
+    /// hmac-secret was asked for and the key does not offer it.
+    NoHmacSecret,
+}
+
+/// Why the caller's input cannot be sent to a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputProblem {
+    /// Fewer than CTAP's 4 characters.
+    PinTooShort,
+    /// Fewer characters than this key's minPINLength.
+    PinShorterThanKeyMinimum { min: u64 },
+    /// More than CTAP's 63 bytes of UTF-8.
+    PinTooLong,
+    /// A NUL character, which CTAP's PIN encoding cannot carry.
+    PinHasNul,
+    /// Our own PIN protocol code: a plaintext that is not whole AES blocks.
+    NotWholeBlocks { len: usize },
+    /// Our own PIN protocol code: a shared secret of the wrong length for AES-256.
+    AesKeyLength,
+    /// Our own ephemeral key agreement key came out without coordinates.
+    EphemeralKeyNoCoordinates,
+}
+
+impl fmt::Display for Incompatibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Incompatibility::NoPinProtocol => {
+                f.write_str("the key supports no PIN/UV auth protocol we know (1 or 2)")
+            }
+            Incompatibility::PinProtocolNotListed { version } => {
+                write!(f, "the key does not list PIN/UV auth protocol {version}")
+            }
+            Incompatibility::CoseKeyType { kty, crv } => write!(
+                f,
+                "unsupported COSE key type {kty} / curve {crv} (only P-256 and Ed25519)"
+            ),
+            Incompatibility::NoHmacSecret => f.write_str("the key does not support hmac-secret"),
+        }
+    }
+}
+
+impl std::error::Error for Incompatibility {}
+
+impl fmt::Display for InputProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputProblem::PinTooShort => f.write_str("the PIN must have at least 4 characters"),
+            InputProblem::PinShorterThanKeyMinimum { min } => write!(
+                f,
+                "this security key requires a PIN of at least {min} characters"
+            ),
+            InputProblem::PinTooLong => f.write_str("the PIN must be at most 63 bytes long"),
+            InputProblem::PinHasNul => f.write_str("the PIN must not contain NUL"),
+            InputProblem::NotWholeBlocks { len } => write!(
+                f,
+                "internal error: a {len}-byte plaintext is not a multiple of the AES block size"
+            ),
+            InputProblem::AesKeyLength => {
+                f.write_str("internal error: the shared secret is not an AES-256 key")
+            }
+            InputProblem::EphemeralKeyNoCoordinates => {
+                f.write_str("internal error: the ephemeral key agreement key has no coordinates")
+            }
+        }
+    }
+}
+
+impl std::error::Error for InputProblem {}
 
 /// What exactly a key did wrong. Each variant carries the data of the fault; the words are made
 /// once, in `Display`.
@@ -163,10 +241,6 @@ pub enum HmacSecretProblem {
 }
 
 impl CtapError {
-    pub(crate) fn incompatible(msg: impl Into<String>) -> Self {
-        CtapError::DeviceIncompatible(msg.into())
-    }
-
     /// The status byte when the key answered one.
     pub fn status(&self) -> Option<CtapStatus> {
         match self {
@@ -188,7 +262,7 @@ impl fmt::Display for CtapError {
                 write!(f, "the security key sent an invalid response: {m}")
             }
             CtapError::DeviceIncompatible(m) => write!(f, "the security key is not supported: {m}"),
-            CtapError::InvalidInput(m) => f.write_str(m),
+            CtapError::InvalidInput(m) => m.fmt(f),
         }
     }
 }
@@ -339,9 +413,9 @@ impl std::error::Error for CtapError {
         match self {
             CtapError::Hid(e) => Some(e),
             CtapError::Misbehaved(m) => Some(m),
-            CtapError::Status(_)
-            | CtapError::DeviceIncompatible(_)
-            | CtapError::InvalidInput(_) => None,
+            CtapError::DeviceIncompatible(i) => Some(i),
+            CtapError::InvalidInput(i) => Some(i),
+            CtapError::Status(_) => None,
         }
     }
 }

@@ -10,7 +10,8 @@ use super::ext::hmac_secret::{
 use super::make_credential::descriptors;
 use super::pin::PinUvAuthToken;
 use super::{
-    command, Ctap2, CtapError, DescriptorProblem, KeepaliveHandler, Misbehaviour, QUICK_TIMEOUT,
+    command, Ctap2, CtapError, DescriptorProblem, Incompatibility, KeepaliveHandler, Misbehaviour,
+    QUICK_TIMEOUT,
 };
 use crate::transport::device::Transport;
 
@@ -106,9 +107,7 @@ impl<T: Transport> Ctap2<T> {
         let hmac = match &req.hmac_secret {
             Some(salts) => {
                 if !self.info().supports_extension(HMAC_SECRET) {
-                    return Err(CtapError::incompatible(
-                        "the key does not support hmac-secret",
-                    ));
+                    return Err(CtapError::DeviceIncompatible(Incompatibility::NoHmacSecret));
                 }
                 let protocol = match token {
                     Some(t) => t.protocol(),

@@ -23,7 +23,7 @@ use ciborium::Value;
 
 pub use error::{
     AuthDataProblem, CborProblem, CoseKeyProblem, CtapError, DescriptorProblem, HmacSecretProblem,
-    Misbehaviour, PinProtocolProblem,
+    Incompatibility, InputProblem, Misbehaviour, PinProtocolProblem,
 };
 pub use get_assertion::{GetAssertionRequest, GetAssertionResponse};
 pub use make_credential::{MakeCredentialRequest, MakeCredentialResponse};
@@ -93,10 +93,11 @@ impl<T: Transport> Ctap2<T> {
     /// Use this PIN/UV auth protocol instead of negotiating (tests exercise both protocols).
     pub fn force_pin_protocol(&mut self, p: pin::PinUvProtocol) -> Result<(), CtapError> {
         if !self.info.pin_uv_auth_protocols.contains(&p.version()) {
-            return Err(CtapError::incompatible(format!(
-                "the key does not list PIN/UV auth protocol {}",
-                p.version()
-            )));
+            return Err(CtapError::DeviceIncompatible(
+                Incompatibility::PinProtocolNotListed {
+                    version: p.version(),
+                },
+            ));
         }
         self.forced_protocol = Some(p);
         Ok(())

@@ -8,7 +8,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::cose::{CoseKey, ALG_ECDH_ES_HKDF_256};
 use super::info::AuthenticatorInfo;
-use super::{CtapError, PinProtocolProblem};
+use super::{CtapError, Incompatibility, InputProblem, PinProtocolProblem};
 
 type Aes256CbcEnc = cbc::Encryptor<aes::Aes256>;
 type Aes256CbcDec = cbc::Decryptor<aes::Aes256>;
@@ -37,8 +37,8 @@ impl PinUvProtocol {
         } else if listed.contains(&1) || (listed.is_empty() && info.option("clientPin").is_some()) {
             Ok(PinUvProtocol::V1)
         } else {
-            Err(CtapError::incompatible(
-                "the key supports no PIN/UV auth protocol we know (1 or 2)",
+            Err(CtapError::DeviceIncompatible(
+                Incompatibility::NoPinProtocol,
             ))
         }
     }
@@ -103,16 +103,16 @@ impl SharedSecret {
     /// AES-256-CBC without padding: V1 with a zero IV, V2 with a random IV prepended.
     pub(crate) fn encrypt(&self, plaintext: &[u8]) -> Result<Vec<u8>, CtapError> {
         if plaintext.len() % 16 != 0 {
-            return Err(CtapError::InvalidInput(
-                "plaintext is not a multiple of the AES block size".into(),
-            ));
+            return Err(CtapError::InvalidInput(InputProblem::NotWholeBlocks {
+                len: plaintext.len(),
+            }));
         }
         let iv: [u8; 16] = match self.protocol {
             PinUvProtocol::V1 => [0; 16],
             PinUvProtocol::V2 => rand::random(),
         };
         let enc = Aes256CbcEnc::new_from_slices(self.aes_key(), &iv)
-            .map_err(|_| CtapError::InvalidInput("bad AES key length".into()))?;
+            .map_err(|_| CtapError::InvalidInput(InputProblem::AesKeyLength))?;
         let ct = enc.encrypt_padded_vec_mut::<NoPadding>(plaintext);
         Ok(match self.protocol {
             PinUvProtocol::V1 => ct,
@@ -166,7 +166,7 @@ impl KeyAgreement {
         let shared = protocol.kdf(z.raw_secret_bytes());
         let (Some(x), Some(y)) = (point.x(), point.y()) else {
             return Err(CtapError::InvalidInput(
-                "ephemeral key has no coordinates".into(),
+                InputProblem::EphemeralKeyNoCoordinates,
             ));
         };
         let mut xa = [0u8; 32];
@@ -222,19 +222,19 @@ impl Pin {
     /// CTAP requires at least 4 Unicode code points and at most 63 bytes of UTF-8.
     pub fn new(mut pin: String) -> Result<Self, CtapError> {
         let result = if pin.chars().count() < 4 {
-            Err("the PIN must have at least 4 characters")
+            Err(InputProblem::PinTooShort)
         } else if pin.len() > 63 {
-            Err("the PIN must be at most 63 bytes long")
+            Err(InputProblem::PinTooLong)
         } else if pin.contains('\0') {
-            Err("the PIN must not contain NUL")
+            Err(InputProblem::PinHasNul)
         } else {
             Ok(())
         };
         match result {
             Ok(()) => Ok(Pin(Zeroizing::new(pin))),
-            Err(msg) => {
+            Err(problem) => {
                 pin.zeroize();
-                Err(CtapError::InvalidInput(msg.into()))
+                Err(CtapError::InvalidInput(problem))
             }
         }
     }

@@ -376,13 +376,14 @@ pub fn write_message<T: Transport + ?Sized>(
             len: payload.len(),
             max: MAX_MESSAGE,
         })?;
+    let mut reports: Vec<Report> = Vec::with_capacity(1 + payload.len() / CONT_DATA);
     let mut report: Report = [0; REPORT_SIZE];
     report[..4].copy_from_slice(&cid.to_be_bytes());
     report[4] = 0x80 | command;
     report[5..7].copy_from_slice(&len.to_be_bytes());
     let first = payload.len().min(INIT_DATA);
     report[7..7 + first].copy_from_slice(&payload[..first]);
-    transport.write_report(&report, write_timeout(deadline)?)?;
+    reports.push(report);
     for (seq, chunk) in payload[first..].chunks(CONT_DATA).enumerate() {
         let mut report: Report = [0; REPORT_SIZE];
         report[..4].copy_from_slice(&cid.to_be_bytes());
@@ -392,8 +393,11 @@ pub fn write_message<T: Transport + ?Sized>(
             max: MAX_MESSAGE,
         })?;
         report[5..5 + chunk.len()].copy_from_slice(chunk);
-        transport.write_report(&report, write_timeout(deadline)?)?;
+        reports.push(report);
     }
+    // One write for the whole message where the transport can (a stream socket); a HID
+    // device takes them one by one. Bounded by the message's deadline.
+    transport.write_reports(&reports, write_timeout(deadline)?)?;
     Ok(())
 }
 

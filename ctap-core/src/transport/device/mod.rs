@@ -34,6 +34,24 @@ pub trait Transport: Send {
     /// report. Never raises SIGPIPE (the PAM module runs inside sudo, login and sshd).
     fn write_report(&mut self, report: &Report, timeout: Duration) -> Result<(), TransportError>;
 
+    /// Send a message's reports in order, all within `timeout`. A HID device takes one report
+    /// per write (the default); a stream transport sends them together, in one system call.
+    fn write_reports(
+        &mut self,
+        reports: &[Report],
+        timeout: Duration,
+    ) -> Result<(), TransportError> {
+        let deadline = std::time::Instant::now() + timeout;
+        for report in reports {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(TransportError::Timeout);
+            }
+            self.write_report(report, left)?;
+        }
+        Ok(())
+    }
+
     /// Receive one report, waiting at most `timeout` for the whole of it (not per byte).
     ///
     /// Returns [`TransportError::Timeout`] when nothing arrived in time, so the caller can decide
@@ -48,6 +66,13 @@ pub trait Transport: Send {
 impl<T: Transport + ?Sized> Transport for Box<T> {
     fn write_report(&mut self, report: &Report, timeout: Duration) -> Result<(), TransportError> {
         (**self).write_report(report, timeout)
+    }
+    fn write_reports(
+        &mut self,
+        reports: &[Report],
+        timeout: Duration,
+    ) -> Result<(), TransportError> {
+        (**self).write_reports(reports, timeout)
     }
     fn read_report(&mut self, timeout: Duration) -> Result<Report, TransportError> {
         (**self).read_report(timeout)

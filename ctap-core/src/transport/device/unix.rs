@@ -1,32 +1,70 @@
-use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{send, MsgFlags};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{recv, send, MsgFlags};
 
 use super::{Report, Transport, TransportError, REPORT_SIZE};
+
+/// How much one recv(2) may take in: a key's whole answer (a few reports) in one system call.
+const RECEIVE_CHUNK: usize = 16 * REPORT_SIZE;
 
 /// A virtual or proxied key behind a unix socket.
 ///
 /// The wire format is fixed: SOCK_STREAM, exactly 64 bytes per report in each direction, no
 /// other framing. One connection is one opened device.
+///
+/// The socket is non-blocking and every wait is a poll(2) bounded by the caller's timeout, so
+/// no socket option is set per report; a message's reports go out in one send(2)
+/// ([`Transport::write_reports`]) and an answer's reports come in with as few recv(2) calls as
+/// the peer allows (docs/ARCHITECTURE.md §2).
 pub struct UnixTransport {
     stream: UnixStream,
     path: PathBuf,
+    /// Bytes received and not yet handed out as a report (fewer than a report, or more when
+    /// one recv(2) brought several).
+    received: Vec<u8>,
 }
 
 impl UnixTransport {
     pub fn connect(path: &Path) -> Result<Self, TransportError> {
-        let stream = UnixStream::connect(path).map_err(|source| TransportError::Open {
+        let open_error = |source| TransportError::Open {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let stream = UnixStream::connect(path).map_err(open_error)?;
+        stream.set_nonblocking(true).map_err(open_error)?;
         Ok(UnixTransport {
             stream,
             path: path.to_path_buf(),
+            received: Vec::with_capacity(RECEIVE_CHUNK + REPORT_SIZE),
         })
+    }
+
+    /// Wait until the socket is ready for `flags` or `deadline` passes; `false` on the deadline.
+    fn wait(&self, flags: PollFlags, deadline: Instant) -> Result<bool, TransportError> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            // Rounded up, so a wait of less than a millisecond is not a busy loop; at most
+            // u16::MAX ms per poll, then the deadline is checked again.
+            let ms = left.as_micros().div_ceil(1000);
+            let ms = u16::try_from(ms).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(self.stream.as_fd(), flags)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) => {}
+                // Readable, writable, or hung up / in error: the next recv/send says which.
+                Ok(_) => return Ok(true),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(io::Error::from(e).into()),
+            }
+        }
     }
 }
 
@@ -35,7 +73,8 @@ impl UnixTransport {
 /// std's `write` on a socket whose peer closed raises SIGPIPE; a Rust program ignores that
 /// signal, but sudo, login and sshd, which load the PAM module, need not: the default action
 /// kills the host. With MSG_NOSIGNAL the failure is an `EPIPE` error instead. The timeout bounds
-/// the whole write, not each send(2).
+/// the whole write, not each send(2). For a blocking socket (the agent's clients);
+/// [`UnixTransport`] has its own non-blocking path.
 pub fn send_all_nosignal(stream: &UnixStream, data: &[u8], timeout: Duration) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
     let mut sent = 0;
@@ -49,7 +88,7 @@ pub fn send_all_nosignal(stream: &UnixStream, data: &[u8], timeout: Duration) ->
         match send(stream.as_raw_fd(), &data[sent..], MsgFlags::MSG_NOSIGNAL) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => sent += n,
-            Err(nix::errno::Errno::EINTR) => {}
+            Err(Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -58,7 +97,37 @@ pub fn send_all_nosignal(stream: &UnixStream, data: &[u8], timeout: Duration) ->
 
 impl Transport for UnixTransport {
     fn write_report(&mut self, report: &Report, timeout: Duration) -> Result<(), TransportError> {
-        send_all_nosignal(&self.stream, report, timeout)?;
+        self.write_reports(std::slice::from_ref(report), timeout)
+    }
+
+    /// All of a message's reports in one send(2) when the socket buffer takes them (it does:
+    /// a CTAPHID message is at most 129 reports, 8 KiB), with MSG_NOSIGNAL (see
+    /// [`send_all_nosignal`]); `timeout` bounds the whole write.
+    fn write_reports(
+        &mut self,
+        reports: &[Report],
+        timeout: Duration,
+    ) -> Result<(), TransportError> {
+        let deadline = Instant::now() + timeout;
+        let data = reports.concat();
+        let mut sent = 0;
+        while sent < data.len() {
+            match send(
+                self.stream.as_raw_fd(),
+                &data[sent..],
+                MsgFlags::MSG_NOSIGNAL,
+            ) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
+                Ok(n) => sent += n,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => {
+                    if !self.wait(PollFlags::POLLOUT, deadline)? {
+                        return Err(TransportError::Timeout);
+                    }
+                }
+                Err(e) => return Err(io::Error::from(e).into()),
+            }
+        }
         Ok(())
     }
 
@@ -66,37 +135,35 @@ impl Transport for UnixTransport {
         // The timeout bounds the whole report: a peer trickling one byte at a time must not get
         // a fresh timeout for every byte.
         let deadline = Instant::now() + timeout;
-        let mut report = [0u8; REPORT_SIZE];
-        let mut filled = 0;
-        while filled < REPORT_SIZE {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(partial_or_timeout(filled));
-            }
-            // A zero timeout means "block forever" to set_read_timeout; never ask for that.
-            self.stream
-                .set_read_timeout(Some(remaining.max(Duration::from_millis(1))))?;
-            match self.stream.read(&mut report[filled..]) {
-                Ok(0) if filled == 0 => return Err(TransportError::Disconnected),
+        let mut chunk = [0u8; RECEIVE_CHUNK];
+        while self.received.len() < REPORT_SIZE {
+            match recv(self.stream.as_raw_fd(), &mut chunk, MsgFlags::empty()) {
                 Ok(0) => {
-                    return Err(TransportError::ShortReport {
-                        expected: REPORT_SIZE,
-                        got: filled,
-                    })
+                    let got = std::mem::take(&mut self.received).len();
+                    return Err(if got == 0 {
+                        TransportError::Disconnected
+                    } else {
+                        TransportError::ShortReport {
+                            expected: REPORT_SIZE,
+                            got,
+                        }
+                    });
                 }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(partial_or_timeout(filled))
+                Ok(n) => self.received.extend_from_slice(&chunk[..n]),
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => {
+                    if !self.wait(PollFlags::POLLIN, deadline)? {
+                        // A partial report is dropped with the error, as a short read would be.
+                        let got = std::mem::take(&mut self.received).len();
+                        return Err(partial_or_timeout(got));
+                    }
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(io::Error::from(e).into()),
             }
         }
+        let mut report = [0u8; REPORT_SIZE];
+        report.copy_from_slice(&self.received[..REPORT_SIZE]);
+        self.received.drain(..REPORT_SIZE);
         Ok(report)
     }
 
@@ -121,7 +188,7 @@ fn partial_or_timeout(filled: usize) -> TransportError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use std::io::{Read, Write};
     use std::os::unix::net::UnixListener;
 
     fn pair() -> (UnixTransport, UnixStream, tempdir::Dir) {
@@ -166,6 +233,26 @@ mod tests {
         peer.write_all(&r[..10]).unwrap();
         peer.write_all(&r[10..]).unwrap();
         assert_eq!(t.read_report(Duration::from_secs(1)).unwrap(), r);
+    }
+
+    /// Several reports in one segment (as one recv takes them) are handed out one by one, in
+    /// order, and a message's reports go out together, in order.
+    #[test]
+    fn reports_received_together_are_handed_out_in_order() {
+        let (mut t, mut peer, _d) = pair();
+        let reports: Vec<Report> = (0..3u8).map(|i| [i; REPORT_SIZE]).collect();
+        peer.write_all(&reports.concat()).unwrap();
+        for r in &reports {
+            assert_eq!(&t.read_report(Duration::from_secs(1)).unwrap(), r);
+        }
+        assert!(matches!(
+            t.read_report(Duration::from_millis(20)),
+            Err(TransportError::Timeout)
+        ));
+        t.write_reports(&reports, Duration::from_secs(1)).unwrap();
+        let mut got = vec![0u8; 3 * REPORT_SIZE];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(got, reports.concat());
     }
 
     #[test]
@@ -265,6 +352,10 @@ mod tests {
         let big = vec![0u8; 16 << 20];
         let r = send_all_nosignal(&t.stream, &big, Duration::from_millis(200));
         assert!(r.is_err());
+        let reports = vec![[0u8; 64]; (16 << 20) / 64];
+        let mut t = t;
+        let r = t.write_reports(&reports, Duration::from_millis(200));
+        assert!(matches!(r, Err(TransportError::Timeout)), "{:?}", r.err());
         assert!(
             start.elapsed() < Duration::from_secs(1),
             "{:?}",
