@@ -396,3 +396,28 @@ fn pam_old_format_pam_u2f_line_is_imported_and_logs_in_through_ctap1() {
     println!("{line}");
     assert_contains(&line, &["auth ok: ", "credential=\"pam-u2f-1\""]);
 }
+
+#[test]
+#[ignore = "needs root and pamtester (writes /etc/pam.d): scripts/test runs it as root"]
+fn pam_u2f_key_without_a_touch_times_out_like_a_fido2_key() {
+    require_root("pam_u2f_key_without_a_touch_times_out_like_a_fido2_key");
+    let mut s = Setup::builder("pam-u2f-timeout")
+        .key_args(U2F_ONLY)
+        .module_args("timeout=2")
+        .start();
+    let before = std::fs::read(s.state_path("daemon")).unwrap();
+    s.restart_key(None, &["--ctap1-only", "--presence", "deny"]);
+    s.fx.log_lines();
+    let r = s.auth("daemon");
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    assert!(
+        r.elapsed < std::time::Duration::from_secs(4),
+        "{:?}",
+        r.elapsed
+    );
+    assert!(r.stderr.contains("Timed out"), "{r:?}");
+    let line = s.fx.auth_line();
+    println!("{line} ({:?})", r.elapsed);
+    assert_contains(&line, &["reason=timeout "]);
+    assert_eq!(std::fs::read(s.state_path("daemon")).unwrap(), before);
+}
