@@ -4,9 +4,9 @@ use std::time::{Duration, Instant};
 
 use crate::transport::ctap1::Ctap1;
 use crate::transport::ctap2::pin::Pin;
-use crate::transport::ctap2::{Ctap2, CtapError, Incompatibility};
+use crate::transport::ctap2::{Ctap2, CtapError, CtapStatus, Incompatibility};
 use crate::transport::ctaphid::{
-    CtapHidChannel, CtapHidError, KeepaliveStatus, WaitDecision, CAPABILITY_CBOR,
+    CtapHidChannel, CtapHidError, HidErrorCode, KeepaliveStatus, WaitDecision, CAPABILITY_CBOR,
 };
 use crate::transport::device::{self, DeviceUri, Transport, TransportError};
 
@@ -57,8 +57,9 @@ pub fn open_keys(
     }
 }
 
-/// One key: CTAP2 when it offers CBOR and answers getInfo, else CTAP1/U2F on the same channel.
-/// A key that is neither fails with the CTAP2 error when it offered CBOR, the U2F one if not.
+/// One key: CTAP2 when it offers CBOR and answers getInfo, else (no CBOR capability, or
+/// getInfo refused as an unknown command) CTAP1/U2F on the same channel. A key that is neither
+/// fails with the CTAP2 error when it offered CBOR, the U2F one if not.
 fn open_one(t: Box<dyn Transport>, deadline: Option<Instant>) -> Result<OpenedKey, CtapError> {
     let channel = CtapHidChannel::open_any_until(t, deadline)?;
     if channel.version().capabilities & CAPABILITY_CBOR == 0 {
@@ -66,11 +67,17 @@ fn open_one(t: Box<dyn Transport>, deadline: Option<Instant>) -> Result<OpenedKe
     }
     match Ctap2::new_or_return(channel) {
         Ok(a) => Ok(OpenedKey::Fido2(Box::new(a))),
-        // Out of time or gone: no other protocol will do better.
-        Err((e @ CtapError::Hid(CtapHidError::Timeout | CtapHidError::Transport(_)), _)) => Err(e),
-        Err((e, channel)) => Ctap1::from_channel(channel)
+        // getInfo refused (CTAPHID ERROR invalid command, or CTAP's): perhaps a U2F key that
+        // announces CBOR anyway. Any other failure (a malformed answer, the deadline) stays the
+        // key's error: a hostile key does not get to change protocol by breaking CTAP2.
+        Err((
+            e @ (CtapError::Hid(CtapHidError::Device(HidErrorCode::InvalidCmd))
+            | CtapError::Status(CtapStatus::InvalidCommand)),
+            channel,
+        )) => Ctap1::from_channel(channel)
             .map(OpenedKey::U2f)
             .map_err(|_| e),
+        Err((e, _)) => Err(e),
     }
 }
 
@@ -195,5 +202,44 @@ pub fn keepalive_for<'a>(
         } else {
             WaitDecision::Continue
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::ctaphid::cmd;
+    use crate::transport::device::mock::{device, frames};
+
+    const CID: u32 = 0x0102_0304;
+
+    /// A key that announces CBOR, answers CTAPHID_CBOR with `cbor_answer`, and speaks U2F.
+    fn key(cbor_answer: fn() -> Vec<crate::transport::device::Report>) -> Box<dyn Transport> {
+        Box::new(device(CID, move |command, _| match command {
+            cmd::CBOR => cbor_answer(),
+            cmd::MSG => frames(CID, cmd::MSG, b"U2F_V2\x90\x00"),
+            _ => frames(CID, cmd::ERROR, &[0x01]),
+        }))
+    }
+
+    #[test]
+    fn a_key_that_refuses_get_info_is_spoken_to_in_u2f() {
+        let refused = key(|| frames(CID, cmd::ERROR, &[0x01]));
+        assert!(matches!(open_one(refused, None), Ok(OpenedKey::U2f(_))));
+        let ctap_refused = key(|| frames(CID, cmd::CBOR, &[0x01]));
+        assert!(matches!(
+            open_one(ctap_refused, None),
+            Ok(OpenedKey::U2f(_))
+        ));
+    }
+
+    /// A broken getInfo is the key's error: breaking CTAP2 does not buy another protocol.
+    #[test]
+    fn a_key_whose_get_info_is_malformed_stays_an_error() {
+        let malformed = key(|| frames(CID, cmd::CBOR, &[0x00, 0xA1, 0xFF, 0x01]));
+        assert!(matches!(
+            open_one(malformed, None),
+            Err(CtapError::Misbehaved(_))
+        ));
     }
 }
