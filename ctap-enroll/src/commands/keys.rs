@@ -94,6 +94,14 @@ fn print_device(r: &DeviceReport) {
             row("firmware", f.to_string());
         }
     }
+    if r.aaguid.is_none() && !r.versions.is_empty() {
+        // No getInfo: a key that speaks only CTAP1/U2F.
+        row("versions", list(&r.versions));
+        row(
+            "note",
+            "U2F only: enroll and log in without hmac-secret or PIN/UV; no SSH keys".into(),
+        );
+    }
     if let Some(e) = &r.error {
         row("error", e.clone());
     }

@@ -90,6 +90,15 @@ fn ctap_enroll_enrolls_lists_and_tests_a_u2f_only_key() {
     let config = cli_config(dir.path(), "");
     let run = |args: &[&str]| ctap_enroll(&config, &key.uri(), args);
 
+    let devices = run(&["devices"]);
+    let shown = text(&devices);
+    assert!(devices.status.success(), "{shown}");
+    println!("{shown}");
+    assert!(
+        shown.contains("versions        U2F_V2") && shown.contains("U2F only"),
+        "{shown}"
+    );
+
     // UV cannot be had from a U2F key: refused before any touch, saying what to do.
     let uv = run(&[
         "enroll",
