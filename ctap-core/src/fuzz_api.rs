@@ -191,6 +191,48 @@ pub fn cose_key(data: &[u8]) {
     }
 }
 
+/// CTAP1/U2F answers as a U2F-only key sends them: the response APDU split into data and
+/// status word, then the data read as a registration and as an authentication. What the
+/// parsers accept keeps their promises: an error status carries no data; a registration's
+/// public key is an uncompressed P-256 point and its key handle is not empty (and checking it
+/// never panics); an authentication has no reserved flag bits and one canonical DER signature
+/// that ends the response.
+pub fn u2f_responses(data: &[u8]) {
+    use crate::transport::ctap1::{apdu, verify_registration, StatusWord};
+    use crate::transport::ctap1::{AuthenticateResponse, RegisterResponse};
+    // The input as a whole response APDU, and as the data a split leaves.
+    let mut bodies = vec![data];
+    if let Ok((body, sw)) = apdu::split(data) {
+        assert_eq!(body.len() + 2, data.len());
+        assert!(
+            sw == StatusWord::NoError || body.is_empty(),
+            "{sw} with data"
+        );
+        bodies.push(body);
+    }
+    for body in bodies {
+        if let Ok(r) = RegisterResponse::parse(body) {
+            assert!(!r.key_handle().is_empty(), "an empty key handle");
+            assert_eq!(r.public_key()[0], 0x04);
+            assert!(p256::PublicKey::from_sec1_bytes(r.public_key()).is_ok());
+            let _ = verify_registration(&r, &[0; 32], &[0; 32]);
+        }
+        if let Ok(a) = AuthenticateResponse::parse(body) {
+            assert_eq!(a.flags & !0x01, 0, "reserved flag bits");
+            assert_eq!(
+                5 + a.signature.len(),
+                body.len(),
+                "bytes after the signature"
+            );
+            let der = p256::ecdsa::Signature::from_der(&a.signature).map(|s| s.to_der());
+            assert_eq!(
+                der.ok().as_ref().map(|d| d.as_bytes()),
+                Some(&a.signature[..])
+            );
+        }
+    }
+}
+
 /// Records, state and config files (TOML), read as the store and the policy read them,
 /// including the error messages that quote the offending line.
 pub fn files_toml(data: &[u8]) {
@@ -381,6 +423,7 @@ mod tests {
             ctap2_responses(&data);
             authenticator_data(&data);
             cose_key(&data);
+            u2f_responses(&data);
             files_toml(&data);
             #[cfg(feature = "ssh")]
             ssh_key_files(&data);

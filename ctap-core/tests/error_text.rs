@@ -16,6 +16,7 @@ use ctap_core::store::admin::{AdminError, AdminRefusal};
 use ctap_core::store::config::{ConfigError, PolicyInvalid};
 use ctap_core::store::credential::{Inconsistency, StoreError, Suspension};
 use ctap_core::store::fs::FileError;
+use ctap_core::transport::ctap1::{Ctap1Error, RegistrationProblem, StatusWord, U2fProblem};
 use ctap_core::transport::ctap2::{
     cbor, AuthDataProblem, CborProblem, CoseKeyProblem, CtapError, CtapStatus, DescriptorProblem,
     HmacSecretProblem, Incompatibility, InputProblem, Misbehaviour, PinProtocolProblem,
@@ -139,6 +140,9 @@ fn ctap_errors() -> Vec<CtapError> {
             Incompatibility::PinProtocolNotListed { version: 2 },
             Incompatibility::CoseKeyType { kty: 3, crv: -1 },
             Incompatibility::NoHmacSecret,
+            Incompatibility::U2fOnly {
+                needs: "an OpenSSH security key",
+            },
         ]
         .map(CtapError::DeviceIncompatible),
     );
@@ -153,6 +157,20 @@ fn ctap_errors() -> Vec<CtapError> {
             InputProblem::EphemeralKeyNoCoordinates,
         ]
         .map(CtapError::InvalidInput),
+    );
+    v.extend(
+        [
+            Ctap1Error::NotU2f,
+            Ctap1Error::UnsupportedVersion(b"U2F_V3".to_vec()),
+            Ctap1Error::Status(StatusWord::WrongData),
+            Ctap1Error::Status(StatusWord::Unknown(0x6f00)),
+            Ctap1Error::Misbehaved(U2fProblem::NoStatusWord { len: 1 }),
+            Ctap1Error::Misbehaved(U2fProblem::Signature),
+            Ctap1Error::Misbehaved(U2fProblem::ReservedFlags(0x80)),
+            Ctap1Error::Registration(RegistrationProblem::Signature),
+            Ctap1Error::RequestTooLong { len: 300 },
+        ]
+        .map(CtapError::from),
     );
     v
 }
@@ -557,6 +575,7 @@ fn every_library_error_displays_as_human_text() {
             EnrollRefusal::HmacNotEnabled,
             EnrollRefusal::UnusableAlgorithm,
             EnrollRefusal::NoHmacOutput,
+            EnrollRefusal::U2fNoUv,
         ]
         .map(EnrollError::Refused),
     );
@@ -604,6 +623,7 @@ fn every_login_error_displays_as_human_text_with_a_reason_word() {
         LoginError::NoUsableCredential(Unusable::ChangedWhileWaiting {
             credential: "blue".into(),
         }),
+        LoginError::NoUsableCredential(Unusable::HmacSecretRequired { refused: 1 }),
         LoginError::Lookup(lookup_error()),
         LoginError::WrongKey,
         LoginError::MissingState {
@@ -657,6 +677,36 @@ fn every_login_error_displays_as_human_text_with_a_reason_word() {
     assert!(busy.to_string().contains("try again"), "{busy}");
     let parse = LoginError::Store(StoreError::BadUserName("x".into()));
     assert_eq!(parse.kind(), "config_error");
+}
+
+/// A U2F key's failures read like a CTAP2 key's: by structure, not by protocol.
+#[test]
+fn u2f_failures_get_the_ctap2_reason_words() {
+    let word = |e: CtapError| LoginError::Device(e).kind();
+    assert_eq!(
+        word(Ctap1Error::Status(StatusWord::WrongData).into()),
+        "wrong_key"
+    );
+    assert_eq!(
+        word(Ctap1Error::Hid(CtapHidError::Timeout).into()),
+        "timeout"
+    );
+    assert_eq!(
+        word(Ctap1Error::Hid(CtapHidError::Cancelled).into()),
+        "cancelled"
+    );
+    assert_eq!(
+        word(Ctap1Error::Misbehaved(U2fProblem::Signature).into()),
+        word(CtapError::Misbehaved(Misbehaviour::ConfirmationSignature))
+    );
+    assert_eq!(
+        word(Ctap1Error::Registration(RegistrationProblem::Signature).into()),
+        "device_error"
+    );
+    assert_eq!(
+        LoginError::NoUsableCredential(Unusable::HmacSecretRequired { refused: 2 }).kind(),
+        "hmac_secret_required"
+    );
 }
 
 #[test]

@@ -10,7 +10,8 @@ use ctap_core::store::check::Finding;
 use ctap_core::store::config::ConfigError;
 use ctap_core::store::credential::StoreError;
 use ctap_core::store::fs::FileError;
-use ctap_core::transport::ctap2::{CtapError, CtapStatus};
+use ctap_core::transport::ctap1::Ctap1Error;
+use ctap_core::transport::ctap2::{CtapError, CtapStatus, Incompatibility};
 use ctap_core::transport::ctaphid::CtapHidError;
 use ctap_core::transport::device::TransportError;
 
@@ -127,6 +128,12 @@ impl From<CtapError> for Failure {
                 | CtapStatus::OperationDenied,
             ) => "run the command again and touch the key when asked",
             CtapError::InvalidInput(_) => "",
+            CtapError::DeviceIncompatible(Incompatibility::U2fOnly { .. }) => {
+                "use a FIDO2 (CTAP2) security key for this"
+            }
+            CtapError::Ctap1(Ctap1Error::Registration(_) | Ctap1Error::Misbehaved(_)) => {
+                "try again; if it persists, the key is faulty or not genuine"
+            }
             _ => "try again; if it persists, check the key with `ctap-enroll devices`",
         };
         Failure::new(Exit::Failed, e.to_string(), fix)

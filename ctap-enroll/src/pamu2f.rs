@@ -23,7 +23,8 @@
 //! credentials keep working on the same machine. pam-u2f does not use hmac-secret, so an imported
 //! credential has `hmac_secret = false` and starts with a state entry at counter 0: login checks
 //! its signature, flags and counter, but not an hmac-secret. Re-enrolling with `ctap-enroll
-//! enroll` adds that check. Not imported, with a message: rs256 keys (we verify es256 and eddsa
+//! enroll` adds that check. An old-format line is recorded as `protocol = "u2f"`: it logs in
+//! through CTAP1 on a U2F-only key. Not imported, with a message: rs256 keys (we verify es256 and eddsa
 //! only), resident credentials (`*`) and OpenSSH-format files (pam-u2f's `sshformat`).
 
 use std::collections::BTreeMap;
@@ -36,7 +37,7 @@ use ctap_core::store::account::{Account, UserResolver};
 use ctap_core::store::credential::{
     CredentialRecord, CredentialState, CredentialStore, StoreError, UvRequirement,
 };
-use ctap_core::store::credential::{EnrolledKey, RpId};
+use ctap_core::store::credential::{EnrolledKey, Protocol, RpId};
 use ctap_core::transport::ctap2::cose::{Algorithm, CoseKey, ALG_ES256};
 
 const INDIFFERENT: GeneralPurposeConfig =
@@ -486,6 +487,13 @@ fn import_user(
             hmac_secret: false,
             created: ctap_core::store::credential::now_rfc3339(),
             no_touch_required: false,
+            // An old-format line is a U2F registration: it logs in through CTAP1 on a
+            // U2F-only key (and through CTAP2 on a FIDO2 key, which accepts U2F key handles).
+            protocol: if c.old_format {
+                Protocol::U2f
+            } else {
+                Protocol::Fido2
+            },
         };
         let mut notes = vec!["no hmac-secret check (pam-u2f credentials have none): re-enroll with `ctap-enroll enroll` to add one".to_string()];
         if !c.presence {

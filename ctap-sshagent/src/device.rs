@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use ctap_core::flows::session::{open_authenticators_until, Authenticator, Prompter};
+use ctap_core::flows::session::{open_authenticators_for, Authenticator, Prompter, FOR_OPENSSH};
 use ctap_core::flows::uv::{self, UvError, UvPlan, UvRefusal, Verification};
 use ctap_core::ssh::{self, SkKey, SkSignature, SshError};
 use ctap_core::store::config::PinPolicy;
@@ -87,7 +87,8 @@ fn open(cfg: &DeviceConfig, deadline: Instant) -> Result<Authenticator, AgentErr
         uri: cfg.uri.to_string(),
         source,
     };
-    open_authenticators_until(&cfg.uri, cfg.touch_timeout, deadline)
+    // A U2F-only key is refused with what it lacks: OpenSSH's sk keys are CTAP2 only.
+    open_authenticators_for(&cfg.uri, cfg.touch_timeout, Some(deadline), FOR_OPENSSH)
         .map_err(|e| failed(Some(e)))?
         .into_iter()
         .next()

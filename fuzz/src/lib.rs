@@ -8,7 +8,7 @@
 
 pub use ctap_core::fuzz_api::{
     authenticator_data, cbor, cose_key, ctap2_responses, ctaphid, files_toml, ssh_key_files,
-    ssh_signed_data,
+    ssh_signed_data, u2f_responses,
 };
 
 /// pam-u2f authfile lines (the importer lives in ctap-enroll, its only user).
@@ -32,6 +32,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ctap2_responses", ctap2_responses),
     ("authenticator_data", authenticator_data),
     ("cose_key", cose_key),
+    ("u2f_responses", u2f_responses),
     ("files_toml", files_toml),
     ("pamu2f", pamu2f),
     ("ssh_key_files", ssh_key_files),

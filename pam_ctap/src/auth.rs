@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use ctap_core::flows::login::{login, DeviceFailure, LoginError, LoginGranted};
+use ctap_core::flows::login::{login, DeviceFailure, LoginError, LoginGranted, Unusable};
 use ctap_core::flows::verify::VerifyError;
 use ctap_core::store::config::{ConfigError, Policy};
 use ctap_core::store::fs::FileError;
@@ -265,6 +265,10 @@ fn user_message(e: &LoginError) -> String {
             "Another login of yours is using your security key: try again"
         }
         LoginError::WrongKey => "This security key is not registered for you",
+        LoginError::NoUsableCredential(Unusable::HmacSecretRequired { .. }) => {
+            "This login requires a FIDO2 security key with hmac-secret; your enrolled key (U2F) \
+             cannot be used here: ask your administrator"
+        }
         LoginError::UvUnavailable(m) => return format!("Security key: {m}"),
         LoginError::PinLastRetry => {
             "Your security key has one PIN try left, so no PIN was sent: enter the right PIN with \

@@ -30,7 +30,7 @@ mod tests;
 use std::ffi::{c_char, c_int};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use ctap_core::flows::login::{LoginError, LoginGranted};
+use ctap_core::flows::login::{LoginError, LoginGranted, Unusable};
 use pam::constants::PamResultCode;
 use pam::module::PamHandle;
 
@@ -79,6 +79,8 @@ fn to_pam(e: &LoginError, nouserok: bool) -> Verdict {
         LoginError::RecordsMissing => Verdict::deny(),
         LoginError::EnrolledAsOtherName { .. } => Verdict::deny(),
         LoginError::Store(_) => Verdict::deny(),
+        // require_hmac_secret refused the user's U2F (or hmac-less) credentials: PAM_AUTH_ERR.
+        LoginError::NoUsableCredential(Unusable::HmacSecretRequired { .. }) => Verdict::deny(),
         LoginError::NoUsableCredential(_) => Verdict::deny(),
         LoginError::WrongKey => Verdict::deny(),
         LoginError::MissingState { .. } => Verdict::deny(),

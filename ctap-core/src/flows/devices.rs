@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::flows::session::open_authenticators;
+use crate::flows::session::{open_keys, OpenedKey};
+use crate::transport::ctap1::U2F_V2;
 use crate::transport::ctap2::CtapError;
 use crate::transport::device::{self, DeviceUri};
 
@@ -67,11 +68,19 @@ fn cose_name(id: i64) -> &'static str {
 /// Fill `report` from the key's getInfo (and PIN retries). Only opening the key fails the call;
 /// a later failure is recorded in `report.error`.
 fn query(uri: &DeviceUri, report: &mut DeviceReport, timeout: Duration) -> Result<(), CtapError> {
-    let mut keys = open_authenticators(uri, timeout)?;
-    let Some(key) = keys.first_mut() else {
-        return Err(CtapError::Hid(
-            crate::transport::device::TransportError::NoDevice.into(),
-        ));
+    let mut keys = open_keys(uri, timeout, None)?;
+    let key = match keys.first_mut() {
+        Some(OpenedKey::Fido2(key)) => key,
+        // A U2F-only key has no getInfo: its version is all there is to show.
+        Some(OpenedKey::U2f(_)) => {
+            report.versions = vec![String::from_utf8_lossy(U2F_V2).into_owned()];
+            return Ok(());
+        }
+        None => {
+            return Err(CtapError::Hid(
+                crate::transport::device::TransportError::NoDevice.into(),
+            ))
+        }
     };
     let info = key.info().clone();
     report.aaguid = Some(info.aaguid_string());

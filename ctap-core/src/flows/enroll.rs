@@ -86,6 +86,8 @@ pub enum EnrollRefusal {
     NoHmacOutput,
     /// `--rp-id` (or the configured `rp_id`) is not an RP ID.
     BadRpId(RpIdError),
+    /// User verification was required of a key that speaks only U2F, which has none.
+    U2fNoUv,
 }
 
 #[derive(Debug)]
@@ -140,6 +142,11 @@ impl fmt::Display for EnrollError {
                     write!(f, "the key returned no hmac-secret output")
                 }
                 EnrollRefusal::BadRpId(e) => write!(f, "{e}: give another --rp-id"),
+                EnrollRefusal::U2fNoUv => write!(
+                    f,
+                    "this security key speaks only U2F, which has no PIN or user verification: \
+                     enroll it with --uv discouraged or preferred, or use a FIDO2 key"
+                ),
             },
         }
     }
@@ -192,6 +199,14 @@ pub fn default_rp_id() -> String {
     format!("pam://{host}")
 }
 
+/// The RP ID an enrollment registers under: `--rp-id`, else `pam://<hostname>`.
+fn request_rp_id(req: &EnrollRequest) -> Result<RpId, EnrollRefusal> {
+    match &req.rp_id {
+        Some(rp) => RpId::parse(rp).map_err(EnrollRefusal::BadRpId),
+        None => RpId::parse(&default_rp_id()).map_err(EnrollRefusal::BadRpId),
+    }
+}
+
 /// Enroll the key `key` for `req.user`, writing state and records into `store`.
 pub fn enroll(
     store: &CredentialStore,
@@ -200,10 +215,7 @@ pub fn enroll(
     prompter: &mut dyn Prompter,
 ) -> Result<CredentialRecord, EnrollError> {
     let user = req.user.name();
-    let rp_id = match &req.rp_id {
-        Some(rp) => RpId::parse(rp).map_err(EnrollRefusal::BadRpId)?,
-        None => RpId::parse(&default_rp_id()).map_err(EnrollRefusal::BadRpId)?,
-    };
+    let rp_id = request_rp_id(req)?;
     // The user's lock covers the whole read-modify-write of records and state, so a concurrent
     // `remove` or second `enroll` cannot interleave with this one (admin edits take it too).
     let mut guard = store.lock_state(user, crate::store::admin::EDIT_LOCK_WAIT)?;
@@ -232,6 +244,7 @@ pub fn enroll(
         hmac_secret: true,
         created: crate::store::credential::now_rfc3339(),
         no_touch_required: false,
+        protocol: crate::store::credential::Protocol::Fido2,
     };
     guard.state.put(state);
     guard.commit()?;
@@ -247,6 +260,15 @@ fn check_request(
     records: &CredentialFile,
     key: &Authenticator,
 ) -> Result<(), EnrollRefusal> {
+    check_account(req, records)?;
+    if !key.info().supports_extension("hmac-secret") {
+        return Err(EnrollRefusal::NoHmacSecret);
+    }
+    Ok(())
+}
+
+/// The records are this account's and the name is new.
+fn check_account(req: &EnrollRequest, records: &CredentialFile) -> Result<(), EnrollRefusal> {
     let user = req.user.name();
     if let Some(recorded) = records.uid.filter(|u| *u != req.user.uid()) {
         return Err(EnrollRefusal::UidMismatch {
@@ -263,9 +285,6 @@ fn check_request(
             user: user.to_string(),
             name: req.name.clone(),
         });
-    }
-    if !key.info().supports_extension("hmac-secret") {
-        return Err(EnrollRefusal::NoHmacSecret);
     }
     Ok(())
 }
@@ -399,6 +418,9 @@ fn confirm(
     });
     Ok(state)
 }
+
+mod u2f;
+pub use u2f::enroll_u2f;
 
 #[cfg(test)]
 mod tests {

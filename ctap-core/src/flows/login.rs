@@ -14,18 +14,21 @@
 use std::fmt;
 use std::time::Instant;
 
-use crate::flows::session::{keepalive_for, open_authenticators_until, Authenticator, Prompter};
+use crate::flows::session::{keepalive_for, open_keys, Authenticator, OpenedKey, Prompter};
 use crate::flows::uv::{self, UvError, UvRefusal, Verification};
 use crate::flows::verify::{verify_assertion, Challenge, CounterOutcome, Expectation, VerifyError};
 use crate::store::account::{Account, LookupError, Nss, UserResolver};
 use crate::store::config::{CloneAction, Policy, UvPolicy};
 use crate::store::credential::{CredentialRecord, StateFile, StoreError, UvRequirement};
 use crate::store::fs::FileError;
+use crate::transport::ctap1::{Ctap1Error, StatusWord};
 use crate::transport::ctap2::ext::hmac_secret::HmacSalts;
 use crate::transport::ctap2::pin::permission;
 use crate::transport::ctap2::{CtapError, CtapStatus, GetAssertionRequest, Misbehaviour};
 use crate::transport::ctaphid::CtapHidError;
 use crate::transport::device::{DeviceUri, TransportError};
+
+mod u2f;
 
 /// A successful login. Only [`login`] builds one, and only after verification and after the new
 /// state was written.
@@ -124,10 +127,17 @@ impl LoginError {
             LoginError::NoRecords => "no_records",
             LoginError::Store(e) if is_busy(e) => "busy",
             LoginError::Store(_) => "config_error",
+            LoginError::NoUsableCredential(Unusable::HmacSecretRequired { .. }) => {
+                "hmac_secret_required"
+            }
             LoginError::NoUsableCredential(_) => "no_usable_credential",
             LoginError::WrongKey => "wrong_key",
             LoginError::MissingState { .. } => "missing_state",
             LoginError::UvUnavailable(_) => "uv_unavailable",
+            // A U2F key that does not hold the key handle: as a CTAP2 key's NO_CREDENTIALS.
+            LoginError::Device(CtapError::Ctap1(Ctap1Error::Status(StatusWord::WrongData))) => {
+                "wrong_key"
+            }
             LoginError::Device(e) => DeviceFailure::of(e).word(),
             LoginError::Rejected { reason, .. } => match reason {
                 VerifyError::CounterRegression { .. } => "counter_regression",
@@ -204,7 +214,10 @@ impl DeviceFailure {
             CtapError::Hid(CtapHidError::Transport(
                 TransportError::NoDevice | TransportError::Open { .. },
             )) => DeviceFailure::NoKey,
+            // A U2F key broke the message format or sent a registration that does not verify:
+            // the same word as a CTAP2 key's misbehaviour.
             CtapError::Hid(_) | CtapError::Misbehaved(_) => DeviceFailure::Other,
+            CtapError::Ctap1(_) => DeviceFailure::Other,
             CtapError::Status(_)
             | CtapError::DeviceIncompatible(_)
             | CtapError::InvalidInput(_) => DeviceFailure::Other,
@@ -302,6 +315,9 @@ pub enum Unusable {
     },
     /// The credential was re-enrolled between the unlocked read of its state and the lock.
     ChangedWhileWaiting { credential: String },
+    /// `require_hmac_secret = true`, and the `refused` credentials the rest of the policy
+    /// accepts have no hmac-secret check (U2F ones never do).
+    HmacSecretRequired { refused: usize },
 }
 
 impl fmt::Display for Unusable {
@@ -320,6 +336,12 @@ impl fmt::Display for Unusable {
             Unusable::ChangedWhileWaiting { credential } => write!(
                 f,
                 "credential {credential:?} was changed while this login waited: try again"
+            ),
+            Unusable::HmacSecretRequired { refused } => write!(
+                f,
+                "the policy requires hmac-secret (require_hmac_secret = true) and the user's \
+                 {refused} credential(s) have none (U2F-only keys cannot give one): enroll a \
+                 FIDO2 key with hmac-secret with `ctap-enroll enroll`"
             ),
         }
     }
@@ -397,6 +419,17 @@ fn usable_credentials(
             enrolled: total,
             rp_id: policy.rp_id.clone(),
         }));
+    }
+    if policy.require_hmac_secret {
+        let (with, without): (Vec<_>, Vec<_>) = usable.into_iter().partition(|r| r.hmac_secret);
+        if with.is_empty() {
+            return Err(LoginError::NoUsableCredential(
+                Unusable::HmacSecretRequired {
+                    refused: without.len(),
+                },
+            ));
+        }
+        return Ok(with);
     }
     Ok(usable)
 }
@@ -719,9 +752,35 @@ pub fn login_with(
     // Everything with the keys (opening, probes, PIN, the touch) and the wait for the user's
     // lock ends by this instant.
     let deadline = Instant::now() + policy.touch_timeout();
-    let mut keys = open_authenticators_until(&policy.device, policy.touch_timeout(), deadline)?;
+    let (mut keys, u2f_keys) = split_keys(open_keys(
+        &policy.device,
+        policy.touch_timeout(),
+        Some(deadline),
+    )?);
     let ordered = probe_order(&creds, &unlocked_state);
-    let (index, record) = choose_key(&mut keys, &ordered, policy, prompter)?;
+    let chosen = if keys.is_empty() {
+        Err(LoginError::WrongKey)
+    } else {
+        // With a U2F-only key attached too, the FIDO2 key must be probed: if it lacks the
+        // credential, the U2F key gets its turn (a NO_CREDENTIALS later would end the login).
+        let unprobed_ok = u2f_keys.is_empty();
+        choose_key(&mut keys, &ordered, unprobed_ok, policy, prompter)
+    };
+    let (index, record) = match chosen {
+        // No FIDO2 key holds a credential: the U2F-only keys may (login/u2f.rs).
+        Err(LoginError::WrongKey) if !u2f_keys.is_empty() => {
+            let login = u2f::Login {
+                account: &account,
+                ordered: &ordered,
+                unlocked_state: &unlocked_state,
+                service,
+                policy,
+                deadline,
+            };
+            return u2f::login(u2f_keys, login, prompter);
+        }
+        other => other?,
+    };
     let key = &mut keys[index];
 
     // Unlocked, before any PIN: a credential that cannot log in gets no PIN prompt.
@@ -760,6 +819,19 @@ pub fn login_with(
     settle(&mut guard, &account, record, policy, verified)
 }
 
+/// The FIDO2 keys and the U2F-only keys among those opened.
+fn split_keys(keys: Vec<OpenedKey>) -> (Vec<Authenticator>, Vec<crate::flows::session::U2fKey>) {
+    let mut fido2 = Vec::new();
+    let mut u2f = Vec::new();
+    for key in keys {
+        match key {
+            OpenedKey::Fido2(a) => fido2.push(*a),
+            OpenedKey::U2f(k) => u2f.push(k),
+        }
+    }
+    (fido2, u2f)
+}
+
 /// The account behind `user` and its credentials this policy accepts, after checking the
 /// places root's configuration names (records, state, the device socket).
 fn enrolled_credentials(
@@ -794,17 +866,18 @@ fn enrolled_credentials(
     Ok((account, creds))
 }
 
-/// Which attached key logs in, with which credential: with one key and one credential and no
-/// PIN to send, that pair without a probe (the fewest round trips: INIT, getInfo, then the
+/// Which attached key logs in, with which credential: with one key (and no U2F-only key besides,
+/// `unprobed_ok`) and one credential and no PIN to send, that pair without a probe (the fewest round trips: INIT, getInfo, then the
 /// assertion); else the one key that holds one, or, with several keys attached and a PIN to
 /// send, the one the user touches among keys of the enrolled model.
 fn choose_key<'r>(
     keys: &mut [Authenticator],
     ordered: &'r [CredentialRecord],
+    unprobed_ok: bool,
     policy: &Policy,
     prompter: &mut dyn Prompter,
 ) -> Result<(usize, &'r CredentialRecord), LoginError> {
-    if let ([key], [record]) = (&*keys, ordered) {
+    if let ([key], [record], true) = (&*keys, ordered, unprobed_ok) {
         if !needs_pin(key, record) {
             // One key, one credential, no PIN to protect: the login's own getAssertion is the
             // probe. A key without the credential answers it with NO_CREDENTIALS (wrong_key);
@@ -972,6 +1045,7 @@ mod probe_order_tests {
             hmac_secret: false,
             created: String::new(),
             no_touch_required: false,
+            protocol: crate::store::credential::Protocol::Fido2,
         }
     }
 

@@ -11,6 +11,10 @@
 //! - enrollment takes the hmac-secret output of a checked assertion to make the check;
 //! - the agent (`ssh::sign`) adds OpenSSH's rules (no extensions in authenticatorData).
 //!
+//! A U2F-only key's authentication goes through [`verify_u2f_assertion`]: the same record, the
+//! same checks where U2F has them (signature with the enrolled key over what U2F signs, presence,
+//! the counter through the same [`counter_outcome`]), the same [`VerifiedAssertion`].
+//!
 //! As rustls puts it in its `implvulns` notes: the *lack* of an error is a poor indicator that a
 //! signature was valid. So success is a value — [`CheckedAssertion`] and [`VerifiedAssertion`]
 //! have private fields and only this module builds them — and callers (the PAM module's grant,
@@ -41,6 +45,7 @@ use subtle::ConstantTimeEq;
 
 use crate::store::config::CounterPolicy;
 use crate::store::credential::{CredentialRecord, CredentialState, Suspension, UvRequirement};
+use crate::transport::ctap1::{authentication_signed_bytes, AuthenticateResponse};
 use crate::transport::ctap2::authdata::AuthenticatorData;
 use crate::transport::ctap2::cose::CoseKey;
 use crate::transport::ctap2::ext::hmac_secret::HmacSecretOutput;
@@ -312,6 +317,68 @@ pub fn verify_assertion(
         credential_name: record.name.clone(),
         sign_count: received,
         user_verified: ad.flags.user_verified(),
+        counter,
+        _sealed: (),
+    })
+}
+
+/// What a U2F authentication answered, with the key handle it was asked for (a U2F response
+/// does not name its credential: the request did).
+pub struct U2fAssertion<'a> {
+    pub key_handle: &'a [u8],
+    pub response: &'a AuthenticateResponse,
+}
+
+/// The one verifier, for a U2F authentication (a U2F-only key): the same checks and the same
+/// [`VerifiedAssertion`] as [`verify_assertion`], so the login settles it the same way. The
+/// signature must verify with our stored P-256 key over
+/// `SHA-256(RP ID) || flags || counter || challenge` (U2F's appId hash is the RP ID's, so an
+/// answer for another appId fails here), the signed flags must show presence, and the counter
+/// goes through the same check, clone detection and suspension as CTAP2's. U2F has neither
+/// user verification nor hmac-secret: a record that asks for either is refused (records
+/// loaded from disk cannot; a per-user record combined with root's state can).
+pub fn verify_u2f_assertion(
+    expect: &Expectation<'_>,
+    answer: &U2fAssertion<'_>,
+    state: &CredentialState,
+) -> Result<VerifiedAssertion, VerifyError> {
+    let record = expect
+        .asked
+        .iter()
+        .find(|r| r.credential_id.ct_eq(answer.key_handle).into())
+        .ok_or(VerifyError::UnexpectedCredential)?;
+    if state.credential_id != record.credential_id {
+        return Err(VerifyError::UnexpectedCredential);
+    }
+    if let Some(s) = &state.suspension {
+        return Err(VerifyError::Suspended(s.clone()));
+    }
+    let resp = answer.response;
+    let app_id_hash: [u8; 32] = Sha256::digest(record.rp_id.as_str().as_bytes()).into();
+    let signed = authentication_signed_bytes(
+        &app_id_hash,
+        resp.flags,
+        resp.counter,
+        &expect.challenge.client_data_hash,
+    );
+    if !record.public_key.cose().verify(&signed, &resp.signature) {
+        return Err(VerifyError::BadSignature);
+    }
+    if !resp.user_present() {
+        return Err(VerifyError::UserNotPresent);
+    }
+    if record.user_verification == UvRequirement::Required {
+        return Err(VerifyError::UserNotVerified);
+    }
+    if record.hmac_secret || state.hmac.is_some() {
+        return Err(VerifyError::HmacMissing);
+    }
+    let counter = counter_outcome(state.sign_count, resp.counter, expect.counter_policy)?;
+    Ok(VerifiedAssertion {
+        credential_id: record.credential_id.clone(),
+        credential_name: record.name.clone(),
+        sign_count: resp.counter,
+        user_verified: false,
         counter,
         _sealed: (),
     })

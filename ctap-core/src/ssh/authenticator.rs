@@ -171,5 +171,6 @@ pub fn enroll_ssh_credential<T: Transport>(
         hmac_secret: false,
         created: now_rfc3339(),
         no_touch_required: e.no_touch_required,
+        protocol: crate::store::credential::Protocol::Fido2,
     })
 }

@@ -121,6 +121,8 @@ pub struct CredentialSummary {
     pub aaguid: String,
     pub user_verification: &'static str,
     pub hmac_secret: bool,
+    /// `fido2` or `u2f` (a U2F credential has no hmac-secret and no UV).
+    pub protocol: &'static str,
     pub created: String,
     /// `None` when the state file has no entry for the credential (login would fail).
     pub sign_count: Option<u32>,
@@ -171,6 +173,7 @@ pub fn list(
             aaguid: r.aaguid.clone(),
             user_verification: uv_name(r.user_verification),
             hmac_secret: r.hmac_secret,
+            protocol: r.protocol.name(),
             created: r.created.clone(),
             sign_count: s.map(|s| s.sign_count),
             last_used: s.and_then(|s| s.last_used.clone()),

@@ -81,6 +81,9 @@ pub struct Policy {
     pub device_owner: Option<String>,
     /// Where the PAM module sends its syslog lines (a unix socket). Only root's file sets it.
     pub log_socket: PathBuf,
+    /// Refuse credentials without an hmac-secret check: every U2F credential (a U2F-only key's
+    /// enrollment, an old-format pam-u2f line) and FIDO2 ones enrolled without hmac-secret.
+    pub require_hmac_secret: bool,
 }
 
 impl Default for Policy {
@@ -103,6 +106,7 @@ impl Default for Policy {
             debug: false,
             device_owner: None,
             log_socket: PathBuf::from("/dev/log"),
+            require_hmac_secret: false,
         }
     }
 }

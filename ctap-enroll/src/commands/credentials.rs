@@ -33,7 +33,7 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<Exit, Failure> {
         say(format!("No credentials enrolled for {user}."));
         return Ok(Exit::Ok);
     }
-    let rows: Vec<[String; 7]> = creds
+    let rows: Vec<[String; 8]> = creds
         .iter()
         .map(|c| {
             let status = match (c.sign_count, c.suspended) {
@@ -61,6 +61,7 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<Exit, Failure> {
                     .map(|n| n.to_string())
                     .unwrap_or_else(|| "-".into()),
                 c.user_verification.to_string(),
+                c.protocol.to_string(),
                 status,
             ]
         })
@@ -72,6 +73,7 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<Exit, Failure> {
         "LAST USED",
         "COUNTER",
         "UV",
+        "PROTOCOL",
         "STATUS",
     ]
     .map(String::from);
@@ -81,13 +83,13 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<Exit, Failure> {
             *w = (*w).max(cell.len());
         }
     }
-    let line = |r: &[String; 7]| {
+    let line = |r: &[String; 8]| {
         let cells: Vec<String> = r
             .iter()
             .zip(widths)
             .enumerate()
             .map(|(i, (c, w))| {
-                if i == 6 {
+                if i == 7 {
                     c.clone()
                 } else {
                     format!("{c:<w$}")

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use ctap_core::flows::devices::{self, DeviceReport};
-use ctap_core::flows::enroll::{enroll as enroll_key, EnrollRequest};
+use ctap_core::flows::enroll::{enroll as enroll_key, enroll_u2f, EnrollRequest};
+use ctap_core::flows::session::OpenedKey;
 use ctap_core::store::admin::{self, algorithm_name, uv_name};
 use ctap_core::store::config::Policy;
 use ctap_core::text::{printable, quoted};
@@ -12,7 +13,7 @@ use ctap_core::transport::ctap2::{CtapError, CtapStatus};
 use ctap_core::transport::device::DeviceUri;
 use zeroize::Zeroizing;
 
-use super::{json, say, single_key, user_of, Context};
+use super::{json, say, single_key, single_opened_key, user_of, Context};
 use crate::cli::{DevicesArgs, EnrollArgs, PinCommand};
 use crate::{Exit, Failure};
 
@@ -93,6 +94,14 @@ fn print_device(r: &DeviceReport) {
             row("firmware", f.to_string());
         }
     }
+    if r.aaguid.is_none() && !r.versions.is_empty() {
+        // No getInfo: a key that speaks only CTAP1/U2F.
+        row("versions", list(&r.versions));
+        row(
+            "note",
+            "U2F only: enroll and log in without hmac-secret or PIN/UV; no SSH keys".into(),
+        );
+    }
     if let Some(e) = &r.error {
         row("error", e.clone());
     }
@@ -118,8 +127,17 @@ pub fn enroll(ctx: &mut Context, args: &EnrollArgs) -> Result<Exit, Failure> {
         uv: args.uv.into(),
         pin_policy: policy.pin,
     };
-    let mut key = single_key(&policy.device, policy.touch_timeout())?;
-    let record = enroll_key(&store, &req, &mut key, &mut ctx.prompter)?;
+    let record = match single_opened_key(&policy.device, policy.touch_timeout())? {
+        OpenedKey::Fido2(mut key) => enroll_key(&store, &req, &mut key, &mut ctx.prompter)?,
+        OpenedKey::U2f(mut key) => {
+            let record = enroll_u2f(&store, &req, &mut key, &mut ctx.prompter)?;
+            say(
+                "This key speaks only U2F: its credential has no hmac-secret and no PIN/UV \
+                 (a policy with require_hmac_secret = true refuses it).",
+            );
+            record
+        }
+    };
     let counter = store
         .read_state(&user)
         .ok()
@@ -132,6 +150,7 @@ pub fn enroll(ctx: &mut Context, args: &EnrollArgs) -> Result<Exit, Failure> {
     row("aaguid", &record.aaguid);
     row("user verification", uv_name(record.user_verification));
     row("hmac-secret", if record.hmac_secret { "yes" } else { "no" });
+    row("protocol", record.protocol.name());
     if let Some(c) = counter {
         row("counter", &c.to_string());
     }

@@ -10,7 +10,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ctap_core::flows::session::{open_authenticators, Authenticator};
+use ctap_core::flows::session::{
+    open_authenticators, open_authenticators_for, open_keys, Authenticator, OpenedKey, FOR_OPENSSH,
+};
 use ctap_core::store::account::{Account, Nss, UserResolver};
 use ctap_core::store::config::Policy;
 use ctap_core::transport::device::DeviceUri;
@@ -39,7 +41,32 @@ impl Context {
 
 /// The one key `device` names; several attached keys need `--device`.
 pub fn single_key(device: &DeviceUri, touch_timeout: Duration) -> Result<Authenticator, Failure> {
-    let mut keys = open_authenticators(device, touch_timeout)?;
+    let keys = open_authenticators(device, touch_timeout)?;
+    only_key(keys)
+}
+
+/// [`single_key`], a U2F-only key included (`enroll` serves both).
+pub fn single_opened_key(
+    device: &DeviceUri,
+    touch_timeout: Duration,
+) -> Result<OpenedKey, Failure> {
+    only_key(open_keys(device, touch_timeout, None)?)
+}
+
+/// [`single_key`] for an OpenSSH security key: a U2F-only key is refused with what it lacks.
+pub fn single_ssh_key(
+    device: &DeviceUri,
+    touch_timeout: Duration,
+) -> Result<Authenticator, Failure> {
+    only_key(open_authenticators_for(
+        device,
+        touch_timeout,
+        None,
+        FOR_OPENSSH,
+    )?)
+}
+
+fn only_key<K>(mut keys: Vec<K>) -> Result<K, Failure> {
     if keys.len() > 1 {
         return Err(Failure::new(
             Exit::Usage,

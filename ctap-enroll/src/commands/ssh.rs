@@ -11,7 +11,7 @@ use ctap_core::store::credential::load_credential_file;
 use ctap_core::store::fs::Ownership;
 use ctap_core::transport::ctap2::pin::permission;
 
-use super::{say, single_key, Context};
+use super::{say, single_ssh_key, Context};
 use crate::cli::{ExportSshArgs, SshArgs, SshKeyType};
 use crate::{Exit, Failure};
 
@@ -81,7 +81,7 @@ pub fn enroll(ctx: &mut Context, args: &SshArgs) -> Result<Exit, Failure> {
             .map(|p| p.device)
             .unwrap_or(ctap_core::transport::device::DeviceUri::Auto),
     };
-    let mut key = single_key(&device, ctap_core::transport::ctap2::DEFAULT_TOUCH_TIMEOUT)?;
+    let mut key = single_ssh_key(&device, ctap_core::transport::ctap2::DEFAULT_TOUCH_TIMEOUT)?;
     // The planner decides how the user is verified (built-in UV, or the PIN through the
     // terminal), as for a login or an enrollment.
     let required = ssh::ssh_enrollment_needs_uv(key.info(), args.verify_required);

@@ -52,10 +52,16 @@ pub struct ServeArgs {
     pub presence: Presence,
 
     /// Misbehave on purpose, for tests. Applies to getAssertion (0x02) only (slow-answer: to
-    /// every CTAP2 command), so a key can be enrolled normally and fail at login after a restart
-    /// with the same state.
+    /// every CTAP2 command; u2f-*: to U2F_AUTHENTICATE, u2f-other-appid to U2F_REGISTER), so a
+    /// key can be enrolled normally and fail at login after a restart with the same state.
     #[arg(long, value_enum, value_name = "KIND")]
     pub fault: Option<Fault>,
+
+    /// Be a U2F-only key, as older keys are: INIT announces no CBOR capability, CTAPHID_CBOR
+    /// (getInfo too) is answered ERR_INVALID_CMD, CTAP1/U2F over CTAPHID_MSG is served. A PIN
+    /// is CTAP2 (clientPIN), so not with --pin.
+    #[arg(long, conflicts_with = "pin")]
+    pub ctap1_only: bool,
 
     /// Append a line to FILE for every CTAPHID_CANCEL received (tests check that clients
     /// cancel what they abandon). CANCELs are logged to stderr either way.

@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,9 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::ctaphid_device::*;
-use crate::engine::{EngineHandle, Reply, Ticket, Wake, MAX_MESSAGE_SIZE, STATUS_KEEPALIVE_CANCEL};
+use crate::engine::{
+    EngineHandle, Kind, Reply, Ticket, Wake, MAX_MESSAGE_SIZE, STATUS_KEEPALIVE_CANCEL,
+};
 use crate::fault::{Delivery, Fault, Plan};
 
 /// Keepalives go out this often while a request is in progress (CTAP 2.1 §11.2.9.2.1).
@@ -29,10 +31,24 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Channel ids a connection may hold at once; older ones are forgotten.
 const MAX_CHANNELS: usize = 32;
 
-/// Capabilities in the INIT response: WINK and CBOR. fido-authenticator's CTAP1/U2F needs a
-/// provisioned attestation certificate, which the softtoken does not ship, so we announce
-/// NMSG and answer MSG with ERR_INVALID_CMD rather than fail U2F registrations later.
-const CAPABILITIES: u8 = CAPABILITY_WINK | CAPABILITY_CBOR | CAPABILITY_NMSG;
+/// Capabilities in the INIT response: WINK and CBOR; NMSG clear, since CTAPHID_MSG carries
+/// CTAP1/U2F (the attestation it needs is made with the state, see `attestation`).
+const CAPABILITIES: u8 = CAPABILITY_WINK | CAPABILITY_CBOR;
+/// Under `--ctap1-only`: a U2F-only key, as older keys are: no CBOR capability, and
+/// CTAPHID_CBOR (getInfo included) answered ERR_INVALID_CMD.
+const CAPABILITIES_CTAP1_ONLY: u8 = CAPABILITY_WINK;
+
+/// Set once at start by `--ctap1-only`.
+static CTAP1_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// Serve CTAP1/U2F only (`--ctap1-only`): every connection from now on.
+pub fn set_ctap1_only() {
+    CTAP1_ONLY.store(true, Ordering::SeqCst);
+}
+
+fn ctap1_only() -> bool {
+    CTAP1_ONLY.load(Ordering::SeqCst)
+}
 
 /// Where every CTAPHID_CANCEL received is recorded (`--cancel-log`), for tests to read.
 static CANCEL_LOG: OnceLock<PathBuf> = OnceLock::new();
@@ -57,6 +73,8 @@ fn allocate_cid() -> u32 {
 /// A request in progress on this connection: keepalives go out on `cid` until it is answered.
 struct Busy {
     cid: u32,
+    /// The command the answer goes out as: CBOR or MSG.
+    command: u8,
     next_keepalive: Instant,
     /// Queued or running in the authenticator, with the fault that mangles the reply. `None`
     /// under `--fault stall-keepalive`: keepalives forever, no answer.
@@ -288,7 +306,13 @@ impl Connection {
         let cid = busy.cid;
         if busy.held.as_ref().is_some_and(|(at, _, _)| now >= *at) {
             if let Some((_, payload, fault)) = busy.held.take() {
-                match self.engine.submit(payload, self.doorbell.wake()) {
+                // A delayed message goes to the engine as what it came in as.
+                let kind = if busy.command == cmd::MSG {
+                    Kind::Msg
+                } else {
+                    Kind::Cbor
+                };
+                match self.engine.submit_kind(kind, payload, self.doorbell.wake()) {
                     Ok(ticket) => busy.job = Some((ticket, fault)),
                     Err(_) => {
                         self.log("the authenticator stopped; closing");
@@ -301,9 +325,9 @@ impl Connection {
         if let Some((ticket, fault)) = &busy.job {
             match ticket.try_reply() {
                 Ok(Some(reply)) => {
-                    let fault = *fault;
+                    let (fault, command) = (*fault, busy.command);
                     self.busy = None;
-                    return self.deliver(cid, reply, fault);
+                    return self.deliver(cid, command, reply, fault);
                 }
                 Ok(None) if ticket.waiting_for_presence() => status = KEEPALIVE_UPNEEDED,
                 Ok(None) => {}
@@ -320,7 +344,7 @@ impl Connection {
         self.send(cid, cmd::KEEPALIVE, &[status])
     }
 
-    fn deliver(&mut self, cid: u32, reply: Reply, fault: Option<Fault>) -> Flow {
+    fn deliver(&mut self, cid: u32, command: u8, reply: Reply, fault: Option<Fault>) -> Flow {
         let data = match reply {
             Reply::HidError(code) => return self.send_error(cid, code),
             Reply::Data(data) => data,
@@ -330,16 +354,16 @@ impl Connection {
             None => Delivery::Normal(data),
         };
         match delivery {
-            Delivery::Normal(data) => self.send(cid, cmd::CBOR, &data),
+            Delivery::Normal(data) => self.send(cid, command, &data),
             Delivery::OtherChannel(data) => {
                 let other = match cid.wrapping_add(0x0100) {
                     0 | BROADCAST_CID => 0x0100,
                     other => other,
                 };
-                self.send(other, cmd::CBOR, &data)
+                self.send(other, command, &data)
             }
             Delivery::Trickle(data, interval) => {
-                for byte in fragment(cid, cmd::CBOR, &data).as_flattened() {
+                for byte in fragment(cid, command, &data).as_flattened() {
                     if self.stream.write_all(&[*byte]).is_err() {
                         self.log("fault trickle: the client went away");
                         return Flow::Close;
@@ -349,7 +373,7 @@ impl Connection {
                 Flow::Continue
             }
             Delivery::FirstReportOnly(data) => {
-                if let Some(first) = fragment(cid, cmd::CBOR, &data).first() {
+                if let Some(first) = fragment(cid, command, &data).first() {
                     if self.stream.write_all(first).is_err() {
                         return Flow::Close;
                     }
@@ -358,7 +382,7 @@ impl Connection {
                 Flow::Continue
             }
             Delivery::TruncatedThenClose(data, len) => {
-                if let Some(first) = fragment(cid, cmd::CBOR, &data).first() {
+                if let Some(first) = fragment(cid, command, &data).first() {
                     let _ = self.stream.write_all(&first[..len.min(PACKET_SIZE)]);
                 }
                 self.log("fault truncate-report: sent a short report, closing");
@@ -473,7 +497,12 @@ impl Connection {
         } else {
             return self.send_error(cid, ERR_INVALID_CHANNEL);
         };
-        self.send(cid, cmd::INIT, &init_response(nonce, new_cid, CAPABILITIES))
+        let capabilities = if ctap1_only() {
+            CAPABILITIES_CTAP1_ONLY
+        } else {
+            CAPABILITIES
+        };
+        self.send(cid, cmd::INIT, &init_response(nonce, new_cid, capabilities))
     }
 
     fn dispatch(&mut self, reassembly: Reassembly) -> Flow {
@@ -488,11 +517,16 @@ impl Connection {
                 eprintln!("ctap-softtoken: connection {}: wink", self.id);
                 self.send(cid, cmd::WINK, &[])
             }
-            cmd::CBOR => {
+            cmd::CBOR if ctap1_only() => self.send_error(cid, ERR_INVALID_CMD),
+            cmd::CBOR | cmd::MSG => {
                 if payload.is_empty() {
                     return self.send_error(cid, ERR_INVALID_LEN);
                 }
-                let fault = self.fault.filter(|f| f.hits(&payload));
+                let (kind, fault) = if cmd == cmd::MSG {
+                    (Kind::Msg, self.fault.filter(|f| f.hits_u2f(&payload)))
+                } else {
+                    (Kind::Cbor, self.fault.filter(|f| f.hits(&payload)))
+                };
                 let mut held = None;
                 let job = match fault.map(Fault::plan) {
                     Some(Plan::Drop) => {
@@ -505,7 +539,8 @@ impl Connection {
                         None
                     }
                     Some(Plan::Stall) => None,
-                    Some(Plan::Process) | None => match self.engine.submit(
+                    Some(Plan::Process) | None => match self.engine.submit_kind(
+                        kind,
                         match fault {
                             Some(f) => f.mangle_request(payload),
                             None => payload,
@@ -521,14 +556,15 @@ impl Connection {
                 };
                 self.busy = Some(Busy {
                     cid,
+                    command: cmd,
                     next_keepalive: Instant::now() + KEEPALIVE_INTERVAL,
                     job,
                     held,
                 });
                 Flow::Continue
             }
-            // MSG (see CAPABILITIES), LOCK (optional, not implemented), and anything a host
-            // should never send (KEEPALIVE, ERROR) or we do not know.
+            // LOCK (optional, not implemented), and anything a host should never send
+            // (KEEPALIVE, ERROR) or we do not know.
             _ => self.send_error(cid, ERR_INVALID_CMD),
         }
     }

@@ -69,6 +69,15 @@ pub enum Reply {
     HidError(u8),
 }
 
+/// Which CTAPHID command carries a message to the authenticator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// CTAPHID_CBOR: a CTAP2 command byte, then CBOR.
+    Cbor,
+    /// CTAPHID_MSG: a CTAP1/U2F request, an ISO 7816-4 command APDU.
+    Msg,
+}
+
 /// How the engine tells a connection that its reply is ready: called once per job, after the
 /// reply is sent, or when the job is dropped without one (the engine stopping).
 pub type Wake = Arc<dyn Fn() + Send + Sync>;
@@ -76,6 +85,7 @@ pub type Wake = Arc<dyn Fn() + Send + Sync>;
 /// One message queued for the authenticator.
 struct Job {
     id: u64,
+    kind: Kind,
     payload: Vec<u8>,
     cancelled: Arc<AtomicBool>,
     reply: Sender<Reply>,
@@ -121,15 +131,26 @@ pub struct EngineGone;
 
 impl EngineHandle {
     /// Queue a CTAPHID_CBOR message for the authenticator; `wake` is called when its reply is
-    /// ready for [`Ticket::try_reply`]. (CTAPHID_MSG never gets here: we announce NMSG, see
-    /// `connection::CAPABILITIES`.)
+    /// ready for [`Ticket::try_reply`].
     pub fn submit(&self, payload: Vec<u8>, wake: Wake) -> Result<Ticket, EngineGone> {
+        self.submit_kind(Kind::Cbor, payload, wake)
+    }
+
+    /// Queue a message of either kind (CTAPHID_CBOR or CTAPHID_MSG) for the authenticator;
+    /// `wake` is called when its reply is ready for [`Ticket::try_reply`].
+    pub fn submit_kind(
+        &self,
+        kind: Kind,
+        payload: Vec<u8>,
+        wake: Wake,
+    ) -> Result<Ticket, EngineGone> {
         let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
         let cancelled = Arc::new(AtomicBool::new(false));
         let (reply, reply_rx) = mpsc::channel();
         self.jobs
             .send(Job {
                 id,
+                kind,
                 payload,
                 cancelled: cancelled.clone(),
                 reply,
@@ -294,6 +315,9 @@ fn serve<F>(store: Store<'_>, config: &EngineConfig, on_ready: F) -> Result<(), 
 where
     F: FnOnce(EngineHandle) -> Result<(), Error> + Send,
 {
+    if crate::attestation::ensure(store)? {
+        eprintln!("ctap-softtoken: made a U2F attestation key and self-signed batch certificate");
+    }
     let ui_state = Arc::new(UiState::default());
     let platform = SoftPlatform::new(store, SoftUi::new(config.presence, ui_state.clone()));
 
@@ -354,10 +378,12 @@ fn work(app: &mut dyn App<'static>, jobs: Receiver<Job>, shared: &Shared) {
             let _transaction = shared.transaction.lock();
             shared.current.store(job.id, Ordering::SeqCst);
             INTERRUPT.set_working();
-            let reply = if job.cancelled.load(Ordering::SeqCst) {
-                Reply::Data(vec![STATUS_KEEPALIVE_CANCEL])
-            } else {
-                call(app, &job.payload)
+            let reply = match (job.kind, job.cancelled.load(Ordering::SeqCst)) {
+                (Kind::Cbor, true) => Reply::Data(vec![STATUS_KEEPALIVE_CANCEL]),
+                // U2F has no CANCEL of its own: a cancelled request was not carried out, which
+                // is what "conditions of use not satisfied" (no touch) tells a U2F client.
+                (Kind::Msg, true) => Reply::Data(SW_CONDITIONS_NOT_SATISFIED.to_vec()),
+                (kind, false) => call(app, kind, &job.payload),
             };
             INTERRUPT.set_idle();
             shared.ui.reset();
@@ -370,14 +396,21 @@ fn work(app: &mut dyn App<'static>, jobs: Receiver<Job>, shared: &Shared) {
     }
 }
 
-/// One CBOR message through the authenticator's CTAPHID app interface.
-fn call(app: &mut dyn App<'static>, payload: &[u8]) -> Reply {
+/// U2F status word: user presence required (also our answer to a cancelled U2F request).
+pub const SW_CONDITIONS_NOT_SATISFIED: [u8; 2] = [0x69, 0x85];
+
+/// One CBOR or U2F message through the authenticator's CTAPHID app interface.
+fn call(app: &mut dyn App<'static>, kind: Kind, payload: &[u8]) -> Reply {
+    let command = match kind {
+        Kind::Cbor => AppCommand::Cbor,
+        Kind::Msg => AppCommand::Msg,
+    };
     let mut response = Bytes::<RESPONSE_CAPACITY>::new();
     // fido-authenticator is firmware code: it should not panic on any input, but if it does,
     // one request fails and the key keeps serving, as a hardware key would after a watchdog
     // reset. The default panic hook has already printed the message to stderr.
     let result = catch_unwind(AssertUnwindSafe(|| {
-        app.call(AppCommand::Cbor, payload, response.as_mut_view())
+        app.call(command, payload, response.as_mut_view())
     }));
     match result {
         Ok(Ok(())) => Reply::Data(response.to_vec()),

@@ -1,7 +1,9 @@
 //! Deliberate misbehaviour (`--fault`), so client code can be tested against a hostile or broken
 //! key. Faults hit authenticatorGetAssertion (0x02) only, except `slow-answer`, which delays
 //! every CTAP2 command: a key can be enrolled normally, then restarted on the same state with a
-//! fault and misbehave at login.
+//! fault and misbehave at login. The `u2f-*` faults hit CTAP1/U2F (CTAPHID_MSG) only:
+//! U2F_AUTHENTICATE that signs (not the check-only probe), except `u2f-other-appid`, which hits
+//! U2F_REGISTER.
 
 use std::time::Duration;
 
@@ -52,6 +54,18 @@ pub enum Fault {
     /// Protocol strictness: drop the hmac-secret input from the request, so the (validly
     /// signed) answer carries no hmac-secret output.
     HmacMissing,
+    /// U2F: answer U2F_AUTHENTICATE with flags and counter only, no signature (status 9000).
+    U2fShortResponse,
+    /// U2F: answer U2F_AUTHENTICATE with its data and the status word 0x9001 (not 0x9000).
+    U2fWrongStatus,
+    /// U2F: answer U2F_AUTHENTICATE with a signature that is not DER (SEQUENCE tag 0x31).
+    U2fBadDerSignature,
+    /// U2F: sign U2F_AUTHENTICATE over another challenge than the client's (valid DER, wrong
+    /// signed bytes).
+    U2fOtherChallenge,
+    /// U2F: make U2F_REGISTER's key handle for another appId than the client's; the
+    /// registration is signed over that other appId.
+    U2fOtherAppId,
 }
 
 /// How late `slow-answer` answers each command.
@@ -95,6 +109,13 @@ pub const BAD_STATUS: u8 = 0xF3;
 /// How many bytes of the first report `truncate-report` sends.
 pub const TRUNCATED_REPORT_LEN: usize = 20;
 
+/// The status word `u2f-wrong-status` answers with: close to success, but not it.
+pub const U2F_WRONG_STATUS: [u8; 2] = [0x90, 0x01];
+/// U2F instruction bytes and the check-only control byte.
+const U2F_REGISTER: u8 = 0x01;
+const U2F_AUTHENTICATE: u8 = 0x02;
+const U2F_CHECK_ONLY: u8 = 0x07;
+
 impl Fault {
     pub const ALL: &'static [Fault] = &[
         Fault::CorruptSignature,
@@ -115,6 +136,11 @@ impl Fault {
         Fault::BadDescriptorType,
         Fault::BadDescriptorId,
         Fault::HmacMissing,
+        Fault::U2fShortResponse,
+        Fault::U2fWrongStatus,
+        Fault::U2fBadDerSignature,
+        Fault::U2fOtherChallenge,
+        Fault::U2fOtherAppId,
     ];
 
     pub fn name(self) -> &'static str {
@@ -137,6 +163,11 @@ impl Fault {
             Fault::BadDescriptorType => "bad-descriptor-type",
             Fault::BadDescriptorId => "bad-descriptor-id",
             Fault::HmacMissing => "hmac-missing",
+            Fault::U2fShortResponse => "u2f-short-response",
+            Fault::U2fWrongStatus => "u2f-wrong-status",
+            Fault::U2fBadDerSignature => "u2f-bad-der-signature",
+            Fault::U2fOtherChallenge => "u2f-other-challenge",
+            Fault::U2fOtherAppId => "u2f-other-appid",
         }
     }
 
@@ -174,6 +205,19 @@ impl Fault {
             Fault::HmacMissing => {
                 "drop the hmac-secret input from the request: a signed answer without the output"
             }
+            Fault::U2fShortResponse => {
+                "U2F: answer U2F_AUTHENTICATE with flags and counter only, no signature"
+            }
+            Fault::U2fWrongStatus => "U2F: answer U2F_AUTHENTICATE with status word 0x9001",
+            Fault::U2fBadDerSignature => {
+                "U2F: answer U2F_AUTHENTICATE with a signature that is not DER"
+            }
+            Fault::U2fOtherChallenge => {
+                "U2F: sign U2F_AUTHENTICATE over another challenge than the client's"
+            }
+            Fault::U2fOtherAppId => {
+                "U2F: make U2F_REGISTER's key handle (and signature) for another appId"
+            }
         }
     }
 
@@ -186,9 +230,36 @@ impl Fault {
     /// for `slow-answer`, silent probes only for `probe-keepalive`.
     pub fn hits(self, request: &[u8]) -> bool {
         match self {
+            _ if self.is_u2f() => false,
             Fault::SlowAnswer => true,
             Fault::ProbeKeepalive => Self::applies_to(request) && is_silent_probe(&request[1..]),
             _ => Self::applies_to(request),
+        }
+    }
+
+    /// Whether this is one of the `u2f-*` faults, which hit CTAPHID_MSG only.
+    pub fn is_u2f(self) -> bool {
+        matches!(
+            self,
+            Fault::U2fShortResponse
+                | Fault::U2fWrongStatus
+                | Fault::U2fBadDerSignature
+                | Fault::U2fOtherChallenge
+                | Fault::U2fOtherAppId
+        )
+    }
+
+    /// Whether this fault hits this U2F request (a command APDU): the `u2f-*` faults only,
+    /// U2F_REGISTER for `u2f-other-appid`, a signing U2F_AUTHENTICATE for the others.
+    pub fn hits_u2f(self, apdu: &[u8]) -> bool {
+        let (ins, p1) = match apdu {
+            [_cla, ins, p1, ..] => (*ins, *p1),
+            _ => return false,
+        };
+        match self {
+            Fault::U2fOtherAppId => ins == U2F_REGISTER,
+            _ if self.is_u2f() => ins == U2F_AUTHENTICATE && p1 != U2F_CHECK_ONLY,
+            _ => false,
         }
     }
 
@@ -209,7 +280,12 @@ impl Fault {
             | Fault::TrailingAuthdata
             | Fault::BadDescriptorType
             | Fault::BadDescriptorId
-            | Fault::HmacMissing => Plan::Process,
+            | Fault::HmacMissing
+            | Fault::U2fShortResponse
+            | Fault::U2fWrongStatus
+            | Fault::U2fBadDerSignature
+            | Fault::U2fOtherChallenge
+            | Fault::U2fOtherAppId => Plan::Process,
         }
     }
 
@@ -217,6 +293,9 @@ impl Fault {
     pub fn mangle_request(self, request: Vec<u8>) -> Vec<u8> {
         match self {
             Fault::HmacMissing => strip_extensions(request),
+            // Both requests start with the challenge (32 bytes), then the appId (32 bytes).
+            Fault::U2fOtherChallenge => flip_apdu_data_byte(request, 0),
+            Fault::U2fOtherAppId => flip_apdu_data_byte(request, 32),
             Fault::CorruptSignature
             | Fault::TruncateReport
             | Fault::MalformedCbor
@@ -233,7 +312,10 @@ impl Fault {
             | Fault::ProbeKeepalive
             | Fault::Trickle
             | Fault::StallMidMessage
-            | Fault::BusyForever => request,
+            | Fault::BusyForever
+            | Fault::U2fShortResponse
+            | Fault::U2fWrongStatus
+            | Fault::U2fBadDerSignature => request,
         }
     }
 
@@ -271,12 +353,79 @@ impl Fault {
                 })
             })),
             Fault::HmacMissing => Delivery::Normal(response),
+            Fault::U2fShortResponse => Delivery::Normal(edit_u2f_success(response, |data| {
+                data.truncate(5);
+            })),
+            Fault::U2fWrongStatus => {
+                Delivery::Normal(edit_u2f_success(response, |_| {})).map(|mut r| {
+                    let n = r.len();
+                    if n >= 2 && r[n - 2..] == [0x90, 0x00] {
+                        r[n - 2..].copy_from_slice(&U2F_WRONG_STATUS);
+                    }
+                    r
+                })
+            }
+            Fault::U2fBadDerSignature => Delivery::Normal(edit_u2f_success(response, |data| {
+                if let Some(tag) = data.get_mut(5) {
+                    *tag ^= 0x01;
+                }
+            })),
+            Fault::U2fOtherChallenge | Fault::U2fOtherAppId => Delivery::Normal(response),
             // Never reached: these plans do not produce a response to mangle.
             Fault::StallKeepalive
             | Fault::DropConnection
             | Fault::ProbeKeepalive
             | Fault::BusyForever => Delivery::Normal(response),
         }
+    }
+}
+
+impl Delivery {
+    /// Change the bytes of a normal delivery; other deliveries pass unchanged.
+    fn map(self, f: impl FnOnce(Vec<u8>) -> Vec<u8>) -> Delivery {
+        match self {
+            Delivery::Normal(data) => Delivery::Normal(f(data)),
+            other => other,
+        }
+    }
+}
+
+/// Where the data of a command APDU lies (ISO 7816-4: short Lc of one byte, or extended:
+/// a zero byte then two), if it has data.
+pub fn apdu_data(apdu: &[u8]) -> Option<std::ops::Range<usize>> {
+    let (start, len) = match apdu.get(4..)? {
+        [] => return None,
+        [0, hi, lo, ..] => (7, usize::from(u16::from_be_bytes([*hi, *lo]))),
+        [lc, ..] => (5, usize::from(*lc)),
+    };
+    let end = start + len;
+    (len > 0 && end <= apdu.len()).then_some(start..end)
+}
+
+/// Flip one byte of a command APDU's data (at `offset` into the data), if there is one.
+fn flip_apdu_data_byte(mut apdu: Vec<u8>, offset: usize) -> Vec<u8> {
+    if let Some(range) = apdu_data(&apdu) {
+        if let Some(byte) = apdu
+            .get_mut(range.start + offset)
+            .filter(|_| offset < range.len())
+        {
+            *byte ^= 0x01;
+        }
+    }
+    apdu
+}
+
+/// Apply `edit` to the data of a successful U2F response (status word 9000 last); any other
+/// response passes unchanged.
+fn edit_u2f_success(response: Vec<u8>, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    match response.split_last_chunk::<2>() {
+        Some((data, [0x90, 0x00])) => {
+            let mut data = data.to_vec();
+            edit(&mut data);
+            data.extend_from_slice(&[0x90, 0x00]);
+            data
+        }
+        _ => response,
     }
 }
 
@@ -502,6 +651,66 @@ mod tests {
         let v: Value = ciborium::from_reader(&out[1..]).unwrap();
         assert_eq!(v.as_map().unwrap().len(), 1);
         assert_eq!(Fault::AtFlag.mangle_request(bytes.clone()), bytes);
+    }
+
+    #[test]
+    fn apdu_data_reads_short_and_extended_lengths() {
+        assert_eq!(apdu_data(&[0, 1, 0, 0, 2, 9, 9, 0]), Some(5..7));
+        assert_eq!(apdu_data(&[0, 1, 0, 0, 0, 0, 2, 9, 9, 0, 0]), Some(7..9));
+        assert_eq!(apdu_data(&[0, 3, 0, 0]), None, "no body");
+        assert_eq!(apdu_data(&[0, 3, 0, 0, 0, 0, 0]), None, "extended Le only");
+        assert_eq!(apdu_data(&[0, 1, 0, 0, 5, 9]), None, "Lc beyond the end");
+        assert_eq!(apdu_data(&[0, 1]), None);
+    }
+
+    #[test]
+    fn u2f_faults_hit_u2f_only() {
+        let authenticate = [0, U2F_AUTHENTICATE, 0x03, 0];
+        let check_only = [0, U2F_AUTHENTICATE, U2F_CHECK_ONLY, 0];
+        let register = [0, U2F_REGISTER, 0x03, 0];
+        for fault in Fault::ALL.iter().copied().filter(|f| f.is_u2f()) {
+            assert!(!fault.hits(&[GET_ASSERTION, 0xA0]), "{fault:?} on CBOR");
+            assert!(
+                !fault.hits_u2f(&check_only),
+                "{fault:?} on a check-only probe"
+            );
+            let (hits, misses) = if fault == Fault::U2fOtherAppId {
+                (register, authenticate)
+            } else {
+                (authenticate, register)
+            };
+            assert!(fault.hits_u2f(&hits), "{fault:?}");
+            assert!(!fault.hits_u2f(&misses), "{fault:?}");
+        }
+        assert!(!Fault::CorruptSignature.hits_u2f(&authenticate));
+        assert!(!Fault::SlowAnswer.hits_u2f(&authenticate));
+    }
+
+    #[test]
+    fn u2f_faults_change_what_they_name() {
+        let response = [&[0x01, 0, 0, 0, 9][..], &[0x30, 0x44, 0x02], &[0x90, 0x00]].concat();
+        let normal = |d: Delivery| match d {
+            Delivery::Normal(bytes) => bytes,
+            other => panic!("{other:?}"),
+        };
+        let short = normal(Fault::U2fShortResponse.mangle(response.clone()));
+        assert_eq!(short, vec![0x01, 0, 0, 0, 9, 0x90, 0x00]);
+        let wrong = normal(Fault::U2fWrongStatus.mangle(response.clone()));
+        assert_eq!(wrong[..wrong.len() - 2], response[..response.len() - 2]);
+        assert_eq!(wrong[wrong.len() - 2..], U2F_WRONG_STATUS);
+        let bad = normal(Fault::U2fBadDerSignature.mangle(response.clone()));
+        assert_eq!(bad[5], 0x31);
+        // An error status passes unchanged.
+        let error = vec![0x69, 0x85];
+        assert_eq!(normal(Fault::U2fShortResponse.mangle(error.clone())), error);
+
+        let apdu = [&[0, U2F_REGISTER, 0, 0, 64][..], &[0u8; 64], &[0]].concat();
+        let other = Fault::U2fOtherAppId.mangle_request(apdu.clone());
+        let diff: Vec<_> = (0..apdu.len()).filter(|&i| apdu[i] != other[i]).collect();
+        assert_eq!(diff, vec![5 + 32], "the first appId byte");
+        let other = Fault::U2fOtherChallenge.mangle_request(apdu.clone());
+        let diff: Vec<_> = (0..apdu.len()).filter(|&i| apdu[i] != other[i]).collect();
+        assert_eq!(diff, vec![5], "the first challenge byte");
     }
 
     #[test]

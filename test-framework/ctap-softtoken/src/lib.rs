@@ -7,6 +7,7 @@
 //! server ([`server`]) and, for tests, deliberate misbehaviour ([`fault`]).
 #![forbid(unsafe_code)]
 
+pub mod attestation;
 pub mod cli;
 pub mod connection;
 pub mod ctaphid_device;

@@ -24,6 +24,11 @@ use crate::cli::Presence;
 /// How long the simulated user takes between two looks at a pending touch request. trussed
 /// polls `check_user_presence` in a tight loop; sleeping here keeps that loop off the CPU.
 const PRESENCE_POLL: Duration = Duration::from_millis(5);
+/// A touch request that follows another within this long continues it: the simulated user's
+/// finger is already on its way. CTAP1/U2F keys answer "touch needed" at once and the host asks
+/// again (U2F raw message formats v1.2 §5.1), so under `--presence delay=MS` each ask must not
+/// start the delay afresh; CTAP2 waits in one request and is unaffected.
+const TOUCH_LATCH: Duration = Duration::from_secs(1);
 
 /// State the connections read to choose a keepalive status.
 #[derive(Debug, Default)]
@@ -49,7 +54,8 @@ pub struct SoftUi {
     presence: Presence,
     started: Instant,
     status: Status,
-    waiting_since: Option<Instant>,
+    /// Since when the simulated user has been asked to touch, and when last asked.
+    asked: Option<(Instant, Instant)>,
     shared: Arc<UiState>,
 }
 
@@ -59,7 +65,7 @@ impl SoftUi {
             presence,
             started: Instant::now(),
             status: Status::Idle,
-            waiting_since: None,
+            asked: None,
             shared,
         }
     }
@@ -67,13 +73,19 @@ impl SoftUi {
 
 impl UserInterface for SoftUi {
     fn check_user_presence(&mut self) -> Level {
-        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        let now = Instant::now();
+        let since = match self.asked {
+            Some((since, last)) if now.duration_since(last) < TOUCH_LATCH => since,
+            _ => now,
+        };
+        self.asked = Some((since, now));
         let present = match self.presence {
             Presence::Auto => true,
             Presence::Deny => false,
             Presence::Delay(delay) => since.elapsed() >= delay,
         };
         if present {
+            self.asked = None;
             // Strong satisfies both normal and long-touch (reset) requests.
             Level::Strong
         } else {
@@ -84,12 +96,6 @@ impl UserInterface for SoftUi {
 
     fn set_status(&mut self, status: Status) {
         let waiting = status == Status::WaitingForUserPresence;
-        if waiting && self.status != Status::WaitingForUserPresence {
-            self.waiting_since = Some(Instant::now());
-        }
-        if !waiting {
-            self.waiting_since = None;
-        }
         self.status = status;
         self.shared
             .waiting_for_presence
@@ -185,5 +191,25 @@ mod tests {
         assert_eq!(delay.check_user_presence(), Level::Strong);
         delay.set_status(Status::Idle);
         assert!(!shared.waiting_for_presence());
+    }
+
+    #[test]
+    fn delay_continues_across_asks_in_quick_succession() {
+        let shared = Arc::new(UiState::default());
+        let mut delay = SoftUi::new(Presence::Delay(Duration::from_millis(60)), shared);
+        // Asked, then asked again (a U2F host polling): the delay counts from the first ask.
+        assert_eq!(delay.check_user_presence(), Level::None);
+        thread::sleep(Duration::from_millis(40));
+        delay.set_status(Status::Idle);
+        assert_eq!(delay.check_user_presence(), Level::None);
+        thread::sleep(Duration::from_millis(30));
+        assert_eq!(delay.check_user_presence(), Level::Strong);
+        // After the touch, a new request waits the whole delay again.
+        assert_eq!(delay.check_user_presence(), Level::None);
+        // And an ask long after the last one starts afresh.
+        delay.asked = delay
+            .asked
+            .map(|(_, last)| (last - TOUCH_LATCH, last - TOUCH_LATCH));
+        assert_eq!(delay.check_user_presence(), Level::None);
     }
 }

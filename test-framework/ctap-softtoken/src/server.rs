@@ -38,6 +38,9 @@ pub fn serve(args: ServeArgs) -> Result<(), Error> {
         source: io::Error::from(errno),
     })?;
 
+    if args.ctap1_only {
+        crate::connection::set_ctap1_only();
+    }
     if let Some(path) = &args.cancel_log {
         crate::connection::set_cancel_log(path.clone());
     }

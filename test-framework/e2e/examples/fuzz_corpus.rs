@@ -435,7 +435,54 @@ fn main() {
         &std::fs::read(config).unwrap(),
     );
 
+    u2f_seeds(&mut corpus, dir.path());
+
     for (target, n) in &corpus.counts {
         println!("{target}: {n} files");
+    }
+}
+
+/// U2F answers of a U2F-only key (`--ctap1-only`): version, register, check-only (held and
+/// not), authenticate, each as the whole response APDU (the target splits off the status word
+/// itself).
+fn u2f_seeds(corpus: &mut Corpus, dir: &Path) {
+    use ctap_core::transport::ctap1::Ctap1;
+    use sha2::{Digest, Sha256};
+    let key = SoftToken::start(dir, &dir.join("key-u2f.state"), &["--ctap1-only"]);
+    let log: Exchanges = Arc::default();
+    let transport = Recording {
+        inner: UnixTransport::connect(&key.socket).unwrap(),
+        log: log.clone(),
+    };
+    let mut u2f = Ctap1::open_until(transport, None).unwrap();
+    let app: [u8; 32] = Sha256::digest(b"pam://fuzz").into();
+    let reg = u2f.register(&app, &[0x11; 32], &mut go()).unwrap();
+    let handle = reg.key_handle().to_vec();
+    assert!(u2f.check_only(&app, &handle).unwrap());
+    let mut other = handle.clone();
+    other[0] ^= 1;
+    assert!(!u2f.check_only(&app, &other).unwrap());
+    u2f.authenticate(&app, &[0x22; 32], &handle, &mut go())
+        .unwrap();
+    drop(u2f);
+    key.stop();
+    let exchanges = log.lock().unwrap().clone();
+    let mut n = 0;
+    for reports in exchanges.iter().filter(|r| !r.is_empty()) {
+        let cid = u32::from_be_bytes([reports[0][0], reports[0][1], reports[0][2], reports[0][3]]);
+        if reports[0][4] != 0x80 | cmd::MSG {
+            continue;
+        }
+        let msg = ctaphid::read_message(
+            &mut Replay(reports.iter().copied().collect()),
+            cid,
+            cmd::MSG,
+            ctaphid::MAX_MESSAGE,
+            Instant::now() + Duration::from_secs(1),
+            &mut go(),
+        )
+        .unwrap();
+        corpus.put("u2f_responses", &format!("response-{n:02}"), &msg);
+        n += 1;
     }
 }

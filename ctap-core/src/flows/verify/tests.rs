@@ -33,6 +33,7 @@ fn key(uv: UvRequirement) -> Key {
         hmac_secret: true,
         created: String::new(),
         no_touch_required: false,
+        protocol: crate::store::credential::Protocol::Fido2,
     };
     let hmac_out = [0x42; 32];
     let mut state = CredentialState::new(record.credential_id.clone(), 10);
@@ -401,4 +402,132 @@ mod shared_verifier {
         r.signature = sig.to_der().as_bytes().to_vec();
         assert_eq!(rule(&c, true, false, &r), Some(VerifyError::BadSignature));
     }
+}
+
+/// A U2F record (no hmac-secret, no UV) and a key's answer for `app_id`.
+fn u2f_key() -> Key {
+    let mut k = key(UvRequirement::Discouraged);
+    k.record.hmac_secret = false;
+    k.record.protocol = crate::store::credential::Protocol::U2f;
+    k.state.hmac = None;
+    k
+}
+
+fn u2f_respond(
+    k: &Key,
+    ch: &Challenge,
+    flags: u8,
+    count: u32,
+    app_id: &str,
+) -> AuthenticateResponse {
+    let app: [u8; 32] = Sha256::digest(app_id.as_bytes()).into();
+    let signed = authentication_signed_bytes(&app, flags, count, &ch.client_data_hash());
+    let sig: p256::ecdsa::Signature = k.sk.sign(&signed);
+    AuthenticateResponse {
+        flags,
+        counter: count,
+        signature: sig.to_der().as_bytes().to_vec(),
+    }
+}
+
+fn u2f_check(
+    k: &Key,
+    ch: &Challenge,
+    handle: &[u8],
+    resp: &AuthenticateResponse,
+) -> Result<VerifiedAssertion, VerifyError> {
+    let asked = [&k.record];
+    verify_u2f_assertion(
+        &Expectation {
+            challenge: ch,
+            asked: &asked,
+            counter_policy: CounterPolicy::AllowZero,
+        },
+        &U2fAssertion {
+            key_handle: handle,
+            response: resp,
+        },
+        &k.state,
+    )
+}
+
+#[test]
+fn a_u2f_authentication_verifies_through_the_same_checks() {
+    let k = u2f_key();
+    let ch = Challenge::new("sudo", "alice");
+    let id = k.record.credential_id.clone();
+    let ok = u2f_check(&k, &ch, &id, &u2f_respond(&k, &ch, 0x01, 11, RP)).unwrap();
+    assert_eq!(ok.sign_count(), 11);
+    assert!(!ok.user_verified());
+    assert_eq!(ok.counter(), CounterOutcome::Advanced { from: 10, to: 11 });
+    // Another appId, another challenge, a tampered counter: the signature does not cover it.
+    let other_app = u2f_respond(&k, &ch, 0x01, 11, "pam://other");
+    assert_eq!(
+        u2f_check(&k, &ch, &id, &other_app).unwrap_err(),
+        VerifyError::BadSignature
+    );
+    let other_ch = Challenge::new("sudo", "alice");
+    assert_eq!(
+        u2f_check(&k, &other_ch, &id, &u2f_respond(&k, &ch, 0x01, 11, RP)).unwrap_err(),
+        VerifyError::BadSignature
+    );
+    let mut bumped = u2f_respond(&k, &ch, 0x01, 11, RP);
+    bumped.counter = 12;
+    assert_eq!(
+        u2f_check(&k, &ch, &id, &bumped).unwrap_err(),
+        VerifyError::BadSignature
+    );
+    // Presence comes from the signed flags.
+    assert_eq!(
+        u2f_check(&k, &ch, &id, &u2f_respond(&k, &ch, 0x00, 11, RP)).unwrap_err(),
+        VerifyError::UserNotPresent
+    );
+    // A key handle we did not ask for.
+    assert_eq!(
+        u2f_check(&k, &ch, &[8; 48], &u2f_respond(&k, &ch, 0x01, 11, RP)).unwrap_err(),
+        VerifyError::UnexpectedCredential
+    );
+}
+
+#[test]
+fn a_u2f_counter_goes_through_the_shared_counter_check() {
+    let k = u2f_key();
+    let ch = Challenge::new("sudo", "alice");
+    let id = k.record.credential_id.clone();
+    assert_eq!(
+        u2f_check(&k, &ch, &id, &u2f_respond(&k, &ch, 0x01, 10, RP)).unwrap_err(),
+        VerifyError::CounterRegression {
+            stored: 10,
+            received: 10
+        }
+    );
+    let mut suspended = u2f_key();
+    suspended.state.suspension = Some(Suspension::new("test".into(), std::time::SystemTime::now()));
+    let id = suspended.record.credential_id.clone();
+    assert!(matches!(
+        u2f_check(
+            &suspended,
+            &ch,
+            &id,
+            &u2f_respond(&suspended, &ch, 0x01, 99, RP)
+        ),
+        Err(VerifyError::Suspended(_))
+    ));
+}
+
+#[test]
+fn a_u2f_authentication_cannot_satisfy_uv_or_hmac_secret() {
+    let ch = Challenge::new("sudo", "alice");
+    let mut uv = u2f_key();
+    uv.record.user_verification = UvRequirement::Required;
+    let id = uv.record.credential_id.clone();
+    assert_eq!(
+        u2f_check(&uv, &ch, &id, &u2f_respond(&uv, &ch, 0x01, 11, RP)).unwrap_err(),
+        VerifyError::UserNotVerified
+    );
+    let hmac = key(UvRequirement::Discouraged);
+    assert_eq!(
+        u2f_check(&hmac, &ch, &id, &u2f_respond(&hmac, &ch, 0x01, 11, RP)).unwrap_err(),
+        VerifyError::HmacMissing
+    );
 }

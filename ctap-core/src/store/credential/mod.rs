@@ -11,7 +11,7 @@ mod store;
 pub use b64::{decode as b64_decode, encode as b64_encode};
 pub(crate) use error::toml_error_line;
 pub use error::{Inconsistency, StoreError};
-pub use record::{CredentialFile, CredentialRecord, EnrolledKey, RpId, UvRequirement};
+pub use record::{CredentialFile, CredentialRecord, EnrolledKey, Protocol, RpId, UvRequirement};
 pub use state::{CredentialState, HmacCheck, StateFile, Suspension};
 #[cfg(feature = "ssh")]
 pub(crate) use store::PER_USER_FILE;

@@ -22,6 +22,34 @@ pub enum UvRequirement {
     Discouraged,
 }
 
+/// The protocol a credential was made with, and so the one it logs in with on a key that
+/// speaks only that. Stored as `protocol = "u2f"`; absent means FIDO2, so files written before
+/// the key existed read (and are written back) unchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// CTAP2 makeCredential (a FIDO2 key).
+    #[default]
+    Fido2,
+    /// CTAP1/U2F register (a U2F-only key, or a pam-u2f line of the old format): a P-256 key,
+    /// the key handle as credential id, appId = the RP ID; no hmac-secret, no PIN/UV.
+    U2f,
+}
+
+impl Protocol {
+    pub fn is_fido2(&self) -> bool {
+        *self == Protocol::Fido2
+    }
+
+    /// The word records and listings use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Fido2 => "fido2",
+            Protocol::U2f => "u2f",
+        }
+    }
+}
+
 /// The relying party a credential was made for: a PAM login's RP ID, or an OpenSSH application
 /// (`ssh:...`). Only the login flow uses the first and only the agent the second.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -200,6 +228,8 @@ pub struct CredentialRecord {
     pub created: String,
     /// SSH only: the key may sign without a touch (OpenSSH's no-touch-required).
     pub no_touch_required: bool,
+    /// FIDO2 or U2F (a U2F record has no hmac-secret and no UV: refused at load otherwise).
+    pub protocol: Protocol,
 }
 
 /// A `[[credential]]` table as the file spells it.
@@ -222,15 +252,30 @@ struct RecordRow {
     created: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     no_touch_required: bool,
+    #[serde(default, skip_serializing_if = "Protocol::is_fido2")]
+    protocol: Protocol,
 }
 
 /// Why a `[[credential]]` table is not a usable record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordError {
     EmptyName,
-    EmptyCredentialId { name: String },
-    RpId { name: String, error: RpIdError },
-    Key { name: String, error: KeyError },
+    EmptyCredentialId {
+        name: String,
+    },
+    RpId {
+        name: String,
+        error: RpIdError,
+    },
+    Key {
+        name: String,
+        error: KeyError,
+    },
+    /// A `protocol = "u2f"` record claims what U2F cannot give (`claim` names the field).
+    U2fClaims {
+        name: String,
+        claim: &'static str,
+    },
 }
 
 impl fmt::Display for RecordError {
@@ -245,6 +290,12 @@ impl fmt::Display for RecordError {
                 f,
                 "credential {name:?}: {error}; remove the credential and enroll the key again"
             ),
+            RecordError::U2fClaims { name, claim } => write!(
+                f,
+                "credential {name:?}: a protocol = \"u2f\" credential cannot have {claim} (U2F \
+                 has no hmac-secret, no user verification and only P-256 keys for a PAM RP ID); \
+                 fix the line or enroll the key again"
+            ),
         }
     }
 }
@@ -254,7 +305,9 @@ impl std::error::Error for RecordError {
         match self {
             RecordError::RpId { error, .. } => Some(error),
             RecordError::Key { error, .. } => Some(error),
-            RecordError::EmptyName | RecordError::EmptyCredentialId { .. } => None,
+            RecordError::EmptyName
+            | RecordError::EmptyCredentialId { .. }
+            | RecordError::U2fClaims { .. } => None,
         }
     }
 }
@@ -286,6 +339,25 @@ impl TryFrom<RecordRow> for CredentialRecord {
                 })
             }
         };
+        if r.protocol == Protocol::U2f {
+            let claim = if r.hmac_secret {
+                Some("hmac_secret = true")
+            } else if r.user_verification == UvRequirement::Required {
+                Some("user_verification = \"required\"")
+            } else if public_key.algorithm() != Algorithm::Es256 {
+                Some("a key other than es256")
+            } else if rp_id.is_ssh() {
+                Some("an ssh: rp_id")
+            } else {
+                None
+            };
+            if let Some(claim) = claim {
+                return Err(RecordError::U2fClaims {
+                    name: r.name,
+                    claim,
+                });
+            }
+        }
         Ok(CredentialRecord {
             name: r.name,
             credential_id: r.credential_id,
@@ -296,6 +368,7 @@ impl TryFrom<RecordRow> for CredentialRecord {
             hmac_secret: r.hmac_secret,
             created: r.created,
             no_touch_required: r.no_touch_required,
+            protocol: r.protocol,
         })
     }
 }
@@ -313,6 +386,7 @@ impl From<CredentialRecord> for RecordRow {
             hmac_secret: r.hmac_secret,
             created: r.created,
             no_touch_required: r.no_touch_required,
+            protocol: r.protocol,
         }
     }
 }
@@ -429,6 +503,57 @@ mod tests {
         let f: CredentialFile = toml::from_str(&ssh).unwrap();
         assert!(f.credentials[0].rp_id.is_ssh());
         assert_eq!(toml::to_string(&f).unwrap(), ssh);
+    }
+
+    fn u2f_text(hmac: bool, uv: &str, alg_key: (&str, &[u8]), rp: &str) -> String {
+        format!(
+            "[[credential]]\nname = \"k\"\ncredential_id = \"AAAA\"\nrp_id = \"{rp}\"\npublic_key = \"{}\"\nalgorithm = \"{}\"\naaguid = \"\"\nuser_verification = \"{uv}\"\nhmac_secret = {hmac}\ncreated = \"\"\nprotocol = \"u2f\"\n",
+            b64::encode(alg_key.1),
+            alg_key.0
+        )
+    }
+
+    #[test]
+    fn a_u2f_record_round_trips_and_a_fido2_record_has_no_protocol_key() {
+        let key = es256().to_bytes();
+        let text = u2f_text(false, "discouraged", ("es256", &key), "pam://h");
+        let f: CredentialFile = toml::from_str(&text).unwrap();
+        assert_eq!(f.credentials[0].protocol, Protocol::U2f);
+        assert_eq!(toml::to_string(&f).unwrap(), text);
+        let fido2: CredentialFile = toml::from_str(&file_text("pam://h", &key, "es256")).unwrap();
+        assert_eq!(fido2.credentials[0].protocol, Protocol::Fido2);
+        assert!(!toml::to_string(&fido2).unwrap().contains("protocol"));
+    }
+
+    #[test]
+    fn a_u2f_record_that_claims_hmac_secret_or_uv_is_a_load_error() {
+        let key = es256().to_bytes();
+        let ed = CoseKey::EdDsa { x: [9; 32] }.to_bytes();
+        for (text, want) in [
+            (
+                u2f_text(true, "discouraged", ("es256", &key), "pam://h"),
+                "hmac_secret = true",
+            ),
+            (
+                u2f_text(false, "required", ("es256", &key), "pam://h"),
+                "user_verification",
+            ),
+            (
+                u2f_text(false, "discouraged", ("eddsa", &ed), "pam://h"),
+                "other than es256",
+            ),
+            (
+                u2f_text(false, "discouraged", ("es256", &key), "ssh:"),
+                "ssh: rp_id",
+            ),
+        ] {
+            let err = toml::from_str::<CredentialFile>(&text).unwrap_err();
+            let msg = err.message();
+            assert!(
+                msg.contains("protocol = \"u2f\"") && msg.contains(want),
+                "{msg}"
+            );
+        }
     }
 
     #[test]

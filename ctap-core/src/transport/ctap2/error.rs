@@ -1,6 +1,7 @@
 use std::fmt;
 
 use super::CtapStatus;
+use crate::transport::ctap1::Ctap1Error;
 use crate::transport::ctaphid::CtapHidError;
 
 /// Errors of the CTAP2 layer.
@@ -20,6 +21,10 @@ pub enum CtapError {
     DeviceIncompatible(Incompatibility),
     /// The caller's input cannot be sent (e.g. a PIN that is too short).
     InvalidInput(InputProblem),
+    /// A CTAP1/U2F exchange failed (a U2F-only key). Its CTAPHID failures are [`CtapError::Hid`]
+    /// (the `From` conversion moves them there), so a timeout or a cancel reads the same
+    /// whichever protocol the key speaks.
+    Ctap1(Ctap1Error),
 }
 
 /// What a key lacks. The key is not at fault: it is a configuration problem.
@@ -33,6 +38,9 @@ pub enum Incompatibility {
     CoseKeyType { kty: i128, crv: i128 },
     /// hmac-secret was asked for and the key does not offer it.
     NoHmacSecret,
+    /// The key speaks only CTAP1/U2F (no CBOR capability, or getInfo refused), and this
+    /// operation needs CTAP2 (`needs` says which).
+    U2fOnly { needs: &'static str },
 }
 
 /// Why the caller's input cannot be sent to a key.
@@ -68,6 +76,10 @@ impl fmt::Display for Incompatibility {
                 "unsupported COSE key type {kty} / curve {crv} (only P-256 and Ed25519)"
             ),
             Incompatibility::NoHmacSecret => f.write_str("the key does not support hmac-secret"),
+            Incompatibility::U2fOnly { needs } => write!(
+                f,
+                "the key speaks only CTAP1/U2F, and {needs} needs a FIDO2 (CTAP2) key"
+            ),
         }
     }
 }
@@ -248,7 +260,8 @@ impl CtapError {
             CtapError::Hid(_)
             | CtapError::Misbehaved(_)
             | CtapError::DeviceIncompatible(_)
-            | CtapError::InvalidInput(_) => None,
+            | CtapError::InvalidInput(_)
+            | CtapError::Ctap1(_) => None,
         }
     }
 }
@@ -263,6 +276,7 @@ impl fmt::Display for CtapError {
             }
             CtapError::DeviceIncompatible(m) => write!(f, "the security key is not supported: {m}"),
             CtapError::InvalidInput(m) => m.fmt(f),
+            CtapError::Ctap1(e) => e.fmt(f),
         }
     }
 }
@@ -417,12 +431,22 @@ impl std::error::Error for CtapError {
             CtapError::Misbehaved(m) => Some(m),
             CtapError::DeviceIncompatible(i) => Some(i),
             CtapError::InvalidInput(i) => Some(i),
+            CtapError::Ctap1(e) => Some(e),
             CtapError::Status(_) => None,
         }
     }
 }
 
 impl std::error::Error for Misbehaviour {}
+
+impl From<Ctap1Error> for CtapError {
+    fn from(e: Ctap1Error) -> Self {
+        match e {
+            Ctap1Error::Hid(h) => CtapError::Hid(h),
+            other => CtapError::Ctap1(other),
+        }
+    }
+}
 
 impl From<CtapHidError> for CtapError {
     fn from(e: CtapHidError) -> Self {

@@ -62,8 +62,19 @@ pub struct Ctap2<T: Transport> {
 
 impl<T: Transport> Ctap2<T> {
     /// Ask the key for getInfo and size messages by its maxMsgSize.
-    pub fn new(mut hid: CtapHidChannel<T>) -> Result<Self, CtapError> {
-        let info = fetch_info(&mut hid)?;
+    pub fn new(hid: CtapHidChannel<T>) -> Result<Self, CtapError> {
+        Self::new_or_return(hid).map_err(|(e, _)| e)
+    }
+
+    /// [`Self::new`], handing the channel back when getInfo fails: a key that refuses getInfo
+    /// may still speak CTAP1/U2F on it (`transport::ctap1::Ctap1::from_channel`).
+    pub fn new_or_return(
+        mut hid: CtapHidChannel<T>,
+    ) -> Result<Self, (CtapError, CtapHidChannel<T>)> {
+        let info = match fetch_info(&mut hid) {
+            Ok(info) => info,
+            Err(e) => return Err((e, hid)),
+        };
         if let Some(n) = info.max_msg_size {
             hid.set_max_msg_size(usize::try_from(n).unwrap_or(usize::MAX));
         }

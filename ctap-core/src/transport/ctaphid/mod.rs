@@ -89,7 +89,7 @@ pub struct CtapHidChannel<T: Transport> {
 
 impl<T: Transport> CtapHidChannel<T> {
     /// Allocate a channel with CTAPHID_INIT on the broadcast channel. Refuses devices without
-    /// CBOR capability: we speak CTAP2 only.
+    /// CBOR capability ([`CtapHidError::NotCtap2`]): a U2F-only key is `transport::ctap1`'s.
     pub fn open(transport: T) -> Result<Self, CtapHidError> {
         Self::open_until(transport, None)
     }
@@ -97,6 +97,19 @@ impl<T: Transport> CtapHidChannel<T> {
     /// [`Self::open`], giving up at `deadline` when that comes before INIT's own limit; the
     /// channel keeps the deadline for every later request (see [`Self::set_deadline`]).
     pub(crate) fn open_until(
+        transport: T,
+        deadline: Option<Instant>,
+    ) -> Result<Self, CtapHidError> {
+        let channel = Self::open_any_until(transport, deadline)?;
+        if channel.version.capabilities & CAPABILITY_CBOR == 0 {
+            return Err(CtapHidError::NotCtap2);
+        }
+        Ok(channel)
+    }
+
+    /// [`Self::open_until`] without requiring the CBOR capability: for CTAP1/U2F keys
+    /// (`transport::ctap1`), which check the capabilities they need themselves.
+    pub(crate) fn open_any_until(
         mut transport: T,
         deadline: Option<Instant>,
     ) -> Result<Self, CtapHidError> {
@@ -165,9 +178,6 @@ impl<T: Transport> CtapHidChannel<T> {
             build: resp[15],
             capabilities: resp[16],
         };
-        if version.capabilities & CAPABILITY_CBOR == 0 {
-            return Err(CtapHidError::NotCtap2);
-        }
         Ok(CtapHidChannel {
             transport,
             cid,

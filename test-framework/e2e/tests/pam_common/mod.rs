@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
-use ctap_core::flows::session::{open_authenticators, Prompter};
+use ctap_core::flows::enroll::{enroll, enroll_u2f, EnrollRequest, UvPreference};
+use ctap_core::flows::session::{open_keys, OpenedKey, Prompter};
 use ctap_core::store::config::{PinPolicy, Policy};
 use ctap_core::transport::ctap2::pin::Pin;
 use ctap_e2e::{bin_dir, SoftToken, TempDir};
@@ -181,7 +181,8 @@ impl Fixture {
     /// `daemon`, `bin` and `sys`, whose records live only in this fixture's directory.
     pub fn enroll(&self, key: &SoftToken, user: &str, uv: UvPreference, pin: Option<&str>) {
         let p = self.policy(key);
-        let mut keys = open_authenticators(&p.device, p.touch_timeout()).unwrap();
+        // A U2F-only key (`--ctap1-only`) enrolls through U2F, as `ctap-enroll enroll` does.
+        let mut keys = open_keys(&p.device, p.touch_timeout(), None).unwrap();
         let req = EnrollRequest {
             user: account(user),
             name: "virtual".into(),
@@ -190,7 +191,11 @@ impl Fixture {
             pin_policy: PinPolicy::Prompt,
         };
         let mut prompter = Quiet(pin.map(str::to_string));
-        enroll(&p.store(), &req, &mut keys[0], &mut prompter).unwrap();
+        match &mut keys[0] {
+            OpenedKey::Fido2(k) => enroll(&p.store(), &req, k, &mut prompter),
+            OpenedKey::U2f(k) => enroll_u2f(&p.store(), &req, k, &mut prompter),
+        }
+        .unwrap();
     }
 
     /// Everything the module logged so far (drains the socket).
