@@ -56,6 +56,29 @@ pub enum CloneAction {
     Suspend,
 }
 
+/// What a login from another host (PAM_RHOST set, e.g. sshd) does: docs/ARCHITECTURE.md §8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemotePolicy {
+    /// Ask for the key as for a local login (it must be reachable, e.g. forwarded).
+    Require,
+    /// Do not ask: the module returns PAM_IGNORE and the rest of the stack decides.
+    Skip,
+    /// Refuse the login.
+    Deny,
+}
+
+impl RemotePolicy {
+    /// What this policy does with a login whose PAM_RHOST is `remote_host`. An empty or absent
+    /// PAM_RHOST is a local login; `Require` is today's behaviour for every login.
+    pub fn applies(self, remote_host: Option<&str>) -> Option<RemotePolicy> {
+        match (self, remote_host) {
+            (RemotePolicy::Require, _) | (_, None) | (_, Some("")) => None,
+            (p, Some(_)) => Some(p),
+        }
+    }
+}
+
 /// The whole policy, with defaults for everything.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -81,6 +104,8 @@ pub struct Policy {
     pub device_owner: Option<String>,
     /// Where the PAM module sends its syslog lines (a unix socket). Only root's file sets it.
     pub log_socket: PathBuf,
+    /// Logins with PAM_RHOST set (remote sessions).
+    pub remote: RemotePolicy,
 }
 
 impl Default for Policy {
@@ -103,6 +128,7 @@ impl Default for Policy {
             debug: false,
             device_owner: None,
             log_socket: PathBuf::from("/dev/log"),
+            remote: RemotePolicy::Require,
         }
     }
 }
