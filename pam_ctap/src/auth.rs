@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use ctap_core::flows::login::{login, DeviceFailure, LoginError, LoginGranted};
+use ctap_core::flows::login::{login_in, DeviceFailure, LoginContext, LoginError, LoginGranted};
 use ctap_core::flows::verify::VerifyError;
 use ctap_core::store::config::{ConfigError, Policy, RemotePolicy};
 use ctap_core::store::fs::FileError;
@@ -86,7 +86,10 @@ pub fn authenticate(inv: &mut Invocation<'_>) -> Verdict {
         return verdict;
     }
 
-    match login(&user, &service, &policy, &mut prompter) {
+    let context = LoginContext {
+        remote_host: remote_host.as_deref().filter(|h| !h.is_empty()),
+    };
+    match login_in(&context, &user, &service, &policy, &mut prompter) {
         Ok(granted) => {
             log.send(Severity::Info, &ok_line(&who, &granted));
             grant(granted)

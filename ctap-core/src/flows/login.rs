@@ -701,9 +701,40 @@ pub fn login(
     login_with(&Nss, user, service, policy, prompter)
 }
 
+/// Where a login comes from, beyond the user's name: what PAM knows of the session.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoginContext<'a> {
+    /// PAM_RHOST: the host a remote session (sshd) comes from; `None` for a local one.
+    pub remote_host: Option<&'a str>,
+}
+
+/// [`login`] from the session `context` (the PAM module's: PAM_RHOST).
+pub fn login_in(
+    context: &LoginContext<'_>,
+    user: &str,
+    service: &str,
+    policy: &Policy,
+    prompter: &mut dyn Prompter,
+) -> Result<LoginGranted, LoginError> {
+    login_from(&Nss, context, user, service, policy, prompter)
+}
+
 /// [`login`] with the name service injected.
 pub fn login_with(
     resolver: &dyn UserResolver,
+    user: &str,
+    service: &str,
+    policy: &Policy,
+    prompter: &mut dyn Prompter,
+) -> Result<LoginGranted, LoginError> {
+    let local = LoginContext::default();
+    login_from(resolver, &local, user, service, policy, prompter)
+}
+
+/// [`login_in`] with the name service injected.
+pub fn login_from(
+    resolver: &dyn UserResolver,
+    context: &LoginContext<'_>,
     user: &str,
     service: &str,
     policy: &Policy,
@@ -739,6 +770,8 @@ pub fn login_with(
         prompter.touch_cue(&policy.cue_prompt);
     }
     let response = {
+        // The file and the command announce the wait; the guard ends both in every outcome.
+        let _pending = touch_pending(policy, context, service, &account);
         let mut ka = keepalive_for(prompter);
         match key.get_assertion(&request, verification.token(), &mut ka) {
             Ok(r) => r,
@@ -758,6 +791,24 @@ pub fn login_with(
     };
     let verified = verify_assertion(&expect, &response, &state);
     settle(&mut guard, &account, record, policy, verified)
+}
+
+/// Root's `authpending_file` and `notify_command` for the touch `account` is asked for.
+fn touch_pending(
+    policy: &Policy,
+    context: &LoginContext<'_>,
+    service: &str,
+    account: &Account,
+) -> crate::flows::notify::TouchPending {
+    crate::flows::notify::TouchPending::start(
+        policy,
+        &crate::flows::notify::Waiting {
+            service,
+            user: account.name(),
+            uid: account.uid(),
+            remote_host: context.remote_host,
+        },
+    )
 }
 
 /// The account behind `user` and its credentials this policy accepts, after checking the

@@ -106,6 +106,12 @@ pub struct Policy {
     pub log_socket: PathBuf,
     /// Logins with PAM_RHOST set (remote sessions).
     pub remote: RemotePolicy,
+    /// A file that exists while a touch is awaited (`%u`: the account's uid), for desktops that
+    /// watch for it as they do for pam-u2f's. Only root's file sets it.
+    pub authpending_file: Option<String>,
+    /// A program (absolute path, then arguments) started when a touch is awaited, with the
+    /// service, the user and the remote host appended. Only root's file sets it.
+    pub notify_command: Vec<String>,
 }
 
 impl Default for Policy {
@@ -129,7 +135,40 @@ impl Default for Policy {
             device_owner: None,
             log_socket: PathBuf::from("/dev/log"),
             remote: RemotePolicy::Require,
+            authpending_file: None,
+            notify_command: Vec::new(),
         }
+    }
+}
+
+/// Why an `authpending_file` template is unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TemplateError {
+    NotAbsolute,
+    /// `%` followed by something other than `u` or `%`.
+    UnknownEscape,
+}
+
+/// `template` with `%u` replaced by `uid` and `%%` by `%`.
+fn expand_template(template: &str, uid: u32) -> Result<PathBuf, TemplateError> {
+    let mut out = String::with_capacity(template.len() + 8);
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('u') => out.push_str(&uid.to_string()),
+            Some('%') => out.push('%'),
+            _ => return Err(TemplateError::UnknownEscape),
+        }
+    }
+    let path = PathBuf::from(out);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(TemplateError::NotAbsolute)
     }
 }
 
@@ -163,6 +202,8 @@ pub enum PolicyInvalid {
     EmptyRpId,
     /// A directory or socket setting that is not an absolute path (the setting's name).
     NotAbsolute(&'static str),
+    /// `authpending_file` uses a `%` escape other than `%u` and `%%`.
+    TemplateEscape(&'static str),
 }
 
 impl fmt::Display for PolicyInvalid {
@@ -173,6 +214,9 @@ impl fmt::Display for PolicyInvalid {
             }
             PolicyInvalid::EmptyRpId => f.write_str("rp_id is empty: remove it or name the RP ID"),
             PolicyInvalid::NotAbsolute(name) => write!(f, "{name} must be an absolute path"),
+            PolicyInvalid::TemplateEscape(name) => {
+                write!(f, "{name}: only %u (the uid) and %% may follow a %")
+            }
         }
     }
 }
@@ -262,7 +306,28 @@ impl Policy {
                 return Err(PolicyInvalid::NotAbsolute(name));
             }
         }
+        if let Some(t) = &self.authpending_file {
+            match expand_template(t, 0) {
+                Ok(_) => {}
+                Err(TemplateError::NotAbsolute) => {
+                    return Err(PolicyInvalid::NotAbsolute("authpending_file"))
+                }
+                Err(TemplateError::UnknownEscape) => {
+                    return Err(PolicyInvalid::TemplateEscape("authpending_file"))
+                }
+            }
+        }
+        if let Some(program) = self.notify_command.first() {
+            if !Path::new(program).is_absolute() {
+                return Err(PolicyInvalid::NotAbsolute("notify_command's program"));
+            }
+        }
         Ok(())
+    }
+
+    /// The `authpending_file` for the account with `uid`, if root set one.
+    pub fn authpending_path(&self, uid: u32) -> Option<PathBuf> {
+        expand_template(self.authpending_file.as_deref()?, uid).ok()
     }
 
     /// Who may own the `unix:` device socket and its directories: root, the `device_owner`
@@ -340,6 +405,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("between 1 and 600"), "{err}");
+    }
+
+    #[test]
+    fn notification_settings_are_checked_at_load() {
+        let parse = |t: &str| Policy::parse(Path::new("/etc/x.toml"), t);
+        let p = parse(
+            "authpending_file = \"/run/user/%u/ctap-authpending\"\n\
+             notify_command = [\"/usr/local/bin/key-wanted\", \"--urgent\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            p.authpending_path(1000),
+            Some(PathBuf::from("/run/user/1000/ctap-authpending"))
+        );
+        assert_eq!(p.notify_command.len(), 2);
+        assert_eq!(Policy::default().authpending_path(0), None);
+        for (text, word) in [
+            ("authpending_file = \"run/%u\"", "absolute"),
+            ("authpending_file = \"/run/%n\"", "only %u"),
+            ("notify_command = [\"notify-send\"]", "absolute"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(word), "{text}: {err}");
+        }
+        assert_eq!(
+            parse("remote = \"skip\"")
+                .unwrap()
+                .remote
+                .applies(Some("h")),
+            Some(RemotePolicy::Skip)
+        );
+        assert_eq!(RemotePolicy::Deny.applies(Some("")), None);
+        assert_eq!(RemotePolicy::Deny.applies(None), None);
+        assert_eq!(RemotePolicy::Require.applies(Some("h")), None);
     }
 
     #[test]
