@@ -882,7 +882,7 @@ fn choose_key<'r>(
     if candidates.is_empty() {
         enrolled_model(&keys[first], first_record, &policy.device)?;
     }
-    prompter.touch_cue("Touch the security key you want to use");
+    prompter.touch_cue(&policy.select_prompt);
     let indices: Vec<usize> = candidates.iter().map(|(i, _)| *i).collect();
     let chosen = select_by_touch(keys, &indices)?;
     candidates
@@ -920,11 +920,16 @@ fn verify_user(
     }
     pin_gate(key, record, &policy.device)?;
     let plan = uv::plan(key.info(), true, policy.pin).map_err(LoginError::UvUnavailable)?;
-    Ok(uv::obtain(
+    if policy.cue && plan == uv::UvPlan::BuiltIn && key.info().supports_permissions() {
+        // The key waits for the finger now, not at the assertion: the cue comes first.
+        prompter.touch_cue(&policy.uv_prompt);
+    }
+    Ok(uv::obtain_prompting(
         key,
         plan,
         record.rp_id.as_str(),
         permission::GET_ASSERTION,
+        &policy.pin_prompt,
         prompter,
     )?)
 }

@@ -104,6 +104,12 @@ pub struct Policy {
     pub device_owner: Option<String>,
     /// Where the PAM module sends its syslog lines (a unix socket). Only root's file sets it.
     pub log_socket: PathBuf,
+    /// The PIN prompt's text.
+    pub pin_prompt: String,
+    /// The cue when several keys hold a credential and a touch chooses one.
+    pub select_prompt: String,
+    /// The cue before built-in user verification (a fingerprint) is awaited.
+    pub uv_prompt: String,
     /// Logins with PAM_RHOST set (remote sessions).
     pub remote: RemotePolicy,
     /// A file that exists while a touch is awaited (`%u`: the account's uid), for desktops that
@@ -134,6 +140,9 @@ impl Default for Policy {
             debug: false,
             device_owner: None,
             log_socket: PathBuf::from("/dev/log"),
+            pin_prompt: crate::text::DEFAULT_PIN_PROMPT.into(),
+            select_prompt: "Touch the security key you want to use".into(),
+            uv_prompt: "Verify yourself on your security key (fingerprint)".into(),
             remote: RemotePolicy::Require,
             authpending_file: None,
             notify_command: Vec::new(),
