@@ -21,7 +21,8 @@ Exit status:
 
 Errors go to standard error as `ctap-enroll: <what happened>: <what to do>`.
 
-PINs are read from the terminal with echo off. With --pin-stdin every PIN prompt reads one
+PINs are read from the terminal with echo off; Ctrl-C at the prompt puts the terminal back
+(echo on) before ctap-enroll ends. With --pin-stdin every PIN prompt reads one
 line from standard input instead, for scripts and tests (pin set: new, repeat; pin change:
 current, new, repeat). Never pass a PIN as an argument or in the environment.
 
