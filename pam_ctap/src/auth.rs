@@ -89,9 +89,28 @@ pub fn authenticate(inv: &mut Invocation<'_>) -> Verdict {
     let context = LoginContext {
         remote_host: remote_host.as_deref().filter(|h| !h.is_empty()),
     };
-    match login_in(&context, &user, &service, &policy, &mut prompter) {
+    let outcome = login_in(&context, &user, &service, &policy, &mut prompter);
+    let interrupted = prompter.finish();
+    let verdict = verdict_of(outcome, &policy, &who, &log, &mut prompter);
+    if interrupted {
+        // Ctrl-C during a wait: the key's request was cancelled and the attempt logged; now
+        // the application gets its SIGINT, under its own disposition (interrupt.rs).
+        crate::interrupt::reraise();
+    }
+    verdict
+}
+
+/// The verdict of a login and its syslog line (and the user's message on a failure).
+fn verdict_of(
+    outcome: Result<LoginGranted, LoginError>,
+    policy: &Policy,
+    who: &str,
+    log: &SysLog,
+    prompter: &mut PamPrompter<'_>,
+) -> Verdict {
+    match outcome {
         Ok(granted) => {
-            log.send(Severity::Info, &ok_line(&who, &granted));
+            log.send(Severity::Info, &ok_line(who, &granted));
             grant(granted)
         }
         Err(e) => {
@@ -102,7 +121,7 @@ pub fn authenticate(inv: &mut Invocation<'_>) -> Verdict {
                     &format!("auth ignored: reason={} (nouserok) {who}", e.kind()),
                 );
             } else {
-                log.send(severity(&e), &failed_line(&who, &e));
+                log.send(severity(&e), &failed_line(who, &e));
                 prompter.error(&user_message(&e));
             }
             verdict

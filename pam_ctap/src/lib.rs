@@ -24,6 +24,7 @@ mod arguments;
 mod auth;
 mod conv;
 mod ffi;
+mod interrupt;
 mod syslog;
 #[cfg(test)]
 mod tests;
