@@ -100,6 +100,11 @@ impl Agent {
 
     /// Answer one message. Any error is logged with its reason, and [`AgentError::reply`]
     /// decides what the client gets (SSH_AGENT_FAILURE, or the extension failure).
+    /// The `--pin-cache` token store, for the exit path (server.rs) to wipe.
+    pub fn token_cache(&self) -> crate::device::TokenCache {
+        self.gate.tokens.clone()
+    }
+
     pub fn handle(&self, conn: &mut Connection, body: &[u8]) -> Response {
         let (what, result) = match protocol::parse(body) {
             Ok(req) => (refusal_words(&req), self.answer(conn, req)),
@@ -354,6 +359,8 @@ impl Agent {
             return Err(AgentError::CannotLock);
         }
         st.lock = Some(Arc::new(lock));
+        // A kept PIN token must not outlive the lock (--pin-cache).
+        self.gate.tokens.forget();
         log("locked");
         Ok(Response::Success)
     }
@@ -495,6 +502,7 @@ mod tests {
                 touch_timeout: Duration::from_secs(1),
                 askpass_timeout: Duration::from_secs(1),
                 verbose: false,
+                pin_cache: None,
             },
             credentials: PathBuf::from("/nonexistent/credentials.toml"),
             uid: 0,
