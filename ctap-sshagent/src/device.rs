@@ -189,18 +189,31 @@ pub struct SignTiming {
     pub assertion: Duration,
 }
 
-/// The configured key, opened as the PAM module opens it; with `auto` and several keys, the
-/// first one that opens. Opening and every request on it end by `deadline`.
+/// The configured key, opened as the PAM module opens it; with several keys (`auto`, or a list
+/// of `unix:` sockets), the one the user touches. Opening and every request on it end by
+/// `deadline`.
 fn open(cfg: &DeviceConfig, deadline: Instant) -> Result<Authenticator, AgentError> {
     let failed = |source| AgentError::Open {
         uri: cfg.uri.to_string(),
         source,
     };
-    open_authenticators_until(&cfg.uri, cfg.touch_timeout, deadline)
-        .map_err(|e| failed(Some(e)))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| failed(None))
+    let mut keys = open_authenticators_until(&cfg.uri, cfg.touch_timeout, deadline)
+        .map_err(|e| failed(Some(e)))?;
+    if keys.len() > 1 {
+        // Several keys: the one the user touches (authenticatorSelection; the others are
+        // cancelled), kept as the session like any other.
+        crate::log(format!(
+            "{} security keys are attached: touch the one to use",
+            keys.len()
+        ));
+        let all: Vec<usize> = (0..keys.len()).collect();
+        let chosen = ctap_core::flows::login::select_by_touch(&mut keys, &all).map_err(|e| {
+            crate::log(format!("no key was chosen: {e}"));
+            failed(None)
+        })?;
+        return Ok(keys.swap_remove(chosen));
+    }
+    keys.pop().ok_or_else(|| failed(None))
 }
 
 /// The transport failed: on a kept session this means the key went away since (replugged,

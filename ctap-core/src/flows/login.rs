@@ -833,10 +833,10 @@ fn enrolled_credentials(
         });
     }
     let creds = usable_credentials(policy, records.credentials)?;
-    if let DeviceUri::Unix(socket) = &policy.device {
+    for socket in policy.device.sockets() {
         let owners = policy.device_owners().map_err(|why| {
             LoginError::Place(FileError::Insecure {
-                path: socket.clone(),
+                path: socket.to_path_buf(),
                 why,
             })
         })?;
@@ -864,8 +864,11 @@ fn choose_key<'r>(
         }
     }
     let found = find_credentials(keys, ordered)?;
-    if keys.len() <= 1 || !found.iter().any(|(i, r)| needs_pin(&keys[*i], r)) {
+    if keys.len() <= 1 || found.len() <= 1 {
         return found.first().copied().ok_or(LoginError::WrongKey);
+    }
+    if !found.iter().any(|(i, r)| needs_pin(&keys[*i], r)) {
+        return select_among(keys, found, policy, prompter);
     }
     // Several keys attached and a PIN to send: the user's touch picks the key first, and
     // only keys of the enrolled model may be picked.
@@ -886,6 +889,24 @@ fn choose_key<'r>(
     let indices: Vec<usize> = candidates.iter().map(|(i, _)| *i).collect();
     let chosen = select_by_touch(keys, &indices)?;
     candidates
+        .into_iter()
+        .find(|(i, _)| *i == chosen)
+        .ok_or(LoginError::WrongKey)
+}
+
+/// Several attached keys hold one of the user's credentials and none needs a PIN: all of them
+/// are asked at once (authenticatorSelection), the first touched is the one that logs in, the
+/// others get CTAPHID_CANCEL (issue 16). A key that hangs costs only its own deadline.
+fn select_among<'r>(
+    keys: &mut [Authenticator],
+    found: Vec<(usize, &'r CredentialRecord)>,
+    policy: &Policy,
+    prompter: &mut dyn Prompter,
+) -> Result<(usize, &'r CredentialRecord), LoginError> {
+    prompter.touch_cue(&policy.select_prompt);
+    let indices: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
+    let chosen = select_by_touch(keys, &indices)?;
+    found
         .into_iter()
         .find(|(i, _)| *i == chosen)
         .ok_or(LoginError::WrongKey)

@@ -48,15 +48,37 @@ fn open(
                 })
                 .collect()
         }
+        DeviceUri::UnixList(_) => uri.each().iter().map(device::open).collect(),
         other => vec![device::open(other)],
+    };
+    let open_one = |t: Result<Box<dyn Transport>, TransportError>| {
+        t.map_err(|e| CtapError::Hid(e.into()))
+            .and_then(|t| Ok(CtapHidChannel::open_until(t, deadline)?))
+            .and_then(Ctap2::new)
+    };
+    // Several keys are opened at once (INIT, getInfo), a thread each: a key that hangs costs
+    // its own deadline, never the others' time.
+    let results: Vec<Result<Authenticator, CtapError>> = if transports.len() <= 1 {
+        transports.into_iter().map(open_one).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = transports
+                .into_iter()
+                .map(|t| scope.spawn(move || open_one(t)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or(Err(
+                        crate::transport::ctap2::Misbehaviour::KeyThreadFailed.into()
+                    ))
+                })
+                .collect()
+        })
     };
     let mut opened = Vec::new();
     let mut first_err = None;
-    for t in transports {
-        let result = t
-            .map_err(|e| CtapError::Hid(e.into()))
-            .and_then(|t| Ok(CtapHidChannel::open_until(t, deadline)?))
-            .and_then(Ctap2::new);
+    for result in results {
         match result {
             Ok(mut a) => {
                 a.set_touch_timeout(touch_timeout);

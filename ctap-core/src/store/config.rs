@@ -181,9 +181,18 @@ fn expand_template(template: &str, uid: u32) -> Result<PathBuf, TemplateError> {
     }
 }
 
+/// `device = "URI"`, or a list of `unix:` URIs (several virtual keys).
 fn de_device<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DeviceUri, D::Error> {
-    let s = String::deserialize(d)?;
-    s.parse().map_err(serde::de::Error::custom)
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.parse().map_err(serde::de::Error::custom),
+        OneOrMany::Many(list) => DeviceUri::from_list(&list).map_err(serde::de::Error::custom),
+    }
 }
 
 /// A configuration problem, located.

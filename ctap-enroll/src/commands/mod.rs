@@ -37,15 +37,27 @@ impl Context {
     }
 }
 
-/// The one key `device` names; several attached keys need `--device`.
+/// The one key `device` names; with several attached, the one the user touches
+/// (authenticatorSelection: all blink, the first touched is chosen, the others are cancelled).
 pub fn single_key(device: &DeviceUri, touch_timeout: Duration) -> Result<Authenticator, Failure> {
     let mut keys = open_authenticators(device, touch_timeout)?;
     if keys.len() > 1 {
-        return Err(Failure::new(
-            Exit::Usage,
-            format!("{} security keys are attached", keys.len()),
-            "name one with --device hidraw:/dev/hidrawN (see `ctap-enroll devices`)",
-        ));
+        eprintln!(
+            "{} security keys are attached: touch the one to use",
+            keys.len()
+        );
+        let all: Vec<usize> = (0..keys.len()).collect();
+        let chosen = ctap_core::flows::login::select_by_touch(&mut keys, &all).map_err(|e| {
+            Failure::new(
+                Exit::Usage,
+                format!(
+                    "{} security keys are attached and none was chosen by a touch ({e})",
+                    keys.len()
+                ),
+                "touch one, or name one with --device hidraw:/dev/hidrawN (see `ctap-enroll devices`)",
+            )
+        })?;
+        return Ok(keys.swap_remove(chosen));
     }
     keys.pop()
         .ok_or_else(|| Failure::new(Exit::NoKey, "no security key found", "insert your key"))
