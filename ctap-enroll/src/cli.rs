@@ -119,6 +119,12 @@ pub enum Command {
     /// Print the authorized_keys lines of your SSH credentials (what `ssh-add -L` shows).
     #[command(name = "export-ssh")]
     ExportSsh(ExportSshArgs),
+    /// Load the resident (discoverable) SSH keys stored on the security key into your
+    /// credentials file, like `ssh-keygen -K`: every `ssh:` credential the key lists through
+    /// credentialManagement (the key's PIN is asked), so a new machine needs only the key.
+    /// Credentials already in the file are skipped; the others are named resident-<n>.
+    #[command(name = "load-resident-ssh")]
+    LoadResidentSsh(ExportSshArgs),
 }
 
 #[derive(Debug, Args)]

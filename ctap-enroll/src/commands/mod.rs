@@ -139,5 +139,6 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::CheckConfig => check::check(&ctx),
         Command::Ssh(a) => ssh::enroll(&mut ctx, &a),
         Command::ExportSsh(a) => ssh::export(&a),
+        Command::LoadResidentSsh(a) => ssh::load_resident(&mut ctx, &a),
     }
 }
