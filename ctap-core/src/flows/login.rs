@@ -452,15 +452,42 @@ fn rp_groups<'r>(creds: &'r [CredentialRecord]) -> Vec<(&'r str, Vec<&'r Credent
     groups
 }
 
+/// Once one key has answered a probe with a credential, how long the others still get before
+/// their probes are cancelled (at their next keepalive): a key that keeps a probe waiting (a
+/// hung or hostile device) must not hold up the login until the deadline (issue 16).
+const PROBE_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// When the first key answered a probe with a credential, shared by the probe threads.
+type FirstAnswer = std::sync::OnceLock<Instant>;
+
 /// Probe one key group by group until it answers with a credential.
 fn probe_key<'r>(
     key: &mut Authenticator,
     groups: &[(&str, Vec<&'r CredentialRecord>)],
 ) -> ProbeAnswer<'r> {
+    probe_key_racing(key, groups, &FirstAnswer::new())
+}
+
+/// [`probe_key`] among several keys: gives up [`PROBE_GRACE`] after another key answered.
+fn probe_key_racing<'r>(
+    key: &mut Authenticator,
+    groups: &[(&str, Vec<&'r CredentialRecord>)],
+    first: &FirstAnswer,
+) -> ProbeAnswer<'r> {
     let mut failure = None;
     for (rp, group) in groups {
         let ids: Vec<Vec<u8>> = group.iter().map(|c| c.credential_id.clone()).collect();
-        match key.probe_credentials(rp, &ids) {
+        let mut late = |_| match first.get() {
+            Some(at) if at.elapsed() >= PROBE_GRACE => {
+                crate::transport::ctaphid::WaitDecision::Cancel
+            }
+            _ => crate::transport::ctaphid::WaitDecision::Continue,
+        };
+        let answer = key.probe_credentials_with(rp, &ids, &mut late);
+        if matches!(answer, Ok(Some(_))) {
+            let _ = first.set(Instant::now());
+        }
+        match answer {
             Ok(Some(id)) => {
                 return match group.iter().find(|c| c.credential_id == id) {
                     Some(c) => ProbeAnswer::Holds(c),
@@ -487,13 +514,15 @@ fn find_credentials<'r>(
     creds: &'r [CredentialRecord],
 ) -> Result<Vec<(usize, &'r CredentialRecord)>, LoginError> {
     let groups = rp_groups(creds);
+    let first_answer = FirstAnswer::new();
     let answers: Vec<ProbeAnswer<'r>> = match keys {
         [key] => vec![probe_key(key, &groups)],
         _ => std::thread::scope(|scope| {
             let groups = &groups;
+            let first = &first_answer;
             let handles: Vec<_> = keys
                 .iter_mut()
-                .map(|key| scope.spawn(move || probe_key(key, groups)))
+                .map(|key| scope.spawn(move || probe_key_racing(key, groups, first)))
                 .collect();
             handles
                 .into_iter()

@@ -155,3 +155,43 @@ fn a_device_list_in_the_config_file() {
     assert_eq!(p.device.each().len(), 2);
     assert!(Policy::parse(Path::new("/x"), "device = [\"auto\", \"unix:/a\"]\n").is_err());
 }
+
+/// A key that keeps every probe waiting (keepalives, never an answer) does not hold up a login
+/// that another key can make: once one key answered, the others' probes are cancelled shortly
+/// after, not at the deadline.
+#[test]
+fn a_key_that_keeps_probes_waiting_does_not_hold_up_the_login() {
+    let dir = TempDir::new("several-hung");
+    let sa = dir.path().join("a");
+    let a = SoftToken::start(dir.path(), &sa, &[]);
+    enroll_on(dir.path(), &a, "key-a");
+    let log_h = dir.path().join("h.cancels");
+    let hung = SoftToken::start(
+        dir.path(),
+        &dir.path().join("h"),
+        &[
+            "--fault",
+            "probe-keepalive",
+            "--cancel-log",
+            log_h.to_str().unwrap(),
+        ],
+    );
+    // A second credential, so the login probes (one key and one credential would not).
+    let b = SoftToken::start(dir.path(), &dir.path().join("b"), &[]);
+    enroll_on(dir.path(), &b, "key-b");
+    b.stop();
+    let p = policy(dir.path(), list(&[&hung, &a]));
+    let start = Instant::now();
+    let g = login("daemon", "sudo", &p, &mut Cues::default()).unwrap();
+    let took = start.elapsed();
+    println!(
+        "logged in with {} after {took:?} beside a hung key",
+        g.credential_name()
+    );
+    assert_eq!(g.credential_name(), "key-a");
+    assert!(took < Duration::from_secs(3), "{took:?}, timeout is 10 s");
+    assert!(!std::fs::read_to_string(&log_h)
+        .unwrap_or_default()
+        .trim()
+        .is_empty());
+}
