@@ -12,6 +12,9 @@ use std::fmt::Write as _;
 /// escaping); longer values are cut at a character boundary and end in [`ELLIPSIS`].
 pub const MAX_FIELD: usize = 256;
 
+/// The PIN prompt's text unless root's policy names another (`pin_prompt`).
+pub const DEFAULT_PIN_PROMPT: &str = "Security key PIN: ";
+
 /// The marker of a value cut by [`bounded`].
 pub const ELLIPSIS: &str = "…";
 

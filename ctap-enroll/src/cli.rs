@@ -21,7 +21,8 @@ Exit status:
 
 Errors go to standard error as `ctap-enroll: <what happened>: <what to do>`.
 
-PINs are read from the terminal with echo off. With --pin-stdin every PIN prompt reads one
+PINs are read from the terminal with echo off; Ctrl-C at the prompt puts the terminal back
+(echo on) before ctap-enroll ends. With --pin-stdin every PIN prompt reads one
 line from standard input instead, for scripts and tests (pin set: new, repeat; pin change:
 current, new, repeat). Never pass a PIN as an argument or in the environment.
 
@@ -118,6 +119,12 @@ pub enum Command {
     /// Print the authorized_keys lines of your SSH credentials (what `ssh-add -L` shows).
     #[command(name = "export-ssh")]
     ExportSsh(ExportSshArgs),
+    /// Load the resident (discoverable) SSH keys stored on the security key into your
+    /// credentials file, like `ssh-keygen -K`: every `ssh:` credential the key lists through
+    /// credentialManagement (the key's PIN is asked), so a new machine needs only the key.
+    /// Credentials already in the file are skipped; the others are named resident-<n>.
+    #[command(name = "load-resident-ssh")]
+    LoadResidentSsh(ExportSshArgs),
 }
 
 #[derive(Debug, Args)]

@@ -130,6 +130,11 @@ impl Agent {
 
     /// Answer one message. Any error is logged with its reason, and [`AgentError::reply`]
     /// decides what the client gets (SSH_AGENT_FAILURE, or the extension failure).
+    /// The `--pin-cache` token store, for the exit path (server.rs) to wipe.
+    pub fn token_cache(&self) -> crate::device::TokenCache {
+        self.gate.tokens.clone()
+    }
+
     pub fn handle(&self, conn: &mut Connection, body: &[u8]) -> Response {
         let (what, result) = match protocol::parse(body) {
             Ok(req) => (refusal_words(&req), self.answer(conn, req)),
@@ -288,11 +293,7 @@ impl Agent {
                 .askpass
                 .as_ref()
                 .ok_or(AgentError::NoAskpass(AskpassPurpose::Confirm))?;
-            let prompt = format!(
-                "Allow use of key {}?\nKey fingerprint {}.",
-                key.comment,
-                key.fingerprint()
-            );
+            let prompt = confirm_prompt(&key, &what, conn.binds.last());
             if !askpass::confirm(prog, &prompt, self.cfg.device.askpass_timeout) {
                 return Err(AgentError::NotConfirmed);
             }
@@ -403,6 +404,8 @@ impl Agent {
             return Err(AgentError::CannotLock);
         }
         st.lock = Some(Arc::new(lock));
+        // A kept PIN token must not outlive the lock (--pin-cache).
+        self.gate.tokens.forget();
         log("locked");
         Ok(Response::Success)
     }
@@ -521,6 +524,46 @@ fn refusal_words(req: &Request<'_>) -> &'static str {
     }
 }
 
+/// What an `ssh-add -c` confirmation shows: the key, then what is being signed for: the host
+/// key of the SSH session the request is bound to (session-bind@openssh.com, or the host key in
+/// the userauth request) and whether it came through agent forwarding; a file signature's
+/// namespace; or that nothing is known about the data.
+fn confirm_prompt(key: &SkKey, what: &SignedData<'_>, bind: Option<&Bind>) -> String {
+    let mut prompt = format!(
+        "Allow use of key {}?\nKey fingerprint {}.",
+        key.comment,
+        key.fingerprint()
+    );
+    match what {
+        SignedData::Userauth { user, host_key, .. } => {
+            let host = host_key
+                .map(<[u8]>::to_vec)
+                .or_else(|| bind.map(|b| b.host_key.clone()));
+            prompt.push_str(&format!("\nLog in as {}", quoted(user)));
+            match host {
+                Some(h) => prompt.push_str(&format!(
+                    " to the host with key {}.",
+                    ctap_core::ssh::key::blob_fingerprint(&h)
+                )),
+                None => prompt.push_str(" (host key unknown)."),
+            }
+        }
+        SignedData::Sshsig { namespace } => prompt.push_str(&format!(
+            "\nSign data (ssh-keygen -Y, namespace {}).",
+            quoted(namespace)
+        )),
+        SignedData::Other => prompt.push_str("\nSign data of unknown kind."),
+    }
+    match bind {
+        Some(b) if b.forwarding => {
+            prompt.push_str("\nThe request came through agent forwarding, from a remote host.")
+        }
+        Some(_) => prompt.push_str("\nThe request came from this machine's ssh."),
+        None => prompt.push_str("\nThe request is bound to no SSH session (a local program)."),
+    }
+    prompt
+}
+
 fn describe(what: &SignedData<'_>) -> String {
     match what {
         SignedData::Userauth { user, .. } => format!("userauth for {}", quoted(user)),
@@ -544,6 +587,7 @@ mod tests {
                 touch_timeout: Duration::from_secs(1),
                 askpass_timeout: Duration::from_secs(1),
                 verbose: false,
+                pin_cache: None,
             },
             credentials: PathBuf::from("/nonexistent/credentials.toml"),
             uid: 0,

@@ -49,6 +49,13 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub timeout: u64,
 
+    /// Ask for the key's PIN once per SECONDS instead of for every signature that needs it:
+    /// the CTAP 2.1 pinUvAuthToken the PIN buys (getAssertion permission, the credential's RP ID)
+    /// is kept in memory until it expires, the agent is locked (ssh-add -x), the key refuses it
+    /// (replugged) or the agent exits; each signature still needs its touch. Off by default.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub pin_cache: Option<u64>,
+
     /// Also log each signature and each touch request (by default only failures, locking and
     /// added keys are logged).
     #[arg(short = 'v', long)]

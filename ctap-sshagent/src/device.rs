@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ctap_core::flows::session::{open_authenticators_for, Authenticator, Prompter, FOR_OPENSSH};
@@ -32,6 +32,113 @@ pub struct DeviceConfig {
     /// Log each signature and touch request (`-v`). Off by default: a busy user's journal
     /// would grow by lines per signature (ssh itself tells the user to touch the key).
     pub verbose: bool,
+    /// `--pin-cache SECONDS`: keep the pinUvAuthToken a PIN bought for this long ([`TokenCache`]).
+    /// `None` (the default): a PIN for every signature that needs one.
+    pub pin_cache: Option<Duration>,
+}
+
+/// The pinUvAuthToken kept between signatures with `--pin-cache` (docs/ARCHITECTURE.md §6):
+/// one token (getAssertion permission, for the RP ID of the credential it was asked for), until
+/// it expires (counted from the PIN), the agent is locked, the key refuses it (replugged: a new
+/// power cycle invalidates every token) or the agent exits. Every way out drops it, and the
+/// token wipes itself on drop. A touch is still asked for each signature: the token stands for
+/// the PIN, not for presence.
+#[derive(Clone, Default)]
+pub struct TokenCache(Arc<Mutex<TokenSlot>>);
+
+#[derive(Default)]
+struct TokenSlot {
+    kept: Option<KeptToken>,
+    /// Bumped by every new token and every [`TokenCache::forget`]: a token taken out for a
+    /// signature goes back only if nothing happened meanwhile, and an expiry timer forgets only
+    /// its own token.
+    generation: u64,
+}
+
+struct KeptToken {
+    verification: Verification,
+    rp_id: String,
+    expires: Instant,
+}
+
+/// A token taken out of the cache for one signature.
+struct Borrowed {
+    verification: Verification,
+    expires: Instant,
+    generation: u64,
+}
+
+impl TokenCache {
+    fn slot(&self) -> std::sync::MutexGuard<'_, TokenSlot> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The kept token if it is for `rp_id` and unexpired; any other is dropped (wiped).
+    fn take(&self, rp_id: &str) -> Option<Borrowed> {
+        let mut slot = self.slot();
+        let kept = slot.kept.take()?;
+        if kept.rp_id != rp_id || Instant::now() >= kept.expires {
+            return None;
+        }
+        Some(Borrowed {
+            verification: kept.verification,
+            expires: kept.expires,
+            generation: slot.generation,
+        })
+    }
+
+    /// Put a borrowed token back, unless the cache was forgotten or refilled meanwhile.
+    fn put_back(&self, b: Borrowed, rp_id: &str) {
+        let mut slot = self.slot();
+        if slot.generation == b.generation && Instant::now() < b.expires {
+            slot.kept = Some(KeptToken {
+                verification: b.verification,
+                rp_id: rp_id.to_string(),
+                expires: b.expires,
+            });
+        }
+    }
+
+    /// Keep a token a PIN just bought, for `ttl`; a timer wipes it at expiry even if no
+    /// signature comes.
+    fn keep(&self, verification: Verification, rp_id: &str, ttl: Duration) {
+        let generation = {
+            let mut slot = self.slot();
+            slot.generation += 1;
+            slot.kept = Some(KeptToken {
+                verification,
+                rp_id: rp_id.to_string(),
+                expires: Instant::now() + ttl,
+            });
+            slot.generation
+        };
+        let cache = self.clone();
+        let timer = std::thread::Builder::new()
+            .name("pin-cache-expiry".into())
+            .spawn(move || {
+                std::thread::sleep(ttl);
+                let mut slot = cache.slot();
+                if slot.generation == generation {
+                    slot.kept = None;
+                }
+            });
+        if timer.is_err() {
+            // No timer, no cache: never keep a token longer than promised.
+            self.forget();
+        }
+    }
+
+    /// Drop (wipe) the kept token: on lock, at exit.
+    pub fn forget(&self) {
+        let mut slot = self.slot();
+        slot.kept = None;
+        slot.generation += 1;
+    }
+
+    /// Whether a token is kept (tests and the log).
+    pub fn holds_token(&self) -> bool {
+        self.slot().kept.is_some()
+    }
 }
 
 /// One exchange with the key at a time: a second client waits (bounded) instead of interleaving
@@ -44,6 +151,8 @@ pub struct DeviceGate {
     /// as much as the signature itself. Used only by the gate's holder; dropped after any
     /// framing or transport error and when idle, so a replugged or misbehaving key starts afresh.
     session: Mutex<Option<(Authenticator, Instant)>>,
+    /// `--pin-cache`: the token a PIN bought, shared with the lock and the exit path.
+    pub tokens: TokenCache,
 }
 
 /// A session unused this long is closed and reopened on the next request.
@@ -80,19 +189,33 @@ pub struct SignTiming {
     pub assertion: Duration,
 }
 
-/// The configured key, opened as the PAM module opens it; with `auto` and several keys, the
-/// first one that opens. Opening and every request on it end by `deadline`.
+/// The configured key, opened as the PAM module opens it; with several keys (`auto`, or a list
+/// of `unix:` sockets), the one the user touches. Opening and every request on it end by
+/// `deadline`.
 fn open(cfg: &DeviceConfig, deadline: Instant) -> Result<Authenticator, AgentError> {
     let failed = |source| AgentError::Open {
         uri: cfg.uri.to_string(),
         source,
     };
     // A U2F-only key is refused with what it lacks: OpenSSH's sk keys are CTAP2 only.
-    open_authenticators_for(&cfg.uri, cfg.touch_timeout, Some(deadline), FOR_OPENSSH)
-        .map_err(|e| failed(Some(e)))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| failed(None))
+    let mut keys =
+        open_authenticators_for(&cfg.uri, cfg.touch_timeout, Some(deadline), FOR_OPENSSH)
+            .map_err(|e| failed(Some(e)))?;
+    if keys.len() > 1 {
+        // Several keys: the one the user touches (authenticatorSelection; the others are
+        // cancelled), kept as the session like any other.
+        crate::log(format!(
+            "{} security keys are attached: touch the one to use",
+            keys.len()
+        ));
+        let all: Vec<usize> = (0..keys.len()).collect();
+        let chosen = ctap_core::flows::login::select_by_touch(&mut keys, &all).map_err(|e| {
+            crate::log(format!("no key was chosen: {e}"));
+            failed(None)
+        })?;
+        return Ok(keys.swap_remove(chosen));
+    }
+    keys.pop().ok_or_else(|| failed(None))
 }
 
 /// The transport failed: on a kept session this means the key went away since (replugged,
@@ -159,27 +282,49 @@ pub fn sign(
     // The planner decides, as for a login: built-in UV, the PIN through askpass, or refusal.
     let plan = uv::plan(ctap.info(), key.verify_required(), PinPolicy::Prompt)
         .map_err(|r| AgentError::Uv(UvError::Refused(r)))?;
-    let mut verification = obtain(&mut ctap, plan, key, &mut prompter)?;
+    // With --pin-cache, a PIN bought earlier stands in for asking again.
+    let cacheable = cfg.pin_cache.filter(|_| plan == UvPlan::Pin);
+    let borrowed = cacheable.and_then(|_| gate.tokens.take(&key.application));
+    let (mut verification, mut borrowed) = match borrowed {
+        Some(b) => (None, Some(b)),
+        None => (Some(obtain(&mut ctap, plan, key, &mut prompter)?), None),
+    };
     if key.touch_required() || plan == UvPlan::BuiltIn {
         prompter.cue.show();
     }
     let t1 = Instant::now();
-    let mut result = attempt(&mut ctap, key, data, &verification, &mut prompter);
+    let mut result = match (&verification, &borrowed) {
+        (Some(v), _) => attempt(&mut ctap, key, data, v, &mut prompter),
+        (None, Some(b)) => attempt(&mut ctap, key, data, &b.verification, &mut prompter),
+        (None, None) => return Err(AgentError::Uv(UvError::Refused(UvRefusal::NoPinEntered))),
+    };
+    if borrowed.is_some() && refuses_token(&result) {
+        // The key no longer knows the kept token (replugged, or its own timer ran out): drop
+        // it and ask for the PIN, once.
+        borrowed = None;
+        let fresh = obtain(&mut ctap, plan, key, &mut prompter)?;
+        result = attempt(&mut ctap, key, data, &fresh, &mut prompter);
+        verification = Some(fresh);
+    }
     if reused && is_transport_failure(&result) {
         let t = Instant::now();
         // The askpass time already moved the deadline on: the fresh session keeps it.
         let deadline = ctap.deadline().unwrap_or(deadline);
         ctap = open(cfg, deadline)?;
         timing.open += t.elapsed();
-        // A token belongs to the session it was obtained on.
-        verification = obtain(&mut ctap, plan, key, &mut prompter)?;
-        result = attempt(&mut ctap, key, data, &verification, &mut prompter);
+        // A token belongs to the session it was obtained on: a kept one is dropped too.
+        borrowed = None;
+        let fresh = obtain(&mut ctap, plan, key, &mut prompter)?;
+        result = attempt(&mut ctap, key, data, &fresh, &mut prompter);
+        verification = Some(fresh);
     }
+    let has_token =
+        borrowed.is_some() || verification.as_ref().is_some_and(|v| v.token().is_some());
     let result = match result {
         // The key wants a PIN although the credential did not say so (credProtect, alwaysUv):
         // ask once, as OpenSSH's agent does.
         Err(SshError::Ctap(e))
-            if verification.token().is_none()
+            if !has_token
                 && e.status() == Some(CtapStatus::PuatRequired)
                 && ctap.refresh_info().is_ok_and(|i| i.pin_set()) =>
         {
@@ -189,6 +334,13 @@ pub fn sign(
         other => other,
     };
     timing.assertion = t1.elapsed();
+    if let (Some(ttl), true) = (cacheable, result.is_ok()) {
+        match (borrowed, verification) {
+            (Some(b), _) => gate.tokens.put_back(b, &key.application),
+            (None, Some(v)) if v.token().is_some() => gate.tokens.keep(v, &key.application, ttl),
+            _ => {}
+        }
+    }
     if keep_session(&result) {
         ctap.set_deadline(None);
         *slot = Some((ctap, Instant::now()));
@@ -200,6 +352,18 @@ pub fn sign(
         }
         Err(e) => Err(AgentError::Key(e)),
     }
+}
+
+/// The key refused a kept token: it does not know it any more (a new power cycle) or will not
+/// take it again.
+fn refuses_token(r: &Result<SkSignature, SshError>) -> bool {
+    matches!(
+        r,
+        Err(SshError::Ctap(e)) if matches!(
+            e.status(),
+            Some(CtapStatus::PinAuthInvalid | CtapStatus::PuatRequired)
+        )
+    )
 }
 
 /// Carry out the planner's `plan` with the askpass prompter; its failures as the agent logs them.
@@ -357,5 +521,48 @@ impl<'a> Cue<'a> {
                 Err(e) => crate::log(format!("notify command failed: {e}")),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_kept_per_rp_until_expiry_or_forget() {
+        let cache = TokenCache::default();
+        cache.keep(
+            Verification::NotRequired,
+            "ssh:",
+            Duration::from_millis(300),
+        );
+        assert!(
+            cache.take("ssh:other").is_none(),
+            "another RP's use drops it"
+        );
+        assert!(!cache.holds_token());
+
+        cache.keep(
+            Verification::NotRequired,
+            "ssh:",
+            Duration::from_millis(300),
+        );
+        let b = cache.take("ssh:").unwrap();
+        cache.put_back(b, "ssh:");
+        assert!(cache.holds_token());
+        // Locked while a signature had it out: it does not come back.
+        let b = cache.take("ssh:").unwrap();
+        cache.forget();
+        cache.put_back(b, "ssh:");
+        assert!(!cache.holds_token());
+
+        // The expiry timer wipes it with no signature coming.
+        cache.keep(
+            Verification::NotRequired,
+            "ssh:",
+            Duration::from_millis(100),
+        );
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(!cache.holds_token());
     }
 }

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::agent::{Agent, Config, Connection};
 use crate::cli::Args;
-use crate::device::DeviceConfig;
+use crate::device::{DeviceConfig, TokenCache};
 use crate::error::ServerError;
 use crate::log;
 use crate::protocol::{Response, MAX_MESSAGE};
@@ -61,6 +61,7 @@ fn serve(args: Args) -> Result<(), ServerError> {
             touch_timeout: timeout,
             askpass_timeout: Duration::from_secs(120),
             verbose: args.verbose,
+            pin_cache: args.pin_cache.map(Duration::from_secs),
         },
         credentials,
         uid,
@@ -70,8 +71,9 @@ fn serve(args: Args) -> Result<(), ServerError> {
     let mut fds = listenfd::ListenFd::from_env();
     if let Ok(Some(listener)) = fds.take_unix_listener(0) {
         log("listening on the socket systemd passed");
-        block_signals(None)?;
-        return accept_loop(listener, Agent::new(cfg));
+        let agent = Agent::new(cfg);
+        block_signals(None, agent.token_cache())?;
+        return accept_loop(listener, agent);
     }
 
     let socket = match &args.socket {
@@ -90,8 +92,9 @@ fn serve(args: Args) -> Result<(), ServerError> {
         print_env(&socket, std::process::id());
     }
     log(format!("listening on {}", socket.display()));
-    block_signals(Some(socket))?;
-    accept_loop(listener, Agent::new(cfg))
+    let agent = Agent::new(cfg);
+    block_signals(Some(socket), agent.token_cache())?;
+    accept_loop(listener, agent)
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, ServerError> {
@@ -176,8 +179,9 @@ fn bind(path: &Path) -> Result<UnixListener, ServerError> {
     Ok(listener)
 }
 
-/// Block SIGTERM/SIGINT/SIGHUP in every thread and handle them on one: remove our socket, exit.
-fn block_signals(socket: Option<PathBuf>) -> Result<(), ServerError> {
+/// Block SIGTERM/SIGINT/SIGHUP in every thread and handle them on one: wipe the `--pin-cache`
+/// token, remove our socket, exit.
+fn block_signals(socket: Option<PathBuf>, tokens: TokenCache) -> Result<(), ServerError> {
     let mut set = SigSet::empty();
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGINT);
@@ -185,6 +189,8 @@ fn block_signals(socket: Option<PathBuf>) -> Result<(), ServerError> {
     set.thread_block().map_err(ServerError::Signals)?;
     std::thread::spawn(move || {
         let sig = set.wait();
+        // process::exit runs no destructors: the token is wiped here.
+        tokens.forget();
         if let Some(s) = &socket {
             let _ = std::fs::remove_file(s);
         }

@@ -7,7 +7,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use ctap_core::store::config::{
-    CloneAction, CounterPolicy, PinPolicy, Policy, PolicyInvalid, UvPolicy, DEFAULT_CONFIG,
+    CloneAction, CounterPolicy, PinPolicy, Policy, PolicyInvalid, RemotePolicy, UvPolicy,
+    DEFAULT_CONFIG,
 };
 use ctap_core::transport::device::{DeviceUri, TransportError};
 
@@ -219,6 +220,14 @@ fn apply_one(policy: &mut Policy, arg: &str) -> Result<(), ArgumentError> {
                     })?
         }
         "rp_id" => policy.rp_id = Some(need()?.to_string()),
+        "remote" => {
+            policy.remote = match need()? {
+                "require" => RemotePolicy::Require,
+                "skip" => RemotePolicy::Skip,
+                "deny" => RemotePolicy::Deny,
+                _ => return Err(expected("require, skip or deny")),
+            }
+        }
         _ => {
             return Err(ArgumentError::Unknown {
                 argument: argument(),
@@ -245,9 +254,15 @@ mod tests {
             "timeout=5",
             "device=unix:/run/k",
             "cue_prompt=Tap it",
+            "remote=skip",
             "config=/x",
         ])
         .unwrap();
+        assert_eq!(p.remote, RemotePolicy::Skip);
+        assert!(matches!(
+            apply(&["remote=maybe"]).unwrap_err(),
+            ArgumentError::Expected { .. }
+        ));
         assert!(p.nouserok);
         assert_eq!(p.timeout, 5);
         assert_eq!(p.cue_prompt, "Tap it");

@@ -7,14 +7,16 @@
 
 use std::fmt;
 
-use ctap_core::flows::login::{login, DeviceFailure, LoginError, LoginGranted, Unusable};
+use ctap_core::flows::login::{
+    login_in, DeviceFailure, LoginContext, LoginError, LoginGranted, Unusable,
+};
 use ctap_core::flows::verify::VerifyError;
-use ctap_core::store::config::{ConfigError, Policy};
+use ctap_core::store::config::{ConfigError, Policy, RemotePolicy};
 use ctap_core::store::fs::FileError;
 use ctap_core::transport::ctap2::{CtapError, CtapStatus};
 use pam::constants::PAM_SILENT;
 use pam::conv::Conv;
-use pam::items::{Service, User};
+use pam::items::{RHost, Service, User};
 use pam::module::PamHandle;
 
 use crate::arguments::{ArgumentError, ModuleArguments};
@@ -70,13 +72,47 @@ pub fn authenticate(inv: &mut Invocation<'_>) -> Verdict {
             ),
         );
     }
+    let remote_host = inv
+        .pamh
+        .get_item::<RHost>()
+        .ok()
+        .flatten()
+        .map(|h| h.0.to_string_lossy().into_owned());
     let silent = inv.flags & PAM_SILENT != 0;
     let pamh: &PamHandle = inv.pamh;
     let mut prompter = PamPrompter::new(pamh.get_item::<Conv>().ok().flatten(), silent);
+    if let Some(verdict) = remote_verdict(&policy, remote_host.as_deref(), &who, &log) {
+        if !verdict.is_ignore() {
+            prompter.error("Security key logins from another host are not allowed here");
+        }
+        return verdict;
+    }
 
-    match login(&user, &service, &policy, &mut prompter) {
+    let context = LoginContext {
+        remote_host: remote_host.as_deref().filter(|h| !h.is_empty()),
+    };
+    let outcome = login_in(&context, &user, &service, &policy, &mut prompter);
+    let interrupted = prompter.finish();
+    let verdict = verdict_of(outcome, &policy, &who, &log, &mut prompter);
+    if interrupted {
+        // Ctrl-C during a wait: the key's request was cancelled and the attempt logged; now
+        // the application gets its SIGINT, under its own disposition (interrupt.rs).
+        crate::interrupt::reraise();
+    }
+    verdict
+}
+
+/// The verdict of a login and its syslog line (and the user's message on a failure).
+fn verdict_of(
+    outcome: Result<LoginGranted, LoginError>,
+    policy: &Policy,
+    who: &str,
+    log: &SysLog,
+    prompter: &mut PamPrompter<'_>,
+) -> Verdict {
+    match outcome {
         Ok(granted) => {
-            log.send(Severity::Info, &ok_line(&who, &granted));
+            log.send(Severity::Info, &ok_line(who, &granted));
             grant(granted)
         }
         Err(e) => {
@@ -87,11 +123,44 @@ pub fn authenticate(inv: &mut Invocation<'_>) -> Verdict {
                     &format!("auth ignored: reason={} (nouserok) {who}", e.kind()),
                 );
             } else {
-                log.send(severity(&e), &failed_line(&who, &e));
+                log.send(severity(&e), &failed_line(who, &e));
                 prompter.error(&user_message(&e));
             }
             verdict
         }
+    }
+}
+
+/// `remote = "skip"` or `"deny"` for a login with PAM_RHOST set (docs/ARCHITECTURE.md §8): the
+/// verdict and its log line, before anything else happens. `None`: go on with the login.
+fn remote_verdict(
+    policy: &Policy,
+    remote_host: Option<&str>,
+    who: &str,
+    log: &SysLog,
+) -> Option<Verdict> {
+    let rhost = || field(remote_host.unwrap_or(""));
+    match policy.remote.applies(remote_host)? {
+        RemotePolicy::Skip => {
+            log.send(
+                Severity::Notice,
+                &format!("auth ignored: reason=remote_skip {who} rhost={}", rhost()),
+            );
+            Some(Verdict::ignore_remote())
+        }
+        RemotePolicy::Deny => {
+            log.send(
+                Severity::Notice,
+                &format!(
+                    "auth failed: reason=remote_denied {who} rhost={} detail={}",
+                    rhost(),
+                    detail("security key logins from another host are refused (remote = \"deny\")")
+                ),
+            );
+            Some(Verdict::deny())
+        }
+        // `applies` returns only Skip or Deny.
+        RemotePolicy::Require => None,
     }
 }
 

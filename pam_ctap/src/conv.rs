@@ -10,8 +10,15 @@ use ctap_core::transport::ctap2::pin::Pin;
 use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_TEXT_INFO};
 use pam::conv::Conv;
 
+use crate::interrupt::SigintScope;
+
 pub struct PamPrompter<'a> {
     conv: Option<Conv<'a>>,
+    /// Installed from the first cue (a wait for the key begins) until the conversation is
+    /// used again or the login ends ([`crate::interrupt`]).
+    sigint: Option<SigintScope>,
+    /// A SIGINT arrived during a wait: every later wait is cancelled, no PIN is asked.
+    interrupted: bool,
     /// PAM_SILENT: the application asked for no informational messages. Prompts still happen
     /// (without the PIN there is no login), and so does the touch cue: it asks for an action,
     /// root turned it on (`cue`), and sudo passes PAM_SILENT by default (`pam_silent`), where a
@@ -21,7 +28,25 @@ pub struct PamPrompter<'a> {
 
 impl<'a> PamPrompter<'a> {
     pub fn new(conv: Option<Conv<'a>>, silent: bool) -> Self {
-        PamPrompter { conv, silent }
+        PamPrompter {
+            conv,
+            sigint: None,
+            interrupted: false,
+            silent,
+        }
+    }
+
+    /// Leave the SIGINT scope (the application's disposition is back); whether Ctrl-C was
+    /// pressed during a wait.
+    pub fn finish(&mut self) -> bool {
+        self.leave_scope();
+        self.interrupted
+    }
+
+    fn leave_scope(&mut self) {
+        if let Some(scope) = self.sigint.take() {
+            self.interrupted |= scope.caught();
+        }
     }
 
     fn say(&self, style: pam::constants::PamMessageStyle, message: &str) {
@@ -45,10 +70,18 @@ impl<'a> PamPrompter<'a> {
 
 impl Prompter for PamPrompter<'_> {
     fn touch_cue(&mut self, message: &str) {
+        // The application's conversation runs without our handler.
+        self.leave_scope();
         self.show(PAM_TEXT_INFO, message);
+        // A wait for the key follows: from now on Ctrl-C cancels it.
+        self.sigint = Some(SigintScope::enter());
     }
 
     fn request_pin(&mut self, prompt: &str) -> Option<Pin> {
+        self.leave_scope();
+        if self.interrupted {
+            return None;
+        }
         let answer = self
             .conv
             .as_ref()?
@@ -68,5 +101,12 @@ impl Prompter for PamPrompter<'_> {
 
     fn info(&mut self, message: &str) {
         self.say(PAM_TEXT_INFO, message);
+    }
+
+    fn cancelled(&mut self) -> bool {
+        if let Some(scope) = &self.sigint {
+            self.interrupted |= scope.caught();
+        }
+        self.interrupted
     }
 }

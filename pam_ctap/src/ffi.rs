@@ -1,6 +1,7 @@
-//! The only `unsafe` of the module: turning what libpam hands an entry point (a handle pointer,
-//! `argc`/`argv`) into borrowed Rust values. Everything past this file is safe code over
-//! `pam-bindings`' handle API.
+//! The `unsafe` of the module's interface: turning what libpam hands an entry point (a handle
+//! pointer, `argc`/`argv`) into borrowed Rust values. Everything past this file is safe code over
+//! `pam-bindings`' handle API, except `interrupt.rs`'s sigaction calls (the scoped SIGINT
+//! handler).
 
 use std::ffi::{c_char, c_int, CStr};
 

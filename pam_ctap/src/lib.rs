@@ -8,7 +8,8 @@
 //! returns PAM_SUCCESS only from [`grant`], which demands a `LoginGranted`, which only `login`
 //! builds, after verification and after the new counter was written. Everything else — an
 //! error, a panic, a broken invocation — fails closed, and PAM_IGNORE comes only from
-//! [`to_pam`]'s `NoRecords` arm under `nouserok`.
+//! [`to_pam`]'s `NoRecords` arm under `nouserok` and from `remote = "skip"` for a login with
+//! PAM_RHOST set (`Verdict::ignore_remote`, before any key is asked).
 //!
 //! Exported: `pam_sm_authenticate` and `pam_sm_setcred`. The account, session and password
 //! entry points are deliberately absent: this module has nothing to say there, and a stack that
@@ -23,6 +24,7 @@ mod arguments;
 mod auth;
 mod conv;
 mod ffi;
+mod interrupt;
 mod syslog;
 #[cfg(test)]
 mod tests;
@@ -49,6 +51,11 @@ impl Verdict {
     /// libpam called us with something we cannot read (null handle, broken argv).
     fn system_error() -> Self {
         Verdict(PamResultCode::PAM_SYSTEM_ERR)
+    }
+
+    /// `remote = "skip"` and PAM_RHOST is set: the rest of the stack decides (auth.rs).
+    fn ignore_remote() -> Self {
+        Verdict(PamResultCode::PAM_IGNORE)
     }
 
     fn is_ignore(&self) -> bool {

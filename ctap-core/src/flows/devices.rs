@@ -127,10 +127,17 @@ pub fn describe_devices(
                 })
                 .collect())
         }
+        DeviceUri::UnixList(_) => {
+            let mut all = Vec::new();
+            for one in uri.each() {
+                all.extend(describe_devices(&one, timeout)?);
+            }
+            Ok(all)
+        }
         DeviceUri::Hidraw(_) | DeviceUri::Unix(_) => {
             let product = match uri {
                 DeviceUri::Unix(_) => "virtual key (unix socket)".to_string(),
-                DeviceUri::Hidraw(_) | DeviceUri::Auto => String::new(),
+                DeviceUri::Hidraw(_) | DeviceUri::Auto | DeviceUri::UnixList(_) => String::new(),
             };
             let mut r = DeviceReport::empty(uri.to_string(), product, None);
             query(uri, &mut r, timeout)?;

@@ -485,15 +485,42 @@ fn rp_groups<'r>(creds: &'r [CredentialRecord]) -> Vec<(&'r str, Vec<&'r Credent
     groups
 }
 
+/// Once one key has answered a probe with a credential, how long the others still get before
+/// their probes are cancelled (at their next keepalive): a key that keeps a probe waiting (a
+/// hung or hostile device) must not hold up the login until the deadline (issue 16).
+const PROBE_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// When the first key answered a probe with a credential, shared by the probe threads.
+type FirstAnswer = std::sync::OnceLock<Instant>;
+
 /// Probe one key group by group until it answers with a credential.
 fn probe_key<'r>(
     key: &mut Authenticator,
     groups: &[(&str, Vec<&'r CredentialRecord>)],
 ) -> ProbeAnswer<'r> {
+    probe_key_racing(key, groups, &FirstAnswer::new())
+}
+
+/// [`probe_key`] among several keys: gives up [`PROBE_GRACE`] after another key answered.
+fn probe_key_racing<'r>(
+    key: &mut Authenticator,
+    groups: &[(&str, Vec<&'r CredentialRecord>)],
+    first: &FirstAnswer,
+) -> ProbeAnswer<'r> {
     let mut failure = None;
     for (rp, group) in groups {
         let ids: Vec<Vec<u8>> = group.iter().map(|c| c.credential_id.clone()).collect();
-        match key.probe_credentials(rp, &ids) {
+        let mut late = |_| match first.get() {
+            Some(at) if at.elapsed() >= PROBE_GRACE => {
+                crate::transport::ctaphid::WaitDecision::Cancel
+            }
+            _ => crate::transport::ctaphid::WaitDecision::Continue,
+        };
+        let answer = key.probe_credentials_with(rp, &ids, &mut late);
+        if matches!(answer, Ok(Some(_))) {
+            let _ = first.set(Instant::now());
+        }
+        match answer {
             Ok(Some(id)) => {
                 return match group.iter().find(|c| c.credential_id == id) {
                     Some(c) => ProbeAnswer::Holds(c),
@@ -520,13 +547,15 @@ fn find_credentials<'r>(
     creds: &'r [CredentialRecord],
 ) -> Result<Vec<(usize, &'r CredentialRecord)>, LoginError> {
     let groups = rp_groups(creds);
+    let first_answer = FirstAnswer::new();
     let answers: Vec<ProbeAnswer<'r>> = match keys {
         [key] => vec![probe_key(key, &groups)],
         _ => std::thread::scope(|scope| {
             let groups = &groups;
+            let first = &first_answer;
             let handles: Vec<_> = keys
                 .iter_mut()
-                .map(|key| scope.spawn(move || probe_key(key, groups)))
+                .map(|key| scope.spawn(move || probe_key_racing(key, groups, first)))
                 .collect();
             handles
                 .into_iter()
@@ -734,9 +763,40 @@ pub fn login(
     login_with(&Nss, user, service, policy, prompter)
 }
 
+/// Where a login comes from, beyond the user's name: what PAM knows of the session.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoginContext<'a> {
+    /// PAM_RHOST: the host a remote session (sshd) comes from; `None` for a local one.
+    pub remote_host: Option<&'a str>,
+}
+
+/// [`login`] from the session `context` (the PAM module's: PAM_RHOST).
+pub fn login_in(
+    context: &LoginContext<'_>,
+    user: &str,
+    service: &str,
+    policy: &Policy,
+    prompter: &mut dyn Prompter,
+) -> Result<LoginGranted, LoginError> {
+    login_from(&Nss, context, user, service, policy, prompter)
+}
+
 /// [`login`] with the name service injected.
 pub fn login_with(
     resolver: &dyn UserResolver,
+    user: &str,
+    service: &str,
+    policy: &Policy,
+    prompter: &mut dyn Prompter,
+) -> Result<LoginGranted, LoginError> {
+    let local = LoginContext::default();
+    login_from(resolver, &local, user, service, policy, prompter)
+}
+
+/// [`login_in`] with the name service injected.
+pub fn login_from(
+    resolver: &dyn UserResolver,
+    context: &LoginContext<'_>,
     user: &str,
     service: &str,
     policy: &Policy,
@@ -798,6 +858,8 @@ pub fn login_with(
         prompter.touch_cue(&policy.cue_prompt);
     }
     let response = {
+        // The file and the command announce the wait; the guard ends both in every outcome.
+        let _pending = touch_pending(policy, context, service, &account);
         let mut ka = keepalive_for(prompter);
         match key.get_assertion(&request, verification.token(), &mut ka) {
             Ok(r) => r,
@@ -832,6 +894,24 @@ fn split_keys(keys: Vec<OpenedKey>) -> (Vec<Authenticator>, Vec<crate::flows::se
     (fido2, u2f)
 }
 
+/// Root's `authpending_file` and `notify_command` for the touch `account` is asked for.
+fn touch_pending(
+    policy: &Policy,
+    context: &LoginContext<'_>,
+    service: &str,
+    account: &Account,
+) -> crate::flows::notify::TouchPending {
+    crate::flows::notify::TouchPending::start(
+        policy,
+        &crate::flows::notify::Waiting {
+            service,
+            user: account.name(),
+            uid: account.uid(),
+            remote_host: context.remote_host,
+        },
+    )
+}
+
 /// The account behind `user` and its credentials this policy accepts, after checking the
 /// places root's configuration names (records, state, the device socket).
 fn enrolled_credentials(
@@ -854,10 +934,10 @@ fn enrolled_credentials(
         });
     }
     let creds = usable_credentials(policy, records.credentials)?;
-    if let DeviceUri::Unix(socket) = &policy.device {
+    for socket in policy.device.sockets() {
         let owners = policy.device_owners().map_err(|why| {
             LoginError::Place(FileError::Insecure {
-                path: socket.clone(),
+                path: socket.to_path_buf(),
                 why,
             })
         })?;
@@ -886,8 +966,11 @@ fn choose_key<'r>(
         }
     }
     let found = find_credentials(keys, ordered)?;
-    if keys.len() <= 1 || !found.iter().any(|(i, r)| needs_pin(&keys[*i], r)) {
+    if keys.len() <= 1 || found.len() <= 1 {
         return found.first().copied().ok_or(LoginError::WrongKey);
+    }
+    if !found.iter().any(|(i, r)| needs_pin(&keys[*i], r)) {
+        return select_among(keys, found, policy, prompter);
     }
     // Several keys attached and a PIN to send: the user's touch picks the key first, and
     // only keys of the enrolled model may be picked.
@@ -904,10 +987,28 @@ fn choose_key<'r>(
     if candidates.is_empty() {
         enrolled_model(&keys[first], first_record, &policy.device)?;
     }
-    prompter.touch_cue("Touch the security key you want to use");
+    prompter.touch_cue(&policy.select_prompt);
     let indices: Vec<usize> = candidates.iter().map(|(i, _)| *i).collect();
     let chosen = select_by_touch(keys, &indices)?;
     candidates
+        .into_iter()
+        .find(|(i, _)| *i == chosen)
+        .ok_or(LoginError::WrongKey)
+}
+
+/// Several attached keys hold one of the user's credentials and none needs a PIN: all of them
+/// are asked at once (authenticatorSelection), the first touched is the one that logs in, the
+/// others get CTAPHID_CANCEL (issue 16). A key that hangs costs only its own deadline.
+fn select_among<'r>(
+    keys: &mut [Authenticator],
+    found: Vec<(usize, &'r CredentialRecord)>,
+    policy: &Policy,
+    prompter: &mut dyn Prompter,
+) -> Result<(usize, &'r CredentialRecord), LoginError> {
+    prompter.touch_cue(&policy.select_prompt);
+    let indices: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
+    let chosen = select_by_touch(keys, &indices)?;
+    found
         .into_iter()
         .find(|(i, _)| *i == chosen)
         .ok_or(LoginError::WrongKey)
@@ -942,11 +1043,16 @@ fn verify_user(
     }
     pin_gate(key, record, &policy.device)?;
     let plan = uv::plan(key.info(), true, policy.pin).map_err(LoginError::UvUnavailable)?;
-    Ok(uv::obtain(
+    if policy.cue && plan == uv::UvPlan::BuiltIn && key.info().supports_permissions() {
+        // The key waits for the finger now, not at the assertion: the cue comes first.
+        prompter.touch_cue(&policy.uv_prompt);
+    }
+    Ok(uv::obtain_prompting(
         key,
         plan,
         record.rp_id.as_str(),
         permission::GET_ASSERTION,
+        &policy.pin_prompt,
         prompter,
     )?)
 }

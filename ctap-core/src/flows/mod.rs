@@ -9,12 +9,14 @@
 //! - [`verify`]: the one verifier of every assertion ([`verify::check_assertion`]) and the only
 //!   constructor of a [`verify::VerifiedAssertion`].
 //! - [`login`]: the whole login as PAM, `ctap-enroll test` and the demo run it.
+//! - [`notify`]: the `authpending_file` and `notify_command` while a touch is awaited.
 //! - [`enroll`]: making a credential and writing its record.
 //! - [`devices`]: what `ctap-enroll devices` reports about each attached key.
 
 pub mod devices;
 pub mod enroll;
 pub mod login;
+pub mod notify;
 pub mod session;
 pub mod uv;
 pub mod verify;

@@ -32,13 +32,34 @@ pub fn open_keys(
     deadline: Option<Instant>,
 ) -> Result<Vec<OpenedKey>, CtapError> {
     let transports = transports(uri)?;
+    let open = |t: Result<Box<dyn Transport>, TransportError>| {
+        t.map_err(|e| CtapError::Hid(e.into()))
+            .and_then(|t| open_one(t, deadline))
+    };
+    // Several keys are opened at once (INIT, getInfo), a thread each: a key that hangs costs
+    // its own deadline, never the others' time.
+    let results: Vec<Result<OpenedKey, CtapError>> = if transports.len() <= 1 {
+        transports.into_iter().map(open).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = transports
+                .into_iter()
+                .map(|t| scope.spawn(move || open(t)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or(Err(
+                        crate::transport::ctap2::Misbehaviour::KeyThreadFailed.into()
+                    ))
+                })
+                .collect()
+        })
+    };
     let mut opened = Vec::new();
     let mut first_err = None;
-    for t in transports {
-        match t
-            .map_err(|e| CtapError::Hid(e.into()))
-            .and_then(|t| open_one(t, deadline))
-        {
+    for result in results {
+        match result {
             Ok(mut key) => {
                 if let OpenedKey::Fido2(a) = &mut key {
                     a.set_touch_timeout(touch_timeout);
@@ -167,6 +188,7 @@ fn transports(uri: &DeviceUri) -> Result<Transports, CtapError> {
                 })
                 .collect()
         }
+        DeviceUri::UnixList(_) => uri.each().iter().map(device::open).collect(),
         other => vec![device::open(other)],
     })
 }

@@ -164,6 +164,20 @@ pub fn obtain<T: Transport>(
     permissions: u8,
     prompter: &mut dyn Prompter,
 ) -> Result<Verification, UvError> {
+    obtain_prompting(key, plan, rp_id, permissions, DEFAULT_PIN_PROMPT, prompter)
+}
+
+pub use crate::text::DEFAULT_PIN_PROMPT;
+
+/// [`obtain`], asking for the PIN with `pin_prompt`.
+pub fn obtain_prompting<T: Transport>(
+    key: &mut Ctap2<T>,
+    plan: UvPlan,
+    rp_id: &str,
+    permissions: u8,
+    pin_prompt: &str,
+    prompter: &mut dyn Prompter,
+) -> Result<Verification, UvError> {
     match plan {
         UvPlan::NotRequired => Ok(Verification::NotRequired),
         UvPlan::BuiltIn if key.info().supports_permissions() => {
@@ -183,7 +197,7 @@ pub fn obtain<T: Transport>(
                 _ => {}
             }
             let asked = Instant::now();
-            let pin = prompter.request_pin("Security key PIN: ");
+            let pin = prompter.request_pin(pin_prompt);
             if prompter.pin_time_is_the_users() {
                 if let Some(deadline) = key.deadline() {
                     key.set_deadline(Some(deadline + asked.elapsed()));

@@ -60,6 +60,12 @@ pub struct SkKey {
     pub comment: String,
 }
 
+/// `SHA256:…` of any public key blob (a host key a session is bound to), as `ssh-keygen -l`
+/// prints it.
+pub fn blob_fingerprint(blob: &[u8]) -> String {
+    format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(blob)))
+}
+
 impl SkKey {
     /// `key` must be an ES256 or Ed25519 COSE key (the only kinds [`CoseKey`] signs with).
     pub fn new(
@@ -162,10 +168,7 @@ impl SkKey {
 
     /// `SHA256:…` as `ssh-keygen -l` and `ssh-add -l` print it.
     pub fn fingerprint(&self) -> String {
-        format!(
-            "SHA256:{}",
-            STANDARD_NO_PAD.encode(Sha256::digest(self.public_blob()))
-        )
+        blob_fingerprint(&self.public_blob())
     }
 
     /// Parse a public key blob (the type and the public fields only). Only the tests and the

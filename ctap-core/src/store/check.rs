@@ -249,9 +249,12 @@ pub fn check(config_path: &Path) -> Report {
 
 /// A `unix:` device socket is checked as login checks it: its owner and every directory above it.
 fn check_device(policy: &Policy, findings: &mut Vec<Finding>) {
-    let crate::transport::device::DeviceUri::Unix(socket) = &policy.device else {
-        return;
-    };
+    for socket in policy.device.sockets() {
+        check_socket(policy, socket, findings);
+    }
+}
+
+fn check_socket(policy: &Policy, socket: &Path, findings: &mut Vec<Finding>) {
     match policy.device_owners() {
         Ok(owners) => {
             if let Err(e) = crate::store::fs::check_trusted_socket(socket, &owners) {

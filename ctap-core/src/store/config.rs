@@ -56,6 +56,29 @@ pub enum CloneAction {
     Suspend,
 }
 
+/// What a login from another host (PAM_RHOST set, e.g. sshd) does: docs/ARCHITECTURE.md §8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemotePolicy {
+    /// Ask for the key as for a local login (it must be reachable, e.g. forwarded).
+    Require,
+    /// Do not ask: the module returns PAM_IGNORE and the rest of the stack decides.
+    Skip,
+    /// Refuse the login.
+    Deny,
+}
+
+impl RemotePolicy {
+    /// What this policy does with a login whose PAM_RHOST is `remote_host`. An empty or absent
+    /// PAM_RHOST is a local login; `Require` is today's behaviour for every login.
+    pub fn applies(self, remote_host: Option<&str>) -> Option<RemotePolicy> {
+        match (self, remote_host) {
+            (RemotePolicy::Require, _) | (_, None) | (_, Some("")) => None,
+            (p, Some(_)) => Some(p),
+        }
+    }
+}
+
 /// The whole policy, with defaults for everything.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -84,6 +107,20 @@ pub struct Policy {
     /// Refuse credentials without an hmac-secret check: every U2F credential (a U2F-only key's
     /// enrollment, an old-format pam-u2f line) and FIDO2 ones enrolled without hmac-secret.
     pub require_hmac_secret: bool,
+    /// The PIN prompt's text.
+    pub pin_prompt: String,
+    /// The cue when several keys hold a credential and a touch chooses one.
+    pub select_prompt: String,
+    /// The cue before built-in user verification (a fingerprint) is awaited.
+    pub uv_prompt: String,
+    /// Logins with PAM_RHOST set (remote sessions).
+    pub remote: RemotePolicy,
+    /// A file that exists while a touch is awaited (`%u`: the account's uid), for desktops that
+    /// watch for it as they do for pam-u2f's. Only root's file sets it.
+    pub authpending_file: Option<String>,
+    /// A program (absolute path, then arguments) started when a touch is awaited, with the
+    /// service, the user and the remote host appended. Only root's file sets it.
+    pub notify_command: Vec<String>,
 }
 
 impl Default for Policy {
@@ -107,13 +144,59 @@ impl Default for Policy {
             device_owner: None,
             log_socket: PathBuf::from("/dev/log"),
             require_hmac_secret: false,
+            pin_prompt: crate::text::DEFAULT_PIN_PROMPT.into(),
+            select_prompt: "Touch the security key you want to use".into(),
+            uv_prompt: "Verify yourself on your security key (fingerprint)".into(),
+            remote: RemotePolicy::Require,
+            authpending_file: None,
+            notify_command: Vec::new(),
         }
     }
 }
 
+/// Why an `authpending_file` template is unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TemplateError {
+    NotAbsolute,
+    /// `%` followed by something other than `u` or `%`.
+    UnknownEscape,
+}
+
+/// `template` with `%u` replaced by `uid` and `%%` by `%`.
+fn expand_template(template: &str, uid: u32) -> Result<PathBuf, TemplateError> {
+    let mut out = String::with_capacity(template.len() + 8);
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('u') => out.push_str(&uid.to_string()),
+            Some('%') => out.push('%'),
+            _ => return Err(TemplateError::UnknownEscape),
+        }
+    }
+    let path = PathBuf::from(out);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(TemplateError::NotAbsolute)
+    }
+}
+
+/// `device = "URI"`, or a list of `unix:` URIs (several virtual keys).
 fn de_device<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DeviceUri, D::Error> {
-    let s = String::deserialize(d)?;
-    s.parse().map_err(serde::de::Error::custom)
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.parse().map_err(serde::de::Error::custom),
+        OneOrMany::Many(list) => DeviceUri::from_list(&list).map_err(serde::de::Error::custom),
+    }
 }
 
 /// A configuration problem, located.
@@ -141,6 +224,8 @@ pub enum PolicyInvalid {
     EmptyRpId,
     /// A directory or socket setting that is not an absolute path (the setting's name).
     NotAbsolute(&'static str),
+    /// `authpending_file` uses a `%` escape other than `%u` and `%%`.
+    TemplateEscape(&'static str),
 }
 
 impl fmt::Display for PolicyInvalid {
@@ -151,6 +236,9 @@ impl fmt::Display for PolicyInvalid {
             }
             PolicyInvalid::EmptyRpId => f.write_str("rp_id is empty: remove it or name the RP ID"),
             PolicyInvalid::NotAbsolute(name) => write!(f, "{name} must be an absolute path"),
+            PolicyInvalid::TemplateEscape(name) => {
+                write!(f, "{name}: only %u (the uid) and %% may follow a %")
+            }
         }
     }
 }
@@ -240,7 +328,28 @@ impl Policy {
                 return Err(PolicyInvalid::NotAbsolute(name));
             }
         }
+        if let Some(t) = &self.authpending_file {
+            match expand_template(t, 0) {
+                Ok(_) => {}
+                Err(TemplateError::NotAbsolute) => {
+                    return Err(PolicyInvalid::NotAbsolute("authpending_file"))
+                }
+                Err(TemplateError::UnknownEscape) => {
+                    return Err(PolicyInvalid::TemplateEscape("authpending_file"))
+                }
+            }
+        }
+        if let Some(program) = self.notify_command.first() {
+            if !Path::new(program).is_absolute() {
+                return Err(PolicyInvalid::NotAbsolute("notify_command's program"));
+            }
+        }
         Ok(())
+    }
+
+    /// The `authpending_file` for the account with `uid`, if root set one.
+    pub fn authpending_path(&self, uid: u32) -> Option<PathBuf> {
+        expand_template(self.authpending_file.as_deref()?, uid).ok()
     }
 
     /// Who may own the `unix:` device socket and its directories: root, the `device_owner`
@@ -318,6 +427,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("between 1 and 600"), "{err}");
+    }
+
+    #[test]
+    fn notification_settings_are_checked_at_load() {
+        let parse = |t: &str| Policy::parse(Path::new("/etc/x.toml"), t);
+        let p = parse(
+            "authpending_file = \"/run/user/%u/ctap-authpending\"\n\
+             notify_command = [\"/usr/local/bin/key-wanted\", \"--urgent\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            p.authpending_path(1000),
+            Some(PathBuf::from("/run/user/1000/ctap-authpending"))
+        );
+        assert_eq!(p.notify_command.len(), 2);
+        assert_eq!(Policy::default().authpending_path(0), None);
+        for (text, word) in [
+            ("authpending_file = \"run/%u\"", "absolute"),
+            ("authpending_file = \"/run/%n\"", "only %u"),
+            ("notify_command = [\"notify-send\"]", "absolute"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(word), "{text}: {err}");
+        }
+        assert_eq!(
+            parse("remote = \"skip\"")
+                .unwrap()
+                .remote
+                .applies(Some("h")),
+            Some(RemotePolicy::Skip)
+        );
+        assert_eq!(RemotePolicy::Deny.applies(Some("")), None);
+        assert_eq!(RemotePolicy::Deny.applies(None), None);
+        assert_eq!(RemotePolicy::Require.applies(Some("h")), None);
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub fn devices(ctx: &Context, args: &DevicesArgs) -> Result<Exit, Failure> {
     if reports.is_empty() {
         let hint = match uri {
             DeviceUri::Auto => "insert a key (or name a virtual one with --device unix:PATH)",
-            DeviceUri::Hidraw(_) | DeviceUri::Unix(_) => "",
+            DeviceUri::Hidraw(_) | DeviceUri::Unix(_) | DeviceUri::UnixList(_) => "",
         };
         return Err(Failure::new(Exit::NoKey, "no security key found", hint));
     }

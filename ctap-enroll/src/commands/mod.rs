@@ -39,10 +39,10 @@ impl Context {
     }
 }
 
-/// The one key `device` names; several attached keys need `--device`.
+/// The one key `device` names; with several attached, the one the user touches
+/// (authenticatorSelection: all blink, the first touched is chosen, the others are cancelled).
 pub fn single_key(device: &DeviceUri, touch_timeout: Duration) -> Result<Authenticator, Failure> {
-    let keys = open_authenticators(device, touch_timeout)?;
-    only_key(keys)
+    only_key(open_authenticators(device, touch_timeout)?)
 }
 
 /// [`single_key`], a U2F-only key included (`enroll` serves both).
@@ -50,7 +50,28 @@ pub fn single_opened_key(
     device: &DeviceUri,
     touch_timeout: Duration,
 ) -> Result<OpenedKey, Failure> {
-    only_key(open_keys(device, touch_timeout, None)?)
+    let mut keys = open_keys(device, touch_timeout, None)?;
+    if keys.len() <= 1 {
+        return keys
+            .pop()
+            .ok_or_else(|| Failure::new(Exit::NoKey, "no security key found", "insert your key"));
+    }
+    // Several: a touch chooses among the FIDO2 keys (U2F has no authenticatorSelection).
+    let fido2: Vec<Authenticator> = keys
+        .into_iter()
+        .filter_map(|k| match k {
+            OpenedKey::Fido2(a) => Some(*a),
+            OpenedKey::U2f(_) => None,
+        })
+        .collect();
+    if fido2.is_empty() {
+        return Err(Failure::new(
+            Exit::Usage,
+            "several U2F-only security keys are attached",
+            "name one with --device hidraw:/dev/hidrawN (see `ctap-enroll devices`)",
+        ));
+    }
+    only_key(fido2).map(|a| OpenedKey::Fido2(Box::new(a)))
 }
 
 /// [`single_key`] for an OpenSSH security key: a U2F-only key is refused with what it lacks.
@@ -66,13 +87,24 @@ pub fn single_ssh_key(
     )?)
 }
 
-fn only_key<K>(mut keys: Vec<K>) -> Result<K, Failure> {
+fn only_key(mut keys: Vec<Authenticator>) -> Result<Authenticator, Failure> {
     if keys.len() > 1 {
-        return Err(Failure::new(
-            Exit::Usage,
-            format!("{} security keys are attached", keys.len()),
-            "name one with --device hidraw:/dev/hidrawN (see `ctap-enroll devices`)",
-        ));
+        eprintln!(
+            "{} security keys are attached: touch the one to use",
+            keys.len()
+        );
+        let all: Vec<usize> = (0..keys.len()).collect();
+        let chosen = ctap_core::flows::login::select_by_touch(&mut keys, &all).map_err(|e| {
+            Failure::new(
+                Exit::Usage,
+                format!(
+                    "{} security keys are attached and none was chosen by a touch ({e})",
+                    keys.len()
+                ),
+                "touch one, or name one with --device hidraw:/dev/hidrawN (see `ctap-enroll devices`)",
+            )
+        })?;
+        return Ok(keys.swap_remove(chosen));
     }
     keys.pop()
         .ok_or_else(|| Failure::new(Exit::NoKey, "no security key found", "insert your key"))
@@ -154,5 +186,6 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::CheckConfig => check::check(&ctx),
         Command::Ssh(a) => ssh::enroll(&mut ctx, &a),
         Command::ExportSsh(a) => ssh::export(&a),
+        Command::LoadResidentSsh(a) => ssh::load_resident(&mut ctx, &a),
     }
 }

@@ -141,3 +141,93 @@ pub fn export(args: &ExportSshArgs) -> Result<Exit, Failure> {
     }
     Ok(Exit::Ok)
 }
+
+/// `load-resident-ssh`: the key's discoverable `ssh:` credentials into the user's file.
+pub fn load_resident(ctx: &mut Context, args: &ExportSshArgs) -> Result<Exit, Failure> {
+    use ctap_core::store::credential::{CredentialRecord, EnrolledKey, RpId, UvRequirement};
+    let path = credentials_path(&args.credentials)?;
+    let owner = Ownership {
+        uid: nix::unistd::geteuid().as_raw(),
+    };
+    let mut existing = match load_credential_file(&path, owner) {
+        Ok(f) => f,
+        Err(e) if e.is_not_found() => Default::default(),
+        Err(e) => return Err(e.into()),
+    };
+    let device = match &ctx.device {
+        Some(d) => d.clone(),
+        None => ctx
+            .policy()
+            .map(|p| p.device)
+            .unwrap_or(ctap_core::transport::device::DeviceUri::Auto),
+    };
+    let mut key = single_ssh_key(&device, ctap_core::transport::ctap2::DEFAULT_TOUCH_TIMEOUT)?;
+    if !key.info().pin_set() {
+        return Err(Failure::new(
+            Exit::Failed,
+            "the security key has no PIN, and listing its credentials needs one",
+            "set one with `ctap-enroll pin set`",
+        ));
+    }
+    // The same rule as every other PIN: never spend the last try.
+    match key.pin_retries()?.retries {
+        0 => {
+            return Err(Failure::from(
+                ctap_core::transport::ctap2::CtapError::Status(
+                    ctap_core::transport::ctap2::CtapStatus::PinBlocked,
+                ),
+            ))
+        }
+        1 => {
+            return Err(Failure::new(
+                Exit::Failed,
+                uv::UvRefusal::LastRetry.to_string(),
+                "",
+            ))
+        }
+        _ => {}
+    }
+    let pin = ctx
+        .prompter
+        .request_pin(ctap_core::text::DEFAULT_PIN_PROMPT)
+        .ok_or_else(|| Failure::new(Exit::Failed, "no PIN was entered", ""))?;
+    let token = key.pin_token(&pin, permission::CREDENTIAL_MANAGEMENT, None)?;
+    let found = key.resident_credentials(&token, &|rp| rp.starts_with("ssh:"))?;
+    let aaguid = key.info().aaguid_string();
+    let mut added = 0;
+    for cred in found {
+        if existing
+            .credentials
+            .iter()
+            .any(|c| c.credential_id == cred.credential_id)
+        {
+            continue;
+        }
+        let name = (1..)
+            .map(|i| format!("resident-{i}"))
+            .find(|n| existing.find(n).is_none())
+            .unwrap_or_else(|| "resident".into());
+        let bad = |what: String| Failure::new(Exit::Failed, what, "");
+        let record = CredentialRecord {
+            name,
+            credential_id: cred.credential_id,
+            rp_id: RpId::parse(&cred.rp_id)
+                .map_err(|e| bad(format!("the key lists RP ID {:?}: {e}", cred.rp_id)))?,
+            public_key: EnrolledKey::new(cred.public_key)
+                .map_err(|e| bad(format!("the key lists an unusable public key: {e}")))?,
+            aaguid: aaguid.clone(),
+            user_verification: UvRequirement::Discouraged,
+            hmac_secret: false,
+            created: String::new(),
+            no_touch_required: false,
+            protocol: ctap_core::store::credential::Protocol::Fido2,
+        };
+        let sk = SkKey::from_record(&record).map_err(ssh_failure)?;
+        ssh::record_ssh_credential(&path, record.clone())?;
+        existing.credentials.push(record);
+        say(sk.authorized_keys_line());
+        added += 1;
+    }
+    eprintln!("{added} resident SSH key(s) loaded into {}", path.display());
+    Ok(Exit::Ok)
+}

@@ -195,7 +195,7 @@ impl Drop for SoftToken {
 /// (issue 12: the fewest exchanges per login), as a USB sniffer would on a real key.
 pub struct Relay {
     pub socket: PathBuf,
-    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, String)>>>,
 }
 
 impl Relay {
@@ -229,7 +229,7 @@ impl Relay {
                                 0x03 => "MSG".to_string(),
                                 other => format!("HID {other:#04x}"),
                             };
-                            log.lock().unwrap().push(name);
+                            log.lock().unwrap().push((std::time::Instant::now(), name));
                         }
                         if device_w.write_all(&report).is_err() {
                             return;
@@ -256,6 +256,11 @@ impl Relay {
 
     /// The requests recorded so far, emptied.
     pub fn take(&self) -> Vec<String> {
+        self.take_timed().into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// [`Relay::take`] with the time each request's first report reached the relay.
+    pub fn take_timed(&self) -> Vec<(std::time::Instant, String)> {
         std::mem::take(&mut self.requests.lock().unwrap())
     }
 }

@@ -677,3 +677,64 @@ fn no_touch_required_keys_sign_without_presence_where_sshd_allows_it() {
         sshd.log_text()
     );
 }
+
+/// An `ssh-add -c` confirmation names what is being signed for (issue 16, item 8): the host
+/// key of the session (its SHA256 fingerprint, as ssh-keygen -l prints it) and that the request
+/// came from this machine's ssh, not through forwarding.
+#[test]
+#[ignore = "needs root and OpenSSH sshd: scripts/test runs it as root"]
+fn confirmation_shows_the_host_key_and_where_the_request_came_from() {
+    require_sshd();
+    let dir = temp("sshd-confirm");
+    let key = SoftToken::start(dir.path(), &dir.path().join("state"), &[]);
+    let records = enroll(&key, &[enrollment(SkAlgorithm::Ed25519, "c")], None);
+    let sk = SkKey::from_record(&records[0]).unwrap();
+    let file = dir.path().join("id_ed25519_sk");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&file)
+        .unwrap()
+        .write_all(sk.to_openssh_private().unwrap().as_bytes())
+        .unwrap();
+    let asked = dir.path().join("asked");
+    let askpass = script(
+        dir.path(),
+        "confirm",
+        &format!("printf '%s' \"$1\" > {}; exit 0", asked.display()),
+    );
+    let agent = Agent::start(
+        dir.path(),
+        &key,
+        &dir.path().join("none.toml"),
+        &["--askpass", askpass.to_str().unwrap()],
+    );
+    let add = agent.run("ssh-add", &["-c", file.to_str().unwrap()]);
+    assert!(add.status.success(), "{}", text(&add));
+    let sshd = Sshd::start(dir.path(), &format!("{}\n", sk.authorized_keys_line()));
+    let out = sshd.login(&agent);
+    assert!(
+        out.status.success(),
+        "{}\nagent: {}",
+        text(&out),
+        agent.log_text()
+    );
+    let prompt = std::fs::read_to_string(&asked).unwrap();
+    println!("confirmation: {prompt}");
+    let fp = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(dir.path().join("host_ed25519.pub"))
+        .output()
+        .unwrap();
+    let fp = String::from_utf8_lossy(&fp.stdout);
+    let fp = fp.split_whitespace().nth(1).unwrap().to_string();
+    assert!(prompt.starts_with("Allow use of key c?"), "{prompt}");
+    assert!(prompt.contains("Log in as \"root\""), "{prompt}");
+    assert!(
+        prompt.contains(&format!("to the host with key {fp}.")),
+        "{fp} in {prompt}"
+    );
+    assert!(prompt.contains("came from this machine's ssh"), "{prompt}");
+}

@@ -81,7 +81,7 @@ impl GetAssertionResponse {
 /// The id of the credential descriptor a key answers with (member 1). A descriptor that is there
 /// must be a real one, `{"id": bytes, "type": "public-key"}`: one with a mistyped id or another
 /// type is refused, not replaced by the allow list's entry.
-fn descriptor_id(value: &Value) -> Result<Vec<u8>, CtapError> {
+pub(super) fn descriptor_id(value: &Value) -> Result<Vec<u8>, CtapError> {
     let d = CborMap::new(value, "credential descriptor")?;
     let id = match d.get_text("id") {
         Some(Value::Bytes(b)) => b.clone(),

@@ -8,6 +8,7 @@ pub mod authdata;
 pub mod cbor;
 mod client_pin;
 pub mod cose;
+pub mod cred_mgmt;
 mod error;
 pub mod ext;
 mod get_assertion;

@@ -8,7 +8,7 @@ use std::time::Instant;
 use ciborium::Value;
 
 use super::make_credential::descriptors;
-use super::{cbor, Ctap2, CtapError, CtapStatus, GetAssertionRequest};
+use super::{cbor, Ctap2, CtapError, CtapStatus, GetAssertionRequest, KeepaliveHandler};
 use crate::transport::ctaphid::WaitDecision;
 use crate::transport::device::Transport;
 
@@ -109,6 +109,17 @@ impl<T: Transport> Ctap2<T> {
         rp_id: &str,
         ids: &[Vec<u8>],
     ) -> Result<Option<Vec<u8>>, CtapError> {
+        self.probe_credentials_with(rp_id, ids, &mut |_| WaitDecision::Continue)
+    }
+
+    /// [`Ctap2::probe_credentials`] whose waits `on_keepalive` may cancel (another key already
+    /// answered: a key that keeps a probe waiting must not hold up the login).
+    pub fn probe_credentials_with(
+        &mut self,
+        rp_id: &str,
+        ids: &[Vec<u8>],
+        on_keepalive: KeepaliveHandler<'_>,
+    ) -> Result<Option<Vec<u8>>, CtapError> {
         for chunk in self.allow_list_chunks(rp_id, ids) {
             let probe = GetAssertionRequest {
                 rp_id: rp_id.to_string(),
@@ -118,7 +129,7 @@ impl<T: Transport> Ctap2<T> {
                 user_verification: false,
                 hmac_secret: None,
             };
-            match self.get_assertion(&probe, None, &mut |_| WaitDecision::Continue) {
+            match self.get_assertion(&probe, None, &mut *on_keepalive) {
                 Ok(resp) => return Ok(Some(resp.credential_id)),
                 Err(CtapError::Status(
                     CtapStatus::NoCredentials | CtapStatus::InvalidCredential,

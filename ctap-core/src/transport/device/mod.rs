@@ -86,6 +86,11 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 pub fn open(uri: &DeviceUri) -> Result<Box<dyn Transport>, TransportError> {
     match uri {
         DeviceUri::Unix(path) => Ok(Box::new(UnixTransport::connect(path)?)),
+        // One transport: the first of the list (opening every key is the session's job).
+        DeviceUri::UnixList(paths) => {
+            let first = paths.first().ok_or(TransportError::NoDevice)?;
+            Ok(Box::new(UnixTransport::connect(first)?))
+        }
         DeviceUri::Hidraw(path) => Ok(Box::new(HidrawTransport::open(path)?)),
         DeviceUri::Auto => {
             let devices = enumerate()?;

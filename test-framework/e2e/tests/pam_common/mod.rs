@@ -246,9 +246,25 @@ impl Prompter for Quiet {
 /// `pamtester SERVICE USER authenticate`, with `stdin` as the conversation's answers and extra
 /// environment variables.
 pub fn pamtester(service: &str, user: &str, stdin: &str, env: &[(&str, &str)]) -> Run {
+    pamtester_items(service, user, stdin, env, &[])
+}
+
+/// [`pamtester`] with PAM items set first (`-I rhost=host`, `-I tty=...`).
+pub fn pamtester_items(
+    service: &str,
+    user: &str,
+    stdin: &str,
+    env: &[(&str, &str)],
+    items: &[&str],
+) -> Run {
     let start = Instant::now();
+    let mut args: Vec<&str> = vec!["-v"];
+    for item in items {
+        args.extend(["-I", item]);
+    }
+    args.extend([service, user, "authenticate"]);
     let mut child = Command::new("pamtester")
-        .args(["-v", service, user, "authenticate"])
+        .args(&args)
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -389,6 +405,11 @@ impl Setup {
 
     pub fn auth(&self, user: &str) -> Run {
         pamtester(&self.service.name, user, "", &[])
+    }
+
+    /// [`Setup::auth`] with PAM items (`rhost=host`).
+    pub fn auth_items(&self, user: &str, items: &[&str]) -> Run {
+        pamtester_items(&self.service.name, user, "", &[], items)
     }
 
     pub fn key(&self) -> &SoftToken {

@@ -100,6 +100,11 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(dir: &Path, key: &SoftToken, credentials: &Path, extra: &[&str]) -> Agent {
+        Self::start_on(dir, &key.uri(), credentials, extra)
+    }
+
+    /// [`Agent::start`] with `--device URI` (several keys: `unix:/a,unix:/b`).
+    pub fn start_on(dir: &Path, device: &str, credentials: &Path, extra: &[&str]) -> Agent {
         let socket = dir.join(format!("agent-{:08x}.sock", rand::random::<u32>()));
         let log = dir.join(format!("agent-{:08x}.log", rand::random::<u32>()));
         let child = Command::new(bin("ctap-sshagent"))
@@ -107,7 +112,7 @@ impl Agent {
             .arg("-a")
             .arg(&socket)
             .arg("--device")
-            .arg(key.uri())
+            .arg(device)
             .arg("--credentials")
             .arg(credentials)
             .args(extra)

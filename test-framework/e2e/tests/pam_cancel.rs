@@ -1,0 +1,69 @@
+//! Ctrl-C while the key waits for a touch (issue 16, item 2): SIGINT delivered to pamtester
+//! mid-wait makes the module send CTAPHID_CANCEL at once (the key logs it), the attempt fails,
+//! nothing is written to state, and pamtester then gets its SIGINT as it would have without the
+//! module (it dies of it: its disposition is the default).
+#![allow(clippy::unwrap_used)]
+
+mod pam_common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pam_common::*;
+
+#[test]
+#[ignore = "needs root and pamtester (writes /etc/pam.d): scripts/test runs it as root"]
+fn pam_sigint_mid_wait_cancels_the_key_and_writes_nothing() {
+    require_root("pam_sigint_mid_wait_cancels_the_key_and_writes_nothing");
+    let mut s = Setup::builder("pam-sigint").start();
+    let cancel_log = s.fx.path().join("cancels.log");
+    let cancel_arg = cancel_log.display().to_string();
+    s.restart_key(
+        None,
+        &["--presence", "delay=15000", "--cancel-log", &cancel_arg],
+    );
+    let state_before = std::fs::read(s.state_path("daemon")).unwrap();
+
+    let start = Instant::now();
+    let child = Command::new("pamtester")
+        .args(["-v", &s.service.name, "daemon", "authenticate"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = Instant::now();
+    // SAFETY: kill(2) with our own child's pid; no memory is involved.
+    let killed = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(killed, 0);
+    let out = child.wait_with_output().unwrap();
+    let after = sent.elapsed();
+    println!(
+        "pamtester ended {after:?} after SIGINT ({:?} in all): {:?}\n{}{}",
+        start.elapsed(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(after < Duration::from_secs(3), "prompt: {after:?}");
+    assert!(!out.status.success());
+    assert_eq!(out.status.signal(), Some(libc::SIGINT), "{:?}", out.status);
+    let cancels = std::fs::read_to_string(&cancel_log).unwrap_or_default();
+    println!("key's cancel log: {cancels:?}");
+    assert!(!cancels.trim().is_empty(), "the key saw CTAPHID_CANCEL");
+    let line = s.fx.auth_line();
+    println!("{line}");
+    assert_contains(&line, &["auth failed: reason=cancelled"]);
+    assert_eq!(
+        std::fs::read(s.state_path("daemon")).unwrap(),
+        state_before,
+        "nothing written"
+    );
+
+    // The application's SIGINT disposition is back: a login after it works as before.
+    s.restart_key(None, &[]);
+    let r = s.auth("daemon");
+    assert_eq!(r.result, PamResult::Success, "{r:?}");
+}
