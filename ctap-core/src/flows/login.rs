@@ -20,6 +20,7 @@ use crate::flows::verify::{verify_assertion, Challenge, CounterOutcome, Expectat
 use crate::store::account::{Account, LookupError, Nss, UserResolver};
 use crate::store::config::{CloneAction, Policy, UvPolicy};
 use crate::store::credential::{CredentialRecord, StateFile, StoreError, UvRequirement};
+use crate::store::directory::{self, DirectoryError, DirectoryNote};
 use crate::store::fs::FileError;
 use crate::transport::ctap2::ext::hmac_secret::HmacSalts;
 use crate::transport::ctap2::pin::permission;
@@ -37,6 +38,8 @@ pub struct LoginGranted {
     sign_count: u32,
     counter: CounterOutcome,
     user_verified: bool,
+    /// Credentials from `[directory]`: whether from its offline cache, values skipped.
+    directory: Option<DirectoryNote>,
 }
 
 impl LoginGranted {
@@ -55,6 +58,10 @@ impl LoginGranted {
     }
     pub fn user_verified(&self) -> bool {
         self.user_verified
+    }
+    /// Where directory credentials came from (`None`: root's records).
+    pub fn directory(&self) -> Option<&DirectoryNote> {
+        self.directory.as_ref()
     }
 }
 
@@ -110,6 +117,9 @@ pub enum LoginError {
         credential: String,
         why: String,
     },
+    /// `[directory]` gave no credentials: unreachable without a usable offline copy, an error
+    /// answer, or only malformed mappings.
+    Directory(DirectoryError),
 }
 
 impl LoginError {
@@ -147,6 +157,7 @@ impl LoginError {
             LoginError::Place(_) => "untrusted_path",
             LoginError::PinLastRetry => "pin_last_retry",
             LoginError::DeviceNotEnrolled { .. } => "device_not_enrolled",
+            LoginError::Directory(e) => e.kind(),
         }
     }
 }
@@ -288,6 +299,7 @@ impl fmt::Display for LoginError {
                 "the key answering for credential {credential:?} is not the enrolled key ({why}); \
                  no PIN was sent to it"
             ),
+            LoginError::Directory(e) => e.fmt(f),
         }
     }
 }
@@ -336,6 +348,7 @@ impl std::error::Error for LoginError {
             LoginError::Place(e) => Some(e),
             LoginError::NoUsableCredential(u) => Some(u),
             LoginError::Lookup(e) => Some(e),
+            LoginError::Directory(e) => Some(e),
             LoginError::UnknownUser(_)
             | LoginError::UidMismatch { .. }
             | LoginError::RecordsMissing
@@ -709,7 +722,7 @@ pub fn login_with(
     policy: &Policy,
     prompter: &mut dyn Prompter,
 ) -> Result<LoginGranted, LoginError> {
-    let (account, creds) = enrolled_credentials(resolver, user, policy)?;
+    let (account, creds, from_directory) = enrolled_credentials(resolver, user, policy)?;
     let user = account.name();
     let store = policy.store();
     // Read unlocked: it orders the probes and turns away a credential that cannot log in before
@@ -757,7 +770,10 @@ pub fn login_with(
         counter_policy: policy.counter,
     };
     let verified = verify_assertion(&expect, &response, &state);
-    settle(&mut guard, &account, record, policy, verified)
+    settle(&mut guard, &account, record, policy, verified).map(|mut granted| {
+        granted.directory = from_directory;
+        granted
+    })
 }
 
 /// The account behind `user` and its credentials this policy accepts, after checking the
@@ -766,14 +782,26 @@ fn enrolled_credentials(
     resolver: &dyn UserResolver,
     user: &str,
     policy: &Policy,
-) -> Result<(Account, Vec<CredentialRecord>), LoginError> {
+) -> Result<(Account, Vec<CredentialRecord>, Option<DirectoryNote>), LoginError> {
     let account = resolve(resolver, user)?;
     let store = policy.store();
     store.check_roots().map_err(LoginError::Place)?;
-    let records = match store.load_records(&account) {
-        Ok(r) => r.file,
-        Err(e) if e.is_not_found() => return Err(no_records(&store, &account, resolver)),
-        Err(e) => return Err(e.into()),
+    let mut note = None;
+    let records = match &policy.directory {
+        // The directory replaces root's records file (ARCHITECTURE.md §12).
+        Some(dir) => match directory::load(dir, &store, &account) {
+            Ok(Some((file, n))) => {
+                note = Some(n);
+                file
+            }
+            Ok(None) => return Err(LoginError::NoRecords),
+            Err(e) => return Err(LoginError::Directory(e)),
+        },
+        None => match store.load_records(&account) {
+            Ok(r) => r.file,
+            Err(e) if e.is_not_found() => return Err(no_records(&store, &account, resolver)),
+            Err(e) => return Err(e.into()),
+        },
     };
     if let Some(recorded) = records.uid.filter(|u| *u != account.uid()) {
         return Err(LoginError::UidMismatch {
@@ -791,7 +819,7 @@ fn enrolled_credentials(
         })?;
         crate::store::fs::check_trusted_socket(socket, &owners).map_err(LoginError::Place)?;
     }
-    Ok((account, creds))
+    Ok((account, creds, note))
 }
 
 /// Which attached key logs in, with which credential: with one key and one credential and no
@@ -931,6 +959,7 @@ fn settle(
                 sign_count: verified.sign_count(),
                 counter: verified.counter(),
                 user_verified: verified.user_verified(),
+                directory: None,
             })
         }
         Err(reason) => {

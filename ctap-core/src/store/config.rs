@@ -81,6 +81,8 @@ pub struct Policy {
     pub device_owner: Option<String>,
     /// Where the PAM module sends its syslog lines (a unix socket). Only root's file sets it.
     pub log_socket: PathBuf,
+    /// `[directory]`: the credentials come from LDAP, not from `records_dir` (ARCHITECTURE.md §12).
+    pub directory: Option<crate::store::directory::DirectoryConfig>,
 }
 
 impl Default for Policy {
@@ -103,6 +105,7 @@ impl Default for Policy {
             debug: false,
             device_owner: None,
             log_socket: PathBuf::from("/dev/log"),
+            directory: None,
         }
     }
 }
@@ -137,6 +140,8 @@ pub enum PolicyInvalid {
     EmptyRpId,
     /// A directory or socket setting that is not an absolute path (the setting's name).
     NotAbsolute(&'static str),
+    /// `[directory]` cannot be used (what is wrong, in words).
+    Directory(String),
 }
 
 impl fmt::Display for PolicyInvalid {
@@ -147,6 +152,7 @@ impl fmt::Display for PolicyInvalid {
             }
             PolicyInvalid::EmptyRpId => f.write_str("rp_id is empty: remove it or name the RP ID"),
             PolicyInvalid::NotAbsolute(name) => write!(f, "{name} must be an absolute path"),
+            PolicyInvalid::Directory(problem) => f.write_str(problem),
         }
     }
 }
@@ -236,6 +242,13 @@ impl Policy {
                 return Err(PolicyInvalid::NotAbsolute(name));
             }
         }
+        if let Some(problem) = self
+            .directory
+            .as_ref()
+            .and_then(|d| d.problem(self.timeout))
+        {
+            return Err(PolicyInvalid::Directory(problem));
+        }
         Ok(())
     }
 
@@ -314,6 +327,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("between 1 and 600"), "{err}");
+    }
+
+    #[test]
+    fn directory_section_parses_and_its_timeout_must_fit() {
+        let text = "timeout = 10\n[directory]\nuri = \"ldapi://%2Frun%2Fldapi\"\nbase_dn = \"dc=x\"\nrp_id = \"x.org\"\nquery_timeout = 3\n";
+        let p = Policy::parse(Path::new("/etc/x.toml"), text).unwrap();
+        assert_eq!(p.directory.unwrap().query_timeout, 3);
+        let err = Policy::parse(Path::new("/etc/x.toml"), &text.replace("= 3", "= 10"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("query_timeout"), "{err}");
+        let err = Policy::parse(Path::new("/etc/x.toml"), &format!("{text}bogus = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/etc/x.toml:7:"), "{err}");
     }
 
     #[test]
