@@ -5,6 +5,7 @@ mod credentials;
 mod import;
 mod keys;
 mod ssh;
+mod sssd;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -127,5 +128,7 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::CheckConfig => check::check(&ctx),
         Command::Ssh(a) => ssh::enroll(&mut ctx, &a),
         Command::ExportSsh(a) => ssh::export(&a),
+        Command::ExportSssd(a) => sssd::export(&ctx, &a),
+        Command::ImportSssd(a) => sssd::import(&ctx, &a),
     }
 }

@@ -398,13 +398,16 @@ fn records_of(cfg: &DirectoryConfig, values: &[String]) -> Result<Parsed, Direct
     Ok(((!records.is_empty()).then_some(records), skipped, first))
 }
 
+/// One query: the mapping values of `user`'s entry (`None`: no entry matches the filter, the
+/// name escaped per RFC 4515). Login calls it through [`load`]; `pub` for the tests against a
+/// real slapd.
 #[cfg(feature = "directory")]
-fn fetch(cfg: &DirectoryConfig, user: &str) -> Result<Option<Vec<String>>, FetchError> {
+pub fn fetch(cfg: &DirectoryConfig, user: &str) -> Result<Option<Vec<String>>, FetchError> {
     ldap::fetch(cfg, user)
 }
 
 #[cfg(not(feature = "directory"))]
-fn fetch(_: &DirectoryConfig, _: &str) -> Result<Option<Vec<String>>, FetchError> {
+pub fn fetch(_: &DirectoryConfig, _: &str) -> Result<Option<Vec<String>>, FetchError> {
     Err(FetchError::Error(
         "this build has no directory support (ctap-core feature `directory`)".into(),
     ))
