@@ -68,8 +68,16 @@ fn annotated_directory_example_parses_and_names_every_key() {
     let err = Policy::parse(Path::new("x.toml"), &format!("{valid}zz_unknown = 1\n"))
         .unwrap_err()
         .to_string();
-    let list = err.split("expected one of").nth(1).unwrap_or_else(|| panic!("{err}"));
-    for k in list.split('`').enumerate().filter(|(i, _)| i % 2 == 1).map(|(_, k)| k) {
+    let list = err
+        .split("expected one of")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{err}"));
+    for k in list
+        .split('`')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, k)| k)
+    {
         assert!(
             section.lines().any(|l| l.starts_with(&format!("{k} ="))),
             "the [directory] example does not document `{k}`"

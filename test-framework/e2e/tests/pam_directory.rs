@@ -543,3 +543,109 @@ fn directory_with_a_thousand_users() {
     assert_eq!(r, PamResult::Success, "{line}");
     println!("login among 1,001 directory users: {:?}", start.elapsed());
 }
+
+/// `export-sssd` prints a host's records as SSSD mapping strings (and converts a pam-u2f
+/// authfile, raw x||y ES256 key included, to the same strings); `import-sssd` on another host
+/// makes them records there, and the key logs in.
+#[test]
+#[ignore = "needs root and pamtester (writes root's records, /etc/pam.d)"]
+fn sssd_export_and_import_round_trip() {
+    use base64::Engine as _;
+    use ctap_core::store::credential::load_credential_file;
+    use ctap_core::store::fs::Ownership;
+    use ctap_core::transport::ctap2::cose::CoseKey;
+    require_root("sssd_export_and_import_round_trip");
+    let key = Key::start();
+    let source = Fixture::new("dsssda");
+    let token = key.token.as_ref().unwrap();
+    source.enroll(
+        token,
+        "daemon",
+        ctap_core::flows::enroll::UvPreference::Discouraged,
+        None,
+    );
+    let config = source.config("pam_ctap.toml", &key.uri(), "");
+    let run = |config: &Path, args: &[&str]| {
+        let out = Command::new(bin("ctap-enroll"))
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "ctap-enroll {args:?}: {text}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let exported = run(&config, &["export-sssd", "--user", "daemon"]);
+    let lines: Vec<&str> = exported.lines().collect();
+    assert_eq!(lines.len(), 1, "{exported}");
+    println!("export-sssd: {}", lines[0]);
+    let records = load_credential_file(
+        &source.records_dir().join("daemon.toml"),
+        Ownership { uid: 0 },
+    )
+    .unwrap();
+    let record = &records.credentials[0];
+    let parsed = directory::mapping::parse(lines[0]).unwrap().unwrap();
+    assert_eq!(parsed.credential_id, record.credential_id);
+    assert_eq!(parsed.key.cose(), record.public_key.cose());
+
+    // A pam-u2f es256 line (raw x||y, as pamu2fcfg writes it) converts to the SPKI mapping.
+    let sk = p256::SecretKey::from_slice(&[7u8; 32]).unwrap();
+    let point =
+        p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&sk.public_key(), false);
+    let (x, y): ([u8; 32], [u8; 32]) = (
+        point.x().unwrap().as_slice().try_into().unwrap(),
+        point.y().unwrap().as_slice().try_into().unwrap(),
+    );
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let authfile = source.path().join("u2f_keys");
+    std::fs::write(
+        &authfile,
+        format!(
+            "daemon:{},{},es256,+presence\n",
+            b64.encode(b"pam-u2f-key-handle"),
+            b64.encode([&x[..], &y[..]].concat())
+        ),
+    )
+    .unwrap();
+    let converted = run(
+        &config,
+        &["export-sssd", "--pam-u2f", authfile.to_str().unwrap()],
+    );
+    let expected =
+        directory::mapping::format(b"pam-u2f-key-handle", &CoseKey::Es256 { x, y, alg: -7 })
+            .unwrap();
+    assert_eq!(converted.trim(), format!("daemon:{expected}"));
+    // DER SubjectPublicKeyInfo of a P-256 key, as SSSD stores it.
+    let der = b64.decode(expected.rsplit(',').next().unwrap()).unwrap();
+    assert_eq!(der.len(), 91);
+    println!("export-sssd --pam-u2f: {}", converted.trim());
+
+    // Another host imports the strings and the key logs in there.
+    let target = Host::new("dsssdb", &key.uri(), "");
+    let file = target.fx.path().join("mappings.txt");
+    std::fs::write(&file, &exported).unwrap();
+    let out = run(
+        &target.config,
+        &[
+            "import-sssd",
+            file.to_str().unwrap(),
+            "--user",
+            "daemon",
+            "--rp-id",
+            pam_common::RP_ID,
+            "--uv",
+            "discouraged",
+        ],
+    );
+    assert_contains(&out, &["1 imported, 0 not imported."]);
+    let (r, line) = target.auth("daemon");
+    assert_eq!(r, PamResult::Success, "{line}");
+    assert_contains(&line, &["credential=\"sssd-1\""]);
+}
