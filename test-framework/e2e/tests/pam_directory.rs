@@ -383,6 +383,20 @@ fn directory_enroll_then_two_hosts_count_independently() {
         .unwrap()
         .next()
         .is_none());
+    // check-config knows the offline copy and state without records under [directory].
+    let out = Command::new(bin("ctap-enroll"))
+        .arg("--config")
+        .arg(&a.config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("check-config: {text}");
+    assert!(out.status.success(), "check-config: {text}");
+    assert!(
+        !text.contains(".directory") && !text.contains("no records file"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -648,4 +662,39 @@ fn sssd_export_and_import_round_trip() {
     let (r, line) = target.auth("daemon");
     assert_eq!(r, PamResult::Success, "{line}");
     assert_contains(&line, &["credential=\"sssd-1\""]);
+}
+
+/// A simple bind with a root-only password file; a wrong password is the directory's error,
+/// a password file others can read is refused before any bind, and neither grants.
+#[test]
+#[ignore = "needs root, pamtester and slapd (scripts/install-deps)"]
+fn directory_simple_bind_with_a_root_only_password_file() {
+    require_slapd("directory_simple_bind_with_a_root_only_password_file");
+    let slapd = Slapd::start();
+    slapd.add_user("daemon", &[]);
+    let key = Key::start();
+    enroll_to_directory(&slapd, &key, "daemon");
+    let secret = slapd.dir.path().join("bind.secret");
+    std::fs::write(&secret, format!("{ADMIN_PW}\n")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let bind = slapd.config("").replace(
+        "sasl_external = true\n",
+        &format!("bind_dn = {ADMIN:?}\nbind_password_file = {:?}\n", secret),
+    );
+    let host = Host::new("dbind", &key.uri(), &bind);
+    let (r, line) = host.auth("daemon");
+    assert_eq!(r, PamResult::Success, "{line}");
+
+    std::fs::write(&secret, "wrong\n").unwrap();
+    let (r, line) = host.auth("daemon");
+    assert_eq!(r, PamResult::AuthErr, "{line}");
+    assert_contains(&line, &["reason=directory_error"]);
+    println!("{line}");
+
+    std::fs::write(&secret, format!("{ADMIN_PW}\n")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (r, line) = host.auth("daemon");
+    assert_eq!(r, PamResult::AuthErr, "{line}");
+    assert_contains(&line, &["reason=directory_error", "bind_password_file"]);
+    println!("{line}");
 }
