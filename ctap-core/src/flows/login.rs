@@ -747,7 +747,9 @@ pub fn login_with(
     let mut guard = store.lock_state(user, deadline.saturating_duration_since(Instant::now()))?;
     let state = usable_state(record, &guard.state)?;
     let challenge = Challenge::new(service, user);
-    let request = assertion_request(record, &state, &verification, &challenge)?;
+    let mut request = assertion_request(record, &state, &verification, &challenge)?;
+    // A directory credential's first login on this host records its hmac-secret check (§12).
+    let first_check = first_hmac_salt(&from_directory, &state, key, &mut request);
     if policy.cue {
         prompter.touch_cue(&policy.cue_prompt);
     }
@@ -770,6 +772,9 @@ pub fn login_with(
         counter_policy: policy.counter,
     };
     let verified = verify_assertion(&expect, &response, &state);
+    if let (Some(salt), Ok(v)) = (first_check, &verified) {
+        record_hmac_check(&mut guard.state, v, salt, &response);
+    }
     settle(&mut guard, &account, record, policy, verified).map(|mut granted| {
         granted.directory = from_directory;
         granted
@@ -936,6 +941,52 @@ fn assertion_request(
         user_verification: verification.uv_option(),
         hmac_secret,
     })
+}
+
+/// Directory credentials carry no hmac-secret check (SSSD's mapping has none): on this host's
+/// first login with one, if the key offers hmac-secret, ask for it with a fresh salt so the
+/// output becomes this host's check (trust on first use per host, ARCHITECTURE.md §12). From
+/// then on root-written state asks for it and the verifier enforces it (`effective_record`).
+fn first_hmac_salt(
+    from_directory: &Option<DirectoryNote>,
+    state: &crate::store::credential::CredentialState,
+    key: &Authenticator,
+    request: &mut GetAssertionRequest,
+) -> Option<[u8; 32]> {
+    if from_directory.is_none()
+        || state.hmac.is_some()
+        || request.hmac_secret.is_some()
+        || !key.info().supports_extension("hmac-secret")
+    {
+        return None;
+    }
+    let salt: [u8; 32] = rand::random();
+    request.hmac_secret = Some(HmacSalts {
+        salt1: salt,
+        salt2: None,
+    });
+    Some(salt)
+}
+
+/// The verified assertion's hmac-secret output (not signed; this checked answer's) becomes the
+/// credential's check in the state `settle` writes. No usable output: no check yet.
+fn record_hmac_check(
+    state: &mut StateFile,
+    verified: &crate::flows::verify::VerifiedAssertion,
+    salt: [u8; 32],
+    response: &crate::transport::ctap2::GetAssertionResponse,
+) {
+    use sha2::{Digest, Sha256};
+    if let (Some(Ok(output)), Some(s)) = (
+        response.hmac_secret.as_ref(),
+        state.get_mut(verified.credential_id()),
+    ) {
+        s.hmac = Some(crate::store::credential::HmacCheck {
+            salt,
+            check: Sha256::digest(&output.output1[..]).into(),
+            uv: verified.user_verified(),
+        });
+    }
 }
 
 /// Write the verifier's verdict: a verified assertion's counter (then the grant), or, for a

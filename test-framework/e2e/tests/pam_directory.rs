@@ -698,3 +698,44 @@ fn directory_simple_bind_with_a_root_only_password_file() {
     assert_contains(&line, &["reason=directory_error", "bind_password_file"]);
     println!("{line}");
 }
+
+/// The first login on a host records the credential's hmac-secret check there (trust on first
+/// use per host); from then on it is enforced: a wrong check denies with hmac_mismatch.
+#[test]
+#[ignore = "needs root, pamtester and slapd (scripts/install-deps)"]
+fn directory_first_login_records_the_hmac_check_per_host() {
+    require_slapd("directory_first_login_records_the_hmac_check_per_host");
+    let slapd = Slapd::start();
+    slapd.add_user("daemon", &[]);
+    let key = Key::start();
+    enroll_to_directory(&slapd, &key, "daemon");
+    let host = Host::new("dhmac", &key.uri(), &slapd.config(""));
+    let state_path = host.fx.state_dir().join("daemon.toml");
+    let (r, line) = host.auth("daemon");
+    assert_eq!(r, PamResult::Success, "{line}");
+    let state: toml::Value =
+        toml::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    let cred = &state["credential"][0];
+    let check = cred
+        .get("hmac_check")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    assert!(
+        check.is_some() && cred.get("hmac_salt").is_some(),
+        "the first login records the check: {state}"
+    );
+    let (r, line) = host.auth("daemon");
+    assert_eq!(r, PamResult::Success, "the recorded check holds: {line}");
+    // Another check than the key's: enforced from now on.
+    let text = std::fs::read_to_string(&state_path).unwrap();
+    let forged = ctap_core::store::credential::b64_encode(&[0x55u8; 32]);
+    std::fs::write(
+        &state_path,
+        text.replace(check.as_deref().unwrap(), &forged),
+    )
+    .unwrap();
+    let (r, line) = host.auth("daemon");
+    assert_eq!(r, PamResult::AuthErr, "{line}");
+    assert_contains(&line, &["reason=hmac_mismatch"]);
+    println!("{line}");
+}

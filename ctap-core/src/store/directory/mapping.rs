@@ -230,7 +230,8 @@ pub fn spki_from_raw_es256(raw: &[u8]) -> Result<Vec<u8>, MappingError> {
 
 /// A directory credential as the record login works with. Its name is `directory:` and the
 /// start of its id (there is no label in the mapping); no AAGUID is known, so a PIN goes to it
-/// only when root names the device (login's PIN gate); no hmac-secret check.
+/// only when root names the device (login's PIN gate); no hmac-secret check (login records one
+/// per host at the first login there).
 pub fn to_record(m: Mapping, rp_id: &RpId, uv: UvRequirement) -> CredentialRecord {
     let id = STANDARD_NO_PAD.encode(&m.credential_id);
     let short: String = id.chars().take(12).collect();

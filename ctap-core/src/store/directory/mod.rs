@@ -3,8 +3,9 @@
 //! per-host records file.
 //!
 //! What stays per host, in the state directory as for any credential: the signature counter
-//! (the first login on a host starts its baseline: trust on first use per host) and suspension.
-//! SSSD's mapping carries no hmac-secret check, so directory credentials have none.
+//! (the first login on a host starts its baseline: trust on first use per host), suspension,
+//! and the hmac-secret check, which SSSD's mapping does not carry: login records it at the
+//! host's first login with the key (`flows::login::first_hmac_salt`) and enforces it after.
 //!
 //! Offline: every answer of the directory for a user is cached root-only (0600) in the state
 //! directory with its time. An unreachable directory falls back to that cache while it is
