@@ -111,3 +111,69 @@ pub(super) fn remove(store: &CredentialStore, user: &str) -> Result<(), StoreErr
         Err(e) => Err(StoreError::File(FileError::Io { path: p, source: e })),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn store() -> CredentialStore {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ctap-core-tests");
+        std::fs::create_dir_all(&base).unwrap();
+        let d = base
+            .canonicalize()
+            .unwrap()
+            .join(format!("dircache-{:08x}", rand::random::<u32>()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        CredentialStore {
+            records_dir: d.clone(),
+            state_dir: d,
+            per_user_records: false,
+        }
+    }
+
+    fn alice(uid: u32) -> Account {
+        Account::from_passwd("alice".into(), uid, uid, "/home/alice".into())
+    }
+
+    #[test]
+    fn written_root_only_read_back_with_its_age_and_only_for_its_uid() {
+        let s = store();
+        let me = nix::unistd::geteuid().as_raw();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        write(&s, &alice(me), &["passkey:a,b".into()], t0).unwrap();
+        let p = path(&s, "alice").unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let c = read(&s, &alice(me), t0 + Duration::from_secs(90))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.values, vec!["passkey:a,b".to_string()]);
+        assert_eq!(c.age, 90);
+        // A clock set back never makes the copy younger than fetched-now.
+        let c = read(&s, &alice(me), t0 - Duration::from_secs(50))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.age, 0);
+        // The name reused by another uid inherits nothing.
+        assert!(read(&s, &alice(me + 1), t0).unwrap().is_none());
+        remove(&s, "alice").unwrap();
+        assert!(read(&s, &alice(me), t0).unwrap().is_none());
+        remove(&s, "alice").unwrap();
+        let _ = std::fs::remove_dir_all(&s.state_dir);
+    }
+
+    #[test]
+    fn a_copy_others_can_read_is_refused() {
+        let s = store();
+        let me = nix::unistd::geteuid().as_raw();
+        write(&s, &alice(me), &[], SystemTime::now()).unwrap();
+        let p = path(&s, "alice").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(read(&s, &alice(me), SystemTime::now()).is_err());
+        let _ = std::fs::remove_dir_all(&s.state_dir);
+    }
+}
