@@ -249,6 +249,12 @@ impl Policy {
         {
             return Err(PolicyInvalid::Directory(problem));
         }
+        if self.directory.is_some() && self.per_user_records {
+            // The directory replaces the records files, the user's own included.
+            return Err(PolicyInvalid::Directory(
+                "[directory] and per_user_records = true exclude each other: the directory replaces every records file".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -342,6 +348,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("/etc/x.toml:7:"), "{err}");
+        let err = Policy::parse(
+            Path::new("/etc/x.toml"),
+            &format!("per_user_records = true\n{text}"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("per_user_records"), "{err}");
     }
 
     #[test]
