@@ -125,6 +125,56 @@ pub enum Command {
     /// Credentials already in the file are skipped; the others are named resident-<n>.
     #[command(name = "load-resident-ssh")]
     LoadResidentSsh(ExportSshArgs),
+    /// Print a user's login credentials as SSSD/FreeIPA mapping strings
+    /// (`passkey:<base64 credential id>,<base64 DER public key>`), one a line.
+    ///
+    /// With --pam-u2f FILE, a pam-u2f authfile's credentials instead, as `user:passkey:...`
+    /// lines (raw x||y ES256 keys are converted to SubjectPublicKeyInfo).
+    #[command(name = "export-sssd")]
+    ExportSssd(ExportSssdArgs),
+    /// Add SSSD/FreeIPA mapping strings (one a line, `passkey:...`) to a user's records on this
+    /// host (run as root). They get no hmac-secret check and start at counter 0.
+    #[command(name = "import-sssd")]
+    ImportSssd(ImportSssdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportSssdArgs {
+    #[command(flatten)]
+    pub user: UserArg,
+    /// Convert this pam-u2f authfile instead of the user's records.
+    #[arg(long, value_name = "FILE")]
+    pub pam_u2f: Option<PathBuf>,
+}
+
+/// The user verification a directory mapping is imported with.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MappingUv {
+    Required,
+    Discouraged,
+}
+
+impl From<MappingUv> for ctap_core::store::credential::UvRequirement {
+    fn from(u: MappingUv) -> Self {
+        match u {
+            MappingUv::Required => Self::Required,
+            MappingUv::Discouraged => Self::Discouraged,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ImportSssdArgs {
+    /// The file of mapping strings.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub user: UserArg,
+    /// The RP ID the keys were registered for (default: [directory] rp_id, else rp_id).
+    #[arg(long, value_name = "ID")]
+    pub rp_id: Option<String>,
+    /// Whether login must verify the user (FreeIPA: ipaRequireUserVerification).
+    #[arg(long, value_enum, default_value = "required")]
+    pub uv: MappingUv,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +224,13 @@ pub struct EnrollArgs {
     /// Whether login must verify the user with the key's PIN or fingerprint.
     #[arg(long, value_enum, default_value = "preferred")]
     pub uv: Uv,
+    /// Also print the LDIF that adds the credential to the user's directory entry
+    /// ([directory] in the configuration: its attribute and base DN).
+    #[arg(long)]
+    pub directory: bool,
+    /// The user's entry for --directory (default: uid=USER,<base_dn>).
+    #[arg(long, value_name = "DN", requires = "directory")]
+    pub dn: Option<String>,
 }
 
 #[derive(Debug, Args)]

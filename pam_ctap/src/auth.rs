@@ -264,14 +264,26 @@ fn item_string(item: Option<&std::ffi::CStr>) -> String {
 }
 
 fn ok_line(who: &str, g: &LoginGranted) -> String {
-    format!(
+    let mut line = format!(
         "auth ok: {who} account={} uid={} credential={} counter={} uv={}",
         field(g.account().name()),
         g.account().uid(),
         quoted(g.credential_name()),
         g.sign_count(),
         if g.user_verified() { "yes" } else { "no" }
-    )
+    );
+    // Directory credentials: a grant from the offline copy says so (reason word
+    // `offline_cache`), and malformed mapping values that were skipped are counted.
+    if let Some(note) = g.directory() {
+        match note.offline_age {
+            Some(age) => line.push_str(&format!(" records=offline_cache cache_age={age}")),
+            None => line.push_str(" records=directory"),
+        }
+        if note.skipped > 0 {
+            line.push_str(&format!(" bad_mapping={}", note.skipped));
+        }
+    }
+    line
 }
 
 /// Outcome and reason first, then the user-controlled fields (each bounded): a syslog daemon
@@ -311,6 +323,7 @@ fn severity(e: &LoginError) -> Severity {
         | LoginError::RecordsMissing
         | LoginError::EnrolledAsOtherName { .. } => Severity::Err,
         LoginError::DeviceNotEnrolled { .. } => Severity::Warning,
+        LoginError::Directory(_) => Severity::Err,
         LoginError::UnknownUser(_)
         | LoginError::NoRecords
         | LoginError::NoUsableCredential(_)
@@ -348,6 +361,10 @@ fn user_message(e: &LoginError) -> String {
         }
         LoginError::Place(_) => {
             "Security key login is misconfigured: ask your administrator (see the system log)"
+        }
+        LoginError::Directory(_) => {
+            "Your security key registration could not be read from the directory: ask your \
+             administrator (see the system log)"
         }
         LoginError::Rejected {
             reason: VerifyError::Suspended(_),

@@ -97,6 +97,7 @@ fn to_pam(e: &LoginError, nouserok: bool) -> Verdict {
         LoginError::Place(_) => Verdict::deny(),
         LoginError::PinLastRetry => Verdict::deny(),
         LoginError::DeviceNotEnrolled { .. } => Verdict::deny(),
+        LoginError::Directory(_) => Verdict::deny(),
     }
 }
 

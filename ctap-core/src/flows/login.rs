@@ -20,6 +20,7 @@ use crate::flows::verify::{verify_assertion, Challenge, CounterOutcome, Expectat
 use crate::store::account::{Account, LookupError, Nss, UserResolver};
 use crate::store::config::{CloneAction, Policy, UvPolicy};
 use crate::store::credential::{CredentialRecord, StateFile, StoreError, UvRequirement};
+use crate::store::directory::{self, DirectoryError, DirectoryNote};
 use crate::store::fs::FileError;
 use crate::transport::ctap1::{Ctap1Error, StatusWord};
 use crate::transport::ctap2::ext::hmac_secret::HmacSalts;
@@ -40,6 +41,8 @@ pub struct LoginGranted {
     sign_count: u32,
     counter: CounterOutcome,
     user_verified: bool,
+    /// Credentials from `[directory]`: whether from its offline cache, values skipped.
+    directory: Option<DirectoryNote>,
 }
 
 impl LoginGranted {
@@ -58,6 +61,10 @@ impl LoginGranted {
     }
     pub fn user_verified(&self) -> bool {
         self.user_verified
+    }
+    /// Where directory credentials came from (`None`: root's records).
+    pub fn directory(&self) -> Option<&DirectoryNote> {
+        self.directory.as_ref()
     }
 }
 
@@ -113,6 +120,9 @@ pub enum LoginError {
         credential: String,
         why: String,
     },
+    /// `[directory]` gave no credentials: unreachable without a usable offline copy, an error
+    /// answer, or only malformed mappings.
+    Directory(DirectoryError),
 }
 
 impl LoginError {
@@ -157,6 +167,7 @@ impl LoginError {
             LoginError::Place(_) => "untrusted_path",
             LoginError::PinLastRetry => "pin_last_retry",
             LoginError::DeviceNotEnrolled { .. } => "device_not_enrolled",
+            LoginError::Directory(e) => e.kind(),
         }
     }
 }
@@ -301,6 +312,7 @@ impl fmt::Display for LoginError {
                 "the key answering for credential {credential:?} is not the enrolled key ({why}); \
                  no PIN was sent to it"
             ),
+            LoginError::Directory(e) => e.fmt(f),
         }
     }
 }
@@ -358,6 +370,7 @@ impl std::error::Error for LoginError {
             LoginError::Place(e) => Some(e),
             LoginError::NoUsableCredential(u) => Some(u),
             LoginError::Lookup(e) => Some(e),
+            LoginError::Directory(e) => Some(e),
             LoginError::UnknownUser(_)
             | LoginError::UidMismatch { .. }
             | LoginError::RecordsMissing
@@ -802,7 +815,7 @@ pub fn login_from(
     policy: &Policy,
     prompter: &mut dyn Prompter,
 ) -> Result<LoginGranted, LoginError> {
-    let (account, creds) = enrolled_credentials(resolver, user, policy)?;
+    let (account, creds, from_directory) = enrolled_credentials(resolver, user, policy)?;
     let user = account.name();
     let store = policy.store();
     // Read unlocked: it orders the probes and turns away a credential that cannot log in before
@@ -853,7 +866,9 @@ pub fn login_from(
     let mut guard = store.lock_state(user, deadline.saturating_duration_since(Instant::now()))?;
     let state = usable_state(record, &guard.state)?;
     let challenge = Challenge::new(service, user);
-    let request = assertion_request(record, &state, &verification, &challenge)?;
+    let mut request = assertion_request(record, &state, &verification, &challenge)?;
+    // A directory credential's first login on this host records its hmac-secret check (§12).
+    let first_check = first_hmac_salt(&from_directory, &state, key, &mut request);
     if policy.cue {
         prompter.touch_cue(&policy.cue_prompt);
     }
@@ -878,7 +893,13 @@ pub fn login_from(
         counter_policy: policy.counter,
     };
     let verified = verify_assertion(&expect, &response, &state);
-    settle(&mut guard, &account, record, policy, verified)
+    if let (Some(salt), Ok(v)) = (first_check, &verified) {
+        record_hmac_check(&mut guard.state, v, salt, &response);
+    }
+    settle(&mut guard, &account, record, policy, verified).map(|mut granted| {
+        granted.directory = from_directory;
+        granted
+    })
 }
 
 /// The FIDO2 keys and the U2F-only keys among those opened.
@@ -918,14 +939,26 @@ fn enrolled_credentials(
     resolver: &dyn UserResolver,
     user: &str,
     policy: &Policy,
-) -> Result<(Account, Vec<CredentialRecord>), LoginError> {
+) -> Result<(Account, Vec<CredentialRecord>, Option<DirectoryNote>), LoginError> {
     let account = resolve(resolver, user)?;
     let store = policy.store();
     store.check_roots().map_err(LoginError::Place)?;
-    let records = match store.load_records(&account) {
-        Ok(r) => r.file,
-        Err(e) if e.is_not_found() => return Err(no_records(&store, &account, resolver)),
-        Err(e) => return Err(e.into()),
+    let mut note = None;
+    let records = match &policy.directory {
+        // The directory replaces root's records file (ARCHITECTURE.md §12).
+        Some(dir) => match directory::load(dir, &store, &account) {
+            Ok(Some((file, n))) => {
+                note = Some(n);
+                file
+            }
+            Ok(None) => return Err(LoginError::NoRecords),
+            Err(e) => return Err(LoginError::Directory(e)),
+        },
+        None => match store.load_records(&account) {
+            Ok(r) => r.file,
+            Err(e) if e.is_not_found() => return Err(no_records(&store, &account, resolver)),
+            Err(e) => return Err(e.into()),
+        },
     };
     if let Some(recorded) = records.uid.filter(|u| *u != account.uid()) {
         return Err(LoginError::UidMismatch {
@@ -943,7 +976,7 @@ fn enrolled_credentials(
         })?;
         crate::store::fs::check_trusted_socket(socket, &owners).map_err(LoginError::Place)?;
     }
-    Ok((account, creds))
+    Ok((account, creds, note))
 }
 
 /// Which attached key logs in, with which credential: with one key (and no U2F-only key besides,
@@ -1089,6 +1122,52 @@ fn assertion_request(
     })
 }
 
+/// Directory credentials carry no hmac-secret check (SSSD's mapping has none): on this host's
+/// first login with one, if the key offers hmac-secret, ask for it with a fresh salt so the
+/// output becomes this host's check (trust on first use per host, ARCHITECTURE.md §12). From
+/// then on root-written state asks for it and the verifier enforces it (`effective_record`).
+fn first_hmac_salt(
+    from_directory: &Option<DirectoryNote>,
+    state: &crate::store::credential::CredentialState,
+    key: &Authenticator,
+    request: &mut GetAssertionRequest,
+) -> Option<[u8; 32]> {
+    if from_directory.is_none()
+        || state.hmac.is_some()
+        || request.hmac_secret.is_some()
+        || !key.info().supports_extension("hmac-secret")
+    {
+        return None;
+    }
+    let salt: [u8; 32] = rand::random();
+    request.hmac_secret = Some(HmacSalts {
+        salt1: salt,
+        salt2: None,
+    });
+    Some(salt)
+}
+
+/// The verified assertion's hmac-secret output (not signed; this checked answer's) becomes the
+/// credential's check in the state `settle` writes. No usable output: no check yet.
+fn record_hmac_check(
+    state: &mut StateFile,
+    verified: &crate::flows::verify::VerifiedAssertion,
+    salt: [u8; 32],
+    response: &crate::transport::ctap2::GetAssertionResponse,
+) {
+    use sha2::{Digest, Sha256};
+    if let (Some(Ok(output)), Some(s)) = (
+        response.hmac_secret.as_ref(),
+        state.get_mut(verified.credential_id()),
+    ) {
+        s.hmac = Some(crate::store::credential::HmacCheck {
+            salt,
+            check: Sha256::digest(&output.output1[..]).into(),
+            uv: verified.user_verified(),
+        });
+    }
+}
+
 /// Write the verifier's verdict: a verified assertion's counter (then the grant), or, for a
 /// counter regression under `clone_action = suspend`, the suspension (then the denial).
 fn settle(
@@ -1110,6 +1189,7 @@ fn settle(
                 sign_count: verified.sign_count(),
                 counter: verified.counter(),
                 user_verified: verified.user_verified(),
+                directory: None,
             })
         }
         Err(reason) => {

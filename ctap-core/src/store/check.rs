@@ -346,6 +346,10 @@ fn check_dir(
             // Lock files (.<user>.lock) belong here.
             continue;
         }
+        if name.ends_with(".directory") {
+            // The directory's offline copy of a user's mappings (ARCHITECTURE.md §12).
+            continue;
+        }
         let Some(user) = name.strip_suffix(".toml") else {
             findings.push(Finding::note(
                 &path,
@@ -394,7 +398,11 @@ fn check_store(policy: &Policy, findings: &mut Vec<Finding>) {
             match (store.read_state(&user), file) {
                 (Ok(state), Some(file)) => cross_check(&user, &path, file, &state, findings),
                 (Ok(state), None) => {
-                    if !state.credentials.is_empty() && !broken_records.contains(&user) {
+                    // With [directory] the records are the directory's: state alone is normal.
+                    if !state.credentials.is_empty()
+                        && !broken_records.contains(&user)
+                        && policy.directory.is_none()
+                    {
                         findings.push(Finding::note(
                             &path,
                             format!("state for user {user}, who has no records file"),

@@ -121,6 +121,8 @@ pub struct Policy {
     /// A program (absolute path, then arguments) started when a touch is awaited, with the
     /// service, the user and the remote host appended. Only root's file sets it.
     pub notify_command: Vec<String>,
+    /// `[directory]`: the credentials come from LDAP, not from `records_dir` (ARCHITECTURE.md §12).
+    pub directory: Option<crate::store::directory::DirectoryConfig>,
 }
 
 impl Default for Policy {
@@ -150,6 +152,7 @@ impl Default for Policy {
             remote: RemotePolicy::Require,
             authpending_file: None,
             notify_command: Vec::new(),
+            directory: None,
         }
     }
 }
@@ -226,6 +229,8 @@ pub enum PolicyInvalid {
     NotAbsolute(&'static str),
     /// `authpending_file` uses a `%` escape other than `%u` and `%%`.
     TemplateEscape(&'static str),
+    /// `[directory]` cannot be used (what is wrong, in words).
+    Directory(String),
 }
 
 impl fmt::Display for PolicyInvalid {
@@ -239,6 +244,7 @@ impl fmt::Display for PolicyInvalid {
             PolicyInvalid::TemplateEscape(name) => {
                 write!(f, "{name}: only %u (the uid) and %% may follow a %")
             }
+            PolicyInvalid::Directory(problem) => f.write_str(problem),
         }
     }
 }
@@ -343,6 +349,19 @@ impl Policy {
             if !Path::new(program).is_absolute() {
                 return Err(PolicyInvalid::NotAbsolute("notify_command's program"));
             }
+        }
+        if let Some(problem) = self
+            .directory
+            .as_ref()
+            .and_then(|d| d.problem(self.timeout))
+        {
+            return Err(PolicyInvalid::Directory(problem));
+        }
+        if self.directory.is_some() && self.per_user_records {
+            // The directory replaces the records files, the user's own included.
+            return Err(PolicyInvalid::Directory(
+                "[directory] and per_user_records = true exclude each other: the directory replaces every records file".into(),
+            ));
         }
         Ok(())
     }
@@ -461,6 +480,28 @@ mod tests {
         assert_eq!(RemotePolicy::Deny.applies(Some("")), None);
         assert_eq!(RemotePolicy::Deny.applies(None), None);
         assert_eq!(RemotePolicy::Require.applies(Some("h")), None);
+    }
+
+    #[test]
+    fn directory_section_parses_and_its_timeout_must_fit() {
+        let text = "timeout = 10\n[directory]\nuri = \"ldapi://%2Frun%2Fldapi\"\nbase_dn = \"dc=x\"\nrp_id = \"x.org\"\nquery_timeout = 3\n";
+        let p = Policy::parse(Path::new("/etc/x.toml"), text).unwrap();
+        assert_eq!(p.directory.unwrap().query_timeout, 3);
+        let err = Policy::parse(Path::new("/etc/x.toml"), &text.replace("= 3", "= 10"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("query_timeout"), "{err}");
+        let err = Policy::parse(Path::new("/etc/x.toml"), &format!("{text}bogus = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/etc/x.toml:7:"), "{err}");
+        let err = Policy::parse(
+            Path::new("/etc/x.toml"),
+            &format!("per_user_records = true\n{text}"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("per_user_records"), "{err}");
     }
 
     #[test]

@@ -9,10 +9,12 @@
 //! - [`credential`]: enrollment records and login state, their formats and their store.
 //! - [`admin`]: the edits `ctap-enroll` makes to records (add, remove, suspend, rename).
 //! - [`check`]: `ctap-enroll check-config`: every finding about config, records and state.
+//! - [`directory`]: the records source `directory` (LDAP, SSSD/FreeIPA mappings, offline cache).
 
 pub mod account;
 pub mod admin;
 pub mod check;
 pub mod config;
 pub mod credential;
+pub mod directory;
 pub mod fs;

@@ -5,6 +5,7 @@ mod credentials;
 mod import;
 mod keys;
 mod ssh;
+mod sssd;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -187,5 +188,7 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Ssh(a) => ssh::enroll(&mut ctx, &a),
         Command::ExportSsh(a) => ssh::export(&a),
         Command::LoadResidentSsh(a) => ssh::load_resident(&mut ctx, &a),
+        Command::ExportSssd(a) => sssd::export(&ctx, &a),
+        Command::ImportSssd(a) => sssd::import(&ctx, &a),
     }
 }
