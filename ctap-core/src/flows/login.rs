@@ -849,6 +849,7 @@ pub fn login_from(
                 service,
                 policy,
                 deadline,
+                context,
             };
             return u2f::login(u2f_keys, login, prompter);
         }

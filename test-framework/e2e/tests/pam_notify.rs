@@ -140,3 +140,42 @@ fn pam_authpending_file_is_removed_after_a_timeout_and_a_denial() {
     // (The virtual key's denial reads as the CTAP user-action timeout.)
     assert_contains(&s.fx.auth_line(), &["auth failed: reason="]);
 }
+
+/// The same notification on the CTAP1/U2F path: a U2F-only key's touch is announced and the
+/// file is gone after.
+#[test]
+#[ignore = "needs root and pamtester (writes /etc/pam.d): scripts/test runs it as root"]
+fn pam_authpending_file_and_notify_on_a_u2f_only_key() {
+    require_root("pam_authpending_file_and_notify_on_a_u2f_only_key");
+    let tmp = ctap_e2e::TempDir::new("pam-notify-u2f-out");
+    let out = tmp.path().join("argv");
+    let script = notify_script(tmp.path(), &out);
+    let cfg = config(tmp.path(), &script);
+    let mut s = Setup::builder("pam-notify-u2f")
+        .key_args(&["--ctap1-only"])
+        .config(&cfg)
+        .start();
+    s.restart_key(None, &["--ctap1-only", "--presence", "delay=1500"]);
+    let uid = account("daemon").uid();
+    let pending = tmp.path().join(format!("pending-{uid}"));
+    let (r, seen) = watch(&pending, || s.auth_items("daemon", &["rhost=u2f.example"]));
+    println!(
+        "result {:?} after {:?}; pending file seen at {seen:?}",
+        r.result, r.elapsed
+    );
+    assert_eq!(r.result, PamResult::Success, "{r:?}");
+    assert!(
+        seen.is_some(),
+        "the pending file appeared during the U2F wait"
+    );
+    assert!(
+        !pending.exists(),
+        "the pending file is gone after the login"
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !out.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let argv = std::fs::read_to_string(&out).unwrap();
+    assert!(argv.ends_with("daemon\nu2f.example\n"), "{argv:?}");
+}

@@ -32,6 +32,8 @@ pub(super) struct Login<'a> {
     pub policy: &'a Policy,
     /// The login's one deadline.
     pub deadline: std::time::Instant,
+    /// Where the login comes from (the remote host the notification names).
+    pub context: &'a super::LoginContext<'a>,
 }
 
 /// Log the user in with one of `keys` (all U2F-only) and one of its U2F credentials. The lock is
@@ -48,6 +50,7 @@ pub(super) fn login(
         service,
         policy,
         deadline,
+        context,
     } = login;
     let creds: Vec<&CredentialRecord> = ordered
         .iter()
@@ -77,6 +80,8 @@ pub(super) fn login(
         prompter.touch_cue(&policy.cue_prompt);
     }
     let response = {
+        // Root's authpending file and notify command, as for a FIDO2 key's wait.
+        let _pending = super::touch_pending(policy, context, service, account);
         let mut ka = keepalive_for(prompter);
         key.authenticate(
             &app_id_hash(record),
