@@ -8,13 +8,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-pub use ctap_core::transport::ctaphid::{cmd, BROADCAST_CID, MAX_MESSAGE};
+pub use ctap_core::transport::ctaphid::{
+    cmd, BROADCAST_CID, CAPABILITY_CBOR, CAPABILITY_NMSG, CAPABILITY_WINK, CONT_DATA, INIT_DATA,
+    MAX_MESSAGE,
+};
 pub use ctap_core::transport::device::{Report, REPORT_SIZE};
-
-/// Payload bytes in an initialization packet (after CID, CMD, BCNT).
-pub const INIT_DATA: usize = REPORT_SIZE - 7;
-/// Payload bytes in a continuation packet (after CID, SEQ).
-pub const CONT_DATA: usize = REPORT_SIZE - 5;
 
 // CTAPHID_ERROR codes.
 pub const ERR_INVALID_CMD: u8 = 0x01;
@@ -31,10 +29,6 @@ pub const KEEPALIVE_UPNEEDED: u8 = 0x02;
 
 /// CTAPHID protocol version in the INIT answer.
 pub const PROTOCOL_VERSION: u8 = 2;
-pub const CAPABILITY_WINK: u8 = 0x01;
-pub const CAPABILITY_CBOR: u8 = 0x04;
-/// "Does not implement CTAPHID_MSG".
-pub const CAPABILITY_NMSG: u8 = 0x08;
 
 /// A message whose continuation packets stop coming is dropped with ERR_MSG_TIMEOUT.
 pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(1);

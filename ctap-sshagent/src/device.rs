@@ -198,24 +198,19 @@ fn open(cfg: &DeviceConfig, deadline: Instant) -> Result<Authenticator, AgentErr
         source,
     };
     // A U2F-only key is refused with what it lacks: OpenSSH's sk keys are CTAP2 only.
-    let mut keys =
-        open_authenticators_for(&cfg.uri, cfg.touch_timeout, Some(deadline), FOR_OPENSSH)
-            .map_err(|e| failed(Some(e)))?;
+    let keys = open_authenticators_for(&cfg.uri, cfg.touch_timeout, Some(deadline), FOR_OPENSSH)
+        .map_err(|e| failed(Some(e)))?;
     if keys.len() > 1 {
-        // Several keys: the one the user touches (authenticatorSelection; the others are
-        // cancelled), kept as the session like any other.
         crate::log(format!(
             "{} security keys are attached: touch the one to use",
             keys.len()
         ));
-        let all: Vec<usize> = (0..keys.len()).collect();
-        let chosen = ctap_core::flows::login::select_by_touch(&mut keys, &all).map_err(|e| {
-            crate::log(format!("no key was chosen: {e}"));
-            failed(None)
-        })?;
-        return Ok(keys.swap_remove(chosen));
     }
-    keys.pop().ok_or_else(|| failed(None))
+    // Several keys: the one the user touches, kept as the session like any other.
+    ctap_core::flows::login::one_key_by_touch(keys).map_err(|e| {
+        crate::log(format!("no key was chosen: {e}"));
+        failed(None)
+    })
 }
 
 /// The transport failed: on a kept session this means the key went away since (replugged,

@@ -606,6 +606,20 @@ fn find_credentials<'r>(
     }
 }
 
+/// One key of those opened: the only one, or with several the one the user touches
+/// (authenticatorSelection; the others are cancelled). What `ctap-enroll` and the agent do when
+/// the device names several keys; each says "touch the one to use" its own way first.
+pub fn one_key_by_touch(mut keys: Vec<Authenticator>) -> Result<Authenticator, LoginError> {
+    if keys.len() > 1 {
+        let all: Vec<usize> = (0..keys.len()).collect();
+        let chosen = select_by_touch(&mut keys, &all)?;
+        return Ok(keys.swap_remove(chosen));
+    }
+    keys.pop().ok_or(LoginError::Device(CtapError::Hid(
+        crate::transport::device::TransportError::NoDevice.into(),
+    )))
+}
+
 /// With several keys attached, let the user's touch pick one (authenticatorSelection) before
 /// any PIN is sent: each of `candidates` (indices into `keys`) blinks, the first one touched
 /// wins and the others are cancelled.

@@ -88,27 +88,25 @@ pub fn single_ssh_key(
     )?)
 }
 
-fn only_key(mut keys: Vec<Authenticator>) -> Result<Authenticator, Failure> {
-    if keys.len() > 1 {
-        eprintln!(
-            "{} security keys are attached: touch the one to use",
-            keys.len()
-        );
-        let all: Vec<usize> = (0..keys.len()).collect();
-        let chosen = ctap_core::flows::login::select_by_touch(&mut keys, &all).map_err(|e| {
-            Failure::new(
-                Exit::Usage,
-                format!(
-                    "{} security keys are attached and none was chosen by a touch ({e})",
-                    keys.len()
-                ),
-                "touch one, or name one with --device hidraw:/dev/hidrawN (see `ctap-enroll devices`)",
-            )
-        })?;
-        return Ok(keys.swap_remove(chosen));
+fn only_key(keys: Vec<Authenticator>) -> Result<Authenticator, Failure> {
+    let count = keys.len();
+    if count == 0 {
+        return Err(Failure::new(
+            Exit::NoKey,
+            "no security key found",
+            "insert your key",
+        ));
     }
-    keys.pop()
-        .ok_or_else(|| Failure::new(Exit::NoKey, "no security key found", "insert your key"))
+    if count > 1 {
+        eprintln!("{count} security keys are attached: touch the one to use");
+    }
+    ctap_core::flows::login::one_key_by_touch(keys).map_err(|e| {
+        Failure::new(
+            Exit::Usage,
+            format!("{count} security keys are attached and none was chosen by a touch ({e})"),
+            "touch one, or name one with --device hidraw:/dev/hidrawN (see `ctap-enroll devices`)",
+        )
+    })
 }
 
 /// `--user`, else `$SUDO_USER` (the admin who ran `sudo ctap-enroll`), else the current user:

@@ -37,8 +37,9 @@ use crate::transport::ctaphid::{
 };
 use crate::transport::device::Transport;
 
-/// CTAPHID INIT capability bit: the device does not implement CTAPHID_MSG.
-pub const CAPABILITY_NMSG: u8 = 0x08;
+/// CTAPHID INIT capability bit: the device does not implement CTAPHID_MSG (one definition,
+/// with the other capability bits).
+pub use crate::transport::ctaphid::CAPABILITY_NMSG;
 /// What U2F_VERSION answers on every key we speak to.
 pub const U2F_V2: &[u8] = b"U2F_V2";
 /// U2F_REGISTER P1: enforce user presence (U2F raw message formats v1.2 §4.1).

@@ -29,13 +29,17 @@ pub mod cmd {
 pub const BROADCAST_CID: u32 = 0xFFFF_FFFF;
 /// How long the next request waits for the late answer to a cancelled one.
 const ABANDONED_ANSWER_WAIT: Duration = Duration::from_millis(300);
-const INIT_DATA: usize = REPORT_SIZE - 7;
-const CONT_DATA: usize = REPORT_SIZE - 5;
+/// Payload bytes in an initialization packet (after CID, CMD, BCNT).
+pub const INIT_DATA: usize = REPORT_SIZE - 7;
+/// Payload bytes in a continuation packet (after CID, SEQ).
+pub const CONT_DATA: usize = REPORT_SIZE - 5;
 /// The most a message can carry: one initialization packet and 128 continuation packets.
 pub const MAX_MESSAGE: usize = INIT_DATA + 128 * CONT_DATA;
 /// Capability bit: the device implements CTAPHID_CBOR.
 pub const CAPABILITY_CBOR: u8 = 0x04;
 pub const CAPABILITY_WINK: u8 = 0x01;
+/// Capability bit: the device does not implement CTAPHID_MSG (no CTAP1/U2F).
+pub const CAPABILITY_NMSG: u8 = 0x08;
 
 /// How long to wait for any packet (response or keepalive) before giving up. Devices send
 /// keepalives every 100 ms while busy, so silence this long means the device is gone.
