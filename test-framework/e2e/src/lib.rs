@@ -264,3 +264,18 @@ impl Relay {
         std::mem::take(&mut self.requests.lock().unwrap())
     }
 }
+
+/// The CANCEL lines a key started with `--cancel-log PATH` recorded, waiting up to 5 s for the
+/// first: the key appends its line after reading the CTAPHID_CANCEL, which may be after the
+/// client that sent it has already exited, so reading the file at once races the key.
+/// Returns what the file holds (empty if nothing came in time).
+pub fn wait_for_cancels(log: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.lines().any(|l| l.starts_with("cancel ")) || Instant::now() >= deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

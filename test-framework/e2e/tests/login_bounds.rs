@@ -106,22 +106,9 @@ impl Enrolled {
     }
 }
 
-fn cancels(log: &Path) -> usize {
-    std::fs::read_to_string(log)
-        .map(|t| t.lines().filter(|l| l.starts_with("cancel ")).count())
-        .unwrap_or(0)
-}
-
-/// Wait (briefly) for the key to log a CANCEL: it arrives just after the client gave up.
+/// The key logs a CANCEL just after the client gave up: wait for it (briefly).
 fn saw_cancel(log: &Path) -> bool {
-    let until = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < until {
-        if cancels(log) > 0 {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+    !ctap_e2e::wait_for_cancels(log).is_empty()
 }
 
 /// (fault, whether the client abandons a request the key is working on, so must CANCEL it).

@@ -6,7 +6,7 @@
 mod pam_common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ctap_core::flows::enroll::UvPreference;
 use pam_common::*;
@@ -15,14 +15,7 @@ const BOUND: Duration = Duration::from_secs(3 + 2);
 const PIN: &str = "2468";
 
 fn saw_cancel(log: &Path) -> bool {
-    let until = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < until {
-        if std::fs::read_to_string(log).is_ok_and(|t| t.lines().any(|l| l.starts_with("cancel "))) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+    !ctap_e2e::wait_for_cancels(log).is_empty()
 }
 
 fn check(s: &mut Setup, user: &str, stdin: &str, fault: &str, must_cancel: bool) {

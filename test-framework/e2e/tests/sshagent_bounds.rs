@@ -13,14 +13,7 @@ use ctap_e2e::SoftToken;
 use sshagent_common::*;
 
 fn saw_cancel(log: &Path) -> bool {
-    let until = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < until {
-        if std::fs::read_to_string(log).is_ok_and(|t| t.lines().any(|l| l.starts_with("cancel "))) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+    !ctap_e2e::wait_for_cancels(log).is_empty()
 }
 
 #[test]
