@@ -157,7 +157,7 @@ if command -v rpm >/dev/null && [ -n "$rpm_pam" ] && [ -n "$rpm_tools" ]; then
         /usr/bin/ctap-enroll /usr/bin/ctap-sshagent /usr/share/man/man1/ctap-enroll.1.gz \
         /usr/share/man/man1/ctap-sshagent.1.gz /usr/lib/systemd/user/ctap-sshagent.socket \
         /usr/lib/systemd/user/ctap-sshagent.service /usr/bin/ctap-proxy \
-        /usr/share/man/man1/ctap-proxy.1.gz; do
+        /usr/share/man/man1/ctap-proxy.1.gz /usr/libexec/ctap/ctap-directory-query; do
         if grep -qx "$path" <<<"$list"; then ok "rpm -qlp lists $path"; else not_ok "rpm -qlp lists $path" "$list"; fi
     done
     check "rpm: /etc/ctap/pam_ctap.toml is %config(noreplace)" \
@@ -197,7 +197,10 @@ check "dpkg -L libpam-ctap lists the module, the profile and the pages" bash -c 
     l=\$(dpkg -L libpam-ctap)
     grep -qx $module <<<\"\$l\" && grep -qx /usr/share/pam-configs/ctap <<<\"\$l\" &&
     grep -qx /usr/share/man/man8/pam_ctap.8.gz <<<\"\$l\" &&
-    grep -qx /usr/share/man/man5/pam_ctap.toml.5.gz <<<\"\$l\""
+    grep -qx /usr/share/man/man5/pam_ctap.toml.5.gz <<<\"\$l\" &&
+    grep -qx /usr/libexec/ctap/ctap-directory-query <<<\"\$l\""
+check "the directory query program is root-owned 0755, as the module requires" bash -c "
+    test \"\$(stat -c '%U %a' /usr/libexec/ctap/ctap-directory-query)\" = 'root 755'"
 check "/etc/ctap/pam_ctap.toml is a conffile" \
     bash -c "dpkg-query -W -f='\${Conffiles}' libpam-ctap | grep -q ' /etc/ctap/pam_ctap.toml '"
 check "/etc/ctap/users is 0755 root:root" bash -c '[ "$(stat -c %a:%U:%G /etc/ctap/users)" = 755:root:root ]'

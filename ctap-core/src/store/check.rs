@@ -240,6 +240,7 @@ pub fn check(config_path: &Path) -> Report {
         }
     };
     check_device(&policy, &mut findings);
+    check_query_helper(&policy, &mut findings);
     check_store(&policy, &mut findings);
     Report {
         policy: Some(policy),
@@ -251,6 +252,22 @@ pub fn check(config_path: &Path) -> Report {
 fn check_device(policy: &Policy, findings: &mut Vec<Finding>) {
     for socket in policy.device.sockets() {
         check_socket(policy, socket, findings);
+    }
+}
+
+/// With `[directory]`, the program login runs for the query is checked as login checks it.
+fn check_query_helper(policy: &Policy, findings: &mut Vec<Finding>) {
+    let Some(dir) = &policy.directory else {
+        return;
+    };
+    match crate::store::fs::check_trusted_program(dir.query_helper()) {
+        Ok(()) => {}
+        Err(FileError::NotFound(p)) => findings.push(Finding::problem(
+            &p,
+            "the directory query program is missing: every login with [directory] is denied",
+            "install it (package libpam-ctap or pam-ctap) or set directory.query_helper",
+        )),
+        Err(e) => findings.push(Finding::from_file_error(&e)),
     }
 }
 

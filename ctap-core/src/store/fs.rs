@@ -272,6 +272,48 @@ pub(crate) fn check_trusted_socket(path: &Path, owners: &[u32]) -> Result<(), Fi
     Ok(())
 }
 
+/// A program root's configuration names for the module to run: a regular file (not a link),
+/// owned by root, not group- or world-writable, executable, in directories that pass the same
+/// walk as every other trusted path. Otherwise whoever could write it would run code in every
+/// process that loads the PAM stack.
+pub(crate) fn check_trusted_program(path: &Path) -> Result<(), FileError> {
+    let insecure = |why: String| {
+        Err(FileError::Insecure {
+            path: path.to_path_buf(),
+            why,
+        })
+    };
+    if !path.is_absolute() {
+        return insecure("is not an absolute path".into());
+    }
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let canonical = check_ancestors(parent, &[0])?;
+    let Some(name) = path.file_name() else {
+        return insecure("has no file name".into());
+    };
+    let meta =
+        std::fs::symlink_metadata(canonical.join(name)).map_err(|e| FileError::io(path, e))?;
+    if !meta.file_type().is_file() {
+        return insecure("is not a regular file (a symbolic link is refused)".into());
+    }
+    if meta.uid() != 0 {
+        return insecure(format!("is owned by uid {}, not root", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return insecure(format!(
+            "is group- or world-writable (mode {:04o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    if meta.mode() & 0o100 == 0 {
+        return insecure(format!(
+            "is not executable (mode {:04o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
 /// Read a whole file after checking it as the module doc says.
 pub fn read_trusted(path: &Path, owner: Ownership) -> Result<Vec<u8>, FileError> {
     read_checked(path, owner, false)

@@ -173,8 +173,9 @@ impl Slapd {
             "[directory]\nuri = {:?}\nbase_dn = {PEOPLE:?}\n\
              filter = \"(&(objectClass=passkeyUser)(uid={{user}}))\"\n\
              sasl_external = true\nrp_id = {RP:?}\nuser_verification = \"discouraged\"\n\
-             query_timeout = 3\n{extra}",
-            self.uri()
+             query_timeout = 3\nquery_helper = {:?}\n{extra}",
+            self.uri(),
+            ctap_e2e::bin("ctap-directory-query"),
         )
     }
 
@@ -737,5 +738,136 @@ fn directory_first_login_records_the_hmac_check_per_host() {
     let (r, line) = host.auth("daemon");
     assert_eq!(r, PamResult::AuthErr, "{line}");
     assert_contains(&line, &["reason=hmac_mismatch"]);
+    println!("{line}");
+}
+
+/// The query runs in `ctap-directory-query` (the module links no LDAP or TLS): the program is
+/// trusted only root-owned and unwritable by others, its run is bounded by `query_timeout`
+/// (killed after, no process left behind), and an answer that is not one is an error, never a
+/// grant. A hung program is an unreachable directory: the offline copy answers within its age.
+#[test]
+#[ignore = "needs root, pamtester and slapd (scripts/install-deps)"]
+fn directory_query_program_is_trusted_bounded_and_checked() {
+    require_slapd("directory_query_program_is_trusted_bounded_and_checked");
+    let slapd = Slapd::start();
+    slapd.add_user("daemon", &[]);
+    let key = Key::start();
+    enroll_to_directory(&slapd, &key, "daemon");
+    let host = Host::new("dhelper", &key.uri(), &slapd.config(""));
+    let real = format!("query_helper = {:?}", bin("ctap-directory-query"));
+    let programs = host.fx.path().join("programs");
+    std::fs::create_dir(&programs).unwrap();
+    std::fs::set_permissions(&programs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let program = |name: &str, body: &str, mode: u32| {
+        let p = programs.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    };
+    let use_program = |p: &Path| {
+        let text = std::fs::read_to_string(&host.config).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("query_helper = "))
+            .unwrap()
+            .to_owned();
+        host.set_config(&line, &format!("query_helper = {p:?}"));
+    };
+
+    // Untrusted programs: group-writable, owned by another user, a symbolic link.
+    let copy = programs.join("writable");
+    std::fs::copy(bin("ctap-directory-query"), &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let other = program("other-owner", "exec true", 0o755);
+    std::os::unix::fs::chown(&other, Some(1), None).unwrap();
+    let link = programs.join("link");
+    std::os::unix::fs::symlink(bin("ctap-directory-query"), &link).unwrap();
+    for (p, why) in [
+        (&copy, "group- or world-writable"),
+        (&other, "not root"),
+        (&link, "not a regular file"),
+    ] {
+        use_program(p);
+        let (r, line) = host.auth("daemon");
+        assert_eq!(r, PamResult::AuthErr, "{line}");
+        assert_contains(&line, &["reason=directory_error", "query_helper", why]);
+        println!("{line}");
+        // check-config says the same, before any login has to.
+        let out = Command::new(bin("ctap-enroll"))
+            .arg("--config")
+            .arg(&host.config)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(!out.status.success(), "check-config passed: {text}");
+        assert_contains(&text, &[&p.display().to_string(), why]);
+    }
+
+    // Answers that are not answers.
+    for (name, body, says) in [
+        ("garbage", "echo hello; exit 0", "gave no valid answer"),
+        ("crash", "kill -SEGV $$", "gave no valid answer"),
+        (
+            "granted",
+            "echo 'outcome = \"granted\"'",
+            "gave no valid answer",
+        ),
+        (
+            "flood",
+            "head -c 2000000 /dev/zero | tr '\\0' a",
+            "more than",
+        ),
+    ] {
+        use_program(&program(name, body, 0o755));
+        let (r, line) = host.auth("daemon");
+        assert_eq!(r, PamResult::AuthErr, "{name}: {line}");
+        assert_contains(&line, &["reason=directory_error", says]);
+        println!("{line}");
+    }
+
+    // A program that never answers: stopped at query_timeout (3 s), the directory counts as
+    // unreachable, and there is no offline copy yet.
+    let hung = program("hung", "exec sleep 47", 0o755);
+    use_program(&hung);
+    let start = Instant::now();
+    let (r, line) = host.auth("daemon");
+    let took = start.elapsed();
+    assert_eq!(r, PamResult::AuthErr, "{line}");
+    assert_contains(
+        &line,
+        &[
+            "reason=directory_unreachable",
+            "no answer within query_timeout",
+        ],
+    );
+    assert!(took < Duration::from_secs(3 + 3), "{took:?}");
+    println!("{line} ({took:?})");
+    let left = Command::new("pgrep")
+        .args(["-f", "sleep 47"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "the hung program was left running: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+
+    // The real program: a login, which leaves an offline copy; then the hung one again is an
+    // unreachable directory answered from that copy.
+    let line_now = {
+        let text = std::fs::read_to_string(&host.config).unwrap();
+        text.lines()
+            .find(|l| l.starts_with("query_helper = "))
+            .unwrap()
+            .to_owned()
+    };
+    host.set_config(&line_now, &real);
+    let (r, line) = host.auth("daemon");
+    assert_eq!(r, PamResult::Success, "{line}");
+    use_program(&hung);
+    let (r, line) = host.auth("daemon");
+    assert_eq!(r, PamResult::Success, "{line}");
+    assert_contains(&line, &["auth ok:", "records=offline_cache"]);
     println!("{line}");
 }

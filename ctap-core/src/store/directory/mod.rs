@@ -16,12 +16,13 @@ pub mod filter;
 #[cfg(feature = "directory")]
 mod ldap;
 pub mod mapping;
+pub mod query;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::store::account::Account;
 use crate::store::credential::{
@@ -29,8 +30,8 @@ use crate::store::credential::{
     UvRequirement,
 };
 
-/// `[directory]` in root's policy.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `[directory]` in root's policy. (Serialize: the module hands it to `ctap-directory-query`.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryConfig {
     /// `ldapi://%2Frun%2Fslapd%2Fldapi`, `ldaps://host`, or `ldap://host` (StartTLS).
@@ -44,9 +45,9 @@ pub struct DirectoryConfig {
     #[serde(default = "default_filter")]
     pub filter: String,
     /// Simple bind with this DN and the password in `bind_password_file` (root-only).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bind_dn: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bind_password_file: Option<PathBuf>,
     /// SASL EXTERNAL bind (over `ldapi://`: the server maps the connecting uid).
     #[serde(default)]
@@ -64,6 +65,10 @@ pub struct DirectoryConfig {
     /// Seconds an answer may be used while the directory is unreachable (0: never).
     #[serde(default = "default_offline_max_age")]
     pub offline_max_age: u64,
+    /// The program that runs the query (default [`query::DEFAULT_HELPER`]): root-owned, and
+    /// in root-owned directories no one else can write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_helper: Option<PathBuf>,
 }
 
 fn default_filter() -> String {
@@ -80,7 +85,7 @@ fn default_offline_max_age() -> u64 {
 }
 
 /// Which attribute holds the mappings.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Attribute {
     /// SSSD's plain LDAP schema.
     #[default]
@@ -166,7 +171,17 @@ impl DirectoryConfig {
         {
             return Some("directory.bind_password_file must be an absolute path".into());
         }
+        if self.query_helper.as_ref().is_some_and(|p| !p.is_absolute()) {
+            return Some("directory.query_helper must be an absolute path".into());
+        }
         None
+    }
+
+    /// The query program the module runs.
+    pub fn query_helper(&self) -> &std::path::Path {
+        self.query_helper
+            .as_deref()
+            .unwrap_or(std::path::Path::new(query::DEFAULT_HELPER))
     }
 
     #[cfg(feature = "directory")]
@@ -297,7 +312,7 @@ pub fn load(
 ) -> Result<Option<(CredentialFile, DirectoryNote)>, DirectoryError> {
     let wait = Duration::from_secs(cfg.query_timeout);
     let now = SystemTime::now();
-    let (values, offline_age) = match fetch(cfg, account.name()) {
+    let (values, offline_age) = match query::run(cfg, account.name()) {
         Ok(Some(values)) if !values.is_empty() => (values, None),
         Ok(_) => {
             let guard = store.lock_state(account.name(), wait)?;
@@ -401,19 +416,13 @@ fn records_of(cfg: &DirectoryConfig, values: &[String]) -> Result<Parsed, Direct
     Ok(((!records.is_empty()).then_some(records), skipped, first))
 }
 
-/// One query: the mapping values of `user`'s entry (`None`: no entry matches the filter, the
-/// name escaped per RFC 4515). Login calls it through [`load`]; `pub` for the tests against a
-/// real slapd.
+/// One query in this process: the mapping values of `user`'s entry (`None`: no entry matches
+/// the filter, the name escaped per RFC 4515). Only `ctap-directory-query` (and the tests
+/// against a real slapd) link the LDAP client; login reaches it through [`load`], which runs
+/// that program ([`query`]).
 #[cfg(feature = "directory")]
 pub fn fetch(cfg: &DirectoryConfig, user: &str) -> Result<Option<Vec<String>>, FetchError> {
     ldap::fetch(cfg, user)
-}
-
-#[cfg(not(feature = "directory"))]
-pub fn fetch(_: &DirectoryConfig, _: &str) -> Result<Option<Vec<String>>, FetchError> {
-    Err(FetchError::Error(
-        "this build has no directory support (ctap-core feature `directory`)".into(),
-    ))
 }
 
 #[cfg(test)]
