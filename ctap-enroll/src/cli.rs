@@ -231,6 +231,21 @@ pub struct EnrollArgs {
     /// The user's entry for --directory (default: uid=USER,<base_dn>).
     #[arg(long, value_name = "DN", requires = "directory")]
     pub dn: Option<String>,
+    /// With --directory: add the mapping to the entry yourself instead of printing the LDIF,
+    /// bound as --admin-dn (or as [directory] binds, if it may write).
+    #[arg(long, requires = "directory")]
+    pub write: bool,
+    /// The DN to bind as for --write (with --admin-password-file).
+    #[arg(
+        long,
+        value_name = "DN",
+        requires = "write",
+        requires = "admin_password_file"
+    )]
+    pub admin_dn: Option<String>,
+    /// A root-only (0600) file holding --admin-dn's password on its first line.
+    #[arg(long, value_name = "FILE", requires = "admin_dn")]
+    pub admin_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

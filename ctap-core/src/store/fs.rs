@@ -82,7 +82,7 @@ pub struct Ownership {
 }
 
 impl Ownership {
-    pub(crate) const ROOT: Ownership = Ownership { uid: 0 };
+    pub const ROOT: Ownership = Ownership { uid: 0 };
 }
 
 fn check_metadata(path: &Path, meta: &Metadata, owner: Ownership) -> Result<(), FileError> {

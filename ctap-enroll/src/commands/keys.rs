@@ -118,6 +118,7 @@ pub fn enroll(ctx: &mut Context, args: &EnrollArgs) -> Result<Exit, Failure> {
             "add [directory] to pam_ctap.toml (see pam_ctap.toml(5))",
         ));
     }
+    super::sssd::check_write_args(args)?;
     let user = account.name().to_string();
     let store = policy.store();
     // Fail on unreadable or insecure files, and on missing privileges, before the key is touched.
@@ -168,12 +169,12 @@ pub fn enroll(ctx: &mut Context, args: &EnrollArgs) -> Result<Exit, Failure> {
     if args.directory {
         // The mapping for the directory (SSSD/FreeIPA format): every host that reads it counts
         // the key's signatures in its own state from its first login on.
-        say(super::sssd::ldif(
-            &policy,
-            &account_of_record,
-            args.dn.as_deref(),
-            &record,
-        )?);
+        let ldif = super::sssd::ldif(&policy, &account_of_record, args.dn.as_deref(), &record)?;
+        if args.write {
+            super::sssd::write_mapping(&policy, &account_of_record, args, &record, &ldif)?;
+        } else {
+            say(ldif);
+        }
     }
     Ok(Exit::Ok)
 }

@@ -5,12 +5,14 @@
 use ctap_core::store::account::Account;
 use ctap_core::store::config::Policy;
 use ctap_core::store::credential::{CredentialRecord, CredentialState, EnrolledKey, RpId};
-use ctap_core::store::directory::mapping;
-use ctap_core::store::fs::read_trusted_any_owner;
+use ctap_core::store::directory::query::{self, AddMapping};
+use ctap_core::store::directory::{mapping, FetchError};
+use ctap_core::store::fs::{read_private, read_trusted_any_owner, Ownership};
 use ctap_core::text::printable;
+use zeroize::Zeroizing;
 
 use super::{account_named, say, user_of, Context};
-use crate::cli::{ExportSssdArgs, ImportSssdArgs};
+use crate::cli::{EnrollArgs, ExportSssdArgs, ImportSssdArgs};
 use crate::pamu2f;
 use crate::{Exit, Failure};
 
@@ -49,6 +51,75 @@ pub fn ldif(
          dn: {dn}\nchangetype: modify\nadd: {attribute}\n{attribute}: {}\n-\n",
         mapping_of(r)?
     ))
+}
+
+/// `enroll --directory --write`: add the mapping to the user's entry through
+/// `ctap-directory-query` (the one program that links the LDAP client). The key is enrolled
+/// locally already; if the directory refuses, the failure carries the LDIF to apply by hand.
+pub fn write_mapping(
+    policy: &Policy,
+    account: &Account,
+    args: &EnrollArgs,
+    r: &CredentialRecord,
+    ldif: &str,
+) -> Result<(), Failure> {
+    let Some(dir) = &policy.directory else {
+        return Err(Failure::new(
+            Exit::Usage,
+            "--directory needs a [directory] section in the configuration",
+            "add [directory] to pam_ctap.toml (see pam_ctap.toml(5))",
+        ));
+    };
+    let dn = match &args.dn {
+        Some(d) => d.clone(),
+        None => format!("uid={},{}", account.name(), dir.base_dn),
+    };
+    let change = AddMapping {
+        dn: dn.clone(),
+        value: mapping_of(r)?,
+        bind_dn: args.admin_dn.clone(),
+        bind_password_file: args.admin_password_file.clone(),
+    };
+    say(format!("Adding the mapping to {dn} ..."));
+    match query::add_mapping(dir, account.name(), change) {
+        Ok(()) => {
+            say(format!(
+                "Added to {dn}: every host reading this directory accepts the key from its \
+                 next login (each keeps its own counter)."
+            ));
+            Ok(())
+        }
+        Err(e) => Err(Failure::new(
+            Exit::Failed,
+            format!(
+                "the key is enrolled on this host, but the directory refused the mapping: {}",
+                match e {
+                    FetchError::Unreachable(m) => format!("unreachable: {m}"),
+                    FetchError::Error(m) => m,
+                }
+            ),
+            format!(
+                "apply this LDIF with ldapmodify (with the right bind; the key is enrolled \
+                 here already):\n{ldif}"
+            ),
+        )),
+    }
+}
+
+/// Before the key is touched: the admin password file for `--write` is one login would trust
+/// (root-owned, 0600, in root-owned directories), so a mistake there costs no touch.
+pub fn check_write_args(args: &EnrollArgs) -> Result<(), Failure> {
+    if let Some(file) = &args.admin_password_file {
+        let contents = read_private(file, Ownership::ROOT).map_err(|e| {
+            Failure::new(
+                Exit::Usage,
+                format!("--admin-password-file: {e}"),
+                "keep the password in a root-owned file only root can read (chmod 600)",
+            )
+        })?;
+        drop(Zeroizing::new(contents));
+    }
+    Ok(())
 }
 
 /// `export-sssd`: the user's login credentials as SSSD mapping strings, one a line; or, with

@@ -871,3 +871,72 @@ fn directory_query_program_is_trusted_bounded_and_checked() {
     assert_contains(&line, &["auth ok:", "records=offline_cache"]);
     println!("{line}");
 }
+
+/// `enroll --directory --write` adds the mapping itself, bound as an admin whose password sits
+/// in a root-only file, through the same query program the module runs; the next login on any
+/// host finds it. A refused bind or an unsafe password file fails the command, says why and
+/// gives the LDIF to apply by hand; the key stays enrolled on this host.
+#[test]
+#[ignore = "needs root, pamtester and slapd (scripts/install-deps)"]
+fn directory_enroll_writes_the_mapping_with_an_admin_bind() {
+    require_slapd("directory_enroll_writes_the_mapping_with_an_admin_bind");
+    let slapd = Slapd::start();
+    slapd.add_user("daemon", &[]);
+    slapd.add_user("bin", &[]);
+    let key = Key::start();
+    let admin = Fixture::new("dwrite");
+    let config = admin.config("pam_ctap.toml", &key.uri(), &slapd.config(""));
+    let secret = admin.path().join("admin.secret");
+    let enroll = |user: &str, password: &str, mode: u32| {
+        std::fs::write(&secret, password).unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = Command::new(bin("ctap-enroll"))
+            .arg("--config")
+            .arg(&config)
+            .args(["enroll", "--user", user, "--uv", "discouraged"])
+            .args(["--rp-id", RP, "--directory", "--write", "--admin-dn", ADMIN])
+            .arg("--admin-password-file")
+            .arg(&secret)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("{text}");
+        (out.status.code(), text)
+    };
+
+    // A password file others can read: refused before the key is touched, nothing enrolled.
+    let (code, text) = enroll("daemon", &format!("{ADMIN_PW}\n"), 0o644);
+    assert_eq!(code, Some(2), "{text}");
+    assert_contains(&text, &["--admin-password-file", "readable"]);
+    assert!(!text.contains("Touch your security key"), "{text}");
+    // A wrong password: the key is enrolled here, the directory refuses, the LDIF is given.
+    let (code, text) = enroll("daemon", "wrong\n", 0o600);
+    assert_eq!(code, Some(1), "{text}");
+    assert_contains(
+        &text,
+        &[
+            "directory refused the mapping",
+            "invalidCredentials",
+            "changetype: modify",
+        ],
+    );
+    let host = Host::new("dwritehost", &key.uri(), &slapd.config(""));
+    let (r, line) = host.auth("daemon");
+    assert_eq!(r, PamResult::AuthErr, "nothing was written: {line}");
+    assert_contains(&line, &["reason=no_records"]);
+
+    // The right one: written, and the next login on another host finds it.
+    let (code, text) = enroll("bin", &format!("{ADMIN_PW}\n"), 0o600);
+    assert_eq!(code, Some(0), "{text}");
+    assert_contains(&text, &[&format!("Added to uid=bin,{PEOPLE}")]);
+    assert!(!text.contains("changetype"), "no LDIF to apply: {text}");
+    let (r, line) = host.auth("bin");
+    assert_eq!(r, PamResult::Success, "{line}");
+    assert_contains(&line, &["auth ok:", "records=directory"]);
+    println!("{line}");
+}

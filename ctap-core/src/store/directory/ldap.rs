@@ -1,10 +1,12 @@
 //! The LDAP search, with ldap3's sync API (BER, StartTLS and TLS are the crate's).
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use ldap3::{LdapConn, LdapConnSettings, LdapError, Scope, SearchEntry};
+use ldap3::{LdapConn, LdapConnSettings, LdapError, Mod, Scope, SearchEntry};
 use zeroize::Zeroizing;
 
+use super::query::AddMapping;
 use super::{filter, Bind, DirectoryConfig, FetchError};
 use crate::store::fs::{self, Ownership};
 
@@ -26,30 +28,7 @@ fn query(
     user: &str,
     timeout: Duration,
 ) -> Result<Option<Vec<String>>, FetchError> {
-    match cfg.bind()? {
-        Bind::Anonymous => {}
-        Bind::SaslExternal => {
-            conn.with_timeout(timeout)
-                .sasl_external_bind()
-                .map_err(classify)?
-                .success()
-                .map_err(classify)?;
-        }
-        Bind::Simple { dn, password_file } => {
-            let bytes = Zeroizing::new(
-                fs::read_private(&password_file, Ownership::ROOT)
-                    .map_err(|e| FetchError::Error(format!("bind_password_file: {e}")))?,
-            );
-            let text = std::str::from_utf8(&bytes)
-                .map_err(|_| FetchError::Error("bind_password_file is not UTF-8".into()))?;
-            let password = text.trim_end_matches(['\n', '\r']);
-            conn.with_timeout(timeout)
-                .simple_bind(&dn, password)
-                .map_err(classify)?
-                .success()
-                .map_err(classify)?;
-        }
-    }
+    bind(conn, cfg.bind()?, timeout)?;
     let filter = filter::for_user(&cfg.filter, user);
     let attribute = cfg.attribute.name();
     let (entries, _) = conn
@@ -84,6 +63,84 @@ fn query(
         ))),
     }
 }
+
+fn bind(conn: &mut LdapConn, how: Bind, timeout: Duration) -> Result<(), FetchError> {
+    match how {
+        Bind::Anonymous => {}
+        Bind::SaslExternal => {
+            conn.with_timeout(timeout)
+                .sasl_external_bind()
+                .map_err(classify)?
+                .success()
+                .map_err(classify)?;
+        }
+        Bind::Simple {
+            dn,
+            password_file,
+            label,
+        } => {
+            let bytes = Zeroizing::new(
+                fs::read_private(&password_file, Ownership::ROOT)
+                    .map_err(|e| FetchError::Error(format!("{label}: {e}")))?,
+            );
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                FetchError::Error(format!("{label}: {} is not UTF-8", password_file.display()))
+            })?;
+            let password = Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned());
+            conn.with_timeout(timeout)
+                .simple_bind(&dn, &password)
+                .map_err(classify)?
+                .success()
+                .map_err(classify)?;
+        }
+    }
+    Ok(())
+}
+
+/// Add `change.value` to the mapping attribute of `change.dn` (`ctap-enroll enroll --directory
+/// --write`), bound as `change`'s admin DN or as `[directory]` binds. A value already there is
+/// success: enrolling twice leaves one value.
+pub(super) fn add_mapping(cfg: &DirectoryConfig, change: &AddMapping) -> Result<(), FetchError> {
+    let timeout = Duration::from_secs(cfg.query_timeout);
+    let settings = LdapConnSettings::new()
+        .set_conn_timeout(timeout)
+        .set_starttls(cfg.uri.starts_with("ldap://") && !cfg.insecure_plaintext);
+    let mut conn = LdapConn::with_settings(settings, &cfg.uri).map_err(unreachable)?;
+    let how = match (&change.bind_dn, &change.bind_password_file) {
+        (Some(dn), Some(file)) => Bind::Simple {
+            dn: dn.clone(),
+            password_file: file.clone(),
+            label: "--admin-password-file",
+        },
+        (None, None) => cfg.bind()?,
+        _ => {
+            return Err(FetchError::Error(
+                "an admin bind DN needs its password file, and the other way round".into(),
+            ))
+        }
+    };
+    let outcome = bind(&mut conn, how, timeout).and_then(|()| {
+        let attribute = cfg.attribute.name();
+        let values = HashSet::from([change.value.as_str()]);
+        let result = conn
+            .with_timeout(timeout)
+            .modify(&change.dn, vec![Mod::Add(attribute, values)])
+            .map_err(classify)?;
+        match result.rc {
+            0 | ATTRIBUTE_OR_VALUE_EXISTS => Ok(()),
+            _ => Err(FetchError::Error(format!(
+                "modifying {}: {}",
+                change.dn,
+                LdapError::from(result)
+            ))),
+        }
+    });
+    let _ = conn.unbind();
+    outcome
+}
+
+/// RFC 4511 resultCode attributeOrValueExists.
+const ATTRIBUTE_OR_VALUE_EXISTS: u32 = 20;
 
 fn unreachable(e: LdapError) -> FetchError {
     FetchError::Unreachable(e.to_string())

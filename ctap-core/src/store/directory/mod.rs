@@ -114,7 +114,12 @@ impl Attribute {
 pub(crate) enum Bind {
     Anonymous,
     SaslExternal,
-    Simple { dn: String, password_file: PathBuf },
+    /// `label` names where the password file was given, for the error.
+    Simple {
+        dn: String,
+        password_file: PathBuf,
+        label: &'static str,
+    },
 }
 
 impl DirectoryConfig {
@@ -190,6 +195,7 @@ impl DirectoryConfig {
             (Some(dn), Some(file)) => Bind::Simple {
                 dn: dn.clone(),
                 password_file: file.clone(),
+                label: "bind_password_file",
             },
             _ if self.sasl_external => Bind::SaslExternal,
             (None, None) => Bind::Anonymous,

@@ -17,7 +17,7 @@
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,22 @@ pub struct QueryRequest {
     /// The account name NSS resolved (escaped per RFC 4515 by the program, as in-process).
     pub user: String,
     pub directory: DirectoryConfig,
+    /// Instead of the search: add a mapping value (`ctap-enroll enroll --directory --write`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add: Option<AddMapping>,
+}
+
+/// A mapping value to add to an entry, and the admin bind to do it with (absent: the bind
+/// `[directory]` names). The password stays in its root-only file: only the path travels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMapping {
+    pub dn: String,
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_dn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_password_file: Option<PathBuf>,
 }
 
 /// What the program answers: [`super::fetch`]'s result, one-to-one.
@@ -67,6 +83,8 @@ pub enum Outcome {
     NoEntry,
     Unreachable,
     Error,
+    /// The mapping value was added (or was there already).
+    Added,
 }
 
 impl QueryAnswer {
@@ -90,6 +108,9 @@ impl QueryAnswer {
             Outcome::NoEntry => Ok(None),
             Outcome::Unreachable => Err(FetchError::Unreachable(self.message)),
             Outcome::Error => Err(FetchError::Error(self.message)),
+            Outcome::Added => Err(FetchError::Error(
+                "the query program answered `added` to a search".into(),
+            )),
         }
     }
 
@@ -108,14 +129,58 @@ impl QueryAnswer {
 pub fn answer(request: &[u8]) -> Result<QueryAnswer, String> {
     let text = std::str::from_utf8(request).map_err(|_| "the request is not UTF-8".to_string())?;
     let req: QueryRequest = toml::from_str(text).map_err(|e| e.message().to_string())?;
-    Ok(QueryAnswer::from_result(super::fetch(
-        &req.directory,
-        &req.user,
-    )))
+    Ok(match &req.add {
+        None => QueryAnswer::from_result(super::fetch(&req.directory, &req.user)),
+        Some(change) => match super::ldap::add_mapping(&req.directory, change) {
+            Ok(()) => QueryAnswer {
+                outcome: Outcome::Added,
+                values: Vec::new(),
+                message: String::new(),
+            },
+            Err(e) => QueryAnswer::from_result(Err(e)),
+        },
+    })
 }
 
 /// Run the query program for `user` and return its answer, within `query_timeout` seconds.
 pub(super) fn run(cfg: &DirectoryConfig, user: &str) -> Result<Option<Vec<String>>, FetchError> {
+    let request = QueryRequest {
+        user: user.to_owned(),
+        directory: cfg.clone(),
+        add: None,
+    };
+    exchange_with_program(cfg, &request)?.into_result()
+}
+
+/// Add a mapping value to the directory through the query program (the one program that
+/// links the LDAP client), within `query_timeout` seconds.
+pub fn add_mapping(
+    cfg: &DirectoryConfig,
+    user: &str,
+    change: AddMapping,
+) -> Result<(), FetchError> {
+    let request = QueryRequest {
+        user: user.to_owned(),
+        directory: cfg.clone(),
+        add: Some(change),
+    };
+    let answer = exchange_with_program(cfg, &request)?;
+    match answer.outcome {
+        Outcome::Added => Ok(()),
+        _ => match answer.into_result() {
+            Err(e) => Err(e),
+            Ok(_) => Err(FetchError::Error(
+                "the query program answered a search to an addition".into(),
+            )),
+        },
+    }
+}
+
+/// One run of the program: `request` in, its parsed answer out.
+fn exchange_with_program(
+    cfg: &DirectoryConfig,
+    request: &QueryRequest,
+) -> Result<QueryAnswer, FetchError> {
     let helper = cfg.query_helper();
     fs::check_trusted_program(helper).map_err(|e| {
         FetchError::Error(format!(
@@ -123,11 +188,8 @@ pub(super) fn run(cfg: &DirectoryConfig, user: &str) -> Result<Option<Vec<String
              or set directory.query_helper to a root-owned copy"
         ))
     })?;
-    let request = toml::to_string(&QueryRequest {
-        user: user.to_owned(),
-        directory: cfg.clone(),
-    })
-    .map_err(|e| FetchError::Error(format!("cannot encode the query: {e}")))?;
+    let request = toml::to_string(request)
+        .map_err(|e| FetchError::Error(format!("cannot encode the query: {e}")))?;
     // The request goes through a socket, not a pipe: a send with MSG_NOSIGNAL to a program that
     // exited early fails with EPIPE, where a write to a pipe would raise SIGPIPE in the
     // application that loaded the module (and kill sudo or login).
@@ -178,7 +240,7 @@ fn exchange(
     child: &mut Child,
     deadline: Instant,
     helper: &Path,
-) -> Result<Option<Vec<String>>, FetchError> {
+) -> Result<QueryAnswer, FetchError> {
     let program = || helper.display().to_string();
     let Some(mut stdout) = child.stdout.take() else {
         return Err(FetchError::Error(format!("{}: no output pipe", program())));
@@ -213,14 +275,13 @@ fn exchange(
     }
     let text = std::str::from_utf8(&answer)
         .map_err(|_| FetchError::Error(format!("{} answered non-UTF-8", program())))?;
-    let parsed: QueryAnswer = toml::from_str(text).map_err(|e| {
+    toml::from_str(text).map_err(|e| {
         FetchError::Error(format!(
             "{} gave no valid answer (did it crash?): {}",
             program(),
             e.message()
         ))
-    })?;
-    parsed.into_result()
+    })
 }
 
 /// Whether `pipe` has data (or EOF) within `wait`; false on timeout or a signal.
@@ -251,6 +312,36 @@ mod tests {
             let text = QueryAnswer::from_result(r.clone()).to_toml();
             let back: QueryAnswer = toml::from_str(&text).unwrap();
             assert_eq!(back.into_result(), r, "{text}");
+        }
+    }
+
+    #[test]
+    fn requests_round_trip_with_and_without_an_addition() {
+        let directory: DirectoryConfig = toml::from_str(
+            "uri = \"ldaps://dc\"\nbase_dn = \"dc=x\"\nrp_id = \"x\"\nbind_dn = \"cn=pam\"\n\
+             bind_password_file = \"/etc/ctap/ldap.secret\"\n",
+        )
+        .unwrap();
+        for add in [
+            None,
+            Some(AddMapping {
+                dn: "uid=a\\,b,dc=x".into(),
+                value: "passkey:AAAA,BBBB".into(),
+                bind_dn: Some("cn=admin".into()),
+                bind_password_file: Some("/root/admin.secret".into()),
+            }),
+        ] {
+            let req = QueryRequest {
+                user: "ALICE@corp\\x \"é\"".into(),
+                directory: directory.clone(),
+                add,
+            };
+            let text = toml::to_string(&req).unwrap();
+            assert_eq!(
+                toml::from_str::<QueryRequest>(&text).unwrap(),
+                req,
+                "{text}"
+            );
         }
     }
 
