@@ -388,3 +388,79 @@ fn a_certificate_for_another_key_is_refused_when_added() {
     assert_eq!(agent.client().call(&m), [FAILURE]);
     assert_eq!(agent.client().identities().len(), 2);
 }
+
+/// `ctap-enroll export-ssh` prints what a directory keeps in `sshPublicKey` (one value per
+/// line, `type base64 comment`) and what `sss_ssh_authorizedkeys` hands to sshd through
+/// `AuthorizedKeysCommand`: here a command that prints the exported lines, and an empty
+/// authorized_keys.
+#[test]
+#[ignore = "needs root and OpenSSH sshd: scripts/test runs it as root"]
+fn export_ssh_lines_serve_as_authorized_keys_command_output() {
+    require_sshd();
+    let dir = temp("certs-export");
+    let key = SoftToken::start(dir.path(), &dir.path().join("state"), &[]);
+    let creds = dir.path().join(".config/ctap/credentials.toml");
+    let enroll_cli = |args: &[&str]| {
+        let o = Command::new(ctap_e2e::bin("ctap-enroll"))
+            .arg("--device")
+            .arg(key.uri())
+            .args(args)
+            .arg("--credentials")
+            .arg(&creds)
+            .env("HOME", dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "ctap-enroll {args:?}: {}", text(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    enroll_cli(&["ssh", "--name", "fleet-ecdsa"]);
+    enroll_cli(&["ssh", "--name", "fleet-ed25519", "-t", "ed25519-sk"]);
+    let exported = enroll_cli(&["export-ssh"]);
+    println!("export-ssh:\n{exported}");
+    let lines: Vec<&str> = exported.lines().collect();
+    assert_eq!(lines.len(), 2, "{exported}");
+    for (line, (kind, name)) in lines.iter().zip([
+        ("sk-ecdsa-sha2-nistp256@openssh.com", "fleet-ecdsa"),
+        ("sk-ssh-ed25519@openssh.com", "fleet-ed25519"),
+    ]) {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(fields.len(), 3, "{line}");
+        assert_eq!((fields[0], fields[2]), (kind, name));
+        assert!(fields[1].starts_with("AAAA"), "{line}");
+    }
+
+    // The values, as an LDAP sshPublicKey attribute would hold them, printed by the command.
+    let values = dir.path().join("sshPublicKey.values");
+    std::fs::write(&values, &exported).unwrap();
+    let command = script(
+        dir.path(),
+        "authorized-keys-command",
+        &format!("cat {}", values.display()),
+    );
+    let sshd = Sshd::start_with(
+        dir.path(),
+        "",
+        &format!(
+            "AuthorizedKeysCommand {} %u\nAuthorizedKeysCommandUser root\n",
+            command.display()
+        ),
+    );
+    let agent = Agent::start(dir.path(), &key, &creds, &["-v"]);
+    let out = sshd.login(&agent);
+    assert!(
+        out.status.success(),
+        "login: {}\nagent: {}\nsshd: {}",
+        text(&out),
+        agent.log_text(),
+        sshd.log_text()
+    );
+    let accepted = sshd
+        .log_text()
+        .lines()
+        .find(|l| l.contains("Accepted publickey for root"))
+        .unwrap_or_default()
+        .to_string();
+    println!("sshd: {accepted}");
+    assert!(accepted.contains("ECDSA-SK"), "{}", sshd.log_text());
+}
