@@ -464,3 +464,90 @@ fn export_ssh_lines_serve_as_authorized_keys_command_output() {
     println!("sshd: {accepted}");
     assert!(accepted.contains("ECDSA-SK"), "{}", sshd.log_text());
 }
+
+/// A credential enrolled with `ctap-enroll ssh` and no key file: `export-ssh --name
+/// --write-key-file` writes one, the CA signs its .pub, and `ssh-add` of it brings the
+/// certificate to an agent that serves the key from the credentials file.
+#[test]
+#[ignore = "needs OpenSSH (ssh-add, ssh-keygen): scripts/test runs it as root"]
+fn export_ssh_writes_the_key_file_a_certificate_is_added_with() {
+    require("ssh-add");
+    let dir = temp("certs-keyfile");
+    let key = SoftToken::start(dir.path(), &dir.path().join("state"), &[]);
+    let creds = dir.path().join(".config/ctap/credentials.toml");
+    let enroll_cli = |args: &[&str]| {
+        Command::new(ctap_e2e::bin("ctap-enroll"))
+            .arg("--device")
+            .arg(key.uri())
+            .args(args)
+            .arg("--credentials")
+            .arg(&creds)
+            .env("HOME", dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let enrolled = enroll_cli(&["ssh", "--name", "laptop"]);
+    assert!(enrolled.status.success(), "{}", text(&enrolled));
+    let line = String::from_utf8(enrolled.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let file = dir.path().join("id_laptop");
+    let path = file.to_str().unwrap();
+    let out = enroll_cli(&["export-ssh", "--name", "laptop", "--write-key-file", path]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), line);
+    assert_eq!(
+        std::fs::read_to_string(format!("{path}.pub"))
+            .unwrap()
+            .trim(),
+        line
+    );
+    // Never overwritten; an unknown name and a key file without --name are refused.
+    assert!(
+        !enroll_cli(&["export-ssh", "--name", "laptop", "--write-key-file", path])
+            .status
+            .success()
+    );
+    let unknown = enroll_cli(&["export-ssh", "--name", "desktop"]);
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no SSH credential named \"desktop\""),
+        "{}",
+        text(&unknown)
+    );
+    assert!(!enroll_cli(&["export-ssh", "--write-key-file", "/tmp/x"])
+        .status
+        .success());
+
+    let ca = make_ca(dir.path());
+    let ca_pub = std::fs::read_to_string(dir.path().join("ca.pub")).unwrap();
+    let cert = sign_cert(&ca, &file, "laptop-id", "root");
+    let agent = Agent::start(dir.path(), &key, &creds, &[]);
+    let add = agent.run("ssh-add", &[path]);
+    assert!(
+        add.status.success() && String::from_utf8_lossy(&add.stderr).contains("Certificate added:"),
+        "{}\nagent: {}",
+        text(&add),
+        agent.log_text()
+    );
+    let listed = String::from_utf8(agent.run("ssh-add", &["-L"]).stdout).unwrap();
+    println!("ssh-add -L:\n{listed}");
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "the key once, then its certificate: {listed}"
+    );
+    assert_eq!(lines[0], line);
+    assert_eq!(blob_of(lines[1]), blob_of(&cert));
+    sign_and_verify(
+        &agent,
+        dir.path(),
+        &dir.path().join("id_laptop-cert.pub"),
+        &format!("root cert-authority {ca_pub}"),
+        "laptop-cert",
+    );
+}
