@@ -116,8 +116,9 @@ pub enum Command {
     /// With --write-key-file the OpenSSH key-handle file (and .pub) is written as well, for
     /// `ssh -i` or `ssh-add`.
     Ssh(SshArgs),
-    /// Print the authorized_keys lines of your SSH credentials (what `ssh-add -L` shows), one
-    /// `type base64 comment` line per credential: what goes into authorized_keys, or into a
+    /// Print the authorized_keys lines of your SSH credentials (what `ssh-add -L` shows).
+    ///
+    /// One `type base64 comment` line per credential: what goes into authorized_keys, or into a
     /// directory's sshPublicKey values for `sss_ssh_authorizedkeys`.
     ///
     /// With --name NAME --write-key-file PATH, also writes that credential's OpenSSH key-handle
