@@ -551,3 +551,61 @@ fn export_ssh_writes_the_key_file_a_certificate_is_added_with() {
         "laptop-cert",
     );
 }
+
+/// The agent keeps a certificate that is not valid now (sshd judges it, as with OpenSSH's
+/// agent) and says so in its log. `ssh-add` skips an expired one by itself, so a raw client
+/// sends it here, as any other client may.
+#[test]
+#[ignore = "needs OpenSSH (ssh-keygen): scripts/test runs it as root"]
+fn a_certificate_not_valid_now_is_kept_with_a_warning() {
+    require("ssh-keygen");
+    let dir = temp("certs-expired");
+    let key = SoftToken::start(dir.path(), &dir.path().join("state"), &[]);
+    let records = enroll(&key, &[enrollment(SkAlgorithm::Ed25519, "old")], None);
+    let sk = SkKey::from_record(&records[0]).unwrap();
+    let file = key_file(dir.path(), "old", &sk);
+    let ca = make_ca(dir.path());
+    let agent = Agent::start(dir.path(), &key, &dir.path().join("none.toml"), &[]);
+    for (validity, id, warning) in [
+        ("20200101:20210101", "expired-id", "warning: expired"),
+        ("+3650d:+3660d", "future-id", "warning: not valid yet"),
+    ] {
+        let public = format!("{}.pub", file.display());
+        run(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-s",
+                ca.to_str().unwrap(),
+                "-I",
+                id,
+                "-n",
+                "root",
+                "-V",
+                validity,
+                &public,
+            ],
+        );
+        let cert = std::fs::read_to_string(format!("{}-cert.pub", file.display())).unwrap();
+        let mut m = vec![17u8];
+        put_string(&mut m, b"sk-ssh-ed25519-cert-v01@openssh.com");
+        put_string(&mut m, &blob_of(&cert));
+        // An Ed25519 key repeats its public key after the certificate.
+        put_string(&mut m, &sk.public_blob()[4 + 26 + 4..4 + 26 + 4 + 32]);
+        put_string(&mut m, sk.application.as_bytes());
+        m.push(sk.flags);
+        put_string(&mut m, &sk.key_handle);
+        put_string(&mut m, b"");
+        put_string(&mut m, b"old");
+        assert_eq!(agent.client().call(&m), [SUCCESS], "{}", agent.log_text());
+        let log = agent.log_text();
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("certificate \"{id}\"")))
+            .unwrap_or_else(|| panic!("{log}"));
+        println!("{line}");
+        assert!(line.contains(warning), "{line}");
+        std::fs::remove_file(format!("{}-cert.pub", file.display())).unwrap();
+    }
+    assert_eq!(agent.client().identities().len(), 2);
+}
