@@ -263,7 +263,7 @@ pub fn files_toml(data: &[u8]) {
 }
 
 #[cfg(feature = "ssh")]
-/// OpenSSH sk key files, public key blobs and the agent's private-key fields.
+/// OpenSSH sk key files, public key blobs, certificates and the agent's private-key fields.
 pub fn ssh_key_files(data: &[u8]) {
     if let Ok(k) = crate::ssh::SkKey::from_openssh_private(&String::from_utf8_lossy(data)) {
         let _ = k.authorized_keys_line();
@@ -273,6 +273,10 @@ pub fn ssh_key_files(data: &[u8]) {
         let _ = key.to_bytes();
     }
     let _ = crate::ssh::SkKey::read_private(&mut crate::ssh::wire::Reader::new(data));
+    if let Ok(c) = crate::ssh::SkCertificate::from_blob(data) {
+        let _ = (c.key_fingerprint(), c.validity_at(0));
+    }
+    let _ = crate::ssh::SkCertificate::read_private(&mut crate::ssh::wire::Reader::new(data));
 }
 
 #[cfg(feature = "ssh")]

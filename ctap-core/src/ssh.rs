@@ -10,6 +10,7 @@
 //! `ssh:<name>`), in the user's own `~/.config/ctap/credentials.toml`.
 
 pub mod authenticator;
+pub mod cert;
 mod error;
 pub mod key;
 pub mod request;
@@ -19,6 +20,7 @@ pub mod wire;
 pub use authenticator::{
     enroll_ssh_credential, sign, ssh_enrollment_needs_uv, SkSignature, SshEnrollment,
 };
+pub use cert::{SkCertificate, Validity};
 pub use error::{BadAssertion, KeyFileError, Malformed, Refusal, SshError, Unsupported};
 pub use key::{flags, SkAlgorithm, SkKey};
 pub use signature::verify_sk_signature;
@@ -170,6 +172,8 @@ mod fuzz {
         fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = SkKey::read_private(&mut Reader::new(&bytes));
             let _ = SkKey::parse_public_blob(&bytes);
+            let _ = SkCertificate::from_blob(&bytes);
+            let _ = SkCertificate::read_private(&mut Reader::new(&bytes));
             let _ = classify(&bytes, SK_ECDSA, &bytes);
             let _ = verify_host_signature(&bytes, &bytes, &bytes);
             let _ = SkKey::from_openssh_private(&String::from_utf8_lossy(&bytes));

@@ -117,6 +117,14 @@ pub enum Command {
     /// `ssh -i` or `ssh-add`.
     Ssh(SshArgs),
     /// Print the authorized_keys lines of your SSH credentials (what `ssh-add -L` shows).
+    ///
+    /// One `type base64 comment` line per credential: what goes into authorized_keys, or into a
+    /// directory's sshPublicKey values for `sss_ssh_authorizedkeys`.
+    ///
+    /// With --name NAME --write-key-file PATH, also writes that credential's OpenSSH key-handle
+    /// file (and PATH.pub), as `ssh --write-key-file` does at enrollment: an SSH CA signs
+    /// PATH.pub (`ssh-keygen -s ca -I id -n user PATH.pub` writes PATH-cert.pub), and
+    /// `ssh-add PATH` then gives ctap-sshagent the key and its certificate.
     #[command(name = "export-ssh")]
     ExportSsh(ExportSshArgs),
     /// Load the resident (discoverable) SSH keys stored on the security key into your
@@ -124,7 +132,7 @@ pub enum Command {
     /// credentialManagement (the key's PIN is asked), so a new machine needs only the key.
     /// Credentials already in the file are skipped; the others are named resident-<n>.
     #[command(name = "load-resident-ssh")]
-    LoadResidentSsh(ExportSshArgs),
+    LoadResidentSsh(CredentialsArgs),
     /// Print a user's login credentials as SSSD/FreeIPA mapping strings
     /// (`passkey:<base64 credential id>,<base64 DER public key>`), one a line.
     ///
@@ -346,6 +354,20 @@ pub struct SshArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportSshArgs {
+    /// Only the SSH credential with this name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Also write the credential's OpenSSH key-handle file here (and PATH.pub); never
+    /// overwrites. Needs --name.
+    #[arg(long, value_name = "PATH", requires = "name")]
+    pub write_key_file: Option<PathBuf>,
+    /// The credentials file (default: ~/.config/ctap/credentials.toml).
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CredentialsArgs {
     /// The credentials file (default: ~/.config/ctap/credentials.toml).
     #[arg(long, value_name = "FILE")]
     pub credentials: Option<PathBuf>,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ctap_core::ssh::request::{classify, SignedData};
-use ctap_core::ssh::{self, SkKey};
+use ctap_core::ssh::{self, SkCertificate, SkKey, Validity};
 use ctap_core::store::credential::load_credential_file;
 use ctap_core::store::fs::Ownership;
 use ctap_core::text::{printable, quoted};
@@ -40,9 +40,22 @@ pub struct Config {
 
 struct Identity {
     key: SkKey,
+    /// The public key blob, or the certificate's blob for a certificate identity.
     blob: Vec<u8>,
+    /// `ssh-add` of a key with its `-cert.pub`: the agent lists and signs for the certificate
+    /// (its blob and type name) with the same key.
+    certificate: Option<Box<SkCertificate>>,
     confirm: bool,
     expires: Option<Instant>,
+}
+
+/// An identity as listed and matched: the key that signs, the blob clients name it by, and the
+/// algorithm name a userauth request for it carries (the certificate type for a certificate).
+struct Visible {
+    key: SkKey,
+    blob: Vec<u8>,
+    type_name: &'static str,
+    confirm: bool,
 }
 
 impl Identity {
@@ -157,7 +170,11 @@ impl Agent {
                 data,
                 flags: _,
             } => self.sign(conn, key_blob, data).map(Response::Signature),
-            Request::AddIdentity { key, constraints } => self.add(*key, constraints),
+            Request::AddIdentity {
+                key,
+                certificate,
+                constraints,
+            } => self.add(*key, certificate, constraints),
             Request::RemoveIdentity { key_blob } => self.remove(key_blob),
             Request::RemoveAll => self.remove_all(),
             Request::Lock { passphrase } => self.lock(passphrase),
@@ -220,19 +237,33 @@ impl Agent {
         }
     }
 
-    /// Visible identities: file keys not removed, then added keys not expired.
-    fn visible(&self, st: &mut State) -> Vec<(SkKey, Vec<u8>, bool)> {
+    /// Visible identities: file keys not removed, then added keys and certificates not
+    /// expired, in the order they were added (as OpenSSH's agent lists them).
+    fn visible(&self, st: &mut State) -> Vec<Visible> {
         let now = Instant::now();
         st.added.retain(|i| i.expires.is_none_or(|t| t > now));
-        let mut out: Vec<(SkKey, Vec<u8>, bool)> = Vec::new();
+        let mut out: Vec<Visible> = Vec::new();
         for k in self.file_keys() {
             let blob = k.public_blob();
             if !st.hidden.contains(&blob) && !st.added.iter().any(|i| i.blob == blob) {
-                out.push((k, blob, false));
+                out.push(Visible {
+                    type_name: k.algorithm().ssh_name(),
+                    key: k,
+                    blob,
+                    confirm: false,
+                });
             }
         }
         for i in &st.added {
-            out.push((i.key.clone(), i.blob.clone(), i.confirm));
+            out.push(Visible {
+                key: i.key.clone(),
+                blob: i.blob.clone(),
+                type_name: match &i.certificate {
+                    Some(c) => c.type_name(),
+                    None => i.key.algorithm().ssh_name(),
+                },
+                confirm: i.confirm,
+            });
         }
         out
     }
@@ -245,25 +276,43 @@ impl Agent {
         let ids = self
             .visible(&mut st)
             .into_iter()
-            .map(|(k, blob, _)| (blob, k.comment))
+            .map(|v| (v.blob, v.key.comment))
             .collect();
         Response::Identities(ids)
     }
 
     fn sign(&self, conn: &Connection, key_blob: &[u8], data: &[u8]) -> Result<Vec<u8>, AgentError> {
-        let (key, confirm) = {
+        let (key, confirm, names) = {
             let mut st = self.state();
             if st.lock.is_some() {
                 return Err(AgentError::Locked);
             }
-            let found = self
-                .visible(&mut st)
-                .into_iter()
-                .find(|(_, b, _)| b == key_blob);
-            let (key, _, confirm) = found.ok_or(AgentError::NoSuchIdentity)?;
-            (key, confirm)
+            let visible = self.visible(&mut st);
+            let v = visible
+                .iter()
+                .find(|v| v.blob == key_blob)
+                .ok_or(AgentError::NoSuchIdentity)?;
+            // The names a userauth request may give this key: its own blob, and those of the
+            // same key's other identity (its certificate, or the plain key of a certificate):
+            // ssh signs a certificate's userauth request with the plain key when the agent
+            // holds both (sshconnect2.c identity_sign).
+            let names: Vec<(Vec<u8>, &'static str)> = std::iter::once(v)
+                .chain(visible.iter().filter(|o| {
+                    o.blob != v.blob
+                        && o.key.key_handle == v.key.key_handle
+                        && o.key.public_blob() == v.key.public_blob()
+                }))
+                .map(|o| (o.blob.clone(), o.type_name))
+                .collect();
+            (v.key.clone(), v.confirm, names)
         };
-        let what = classify(key_blob, key.algorithm().ssh_name(), data);
+        // A certificate only changes the blob and the algorithm name the request names: the
+        // signature is the key's own sk signature (PROTOCOL.certkeys).
+        let what = names
+            .iter()
+            .map(|(blob, type_name)| classify(blob, type_name, data))
+            .find(SignedData::is_ssh)
+            .unwrap_or(SignedData::Other);
         if !key.is_ssh_application() && !what.is_ssh() {
             return Err(AgentError::NotSshApplication {
                 fingerprint: key.fingerprint(),
@@ -316,12 +365,23 @@ impl Agent {
         Ok(sig.encoded)
     }
 
-    fn add(&self, key: SkKey, c: Constraints) -> Result<Response, AgentError> {
+    fn add(
+        &self,
+        key: SkKey,
+        certificate: Option<Box<SkCertificate>>,
+        c: Constraints,
+    ) -> Result<Response, AgentError> {
         let mut st = self.state();
         if st.lock.is_some() {
             return Err(AgentError::Locked);
         }
-        let blob = key.public_blob();
+        let blob = match &certificate {
+            Some(cert) => {
+                self.check_certificate(&st, &key, cert)?;
+                cert.blob().to_vec()
+            }
+            None => key.public_blob(),
+        };
         // Re-adding a key replaces it, so the old copy does not count.
         let others = st.added.iter().filter(|i| i.blob != blob);
         let (count, bytes) = others.fold((0usize, 0usize), |(n, b), i| (n + 1, b + i.size()));
@@ -336,13 +396,16 @@ impl Agent {
                 max_bytes: MAX_IDENTITY_BYTES,
             });
         }
-        log(format!(
-            "added {} {} ({}){}",
-            key.algorithm().ssh_name(),
-            printable(&key.comment),
-            key.fingerprint(),
-            if c.confirm { " confirm" } else { "" }
-        ));
+        match &certificate {
+            None => log(format!(
+                "added {} {} ({}){}",
+                key.algorithm().ssh_name(),
+                printable(&key.comment),
+                key.fingerprint(),
+                if c.confirm { " confirm" } else { "" }
+            )),
+            Some(cert) => log(certificate_added(&key, cert, c.confirm)),
+        }
         st.hidden.retain(|b| *b != blob);
         st.added.retain(|i| i.blob != blob);
         let expires = c
@@ -351,10 +414,45 @@ impl Agent {
         st.added.push(Identity {
             key,
             blob,
+            certificate,
             confirm: c.confirm,
             expires,
         });
         Ok(Response::Success)
+    }
+
+    /// A certificate comes with the key handle of the key it is for (`ssh-add` reads both from
+    /// the key file); its public key comes only from the certificate. When that handle is one
+    /// the agent already knows (a credentials-file key, or the plain key `ssh-add` added just
+    /// before), the certificate must certify that very key. An unknown handle (`ssh-add -C` of
+    /// a key not otherwise loaded) is taken as OpenSSH's agent takes it: a signature is checked
+    /// with the certified public key before it is returned, so a certificate for another key
+    /// never yields a signature.
+    fn check_certificate(
+        &self,
+        st: &State,
+        key: &SkKey,
+        cert: &SkCertificate,
+    ) -> Result<(), AgentError> {
+        let file = self.file_keys();
+        let added = st
+            .added
+            .iter()
+            .filter(|i| i.certificate.is_none())
+            .map(|i| &i.key);
+        match file
+            .iter()
+            .chain(added)
+            .find(|k| k.key_handle == key.key_handle && !cert.certifies(k))
+        {
+            Some(k) => Err(AgentError::CertificateForAnotherKey {
+                key_id: cert.key_id.clone(),
+                certified: cert.key_fingerprint(),
+                credential: k.fingerprint(),
+                comment: k.comment.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn remove(&self, key_blob: &[u8]) -> Result<Response, AgentError> {
@@ -562,6 +660,40 @@ fn confirm_prompt(key: &SkKey, what: &SignedData<'_>, bind: Option<&Bind>) -> St
         None => prompt.push_str("\nThe request is bound to no SSH session (a local program)."),
     }
     prompt
+}
+
+/// The log line of an added certificate: its type, key id, principals and validity, and a
+/// warning when it is not valid now. The agent keeps it anyway, as OpenSSH's does (sshd is what
+/// judges a certificate; `ssh-add` itself skips expired ones and sets the lifetime to the end of
+/// the validity period).
+fn certificate_added(key: &SkKey, cert: &SkCertificate, confirm: bool) -> String {
+    let principals = if cert.principals.is_empty() {
+        "any principal".to_string()
+    } else {
+        cert.principals
+            .iter()
+            .map(|p| printable(p))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let validity = match cert.validity_at(now) {
+        Validity::Valid => "",
+        Validity::NotYetValid => "; warning: not valid yet (sshd refuses it until then)",
+        Validity::Expired => "; warning: expired (sshd refuses it)",
+    };
+    format!(
+        "added {} certificate {} for {} ({}), principals {principals}, serial {}{}{validity}",
+        cert.type_name(),
+        quoted(&cert.key_id),
+        printable(&key.comment),
+        key.fingerprint(),
+        cert.serial,
+        if confirm { " confirm" } else { "" }
+    )
 }
 
 fn describe(what: &SignedData<'_>) -> String {

@@ -10,6 +10,16 @@ use clap::Parser;
 /// Prints the shell commands that point SSH_AUTH_SOCK at it, like ssh-agent; use
 /// `eval "$(ctap-sshagent)"`.
 ///
+/// OpenSSH certificates: `ssh-add KEY` with KEY-cert.pub beside it (a CA's `ssh-keygen -s`)
+/// adds the certificate as well (its type ends in -cert-v01@openssh.com); `ssh-add -L` lists it
+/// after the plain key, and it signs
+/// with the same security key, for sshd's TrustedUserCAKeys. A certificate whose key handle is
+/// that of another key the agent knows is refused. As OpenSSH's agent, the agent does not check
+/// the validity period or principals (sshd does; ssh-add skips expired certificates and limits
+/// the lifetime to the validity), but logs a warning when a certificate is not valid now.
+/// `ctap-enroll export-ssh --name NAME --write-key-file KEY` writes the key file of a credential
+/// enrolled without one.
+///
 /// Limits against hostile clients: a message must arrive whole within 5 s of its first byte;
 /// at most 64 connections at once; at most 1000 identities added with ssh-add, holding at most
 /// 4 MiB of key handles, applications and comments (more is refused with SSH_AGENT_FAILURE and

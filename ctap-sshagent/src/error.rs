@@ -67,6 +67,13 @@ pub enum AgentError {
         max_count: usize,
         max_bytes: usize,
     },
+    /// A certificate for another key than the credential whose key handle it came with.
+    CertificateForAnotherKey {
+        key_id: String,
+        certified: String,
+        credential: String,
+        comment: String,
+    },
     /// `ssh-add -x` while locked, or with an empty passphrase.
     CannotLock,
     /// The lock passphrase could not be hashed.
@@ -147,6 +154,7 @@ impl AgentError {
             | AgentError::Uv(_)
             | AgentError::Key(_)
             | AgentError::Limits { .. }
+            | AgentError::CertificateForAnotherKey { .. }
             | AgentError::CannotLock
             | AgentError::LockHash
             | AgentError::NotLocked
@@ -206,6 +214,19 @@ impl fmt::Display for AgentError {
                 "{fingerprint} ({}) not added: the agent holds {count} added identities of \
                  {bytes} bytes, the limit is {max_count} identities and {max_bytes} bytes \
                  (remove some with `ssh-add -d` or `ssh-add -D`)",
+                printable(comment)
+            ),
+            AgentError::CertificateForAnotherKey {
+                key_id,
+                certified,
+                credential,
+                comment,
+            } => write!(
+                f,
+                "certificate {} certifies {certified}, but its key handle is that of {credential} \
+                 ({}): add the certificate made for that key (`ssh-keygen -L -f CERT` shows which \
+                 key a certificate certifies)",
+                quoted(key_id),
                 printable(comment)
             ),
             AgentError::CannotLock => {
@@ -323,6 +344,7 @@ impl std::error::Error for AgentError {
             | AgentError::DeviceBusy
             | AgentError::WrongPin
             | AgentError::Limits { .. }
+            | AgentError::CertificateForAnotherKey { .. }
             | AgentError::CannotLock
             | AgentError::LockHash
             | AgentError::NotLocked
@@ -448,6 +470,12 @@ mod tests {
                 bytes: 10,
                 max_count: 1000,
                 max_bytes: 4096,
+            },
+            AgentError::CertificateForAnotherKey {
+                key_id: "alice".into(),
+                certified: "SHA256:abc".into(),
+                credential: "SHA256:def".into(),
+                comment: "laptop".into(),
             },
             AgentError::CannotLock,
             AgentError::LockHash,

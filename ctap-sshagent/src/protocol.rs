@@ -7,8 +7,9 @@
 //! sk-ecdsa flags and counter inside the signature string (see `ctap_core::ssh::signature`).
 //! The dozen messages an sk-only agent handles fit in this file.
 
+use ctap_core::ssh::cert::is_certificate_type;
 use ctap_core::ssh::wire::{put_string, put_u32, Reader};
-use ctap_core::ssh::{SkKey, SshError, Unsupported};
+use ctap_core::ssh::{SkCertificate, SkKey, SshError, Unsupported};
 
 pub const SSH_AGENT_FAILURE: u8 = 5;
 pub const SSH_AGENT_SUCCESS: u8 = 6;
@@ -50,6 +51,8 @@ pub enum Request<'a> {
     },
     AddIdentity {
         key: Box<SkKey>,
+        /// `ssh-add` of a key with its `-cert.pub`: the certificate, whose key is `key`'s.
+        certificate: Option<Box<SkCertificate>>,
         constraints: Constraints,
     },
     RemoveIdentity {
@@ -82,7 +85,14 @@ pub fn parse(body: &[u8]) -> Result<Request<'_>, SshError> {
             flags: r.u32("flags")?,
         },
         SSH_AGENTC_ADD_IDENTITY | SSH_AGENTC_ADD_ID_CONSTRAINED => {
-            let mut key = SkKey::read_private(&mut r)?;
+            // A certificate's type name ends in -cert-v01@openssh.com; peek at it.
+            let is_cert = r.clone().text("key type").is_ok_and(is_certificate_type);
+            let (mut key, certificate) = if is_cert {
+                let (key, cert) = SkCertificate::read_private(&mut r)?;
+                (key, Some(Box::new(cert)))
+            } else {
+                (SkKey::read_private(&mut r)?, None)
+            };
             key.comment = r.text("comment")?.to_string();
             let constraints = if kind == SSH_AGENTC_ADD_ID_CONSTRAINED {
                 parse_constraints(&mut r)?
@@ -91,6 +101,7 @@ pub fn parse(body: &[u8]) -> Result<Request<'_>, SshError> {
             };
             Request::AddIdentity {
                 key: Box::new(key),
+                certificate,
                 constraints,
             }
         }

@@ -93,6 +93,12 @@ pub enum Malformed {
     HostKeySignature {
         parser: String,
     },
+    /// A certificate with an empty signature key.
+    CertificateNoCa,
+    /// The private fields sent with a certificate disagree with it (OpenSSH: KEY_CERT_MISMATCH).
+    CertificateMismatch {
+        field: &'static str,
+    },
 }
 
 /// Well-formed, but not something we handle.
@@ -190,6 +196,10 @@ impl fmt::Display for Malformed {
             Malformed::Encoding { parser } => write!(f, "encoding: {parser}"),
             Malformed::HostKey { parser } => write!(f, "host key: {parser}"),
             Malformed::HostKeySignature { parser } => write!(f, "host key signature: {parser}"),
+            Malformed::CertificateNoCa => f.write_str("certificate without a CA key"),
+            Malformed::CertificateMismatch { field } => {
+                write!(f, "the key's {field} is not the certificate's")
+            }
         }
     }
 }

@@ -13,6 +13,8 @@ use crate::transport::ctap2::cose::{CoseKey, ALG_ES256};
 
 pub(crate) const SK_ECDSA: &str = "sk-ecdsa-sha2-nistp256@openssh.com";
 pub(crate) const SK_ED25519: &str = "sk-ssh-ed25519@openssh.com";
+pub(crate) const SK_ECDSA_CERT: &str = "sk-ecdsa-sha2-nistp256-cert-v01@openssh.com";
+pub(crate) const SK_ED25519_CERT: &str = "sk-ssh-ed25519-cert-v01@openssh.com";
 const NISTP256: &str = "nistp256";
 
 /// Flags OpenSSH stores with an sk key (sk-api.h).
@@ -44,6 +46,22 @@ impl SkAlgorithm {
         match name {
             SK_ECDSA => Some(SkAlgorithm::EcdsaP256),
             SK_ED25519 => Some(SkAlgorithm::Ed25519),
+            _ => None,
+        }
+    }
+
+    /// The type name of an OpenSSH certificate for a key of this type (PROTOCOL.certkeys).
+    pub fn cert_name(self) -> &'static str {
+        match self {
+            SkAlgorithm::EcdsaP256 => SK_ECDSA_CERT,
+            SkAlgorithm::Ed25519 => SK_ED25519_CERT,
+        }
+    }
+
+    pub(crate) fn from_cert_name(name: &str) -> Option<Self> {
+        match name {
+            SK_ECDSA_CERT => Some(SkAlgorithm::EcdsaP256),
+            SK_ED25519_CERT => Some(SkAlgorithm::Ed25519),
             _ => None,
         }
     }
@@ -140,15 +158,7 @@ impl SkKey {
 
     /// The public key blob: what `authorized_keys`, agent identity lists and userauth carry.
     pub fn public_blob(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(128);
-        let alg = self.algorithm();
-        put_string(&mut out, alg.ssh_name().as_bytes());
-        if alg == SkAlgorithm::EcdsaP256 {
-            put_string(&mut out, NISTP256.as_bytes());
-        }
-        put_string(&mut out, &self.key.raw_public());
-        put_string(&mut out, self.application.as_bytes());
-        out
+        public_blob(&self.key, &self.application)
     }
 
     /// `type base64(blob) comment`, as `authorized_keys`, `ssh-add -L` and `*.pub` files have it.
@@ -260,6 +270,21 @@ impl SkKey {
     }
 }
 
+/// The public key blob of an sk key with this public key and application.
+pub(crate) fn public_blob(key: &CoseKey, application: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    match key {
+        CoseKey::Es256 { .. } => {
+            put_string(&mut out, SK_ECDSA.as_bytes());
+            put_string(&mut out, NISTP256.as_bytes());
+        }
+        CoseKey::EdDsa { .. } => put_string(&mut out, SK_ED25519.as_bytes()),
+    }
+    put_string(&mut out, &key.raw_public());
+    put_string(&mut out, application.as_bytes());
+    out
+}
+
 fn read_public(r: &mut Reader<'_>) -> Result<(CoseKey, String), SshError> {
     let name = r.text("key type")?;
     let alg = SkAlgorithm::from_ssh_name(name).ok_or_else(|| {
@@ -267,6 +292,15 @@ fn read_public(r: &mut Reader<'_>) -> Result<(CoseKey, String), SshError> {
             name: name.to_string(),
         })
     })?;
+    read_public_fields(r, alg)
+}
+
+/// The public fields after the type name (and, in a certificate, after the nonce): the point
+/// (checked on its curve) and the application.
+pub(crate) fn read_public_fields(
+    r: &mut Reader<'_>,
+    alg: SkAlgorithm,
+) -> Result<(CoseKey, String), SshError> {
     let key = match alg {
         SkAlgorithm::EcdsaP256 => {
             let curve = r.text("curve")?;

@@ -46,6 +46,13 @@ impl<'a> Reader<'a> {
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    pub fn u64(&mut self, what: &'static str) -> Result<u64, SshError> {
+        let b = self.take(8, what)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+
     /// A `string`: uint32 length, then that many bytes.
     pub fn string(&mut self, what: &'static str) -> Result<&'a [u8], SshError> {
         let n = self.u32(what)?;

@@ -12,7 +12,7 @@ use ctap_core::store::fs::Ownership;
 use ctap_core::transport::ctap2::pin::permission;
 
 use super::{say, single_ssh_key, Context};
-use crate::cli::{ExportSshArgs, SshArgs, SshKeyType};
+use crate::cli::{CredentialsArgs, ExportSshArgs, SshArgs, SshKeyType};
 use crate::{Exit, Failure};
 
 fn credentials_path(arg: &Option<PathBuf>) -> Result<PathBuf, Failure> {
@@ -136,14 +136,33 @@ pub fn export(args: &ExportSshArgs) -> Result<Exit, Failure> {
         uid: nix::unistd::geteuid().as_raw(),
     };
     let file = load_credential_file(&path, owner)?;
-    for line in ssh::export_ssh_lines(&file).map_err(ssh_failure)? {
-        say(line);
+    let Some(name) = &args.name else {
+        for line in ssh::export_ssh_lines(&file).map_err(ssh_failure)? {
+            say(line);
+        }
+        return Ok(Exit::Ok);
+    };
+    let record = file
+        .credentials
+        .iter()
+        .find(|r| r.name == *name && ssh::is_ssh_record(r))
+        .ok_or_else(|| {
+            Failure::new(
+                Exit::Failed,
+                format!("{}: no SSH credential named {name:?}", path.display()),
+                "`ctap-enroll export-ssh` lists them (the comment is the name)",
+            )
+        })?;
+    let sk = SkKey::from_record(record).map_err(ssh_failure)?;
+    if let Some(k) = &args.write_key_file {
+        ssh::write_key_files(k, &sk).map_err(|e| Failure::new(Exit::Failed, e.to_string(), ""))?;
     }
+    say(sk.authorized_keys_line());
     Ok(Exit::Ok)
 }
 
 /// `load-resident-ssh`: the key's discoverable `ssh:` credentials into the user's file.
-pub fn load_resident(ctx: &mut Context, args: &ExportSshArgs) -> Result<Exit, Failure> {
+pub fn load_resident(ctx: &mut Context, args: &CredentialsArgs) -> Result<Exit, Failure> {
     use ctap_core::store::credential::{CredentialRecord, EnrolledKey, RpId, UvRequirement};
     let path = credentials_path(&args.credentials)?;
     let owner = Ownership {

@@ -32,7 +32,7 @@ fn main() {
             pages(
                 ctap_sshagent::cli::Args::command(),
                 &dir,
-                "ssh-add(1), ssh(1), ctap-enroll(1), ctap-enroll-ssh(1)",
+                "ssh-add(1), ssh(1), ssh-keygen(1), ctap-enroll(1), ctap-enroll-ssh(1), ctap-enroll-export-ssh(1)",
             )
         });
     if let Err(e) = result {

@@ -6,9 +6,8 @@
 mod sshagent_common;
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ctap_core::ssh::{export_ssh_lines, SkAlgorithm, SkKey};
@@ -260,122 +259,6 @@ fn ssh_add_of_a_written_key_file_adds_a_key_that_signs() {
 }
 
 use std::os::unix::fs::OpenOptionsExt;
-
-/// A real sshd on 127.0.0.1 with its own configuration, host key and authorized_keys.
-struct Sshd {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-impl Sshd {
-    fn start(dir: &Path, authorized_keys: &str) -> Sshd {
-        let _ = std::fs::create_dir_all("/run/sshd");
-        let host_key = dir.join("host_ed25519");
-        if !host_key.exists() {
-            let k = Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(&host_key)
-                .output()
-                .unwrap();
-            assert!(k.status.success(), "{}", text(&k));
-        }
-        let ak = dir.join("authorized_keys");
-        std::fs::write(&ak, authorized_keys).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let cfg = dir.join("sshd_config");
-        std::fs::write(
-            &cfg,
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\nUsePAM no\nStrictModes no\n\
-                 AuthorizedKeysFile {}\nPubkeyAuthentication yes\nPasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nLogLevel VERBOSE\n",
-                host_key.display(),
-                ak.display()
-            ),
-        )
-        .unwrap();
-        let log = dir.join(format!("sshd-{port}.log"));
-        let child = Command::new("/usr/sbin/sshd")
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "sshd did not start: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Sshd { child, port, log }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn login(&self, agent: &Agent) -> std::process::Output {
-        let port = self.port.to_string();
-        let sock = format!("IdentityAgent={}", agent.socket.display());
-        let mut c = Command::new("ssh");
-        c.args([
-            "-F",
-            "/dev/null",
-            "-o",
-            &sock,
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args([
-            "-o",
-            "PreferredAuthentications=publickey",
-            "-o",
-            "ConnectTimeout=20",
-            "-p",
-            &port,
-            "root@127.0.0.1",
-            "true",
-        ])
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null());
-        c.output().unwrap()
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The sshd tests are `#[ignore]`d (sshd runs as root); run anyway without root or sshd, they
-/// fail rather than pass.
-fn require_sshd() {
-    require("sshd");
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    assert!(root, "the sshd tests run sshd as root");
-}
 
 #[test]
 #[ignore = "needs root and OpenSSH sshd: scripts/test runs it as root"]

@@ -241,6 +241,128 @@ impl Client {
     }
 }
 
+/// A real sshd on 127.0.0.1 with its own configuration, host key and authorized_keys.
+pub struct Sshd {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Sshd {
+    pub fn start(dir: &Path, authorized_keys: &str) -> Sshd {
+        Self::start_with(dir, authorized_keys, "")
+    }
+
+    /// [`Sshd::start`] with more configuration lines (`TrustedUserCAKeys ...`).
+    pub fn start_with(dir: &Path, authorized_keys: &str, extra_config: &str) -> Sshd {
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let host_key = dir.join("host_ed25519");
+        if !host_key.exists() {
+            let k = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(&host_key)
+                .output()
+                .unwrap();
+            assert!(k.status.success(), "ssh-keygen: {k:?}");
+        }
+        let ak = dir.join("authorized_keys");
+        std::fs::write(&ak, authorized_keys).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = dir.join("sshd_config");
+        std::fs::write(
+            &cfg,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\nUsePAM no\nStrictModes no\n\
+                 AuthorizedKeysFile {}\nPubkeyAuthentication yes\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nLogLevel VERBOSE\n\
+                 {extra_config}",
+                host_key.display(),
+                ak.display()
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!("sshd-{port}.log"));
+        let child = Command::new("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Sshd { child, port, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn login(&self, agent: &Agent) -> std::process::Output {
+        let port = self.port.to_string();
+        let sock = format!("IdentityAgent={}", agent.socket.display());
+        let mut c = Command::new("ssh");
+        c.args([
+            "-F",
+            "/dev/null",
+            "-o",
+            &sock,
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "PreferredAuthentications=publickey",
+            "-o",
+            "ConnectTimeout=20",
+            "-p",
+            &port,
+            "root@127.0.0.1",
+            "true",
+        ])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null());
+        c.output().unwrap()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sshd tests are `#[ignore]`d (sshd runs as root); run anyway without root or sshd, they
+/// fail rather than pass.
+pub fn require_sshd() {
+    require("sshd");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    assert!(root, "the sshd tests run sshd as root");
+}
+
 pub const FAILURE: u8 = 5;
 pub const SUCCESS: u8 = 6;
 
