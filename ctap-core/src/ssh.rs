@@ -19,6 +19,7 @@ pub mod wire;
 
 pub use authenticator::{
     enroll_ssh_credential, sign, ssh_enrollment_needs_uv, SkSignature, SshEnrollment,
+    CRED_PROTECT_UV_REQUIRED,
 };
 pub use cert::{SkCertificate, Validity};
 pub use error::{BadAssertion, KeyFileError, Malformed, Refusal, SshError, Unsupported};

@@ -140,6 +140,9 @@ fn ctap_errors() -> Vec<CtapError> {
             Incompatibility::PinProtocolNotListed { version: 2 },
             Incompatibility::CoseKeyType { kty: 3, crv: -1 },
             Incompatibility::NoHmacSecret,
+            Incompatibility::NoCredProtect {
+                needs: "a resident key that requires verification",
+            },
             Incompatibility::U2fOnly {
                 needs: "an OpenSSH security key",
             },

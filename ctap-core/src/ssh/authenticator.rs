@@ -12,7 +12,7 @@ use crate::store::credential::{EnrolledKey, RpId};
 use crate::transport::ctap2::cose::Algorithm;
 use crate::transport::ctap2::info::{format_aaguid, AuthenticatorInfo};
 use crate::transport::ctap2::{
-    Ctap2, GetAssertionRequest, KeepaliveHandler, MakeCredentialRequest,
+    Ctap2, CtapError, GetAssertionRequest, Incompatibility, KeepaliveHandler, MakeCredentialRequest,
 };
 use crate::transport::device::Transport;
 
@@ -105,6 +105,10 @@ pub struct SshEnrollment {
     pub name: String,
 }
 
+/// credProtect's userVerificationRequired (CTAP 2.1 §12.1): the key uses the credential only
+/// after user verification.
+pub const CRED_PROTECT_UV_REQUIRED: u8 = 3;
+
 /// Create an SSH credential on the key and return its record (rp_id = application), with user
 /// verification as the planner settled it (see [`ssh_enrollment_needs_uv`]).
 pub fn enroll_ssh_credential<T: Transport>(
@@ -149,8 +153,17 @@ pub fn enroll_ssh_credential<T: Transport>(
         resident_key: e.resident,
         user_verification: verification.uv_option(),
         hmac_secret: false,
-        cred_protect: None,
+        // A resident key carries verify-required on the key itself, as OpenSSH does it: a
+        // new machine that loads the key from it (load-resident-ssh) reads the level back.
+        cred_protect: (e.resident && e.verify_required).then_some(CRED_PROTECT_UV_REQUIRED),
     };
+    if req.cred_protect.is_some() && !ctap.info().supports_extension("credProtect") {
+        return Err(SshError::from(CtapError::DeviceIncompatible(
+            Incompatibility::NoCredProtect {
+                needs: "a resident SSH key that requires verification",
+            },
+        )));
+    }
     let made = ctap.make_credential(&req, verification.token(), on_keepalive)?;
     let cred = made.credential();
     let public_key = match EnrolledKey::new(cred.public_key.clone()) {

@@ -235,7 +235,16 @@ pub fn load_resident(ctx: &mut Context, args: &CredentialsArgs) -> Result<Exit, 
             public_key: EnrolledKey::new(cred.public_key)
                 .map_err(|e| bad(format!("the key lists an unusable public key: {e}")))?,
             aaguid: aaguid.clone(),
-            user_verification: UvRequirement::Discouraged,
+            // verify-required travels on the key as credProtect level 3 (what `ctap-enroll ssh
+            // --resident --verify-required` and OpenSSH set). no-touch-required has no such
+            // place, so it is not restored (OpenSSH's `ssh-keygen -K` does not either).
+            user_verification: if cred.cred_protect
+                == Some(ctap_core::ssh::CRED_PROTECT_UV_REQUIRED)
+            {
+                UvRequirement::Required
+            } else {
+                UvRequirement::Discouraged
+            },
             hmac_secret: false,
             created: String::new(),
             no_touch_required: false,

@@ -169,3 +169,73 @@ fn nix_uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").unwrap().uid()
 }
+
+/// verify-required survives the trip through the key: `ssh --resident --verify-required`
+/// makes the credential with credProtect level 3 (as OpenSSH does), and `load-resident-ssh`
+/// on a new machine reads the level back, so the loaded key still demands the PIN. A resident
+/// key made without it loads without it.
+#[test]
+#[ignore = "needs OpenSSH (ssh-keygen): scripts/test runs it as root"]
+fn a_resident_key_keeps_verify_required_through_the_key() {
+    use ctap_core::store::credential::UvRequirement;
+    require("ssh-keygen");
+    let dir = temp("resident-uv");
+    let key = SoftToken::start(dir.path(), &dir.path().join("state"), &["--pin", PIN]);
+    let first = dir.path().join("first.toml");
+    let fresh = dir.path().join("fresh.toml");
+    let pin = format!("{PIN}\n");
+    // Two applications: a key keeps one resident credential per application and user.
+    for (name, app, extra) in [
+        ("strict", "ssh:strict", Some("--verify-required")),
+        ("plain", "ssh:plain", None),
+    ] {
+        let mut args = vec![
+            "ssh",
+            "--resident",
+            "-t",
+            "ecdsa-sk",
+            "--application",
+            app,
+            "--name",
+            name,
+            "--credentials",
+            first.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let (ok, made) = enroll_cmd(&key, &args, &pin);
+        assert!(ok, "{made}");
+    }
+    let (ok, loaded) = enroll_cmd(
+        &key,
+        &[
+            "load-resident-ssh",
+            "--credentials",
+            fresh.to_str().unwrap(),
+        ],
+        &pin,
+    );
+    assert!(
+        ok && loaded.contains("2 resident SSH key(s) loaded"),
+        "{loaded}"
+    );
+    let owner = Ownership { uid: nix_uid() };
+    let a = load_credential_file(&first, owner).unwrap();
+    let b = load_credential_file(&fresh, owner).unwrap();
+    for name in ["strict", "plain"] {
+        let original = &a.credentials[a.find(name).unwrap()];
+        let back = b
+            .credentials
+            .iter()
+            .find(|c| c.credential_id == original.credential_id)
+            .unwrap();
+        println!(
+            "{name}: enrolled {:?}, loaded {:?}",
+            original.user_verification, back.user_verification
+        );
+        assert_eq!(back.user_verification, original.user_verification, "{name}");
+    }
+    assert_eq!(
+        a.credentials[a.find("strict").unwrap()].user_verification,
+        UvRequirement::Required
+    );
+}

@@ -33,6 +33,9 @@ pub struct ResidentCredential {
     pub public_key: CoseKey,
     /// The user name stored with it, if any (OpenSSH stores the `-O user=` value).
     pub user_name: Option<String>,
+    /// Its credProtect level (1, 2 or 3), if the key says: 3 (userVerificationRequired) is how
+    /// a resident SSH key made with verify-required keeps that flag on the key itself.
+    pub cred_protect: Option<u8>,
 }
 
 impl<T: Transport> Ctap2<T> {
@@ -145,10 +148,16 @@ fn credential_of(rp_id: &str, v: &Value) -> Result<ResidentCredential, CtapError
             Some(Value::Text(t)) => Some(t.clone()),
             _ => None,
         });
+    let cred_protect = match m.opt_uint(10, "credProtect")? {
+        None => None,
+        Some(level @ 1..=3) => Some(level as u8),
+        Some(_) => return Err(m.wrong("credProtect (10)", "1, 2 or 3")),
+    };
     Ok(ResidentCredential {
         rp_id: rp_id.to_string(),
         credential_id: id,
         public_key: key,
         user_name,
+        cred_protect,
     })
 }

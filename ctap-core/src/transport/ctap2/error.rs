@@ -38,6 +38,8 @@ pub enum Incompatibility {
     CoseKeyType { kty: i128, crv: i128 },
     /// hmac-secret was asked for and the key does not offer it.
     NoHmacSecret,
+    /// credProtect was needed (`needs` says for what) and the key does not offer it.
+    NoCredProtect { needs: &'static str },
     /// The key speaks only CTAP1/U2F (no CBOR capability, or getInfo refused), and this
     /// operation needs CTAP2 (`needs` says which).
     U2fOnly { needs: &'static str },
@@ -76,6 +78,10 @@ impl fmt::Display for Incompatibility {
                 "unsupported COSE key type {kty} / curve {crv} (only P-256 and Ed25519)"
             ),
             Incompatibility::NoHmacSecret => f.write_str("the key does not support hmac-secret"),
+            Incompatibility::NoCredProtect { needs } => write!(
+                f,
+                "the key does not support credProtect, which {needs} needs"
+            ),
             Incompatibility::U2fOnly { needs } => write!(
                 f,
                 "the key speaks only CTAP1/U2F, and {needs} needs a FIDO2 (CTAP2) key"
