@@ -16,7 +16,12 @@ use pam_common::*;
 #[ignore = "needs root and pamtester (writes /etc/pam.d): scripts/test runs it as root"]
 fn pam_sigint_mid_wait_cancels_the_key_and_writes_nothing() {
     require_root("pam_sigint_mid_wait_cancels_the_key_and_writes_nothing");
-    let mut s = Setup::builder("pam-sigint").start();
+    // The authpending file appears once the module waits for the key, after its SIGINT
+    // handler is in place: the signal is sent then, not after a guessed delay.
+    let pending_dir = ctap_e2e::TempDir::new("pam-sigint-pending");
+    let pending = pending_dir.path().join("pending");
+    let cfg = format!("authpending_file = {:?}\n", pending.display().to_string());
+    let mut s = Setup::builder("pam-sigint").config(&cfg).start();
     let cancel_log = s.fx.path().join("cancels.log");
     let cancel_arg = cancel_log.display().to_string();
     s.restart_key(
@@ -33,7 +38,11 @@ fn pam_sigint_mid_wait_cancels_the_key_and_writes_nothing() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let waiting = Instant::now() + Duration::from_secs(10);
+    while !pending.exists() {
+        assert!(Instant::now() < waiting, "the module never started waiting");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let sent = Instant::now();
     // SAFETY: kill(2) with our own child's pid; no memory is involved.
     let killed = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };

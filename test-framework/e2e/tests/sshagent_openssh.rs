@@ -168,7 +168,11 @@ fn notify_command_runs_while_waiting_for_the_touch() {
     let records = enroll(&key, &[enrollment(SkAlgorithm::Ed25519, "n")], None);
     let creds = write_credentials(dir.path(), &records);
     let marker = dir.path().join("notified");
-    let cmd = format!("printf '%s' \"$1\" > {}", marker.display());
+    // Written whole, then renamed: the test never reads a half-written file.
+    let cmd = format!(
+        "printf '%s' \"$1\" > {m}.tmp && mv {m}.tmp {m}",
+        m = marker.display()
+    );
     let agent = Agent::start(dir.path(), &key, &creds, &["--notify", &cmd]);
     let line = SkKey::from_record(&records[0])
         .unwrap()
@@ -179,7 +183,6 @@ fn notify_command_runs_while_waiting_for_the_touch() {
     while !marker.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(100));
     assert!(std::fs::read_to_string(&marker)
         .unwrap()
         .starts_with("Touch your security key"));
