@@ -31,6 +31,8 @@ use crate::transport::device::{DeviceUri, TransportError};
 
 mod race;
 mod u2f;
+#[cfg(test)]
+mod uv_cue_tests;
 
 /// A successful login. Only [`login`] builds one, and only after verification and after the new
 /// state was written.
