@@ -385,3 +385,27 @@ fn a_key_without_keepalives_is_cancelled_when_another_wins() {
         "{took:?}: the silent key's 2.5 s did not hold the login"
     );
 }
+
+/// The first answer does not win by being first: a key that answers at once with a signature
+/// that does not verify drops out, and the key the user touches after it logs in. Nothing of
+/// the broken answer is written.
+#[test]
+fn a_key_answering_first_with_a_bad_signature_does_not_win() {
+    let dir = TempDir::new("several-bad-first");
+    let (sa, sb) = two_enrolled(dir.path());
+    let a = SoftToken::start(dir.path(), &sa, &["--presence", "delay=600"]);
+    let b = SoftToken::start(dir.path(), &sb, &["--fault", "corrupt-signature"]);
+    let p = policy(dir.path(), list(&[&b, &a]));
+    let before = state_of(&p, &["key-a", "key-b"]);
+    let start = Instant::now();
+    let g = login("daemon", "sudo", &p, &mut Cues::default()).unwrap();
+    println!(
+        "logged in with {} after {:?} beside a key that signs wrongly",
+        g.credential_name(),
+        start.elapsed()
+    );
+    assert_eq!(g.credential_name(), "key-a");
+    let after = state_of(&p, &["key-a", "key-b"]);
+    assert_eq!(after[1], before[1], "the broken key's state is untouched");
+    assert_eq!(after[0].sign_count, g.sign_count());
+}
