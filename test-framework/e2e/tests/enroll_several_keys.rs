@@ -163,11 +163,17 @@ fn ctap_enroll_test_with_two_keys_takes_one_touch() {
         text.contains("PASS: daemon verified with \"key-b\""),
         "{text}"
     );
-    assert!(!text.contains("Touch the security key you want to use"), "{text}");
+    assert!(
+        !text.contains("Touch the security key you want to use"),
+        "{text}"
+    );
     assert!(
         took < std::time::Duration::from_millis(2900),
         "{took:?}: one touch, not two"
     );
     let cancels = ctap_e2e::wait_for_cancels(&log_a);
-    assert!(cancels.contains("busy=true"), "A was cancelled: {cancels:?}");
+    assert!(
+        cancels.contains("busy=true"),
+        "A was cancelled: {cancels:?}"
+    );
 }

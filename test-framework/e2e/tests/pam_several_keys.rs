@@ -71,11 +71,7 @@ fn pam_two_keys_one_touch_the_first_touched_wins() {
         ],
     );
     let b = start(&fx, &sb, &["--presence", "delay=1500"]);
-    let config = fx.config(
-        "pam_ctap.toml",
-        &format!("{},{}", a.uri(), b.uri()),
-        "",
-    );
+    let config = fx.config("pam_ctap.toml", &format!("{},{}", a.uri(), b.uri()), "");
     let service = ServiceFile::new(&observing_stack(&format!("config={}", config.display())));
     let r = pamtester(&service.name, "daemon", "", &[]);
     println!("{r:?}");
@@ -99,7 +95,10 @@ fn pam_two_keys_one_touch_the_first_touched_wins() {
     );
     let cancels = ctap_e2e::wait_for_cancels(&log_a);
     println!("A's cancels: {cancels:?}");
-    assert!(cancels.contains("busy=true"), "the untouched key got CANCEL");
+    assert!(
+        cancels.contains("busy=true"),
+        "the untouched key got CANCEL"
+    );
 }
 
 /// Ctrl-C while two keys wait for the one touch, one of them sending no keepalives: both get
@@ -120,7 +119,12 @@ fn pam_sigint_cancels_every_waiting_key_even_a_silent_one() {
     let a = start(
         &fx,
         &sa,
-        &["--presence", "delay=15000", "--cancel-log", log_a.to_str().unwrap()],
+        &[
+            "--presence",
+            "delay=15000",
+            "--cancel-log",
+            log_a.to_str().unwrap(),
+        ],
     );
     let b = start(
         &fx,
@@ -170,5 +174,9 @@ fn pam_sigint_cancels_every_waiting_key_even_a_silent_one() {
     let line = fx.auth_line();
     println!("{line}");
     assert_contains(&line, &["auth failed: reason=cancelled"]);
-    assert_eq!(std::fs::read(&state_path).unwrap(), state_before, "nothing written");
+    assert_eq!(
+        std::fs::read(&state_path).unwrap(),
+        state_before,
+        "nothing written"
+    );
 }
