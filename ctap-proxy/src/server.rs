@@ -457,11 +457,13 @@ impl<R: Read + AsFd, W: Write> Connection<R, W> {
         let mut stop: Option<Stop> = None;
         let result = backend.call(command, bytes, timeout, &mut |status| {
             let byte = match status {
-                KeepaliveStatus::Processing => KEEPALIVE_PROCESSING,
-                KeepaliveStatus::UpNeeded => KEEPALIVE_UPNEEDED,
-                KeepaliveStatus::Unknown(b) => b,
+                KeepaliveStatus::Processing => Some(KEEPALIVE_PROCESSING),
+                KeepaliveStatus::UpNeeded => Some(KEEPALIVE_UPNEEDED),
+                KeepaliveStatus::Unknown(b) => Some(b),
+                // The key sent nothing: nothing to pass on, but the client is still heard.
+                KeepaliveStatus::Quiet => None,
             };
-            if self.send(cid, cmd::KEEPALIVE, &[byte]).is_err() {
+            if byte.is_some_and(|b| self.send(cid, cmd::KEEPALIVE, &[b]).is_err()) {
                 stop = Some(Stop::Gone);
                 return WaitDecision::Cancel;
             }

@@ -29,7 +29,10 @@ use crate::transport::ctap2::{CtapError, CtapStatus, GetAssertionRequest, Misbeh
 use crate::transport::ctaphid::CtapHidError;
 use crate::transport::device::{DeviceUri, TransportError};
 
+mod race;
 mod u2f;
+#[cfg(test)]
+mod uv_cue_tests;
 
 /// A successful login. Only [`login`] builds one, and only after verification and after the new
 /// state was written.
@@ -854,6 +857,20 @@ pub fn login_from(
         choose_key(&mut keys, &ordered, unprobed_ok, policy, prompter)
     };
     let (index, record) = match chosen {
+        // Several keys hold a credential: one touch, all asked at once (login/race.rs).
+        Ok(Choice::Several(found)) if race::raceable(&found, &unlocked_state) => {
+            let race = race::Race {
+                account: &account,
+                service,
+                policy,
+                context,
+                from_directory,
+                deadline,
+            };
+            return race::login(&mut keys, &found, race, prompter);
+        }
+        Ok(Choice::Several(found)) => select_among(&mut keys, found, policy, prompter)?,
+        Ok(Choice::One(index, record)) => (index, record),
         // No FIDO2 key holds a credential: the U2F-only keys may (login/u2f.rs).
         Err(LoginError::WrongKey) if !u2f_keys.is_empty() => {
             let login = u2f::Login {
@@ -867,7 +884,7 @@ pub fn login_from(
             };
             return u2f::login(u2f_keys, login, prompter);
         }
-        other => other?,
+        Err(e) => return Err(e),
     };
     let key = &mut keys[index];
 
@@ -996,29 +1013,31 @@ fn enrolled_credentials(
 
 /// Which attached key logs in, with which credential: with one key (and no U2F-only key besides,
 /// `unprobed_ok`) and one credential and no PIN to send, that pair without a probe (the fewest round trips: INIT, getInfo, then the
-/// assertion); else the one key that holds one, or, with several keys attached and a PIN to
-/// send, the one the user touches among keys of the enrolled model.
+/// assertion); else the one key that holds one; with several keys holding one and no PIN to
+/// send, all of them ([`Choice::Several`]); with a PIN to send, the one the user touches among
+/// keys of the enrolled model.
 fn choose_key<'r>(
     keys: &mut [Authenticator],
     ordered: &'r [CredentialRecord],
     unprobed_ok: bool,
     policy: &Policy,
     prompter: &mut dyn Prompter,
-) -> Result<(usize, &'r CredentialRecord), LoginError> {
+) -> Result<Choice<'r>, LoginError> {
     if let ([key], [record], true) = (&*keys, ordered, unprobed_ok) {
         if !needs_pin(key, record) {
             // One key, one credential, no PIN to protect: the login's own getAssertion is the
             // probe. A key without the credential answers it with NO_CREDENTIALS (wrong_key);
             // CTAP 2.1 §6.2.2 looks the allow list up before it asks for the touch.
-            return Ok((0, record));
+            return Ok(Choice::One(0, record));
         }
     }
     let found = find_credentials(keys, ordered)?;
     if keys.len() <= 1 || found.len() <= 1 {
-        return found.first().copied().ok_or(LoginError::WrongKey);
+        let (i, r) = found.first().copied().ok_or(LoginError::WrongKey)?;
+        return Ok(Choice::One(i, r));
     }
     if !found.iter().any(|(i, r)| needs_pin(&keys[*i], r)) {
-        return select_among(keys, found, policy, prompter);
+        return Ok(Choice::Several(found));
     }
     // Several keys attached and a PIN to send: the user's touch picks the key first, and
     // only keys of the enrolled model may be picked.
@@ -1041,12 +1060,24 @@ fn choose_key<'r>(
     candidates
         .into_iter()
         .find(|(i, _)| *i == chosen)
+        .map(|(i, r)| Choice::One(i, r))
         .ok_or(LoginError::WrongKey)
 }
 
-/// Several attached keys hold one of the user's credentials and none needs a PIN: all of them
-/// are asked at once (authenticatorSelection), the first touched is the one that logs in, the
-/// others get CTAPHID_CANCEL (issue 16). A key that hangs costs only its own deadline.
+/// Which key (index into the keys) logs in with which credential.
+enum Choice<'r> {
+    /// This one.
+    One(usize, &'r CredentialRecord),
+    /// Several keys hold a credential and none needs a PIN: raced with the login's own
+    /// getAssertion (login/race.rs) when no user verification is needed, else chosen by touch.
+    Several(Vec<(usize, &'r CredentialRecord)>),
+}
+
+/// Several attached keys hold one of the user's credentials, none needs a PIN, but one needs
+/// built-in UV first (or has no usable state): all of them are asked at once
+/// (authenticatorSelection), the first touched is the one that logs in, the others get
+/// CTAPHID_CANCEL (issue 16). A key that hangs costs only its own deadline. Without UV to
+/// obtain, the login's own getAssertion is raced instead (login/race.rs): one touch.
 fn select_among<'r>(
     keys: &mut [Authenticator],
     found: Vec<(usize, &'r CredentialRecord)>,

@@ -337,7 +337,7 @@ impl Connection {
                 }
             }
         }
-        if now < busy.next_keepalive {
+        if now < busy.next_keepalive || self.fault == Some(Fault::NoKeepalive) {
             return Flow::Continue;
         }
         busy.next_keepalive = now + KEEPALIVE_INTERVAL;

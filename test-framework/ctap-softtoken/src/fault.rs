@@ -3,7 +3,7 @@
 //! every CTAP2 command: a key can be enrolled normally, then restarted on the same state with a
 //! fault and misbehave at login. The `u2f-*` faults hit CTAP1/U2F (CTAPHID_MSG) only:
 //! U2F_AUTHENTICATE that signs (not the check-only probe), except `u2f-other-appid`, which hits
-//! U2F_REGISTER.
+//! U2F_REGISTER. `no-keepalive` changes no answer: it withholds the KEEPALIVEs of every request.
 
 use std::time::Duration;
 
@@ -35,12 +35,19 @@ pub enum Fault {
     SlowAnswer,
     /// Timing: PROCESSING keepalives forever in answer to silent (up = false) probes only.
     ProbeKeepalive,
+    /// Timing: PROCESSING keepalives forever in answer to getAssertions that ask for a touch
+    /// (up = true); silent probes are answered normally, so the key is found holding the
+    /// credential and then hangs at the login's assertion.
+    AssertionKeepalive,
     /// Timing: send the response one byte at a time, [`TRICKLE_INTERVAL`] apart.
     Trickle,
     /// Timing: send the first report of the response, then nothing (the connection stays open).
     StallMidMessage,
     /// Timing: answer every getAssertion with CTAPHID ERROR CHANNEL_BUSY.
     BusyForever,
+    /// Timing: send no KEEPALIVE at all, for any request (a key that stays silent while it
+    /// waits for a touch); answers are otherwise normal.
+    NoKeepalive,
     /// Protocol strictness: repeat the signature member (3) after the real one, with junk.
     DuplicateKey,
     /// Protocol strictness: set the AT flag in the assertion's authenticatorData.
@@ -127,9 +134,11 @@ impl Fault {
         Fault::WrongChannel,
         Fault::SlowAnswer,
         Fault::ProbeKeepalive,
+        Fault::AssertionKeepalive,
         Fault::Trickle,
         Fault::StallMidMessage,
         Fault::BusyForever,
+        Fault::NoKeepalive,
         Fault::DuplicateKey,
         Fault::AtFlag,
         Fault::TrailingAuthdata,
@@ -154,9 +163,11 @@ impl Fault {
             Fault::WrongChannel => "wrong-channel",
             Fault::SlowAnswer => "slow-answer",
             Fault::ProbeKeepalive => "probe-keepalive",
+            Fault::AssertionKeepalive => "assertion-keepalive",
             Fault::Trickle => "trickle",
             Fault::StallMidMessage => "stall-mid-message",
             Fault::BusyForever => "busy-forever",
+            Fault::NoKeepalive => "no-keepalive",
             Fault::DuplicateKey => "duplicate-key",
             Fault::AtFlag => "at-flag",
             Fault::TrailingAuthdata => "trailing-authdata",
@@ -190,9 +201,15 @@ impl Fault {
             Fault::ProbeKeepalive => {
                 "send PROCESSING keepalives forever in answer to silent (up=false) probes"
             }
+            Fault::AssertionKeepalive => {
+                "send PROCESSING keepalives forever in answer to getAssertions with up=true"
+            }
             Fault::Trickle => "send the response one byte every 100 ms",
             Fault::StallMidMessage => "send the first report of the response, then nothing",
             Fault::BusyForever => "answer every getAssertion with CTAPHID CHANNEL_BUSY",
+            Fault::NoKeepalive => {
+                "send no KEEPALIVE while a request waits (for a touch or otherwise)"
+            }
             Fault::DuplicateKey => {
                 "repeat the signature member after the real one (junk bytes); CBOR stays sorted"
             }
@@ -233,6 +250,9 @@ impl Fault {
             _ if self.is_u2f() => false,
             Fault::SlowAnswer => true,
             Fault::ProbeKeepalive => Self::applies_to(request) && is_silent_probe(&request[1..]),
+            Fault::AssertionKeepalive => {
+                Self::applies_to(request) && !is_silent_probe(&request[1..])
+            }
             _ => Self::applies_to(request),
         }
     }
@@ -265,11 +285,13 @@ impl Fault {
 
     pub fn plan(self) -> Plan {
         match self {
-            Fault::StallKeepalive | Fault::ProbeKeepalive => Plan::Stall,
+            Fault::StallKeepalive | Fault::ProbeKeepalive | Fault::AssertionKeepalive => {
+                Plan::Stall
+            }
             Fault::DropConnection => Plan::Drop,
             Fault::SlowAnswer => Plan::Delay(SLOW_ANSWER),
             Fault::BusyForever => Plan::Busy,
-            Fault::Trickle | Fault::StallMidMessage => Plan::Process,
+            Fault::Trickle | Fault::StallMidMessage | Fault::NoKeepalive => Plan::Process,
             Fault::CorruptSignature
             | Fault::TruncateReport
             | Fault::MalformedCbor
@@ -310,9 +332,11 @@ impl Fault {
             | Fault::BadDescriptorId
             | Fault::SlowAnswer
             | Fault::ProbeKeepalive
+            | Fault::AssertionKeepalive
             | Fault::Trickle
             | Fault::StallMidMessage
             | Fault::BusyForever
+            | Fault::NoKeepalive
             | Fault::U2fShortResponse
             | Fault::U2fWrongStatus
             | Fault::U2fBadDerSignature => request,
@@ -352,7 +376,7 @@ impl Fault {
                     other => other.clone(),
                 })
             })),
-            Fault::HmacMissing => Delivery::Normal(response),
+            Fault::HmacMissing | Fault::NoKeepalive => Delivery::Normal(response),
             Fault::U2fShortResponse => Delivery::Normal(edit_u2f_success(response, |data| {
                 data.truncate(5);
             })),
@@ -375,6 +399,7 @@ impl Fault {
             Fault::StallKeepalive
             | Fault::DropConnection
             | Fault::ProbeKeepalive
+            | Fault::AssertionKeepalive
             | Fault::BusyForever => Delivery::Normal(response),
         }
     }

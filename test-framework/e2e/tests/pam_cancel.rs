@@ -76,3 +76,47 @@ fn pam_sigint_mid_wait_cancels_the_key_and_writes_nothing() {
     let r = s.auth("daemon");
     assert_eq!(r.result, PamResult::Success, "{r:?}");
 }
+
+/// The same with a key that sends no keepalives while it waits: the wait wakes every 50 ms to
+/// look for the Ctrl-C, so the CANCEL goes out at once, not when the key answers (2.8 s).
+#[test]
+#[ignore = "needs root and pamtester (writes /etc/pam.d): scripts/test runs it as root"]
+fn pam_sigint_cancels_a_key_that_sends_no_keepalives() {
+    require_root("pam_sigint_cancels_a_key_that_sends_no_keepalives");
+    let mut s = Setup::builder("pam-sigint-silent").start();
+    let cancel_log = s.fx.path().join("cancels.log");
+    let cancel_arg = cancel_log.display().to_string();
+    s.restart_key(
+        None,
+        &[
+            "--fault",
+            "no-keepalive",
+            "--presence",
+            "delay=2800",
+            "--cancel-log",
+            &cancel_arg,
+        ],
+    );
+    let child = Command::new("pamtester")
+        .args(["-v", &s.service.name, "daemon", "authenticate"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let sent = Instant::now();
+    // SAFETY: kill(2) with our own child's pid; no memory is involved.
+    let killed = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(killed, 0);
+    let out = child.wait_with_output().unwrap();
+    let after = sent.elapsed();
+    println!("pamtester ended {after:?} after SIGINT: {:?}", out.status);
+    assert_eq!(out.status.signal(), Some(libc::SIGINT), "{:?}", out.status);
+    assert!(after < Duration::from_millis(1000), "prompt: {after:?}");
+    let cancels = ctap_e2e::wait_for_cancels(&cancel_log);
+    println!("key's cancel log: {cancels:?}");
+    assert!(cancels.contains("busy=true"), "the silent key saw CANCEL");
+    let line = s.fx.auth_line();
+    assert_contains(&line, &["auth failed: reason=cancelled"]);
+}

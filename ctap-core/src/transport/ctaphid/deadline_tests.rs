@@ -122,3 +122,34 @@ fn init_is_bounded_by_the_deadline() {
         start.elapsed()
     );
 }
+
+/// A key that sends nothing while it waits (no keepalives) still hears a cancel at once: the
+/// wait wakes every [`QUIET_SLICE`] and asks the handler ([`KeepaliveStatus::Quiet`]), instead
+/// of sleeping until the key answers, the silence limit or the deadline.
+#[test]
+fn a_silent_key_is_cancelled_within_a_slice() {
+    let mut dev = mock::device(CID, |_, _| Vec::new());
+    dev.real_time = Some(Duration::from_millis(1));
+    let mut ch = CtapHidChannel::open(dev).unwrap();
+    ch.set_deadline(Some(Instant::now() + Duration::from_secs(2)));
+    let start = Instant::now();
+    let mut asked = Vec::new();
+    let err = ch
+        .call(cmd::CBOR, &[2], Duration::from_secs(10), &mut |s| {
+            asked.push(s);
+            if start.elapsed() >= Duration::from_millis(150) {
+                WaitDecision::Cancel
+            } else {
+                WaitDecision::Continue
+            }
+        })
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(matches!(err, CtapHidError::Cancelled), "{err:?}");
+    assert!(took < Duration::from_millis(400), "took {took:?}");
+    assert!(
+        asked.iter().all(|s| *s == KeepaliveStatus::Quiet),
+        "{asked:?}"
+    );
+    assert_eq!(cancels_sent(&ch), 1, "CANCEL sent to the silent key");
+}

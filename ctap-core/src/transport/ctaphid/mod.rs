@@ -58,7 +58,14 @@ pub enum KeepaliveStatus {
     /// The device waits for a touch: this is when to show "Touch your security key".
     UpNeeded,
     Unknown(u8),
+    /// Not from the device: nothing arrived for [`QUIET_SLICE`]. The handler is asked anyway,
+    /// so a cancel (another key won, Ctrl-C) reaches a key that sends no keepalives at once.
+    Quiet,
 }
+
+/// How long a wait for the device's answer sleeps before asking the keepalive handler again
+/// when the device is silent ([`KeepaliveStatus::Quiet`]).
+pub const QUIET_SLICE: Duration = Duration::from_millis(50);
 
 /// What the caller wants after a keepalive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -415,10 +422,26 @@ pub fn read_message<T: Transport + ?Sized>(
     on_keepalive: &mut dyn FnMut(KeepaliveStatus) -> WaitDecision,
 ) -> Result<Vec<u8>, CtapHidError> {
     let mut reassembler: Option<Reassembler> = None;
+    // Silence this long (no report at all) means the device is gone.
+    let mut last_report = Instant::now();
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(CtapHidError::Timeout);
+        }
+        // Between messages the wait is sliced, so the handler can cancel a silent key; inside
+        // a message, the report's own bound applies.
+        if reassembler.is_none() && !transport.wait_readable(remaining.min(QUIET_SLICE))? {
+            if Instant::now() >= deadline {
+                return Err(CtapHidError::Timeout);
+            }
+            if last_report.elapsed() >= PACKET_TIMEOUT {
+                return Err(CtapHidError::Transport(TransportError::Timeout));
+            }
+            if on_keepalive(KeepaliveStatus::Quiet) == WaitDecision::Cancel {
+                return Err(CtapHidError::Cancelled);
+            }
+            continue;
         }
         let report = transport
             .read_report(remaining.min(PACKET_TIMEOUT))
@@ -431,6 +454,7 @@ pub fn read_message<T: Transport + ?Sized>(
                 }
                 other => CtapHidError::Transport(other),
             })?;
+        last_report = Instant::now();
         if report[..4] != cid.to_be_bytes() {
             continue;
         }

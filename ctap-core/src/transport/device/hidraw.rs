@@ -81,6 +81,17 @@ impl Transport for HidrawTransport {
         Ok(report)
     }
 
+    fn wait_readable(&mut self, timeout: Duration) -> Result<bool, TransportError> {
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(ready) => Ok(ready != 0),
+            // A signal (SIGINT at sudo's prompt): nothing read yet; the caller looks again.
+            Err(nix::errno::Errno::EINTR) => Ok(false),
+            Err(e) => Err(std::io::Error::from(e).into()),
+        }
+    }
+
     fn describe(&self) -> String {
         format!("hidraw:{}", self.path.display())
     }

@@ -58,6 +58,15 @@ impl Transport for MockTransport {
         }
     }
 
+    /// With `real_time`, an empty queue is a silent device: the wait is slept out.
+    fn wait_readable(&mut self, timeout: Duration) -> Result<bool, TransportError> {
+        if self.pending.is_empty() && !self.closed_when_empty && self.real_time.is_some() {
+            std::thread::sleep(timeout);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
     fn describe(&self) -> String {
         "mock".into()
     }

@@ -59,6 +59,14 @@ pub trait Transport: Send {
     /// [`TransportError::ShortReport`].
     fn read_report(&mut self, timeout: Duration) -> Result<Report, TransportError>;
 
+    /// Wait at most `timeout` for something to read (a report, the end, an error): `false` if
+    /// nothing came. Lets a reader wake up while a key is silent (one that sends no
+    /// keepalives) to see whether it should cancel, without cutting a report in two. The
+    /// default says "readable" at once, so [`Self::read_report`] waits as before.
+    fn wait_readable(&mut self, _timeout: Duration) -> Result<bool, TransportError> {
+        Ok(true)
+    }
+
     /// A human-readable name for messages and logs (the device path or socket).
     fn describe(&self) -> String;
 }
@@ -76,6 +84,9 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn read_report(&mut self, timeout: Duration) -> Result<Report, TransportError> {
         (**self).read_report(timeout)
+    }
+    fn wait_readable(&mut self, timeout: Duration) -> Result<bool, TransportError> {
+        (**self).wait_readable(timeout)
     }
     fn describe(&self) -> String {
         (**self).describe()

@@ -167,6 +167,13 @@ impl Transport for UnixTransport {
         Ok(report)
     }
 
+    fn wait_readable(&mut self, timeout: Duration) -> Result<bool, TransportError> {
+        if !self.received.is_empty() {
+            return Ok(true);
+        }
+        self.wait(PollFlags::POLLIN, Instant::now() + timeout)
+    }
+
     fn describe(&self) -> String {
         format!("unix:{}", self.path.display())
     }
