@@ -241,6 +241,7 @@ pub fn check(config_path: &Path) -> Report {
     };
     check_device(&policy, &mut findings);
     check_query_helper(&policy, &mut findings);
+    check_ca_file(&policy, &mut findings);
     check_store(&policy, &mut findings);
     Report {
         policy: Some(policy),
@@ -268,6 +269,29 @@ fn check_query_helper(policy: &Policy, findings: &mut Vec<Finding>) {
             "install it (package libpam-ctap or pam-ctap) or set directory.query_helper",
         )),
         Err(e) => findings.push(Finding::from_file_error(&e)),
+    }
+}
+
+/// `ca_file` is read and parsed as the query program reads it: a file it refuses denies every
+/// login with [directory] (`directory_error`; the system's trust store is never used instead).
+fn check_ca_file(policy: &Policy, findings: &mut Vec<Finding>) {
+    use crate::store::directory::{read_ca_file, CaFileError};
+    let Some(path) = policy.directory.as_ref().and_then(|d| d.ca_file.as_ref()) else {
+        return;
+    };
+    match read_ca_file(path) {
+        Ok(_) => {}
+        Err(CaFileError::File(FileError::NotFound(p))) => findings.push(Finding::problem(
+            &p,
+            "directory.ca_file: no such file: every login with [directory] is denied",
+            "put the PEM certificate(s) of the CA that signs the directory's certificate there",
+        )),
+        Err(CaFileError::File(e)) => findings.push(Finding::from_file_error(&e)),
+        Err(CaFileError::Invalid { path, why }) => findings.push(Finding::problem(
+            &path,
+            format!("directory.ca_file: {why}: every login with [directory] is denied"),
+            "put the PEM certificate(s) of the CA that signs the directory's certificate there",
+        )),
     }
 }
 

@@ -1,9 +1,11 @@
 //! The LDAP search, with ldap3's sync API (BER, StartTLS and TLS are the crate's).
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::time::Duration;
 
 use ldap3::{LdapConn, LdapConnSettings, LdapError, Mod, Scope, SearchEntry};
+use native_tls::{Certificate, TlsConnector};
 use zeroize::Zeroizing;
 
 use super::query::AddMapping;
@@ -13,13 +15,45 @@ use crate::store::fs::{self, Ownership};
 /// The mapping values of `user`'s entry (`None`: no entry matches the filter).
 pub(super) fn fetch(cfg: &DirectoryConfig, user: &str) -> Result<Option<Vec<String>>, FetchError> {
     let timeout = Duration::from_secs(cfg.query_timeout);
-    let settings = LdapConnSettings::new()
-        .set_conn_timeout(timeout)
-        .set_starttls(cfg.uri.starts_with("ldap://") && !cfg.insecure_plaintext);
-    let mut conn = LdapConn::with_settings(settings, &cfg.uri).map_err(unreachable)?;
+    let mut conn = connect(cfg, timeout)?;
     let outcome = query(&mut conn, cfg, user, timeout);
     let _ = conn.unbind();
     outcome
+}
+
+/// The connection, TLS established (`ldaps://`, or StartTLS on `ldap://` unless
+/// `insecure_plaintext`): the server's certificate must chain to `ca_file`'s CAs when it is set,
+/// to the system's trust store otherwise, and name the URI's host (native-tls always checks
+/// the name; nothing here turns that off).
+fn connect(cfg: &DirectoryConfig, timeout: Duration) -> Result<LdapConn, FetchError> {
+    let mut settings = LdapConnSettings::new()
+        .set_conn_timeout(timeout)
+        .set_starttls(cfg.uri.starts_with("ldap://") && !cfg.insecure_plaintext);
+    if let Some(path) = &cfg.ca_file {
+        settings = settings.set_connector(pinned_connector(path)?);
+    }
+    LdapConn::with_settings(settings, &cfg.uri).map_err(classify)
+}
+
+/// A TLS connector that trusts `ca_file`'s certificates and nothing else. Any problem with the
+/// file is an error: never a fallback to the system's store.
+fn pinned_connector(path: &Path) -> Result<TlsConnector, FetchError> {
+    let certs = super::read_ca_file(path).map_err(|e| FetchError::Error(e.to_string()))?;
+    let mut builder = TlsConnector::builder();
+    builder.disable_built_in_roots(true);
+    for (i, der) in certs.iter().enumerate() {
+        let cert = Certificate::from_der(der).map_err(|e| {
+            FetchError::Error(format!(
+                "ca_file: {}: certificate {}: {e}",
+                path.display(),
+                i + 1
+            ))
+        })?;
+        builder.add_root_certificate(cert);
+    }
+    builder
+        .build()
+        .map_err(|e| FetchError::Error(format!("ca_file: {}: {e}", path.display())))
 }
 
 fn query(
@@ -102,10 +136,7 @@ fn bind(conn: &mut LdapConn, how: Bind, timeout: Duration) -> Result<(), FetchEr
 /// success: enrolling twice leaves one value.
 pub(super) fn add_mapping(cfg: &DirectoryConfig, change: &AddMapping) -> Result<(), FetchError> {
     let timeout = Duration::from_secs(cfg.query_timeout);
-    let settings = LdapConnSettings::new()
-        .set_conn_timeout(timeout)
-        .set_starttls(cfg.uri.starts_with("ldap://") && !cfg.insecure_plaintext);
-    let mut conn = LdapConn::with_settings(settings, &cfg.uri).map_err(unreachable)?;
+    let mut conn = connect(cfg, timeout)?;
     let how = match (&change.bind_dn, &change.bind_password_file) {
         (Some(dn), Some(file)) => Bind::Simple {
             dn: dn.clone(),
@@ -142,12 +173,11 @@ pub(super) fn add_mapping(cfg: &DirectoryConfig, change: &AddMapping) -> Result<
 /// RFC 4511 resultCode attributeOrValueExists.
 const ATTRIBUTE_OR_VALUE_EXISTS: u32 = 20;
 
-fn unreachable(e: LdapError) -> FetchError {
-    FetchError::Unreachable(e.to_string())
-}
-
 /// Transport failures and timeouts are an unreachable directory (the offline cache may
 /// answer); an answer that is an error (bind refused, no such base) is the directory's error.
+/// So is a TLS failure: a certificate that does not verify is a server that answered and is
+/// not the directory (or a misconfiguration), never a reason to use the offline copy, which
+/// would let whoever can cut the connection choose the outcome. A bad URI is an error too.
 fn classify(e: LdapError) -> FetchError {
     match e {
         LdapError::Io { .. }
@@ -155,6 +185,10 @@ fn classify(e: LdapError) -> FetchError {
         | LdapError::EndOfStream
         | LdapError::OpSend { .. }
         | LdapError::ResultRecv { .. } => FetchError::Unreachable(e.to_string()),
+        LdapError::NativeTLS { source } => FetchError::Error(format!(
+            "TLS: {source}: the server's certificate must chain to ca_file's CAs (or the \
+             system's, without ca_file) and name the host in uri"
+        )),
         other => FetchError::Error(other.to_string()),
     }
 }

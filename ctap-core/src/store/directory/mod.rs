@@ -40,6 +40,10 @@ pub struct DirectoryConfig {
     /// clear and could be changed on the way.
     #[serde(default)]
     pub insecure_plaintext: bool,
+    /// PEM file of the CAs the server's certificate must chain to (`ldaps://`, StartTLS),
+    /// instead of the system's trust store: root-owned, not writable by others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     pub base_dn: String,
     /// The search filter; `{user}` is replaced by the RFC 4515-escaped account name.
     #[serde(default = "default_filter")]
@@ -135,6 +139,18 @@ impl DirectoryConfig {
         if self.insecure_plaintext && scheme != "ldap" {
             return Some("directory.insecure_plaintext applies to ldap:// only".into());
         }
+        if let Some(ca) = &self.ca_file {
+            if !ca.is_absolute() {
+                return Some("directory.ca_file must be an absolute path".into());
+            }
+            if scheme == "ldapi" || self.insecure_plaintext {
+                return Some(
+                    "directory.ca_file applies to TLS only: ldaps://, or ldap:// with StartTLS \
+                     (not ldapi:// nor insecure_plaintext)"
+                        .into(),
+                );
+            }
+        }
         if self.base_dn.trim().is_empty() {
             return Some("directory.base_dn is empty".into());
         }
@@ -206,6 +222,68 @@ impl DirectoryConfig {
             }
         })
     }
+}
+
+/// Why `ca_file` cannot pin the directory's CAs. Every case fails the query closed: the
+/// system's trust store is never used instead.
+#[derive(Debug)]
+pub enum CaFileError {
+    /// Missing, unreadable, or not trusted (owner, mode, a directory above it).
+    File(crate::store::fs::FileError),
+    /// Read, but not PEM certificates.
+    Invalid { path: PathBuf, why: String },
+}
+
+impl fmt::Display for CaFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaFileError::File(e) => write!(f, "ca_file: {e}"),
+            CaFileError::Invalid { path, why } => {
+                write!(f, "ca_file: {}: {why}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for CaFileError {}
+
+/// The certificates (DER) of the PEM file `path` names as `ca_file`, read as every root file
+/// is (`fs::read_trusted`, owner root). At least one, each a well-formed X.509 certificate;
+/// text around the blocks (as `openssl x509 -text` leaves it) is ignored.
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, CaFileError> {
+    use crate::store::fs::{self, Ownership};
+    let bytes = fs::read_trusted(path, Ownership::ROOT).map_err(CaFileError::File)?;
+    parse_ca_pem(&bytes).map_err(|why| CaFileError::Invalid {
+        path: path.to_path_buf(),
+        why,
+    })
+}
+
+fn parse_ca_pem(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    use x509_cert::der::{DecodePem, Encode};
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = std::str::from_utf8(bytes).map_err(|_| "not a PEM file (not text)".to_string())?;
+    let mut certs = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(BEGIN) {
+        let block = &rest[start..];
+        let end = block
+            .find(END)
+            .ok_or_else(|| format!("certificate {} has no {END} line", certs.len() + 1))?
+            + END.len();
+        let cert = x509_cert::Certificate::from_pem(&block[..end])
+            .and_then(|c| c.to_der())
+            .map_err(|e| format!("certificate {} is not valid: {e}", certs.len() + 1))?;
+        certs.push(cert);
+        rest = &block[end..];
+    }
+    if certs.is_empty() {
+        return Err(format!(
+            "no certificate in it (PEM blocks starting {BEGIN} expected)"
+        ));
+    }
+    Ok(certs)
 }
 
 /// How a query failed.
@@ -474,6 +552,89 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ad.attribute.name(), "altSecurityIdentities");
+    }
+
+    #[test]
+    fn ca_file_is_absolute_and_for_tls_only() {
+        let tls = |uri: &str, ca: &str| {
+            let mut c = cfg();
+            c.uri = uri.into();
+            c.ca_file = Some(ca.into());
+            c
+        };
+        assert_eq!(
+            tls("ldaps://dc.example.org", "/etc/ctap/ca.pem").problem(30),
+            None
+        );
+        assert_eq!(
+            tls("ldap://dc.example.org", "/etc/ctap/ca.pem").problem(30),
+            None
+        );
+        assert!(tls("ldaps://dc", "ca.pem")
+            .problem(30)
+            .unwrap()
+            .contains("absolute"));
+        assert!(tls("ldapi://%2Fx", "/etc/ctap/ca.pem")
+            .problem(30)
+            .unwrap()
+            .contains("TLS only"));
+        let mut plain = tls("ldap://dc", "/etc/ctap/ca.pem");
+        plain.insecure_plaintext = true;
+        assert!(plain.problem(30).unwrap().contains("TLS only"));
+        // It travels to the query program with the rest of the section.
+        let c: DirectoryConfig = toml::from_str(
+            "uri = \"ldaps://dc\"\nbase_dn = \"dc=x\"\nrp_id = \"x\"\nca_file = \"/etc/ctap/ca.pem\"\n",
+        )
+        .unwrap();
+        let back: DirectoryConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(
+            back.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ctap/ca.pem"))
+        );
+    }
+
+    /// A self-signed P-256 CA certificate (openssl req -x509), for the parser only.
+    const CA_PEM: &str = "\
+-----BEGIN CERTIFICATE-----
+MIIBjTCCATOgAwIBAgIUROyFyBk5JnX69i6xqwZz1xOM3NEwCgYIKoZIzj0EAwIw
+HDEaMBgGA1UEAwwRY3RhcCB1bml0IHRlc3QgQ0EwHhcNMjYxMjAxMTc1ODE2WhcN
+MzYxMTI4MTc1ODE2WjAcMRowGAYDVQQDDBFjdGFwIHVuaXQgdGVzdCBDQTBZMBMG
+ByqGSM49AgEGCCqGSM49AwEHA0IABHtb8qTqTocKz3xEJ7cprZvmHNCShQr84LGs
+2APUhV+UgsXttpZ/BIfIOt+TYUNOGkiQXCixot8caiC+0iRv0nujUzBRMB0GA1Ud
+DgQWBBRTldZv5PMwpxND4C5znZ5mBAATWzAfBgNVHSMEGDAWgBRTldZv5PMwpxND
+4C5znZ5mBAATWzAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIFBX
+iowD1F3BJoqNrvJRwRAHTUT60nLwalr3xNyBMJY0AiEAkSCmr/ZdyXN1UpqGHTst
+oJ2JAaw0zow4eqErIEed7KA=
+-----END CERTIFICATE-----
+";
+
+    #[test]
+    fn ca_pem_holds_one_or_more_certificates_and_nothing_else() {
+        let one = parse_ca_pem(CA_PEM.as_bytes()).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0][0], 0x30, "DER");
+        // Text around the blocks (openssl x509 -text, a bundle's comments) is ignored.
+        let two = format!("# our CAs\nsubject=CN = a\n{CA_PEM}\n\n{CA_PEM}trailing words\n");
+        assert_eq!(parse_ca_pem(two.as_bytes()).unwrap().len(), 2);
+        for (bad, why) in [
+            ("".to_string(), "no certificate"),
+            ("hello\n".to_string(), "no certificate"),
+            (
+                CA_PEM.replace("-----END CERTIFICATE-----", ""),
+                "no -----END",
+            ),
+            (CA_PEM.replace("MIIB", "MIIC"), "not valid"),
+            (
+                CA_PEM.replace("CERTIFICATE", "PRIVATE KEY"),
+                "no certificate",
+            ),
+        ] {
+            let e = parse_ca_pem(bad.as_bytes()).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        assert!(parse_ca_pem(&[0xff, 0xfe])
+            .unwrap_err()
+            .contains("not text"));
     }
 
     #[test]
