@@ -230,11 +230,10 @@ pub(crate) fn check_trusted_dir(dir: &Path, owner: Ownership) -> Result<(), File
     check_ancestors(dir, &[owner.uid]).map(drop)
 }
 
-/// A unix socket root's configuration names as the key: the socket and every directory above
-/// it are owned by root or one of `owners`, and none of them is writable by others. Otherwise
-/// any local user could put their own fake key in its place. A socket that is simply absent is
-/// not an error here (connecting to it reports that the key is missing).
-pub(crate) fn check_trusted_socket(path: &Path, owners: &[u32]) -> Result<(), FileError> {
+/// `path`'s own metadata (a final symbolic link is not followed), once every directory above
+/// it has passed [`check_ancestors`] for `owners`; looked up in the canonical directory the
+/// walk resolved, so a link on the way cannot lead elsewhere. Absent: `FileError::NotFound`.
+fn metadata_in_trusted_dir(path: &Path, owners: &[u32]) -> Result<Metadata, FileError> {
     let parent = path.parent().unwrap_or(Path::new("."));
     let canonical = check_ancestors(parent, owners)?;
     let Some(name) = path.file_name() else {
@@ -243,10 +242,18 @@ pub(crate) fn check_trusted_socket(path: &Path, owners: &[u32]) -> Result<(), Fi
             why: "has no file name".into(),
         });
     };
-    let meta = match std::fs::symlink_metadata(canonical.join(name)) {
+    std::fs::symlink_metadata(canonical.join(name)).map_err(|e| FileError::io(path, e))
+}
+
+/// A unix socket root's configuration names as the key: the socket and every directory above
+/// it are owned by root or one of `owners`, and none of them is writable by others. Otherwise
+/// any local user could put their own fake key in its place. A socket that is simply absent is
+/// not an error here (connecting to it reports that the key is missing).
+pub(crate) fn check_trusted_socket(path: &Path, owners: &[u32]) -> Result<(), FileError> {
+    let meta = match metadata_in_trusted_dir(path, owners) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(FileError::io(path, e)),
+        Err(FileError::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(e),
     };
     let insecure = |why: String| {
         Err(FileError::Insecure {
@@ -286,13 +293,7 @@ pub(crate) fn check_trusted_program(path: &Path) -> Result<(), FileError> {
     if !path.is_absolute() {
         return insecure("is not an absolute path".into());
     }
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    let canonical = check_ancestors(parent, &[0])?;
-    let Some(name) = path.file_name() else {
-        return insecure("has no file name".into());
-    };
-    let meta =
-        std::fs::symlink_metadata(canonical.join(name)).map_err(|e| FileError::io(path, e))?;
+    let meta = metadata_in_trusted_dir(path, &[0])?;
     if !meta.file_type().is_file() {
         return insecure("is not a regular file (a symbolic link is refused)".into());
     }

@@ -111,14 +111,11 @@ pub fn enroll(ctx: &mut Context, args: &EnrollArgs) -> Result<Exit, Failure> {
     let policy = ctx.policy()?;
     let account = user_of(&args.user)?;
     let account_of_record = account.clone();
-    if args.directory && policy.directory.is_none() {
-        return Err(Failure::new(
-            Exit::Usage,
-            "--directory needs a [directory] section in the configuration",
-            "add [directory] to pam_ctap.toml (see pam_ctap.toml(5))",
-        ));
-    }
-    super::sssd::check_write_args(args)?;
+    let mapping_target = if args.directory {
+        Some(super::sssd::mapping_target(&policy, &account, args)?)
+    } else {
+        None
+    };
     let user = account.name().to_string();
     let store = policy.store();
     // Fail on unreadable or insecure files, and on missing privileges, before the key is touched.
@@ -166,14 +163,13 @@ pub fn enroll(ctx: &mut Context, args: &EnrollArgs) -> Result<Exit, Failure> {
     row("records", &store.records_path(&user)?.display().to_string());
     row("state", &store.state_path(&user)?.display().to_string());
     say(format!("Check it with: ctap-enroll test --user {user}"));
-    if args.directory {
+    if let Some(target) = &mapping_target {
         // The mapping for the directory (SSSD/FreeIPA format): every host that reads it counts
         // the key's signatures in its own state from its first login on.
-        let ldif = super::sssd::ldif(&policy, &account_of_record, args.dn.as_deref(), &record)?;
         if args.write {
-            super::sssd::write_mapping(&policy, &account_of_record, args, &record, &ldif)?;
+            target.write(&account_of_record, args, &record)?;
         } else {
-            say(ldif);
+            say(target.ldif(&record)?);
         }
     }
     Ok(Exit::Ok)

@@ -6,7 +6,7 @@ use ctap_core::store::account::Account;
 use ctap_core::store::config::Policy;
 use ctap_core::store::credential::{CredentialRecord, CredentialState, EnrolledKey, RpId};
 use ctap_core::store::directory::query::{self, AddMapping};
-use ctap_core::store::directory::{mapping, FetchError};
+use ctap_core::store::directory::{mapping, DirectoryConfig, FetchError};
 use ctap_core::store::fs::{read_private, read_trusted_any_owner, Ownership};
 use ctap_core::text::printable;
 use zeroize::Zeroizing;
@@ -26,43 +26,21 @@ fn mapping_of(r: &CredentialRecord) -> Result<String, Failure> {
     })
 }
 
-/// The LDIF that adds `record` to the user's entry, for `enroll --directory`.
-pub fn ldif(
-    policy: &Policy,
-    account: &Account,
-    dn: Option<&str>,
-    r: &CredentialRecord,
-) -> Result<String, Failure> {
-    let Some(dir) = &policy.directory else {
-        return Err(Failure::new(
-            Exit::Usage,
-            "--directory needs a [directory] section in the configuration",
-            "add [directory] to pam_ctap.toml (see pam_ctap.toml(5))",
-        ));
-    };
-    let dn = match dn {
-        Some(d) => d.to_string(),
-        None => format!("uid={},{}", account.name(), dir.base_dn),
-    };
-    let attribute = dir.attribute.name();
-    Ok(format!(
-        "# Apply with: ldapmodify -f FILE (the entry needs the attribute's object class:\n\
-         # passkeyUser for SSSD's schema, ipaPasskeyUser for FreeIPA)\n\
-         dn: {dn}\nchangetype: modify\nadd: {attribute}\n{attribute}: {}\n-\n",
-        mapping_of(r)?
-    ))
+/// Where `enroll --directory` puts a credential's mapping: root's `[directory]` and the user's
+/// entry. Made once, before the key is touched ([`mapping_target`]).
+pub struct MappingTarget<'a> {
+    dir: &'a DirectoryConfig,
+    dn: String,
 }
 
-/// `enroll --directory --write`: add the mapping to the user's entry through
-/// `ctap-directory-query` (the one program that links the LDAP client). The key is enrolled
-/// locally already; if the directory refuses, the failure carries the LDIF to apply by hand.
-pub fn write_mapping(
-    policy: &Policy,
+/// The target of `enroll --directory` (default entry `uid=USER,<base_dn>`), checked before the
+/// key is touched: a `[directory]` section, and for `--write` an admin password file login
+/// would trust (root-owned, 0600, in root-owned directories), so a mistake costs no touch.
+pub fn mapping_target<'a>(
+    policy: &'a Policy,
     account: &Account,
     args: &EnrollArgs,
-    r: &CredentialRecord,
-    ldif: &str,
-) -> Result<(), Failure> {
+) -> Result<MappingTarget<'a>, Failure> {
     let Some(dir) = &policy.directory else {
         return Err(Failure::new(
             Exit::Usage,
@@ -70,45 +48,6 @@ pub fn write_mapping(
             "add [directory] to pam_ctap.toml (see pam_ctap.toml(5))",
         ));
     };
-    let dn = match &args.dn {
-        Some(d) => d.clone(),
-        None => format!("uid={},{}", account.name(), dir.base_dn),
-    };
-    let change = AddMapping {
-        dn: dn.clone(),
-        value: mapping_of(r)?,
-        bind_dn: args.admin_dn.clone(),
-        bind_password_file: args.admin_password_file.clone(),
-    };
-    say(format!("Adding the mapping to {dn} ..."));
-    match query::add_mapping(dir, account.name(), change) {
-        Ok(()) => {
-            say(format!(
-                "Added to {dn}: every host reading this directory accepts the key from its \
-                 next login (each keeps its own counter)."
-            ));
-            Ok(())
-        }
-        Err(e) => Err(Failure::new(
-            Exit::Failed,
-            format!(
-                "the key is enrolled on this host, but the directory refused the mapping: {}",
-                match e {
-                    FetchError::Unreachable(m) => format!("unreachable: {m}"),
-                    FetchError::Error(m) => m,
-                }
-            ),
-            format!(
-                "apply this LDIF with ldapmodify (with the right bind; the key is enrolled \
-                 here already):\n{ldif}"
-            ),
-        )),
-    }
-}
-
-/// Before the key is touched: the admin password file for `--write` is one login would trust
-/// (root-owned, 0600, in root-owned directories), so a mistake there costs no touch.
-pub fn check_write_args(args: &EnrollArgs) -> Result<(), Failure> {
     if let Some(file) = &args.admin_password_file {
         let contents = read_private(file, Ownership::ROOT).map_err(|e| {
             Failure::new(
@@ -119,7 +58,68 @@ pub fn check_write_args(args: &EnrollArgs) -> Result<(), Failure> {
         })?;
         drop(Zeroizing::new(contents));
     }
-    Ok(())
+    let dn = args
+        .dn
+        .clone()
+        .unwrap_or_else(|| format!("uid={},{}", account.name(), dir.base_dn));
+    Ok(MappingTarget { dir, dn })
+}
+
+impl MappingTarget<'_> {
+    /// The LDIF that adds `r`'s mapping to the entry.
+    pub fn ldif(&self, r: &CredentialRecord) -> Result<String, Failure> {
+        let attribute = self.dir.attribute.name();
+        Ok(format!(
+            "# Apply with: ldapmodify -f FILE (the entry needs the attribute's object class:\n\
+             # passkeyUser for SSSD's schema, ipaPasskeyUser for FreeIPA)\n\
+             dn: {}\nchangetype: modify\nadd: {attribute}\n{attribute}: {}\n-\n",
+            self.dn,
+            mapping_of(r)?
+        ))
+    }
+
+    /// `--write`: add `r`'s mapping to the entry through `ctap-directory-query` (the one
+    /// program that links the LDAP client). The key is enrolled locally already; if the
+    /// directory refuses, the failure carries the LDIF to apply by hand.
+    pub fn write(
+        &self,
+        account: &Account,
+        args: &EnrollArgs,
+        r: &CredentialRecord,
+    ) -> Result<(), Failure> {
+        let dn = &self.dn;
+        let change = AddMapping {
+            dn: dn.clone(),
+            value: mapping_of(r)?,
+            bind_dn: args.admin_dn.clone(),
+            bind_password_file: args.admin_password_file.clone(),
+        };
+        say(format!("Adding the mapping to {dn} ..."));
+        match query::add_mapping(self.dir, account.name(), change) {
+            Ok(()) => {
+                say(format!(
+                    "Added to {dn}: every host reading this directory accepts the key from its \
+                     next login (each keeps its own counter)."
+                ));
+                Ok(())
+            }
+            Err(e) => Err(Failure::new(
+                Exit::Failed,
+                format!(
+                    "the key is enrolled on this host, but the directory refused the mapping: {}",
+                    match e {
+                        FetchError::Unreachable(m) => format!("unreachable: {m}"),
+                        FetchError::Error(m) => m,
+                    }
+                ),
+                format!(
+                    "apply this LDIF with ldapmodify (with the right bind; the key is enrolled \
+                     here already):\n{}",
+                    self.ldif(r)?
+                ),
+            )),
+        }
+    }
 }
 
 /// `export-sssd`: the user's login credentials as SSSD mapping strings, one a line; or, with

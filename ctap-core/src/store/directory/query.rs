@@ -15,7 +15,7 @@
 //! status is not consulted: only a complete answer counts, anything else is an error.
 
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,8 +23,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use nix::poll::PollFlags;
+
 use super::{DirectoryConfig, FetchError};
 use crate::store::fs;
+use crate::transport::device::{send_all_nosignal, wait_ready};
 
 /// Where the packages install the program (`query_helper` in `[directory]` overrides it).
 pub const DEFAULT_HELPER: &str = "/usr/libexec/ctap/ctap-directory-query";
@@ -207,7 +210,11 @@ fn exchange_with_program(
     }
     .map_err(|e| FetchError::Error(format!("cannot run {}: {e}", helper.display())))?;
     let deadline = Instant::now() + Duration::from_secs(cfg.query_timeout);
-    send_request(&ours, request.as_bytes());
+    // A request is a few hundred bytes, far below a socket's buffer. A program that exited
+    // already (EPIPE) or does not read shows in its answer, which is then missing or an error.
+    let left = deadline.saturating_duration_since(Instant::now());
+    let _ = send_all_nosignal(&ours, request.as_bytes(), left);
+    let _ = ours.shutdown(std::net::Shutdown::Write);
     drop(ours);
     let outcome = exchange(&mut child, deadline, helper);
     // Always reaped, killed first unless it already ended: no zombie and no straggler is left
@@ -218,22 +225,6 @@ fn exchange_with_program(
     }
     let _ = child.wait();
     outcome
-}
-
-/// Write the whole request and end it, without ever waiting (MSG_DONTWAIT): a request is a few
-/// hundred bytes, far below a socket's buffer. A program that exited already (EPIPE) or does
-/// not read shows in its answer, which is then missing or an error.
-fn send_request(socket: &UnixStream, mut request: &[u8]) {
-    use nix::sys::socket::{send, MsgFlags};
-    while !request.is_empty() {
-        let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
-        match send(socket.as_raw_fd(), request, flags) {
-            Ok(n) => request = &request[n..],
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return,
-        }
-    }
-    let _ = socket.shutdown(std::net::Shutdown::Write);
 }
 
 fn exchange(
@@ -248,15 +239,13 @@ fn exchange(
     let mut answer = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        let ready = wait_ready(stdout.as_fd(), PollFlags::POLLIN, deadline)
+            .map_err(|e| FetchError::Error(format!("waiting for {}: {e}", program())))?;
+        if !ready {
             return Err(FetchError::Unreachable(format!(
                 "no answer within query_timeout ({} stopped)",
                 program()
             )));
-        }
-        if !readable_within(&stdout, left)? {
-            continue;
         }
         match stdout.read(&mut buf) {
             Ok(0) => break,
@@ -282,18 +271,6 @@ fn exchange(
             e.message()
         ))
     })
-}
-
-/// Whether `pipe` has data (or EOF) within `wait`; false on timeout or a signal.
-fn readable_within(pipe: &impl AsFd, wait: Duration) -> Result<bool, FetchError> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let ms = u16::try_from(wait.as_millis().clamp(1, 10_000)).unwrap_or(10_000);
-    let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
-    match poll(&mut fds, PollTimeout::from(ms)) {
-        Ok(n) => Ok(n > 0),
-        Err(nix::errno::Errno::EINTR) => Ok(false),
-        Err(e) => Err(FetchError::Error(format!("waiting for the query: {e}"))),
-    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use std::time::Duration;
 pub use enumerate::enumerate;
 pub use error::TransportError;
 pub(crate) use hidraw::HidrawTransport;
+pub(crate) use unix::wait_ready;
 pub use unix::{send_all_nosignal, UnixTransport};
 pub use uri::DeviceUri;
 

@@ -1,5 +1,5 @@
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -47,23 +47,32 @@ impl UnixTransport {
 
     /// Wait until the socket is ready for `flags` or `deadline` passes; `false` on the deadline.
     fn wait(&self, flags: PollFlags, deadline: Instant) -> Result<bool, TransportError> {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(false);
-            }
-            // Rounded up, so a wait of less than a millisecond is not a busy loop; at most
-            // u16::MAX ms per poll, then the deadline is checked again.
-            let ms = left.as_micros().div_ceil(1000);
-            let ms = u16::try_from(ms).unwrap_or(u16::MAX);
-            let mut fds = [PollFd::new(self.stream.as_fd(), flags)];
-            match poll(&mut fds, PollTimeout::from(ms)) {
-                Ok(0) => {}
-                // Readable, writable, or hung up / in error: the next recv/send says which.
-                Ok(_) => return Ok(true),
-                Err(Errno::EINTR) => {}
-                Err(e) => return Err(io::Error::from(e).into()),
-            }
+        Ok(wait_ready(self.stream.as_fd(), flags, deadline)?)
+    }
+}
+
+/// Wait until `fd` is ready for `flags` (or hung up, or in error: the next read or write says
+/// which) or `deadline` passes; `false` on the deadline. A signal does not end the wait early.
+pub(crate) fn wait_ready(
+    fd: BorrowedFd<'_>,
+    flags: PollFlags,
+    deadline: Instant,
+) -> io::Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        // Rounded up, so a wait of less than a millisecond is not a busy loop; at most
+        // u16::MAX ms per poll, then the deadline is checked again.
+        let ms = left.as_micros().div_ceil(1000);
+        let ms = u16::try_from(ms).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(fd, flags)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) => {}
+            Ok(_) => return Ok(true),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(io::Error::from(e)),
         }
     }
 }
