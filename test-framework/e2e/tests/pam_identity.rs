@@ -105,3 +105,76 @@ fn pam_a_name_nss_does_not_know_is_denied_even_with_nouserok() {
     let r = s.auth("bin");
     assert_eq!(r.result, PamResult::UserUnknown, "{r:?}");
 }
+
+/// Set `dir`'s mtime a minute back: a directory that has settled (the uid index trusts a stamp
+/// only then, ctap-core `store/credential/uid_index.rs`).
+fn settle(dir: &std::path::Path) {
+    let st = std::process::Command::new("touch")
+        .args(["-m", "-d", "1 minute ago"])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+#[ignore = "needs root and pamtester (writes /etc/pam.d): scripts/test runs it as root"]
+fn pam_an_alias_is_found_through_the_uid_index_of_a_large_records_directory() {
+    require_root("pam_an_alias_is_found_through_the_uid_index_of_a_large_records_directory");
+    let enrolled = TestUser::new();
+    let other = TestUser::new();
+    let s = Setup::builder("pam-uid-index")
+        .user(&enrolled.name)
+        .module_args("nouserok")
+        .start();
+    let (records, state) = (s.fx.records_dir(), s.fx.state_dir());
+    // Two thousand other enrolled accounts, each records file stamped with its uid.
+    for i in 0..2000u32 {
+        std::fs::write(
+            records.join(format!("bulk{i}.toml")),
+            format!("uid = {}\n", 3_000_000 + i),
+        )
+        .unwrap();
+    }
+    settle(&records);
+    settle(&state);
+    // Skipped (nouserok), and the scan leaves an index stamped with both directories.
+    let r = s.auth(&other.name);
+    assert_eq!(r.result, PamResult::UserUnknown, "{r:?}");
+    let index = std::fs::read_to_string(state.join(".index/uids")).unwrap();
+    let mut lines = index.lines();
+    assert_eq!(lines.next(), Some("ctap-uid-index 1"));
+    assert!(lines.next().unwrap().starts_with("records ") && !index.contains("records -\n"));
+    assert!(index.contains(&format!("\n{} bulk1999\n", 3_001_999)), "{index:.300}");
+    let r = s.auth(&other.name);
+    assert_eq!(r.result, PamResult::UserUnknown, "{r:?}");
+    s.fx.log_lines();
+
+    // Records written for `other`'s uid under a name NSS does not know (a renamed account):
+    // the directory changed, so the next login scans again and finds them.
+    std::fs::write(
+        records.join("renamed-away.toml"),
+        format!("uid = {}\n", other.uid),
+    )
+    .unwrap();
+    let r = s.auth(&other.name);
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    assert_contains(
+        &s.fx.auth_line(),
+        &["reason=alias_enrolled ", "under the name \\\"renamed-away\\\""],
+    );
+    // Once settled, the index holds them and answers alone.
+    settle(&records);
+    settle(&state);
+    let r = s.auth(&other.name);
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    s.fx.log_lines();
+    let index = std::fs::read_to_string(state.join(".index/uids")).unwrap();
+    assert!(index.contains(&format!("\n{} renamed-away\n", other.uid)), "{index:.300}");
+    let r = s.auth(&other.name);
+    assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
+    assert_contains(&s.fx.auth_line(), &["reason=alias_enrolled "]);
+    // The enrolled user still logs in with the key.
+    let r = s.auth(&enrolled.name);
+    assert_eq!(r.result, PamResult::Success, "{r:?}");
+}

@@ -7,6 +7,7 @@ mod error;
 pub mod record;
 mod state;
 mod store;
+mod uid_index;
 
 pub use b64::{decode as b64_decode, encode as b64_encode};
 pub(crate) use error::toml_error_line;

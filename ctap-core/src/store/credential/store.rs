@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::record::CredentialFile;
 use super::state::{StateFile, STATE_VERSION};
+use super::uid_index::{DirStamp, RecordsEntry, RecordsHalf, StateHalf, UidIndex};
 use super::{Inconsistency, StoreError};
 use crate::store::account::{file_stem, name_of_stem, Account, UserResolver};
 use crate::store::fs::{self, FileError, Ownership, StateLock};
@@ -160,15 +161,17 @@ impl CredentialStore {
     /// names of uid U are exactly the files whose name NSS resolves to U, plus files written
     /// for U (records store the uid) whose name NSS no longer resolves to U. We find them as:
     /// 1. `getpwuid(U)`'s name (one lookup; the primary entry, where the enrolled name usually is);
-    /// 2. every records file whose stored `uid` is U (one small read per file, no NSS);
+    /// 2. every records file whose stored `uid` is U;
     /// 3. every records file without a stored uid (written before uids were stored) and every
     ///    state file without a records file, by an NSS lookup of its name.
     ///
     /// Enumerating the password database (getpwent) instead is not sound (SSSD and LDAP
-    /// normally do not enumerate) and costs a scan of every account. The cost here is one
-    /// directory read and one read per records file, paid only on the path that would skip the
-    /// factor; step 3 shrinks as old files gain their uid at their next write. A file that
-    /// cannot be read counts as naming U (fail closed) when its name resolves to U.
+    /// normally do not enumerate) and costs a scan of every account. Steps 2 and 3 take their
+    /// file lists from the [`UidIndex`] (a cache of the stored uids and of the state-only
+    /// names, valid while neither directory changed; never of NSS answers), so a skipped login
+    /// costs the same with ten or ten thousand enrolled users; a directory that changed is
+    /// scanned again (one small read per records file, one directory read for state). A file
+    /// that cannot be read counts as naming U (fail closed) when its name resolves to U.
     pub(crate) fn other_enrolled_name(
         &self,
         account: &Account,
@@ -195,37 +198,111 @@ impl CredentialStore {
                 return Ok(Some(primary.name().to_string()));
             }
         }
-        let mut record_names = Vec::new();
-        for name in names_in(&self.records_dir)? {
-            if name == account.name() {
-                continue;
-            }
-            let path = self.records_path(&name)?;
-            let hit = match stored_uid_prefix(&path) {
-                Some(uid) => uid == account.uid(),
-                None => match self.load_system_records_opt(&name) {
-                    Ok(Some(f)) => match f.uid {
-                        Some(uid) => uid == account.uid(),
-                        None => same_uid(&name)?,
-                    },
-                    Ok(None) => false,
-                    Err(_) => same_uid(&name)?,
+        let index = self.uid_index()?;
+        let others = |n: &&str| *n != account.name();
+        let stamped = match index.records.stamped_with(account.uid()) {
+            Some(names) => names,
+            // Not well formed where it was read: scan, and replace it.
+            None => self
+                .uid_index_scanned(UidIndex::default())?
+                .records
+                .stamped_with(account.uid())
+                .unwrap_or_default(),
+        };
+        if let Some(name) = stamped.iter().map(String::as_str).find(others) {
+            return Ok(Some(name.to_string()));
+        }
+        for name in index
+            .records
+            .unstamped
+            .iter()
+            .map(String::as_str)
+            .filter(others)
+        {
+            let hit = match self.load_system_records_opt(name) {
+                Ok(Some(f)) => match f.uid {
+                    Some(uid) => uid == account.uid(),
+                    None => same_uid(name)?,
                 },
+                Ok(None) => false,
+                Err(_) => same_uid(name)?,
             };
             if hit {
-                return Ok(Some(name));
+                return Ok(Some(name.to_string()));
             }
-            record_names.push(name);
         }
-        for name in names_in(&self.state_dir)? {
-            if name == account.name() || record_names.contains(&name) {
-                continue;
-            }
-            if same_uid(&name)? && self.has_state(&name).unwrap_or(true) {
-                return Ok(Some(name));
+        for name in index
+            .state
+            .state_only
+            .iter()
+            .map(String::as_str)
+            .filter(others)
+        {
+            if same_uid(name)? && self.has_state(name).unwrap_or(true) {
+                return Ok(Some(name.to_string()));
             }
         }
         Ok(None)
+    }
+
+    /// The [`UidIndex`], each half taken from its file while its directory is unchanged and
+    /// scanned again otherwise; written back (as root) when anything was scanned.
+    fn uid_index(&self) -> Result<UidIndex, StoreError> {
+        self.uid_index_scanned(UidIndex::load(&self.state_dir).unwrap_or_default())
+    }
+
+    /// [`Self::uid_index`] from `cached`: each half kept if its stamp is current, else scanned.
+    fn uid_index_scanned(&self, cached: UidIndex) -> Result<UidIndex, StoreError> {
+        // Whoever can make `.index` in the state directory (root, for root's) writes it.
+        let can_write = UidIndex::prepare(&self.state_dir);
+        // Stamps first, then the scan: a change after the stamp makes the stamp stale.
+        let records_stamp = DirStamp::of(&self.records_dir);
+        let state_stamp = DirStamp::of(&self.state_dir);
+        let started = std::time::SystemTime::now();
+        let mut index = UidIndex::default();
+        // Whether a half was scanned, and whether a scan produced a stamp worth writing down.
+        let (mut scanned, mut worth_writing) = (false, false);
+        index.records = match cached.records {
+            half if half.stamp.is_some() && half.stamp == records_stamp => half,
+            _ => {
+                scanned = true;
+                let mut files = Vec::new();
+                for name in names_in(&self.records_dir)? {
+                    let entry = match stored_uid_prefix(&self.records_path(&name)?) {
+                        Some(uid) => RecordsEntry::Stamped(uid),
+                        None => RecordsEntry::Unstamped,
+                    };
+                    files.push((name, entry));
+                }
+                let stamp = UidIndex::settled_stamp(records_stamp, started);
+                worth_writing |= stamp.is_some();
+                RecordsHalf::from_scan(stamp, files)
+            }
+        };
+        index.state = match cached.state {
+            // State-only names depend on the records too: reuse them only with those.
+            half if !scanned && half.stamp.is_some() && half.stamp == state_stamp => half,
+            _ => {
+                scanned = true;
+                let records = match index.records.names() {
+                    Some(names) => names,
+                    None => return self.uid_index_scanned(UidIndex::default()),
+                };
+                let mut state_only: Vec<String> = names_in(&self.state_dir)?
+                    .into_iter()
+                    .filter(|n| !records.contains(n))
+                    .collect();
+                state_only.sort();
+                let stamp = UidIndex::settled_stamp(state_stamp, started);
+                worth_writing |= stamp.is_some();
+                StateHalf { stamp, state_only }
+            }
+        };
+        // Until a directory settles, a written index could not be used: do not pay for it.
+        if scanned && worth_writing && can_write {
+            index.store(&self.state_dir);
+        }
+        Ok(index)
     }
 
     fn load_system_records_opt(&self, user: &str) -> Result<Option<CredentialFile>, StoreError> {
@@ -517,6 +594,97 @@ mod tests {
             std::fs::write(&p, text).unwrap();
             assert_eq!(stored_uid_prefix(&p), want, "{text:?}");
         }
+        std::fs::remove_dir_all(s.records_dir.parent().unwrap()).unwrap();
+    }
+
+    /// Set a directory's mtime `secs` into the past, as if it had settled that long ago.
+    fn age(dir: &Path, secs: i64) {
+        use nix::sys::stat::{utimensat, UtimensatFlags};
+        use nix::sys::time::TimeSpec;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let t = TimeSpec::new(now - secs, 0);
+        utimensat(None, dir, &t, &t, UtimensatFlags::FollowSymlink).unwrap();
+    }
+
+    #[test]
+    fn the_uid_index_answers_while_the_directories_are_unchanged_and_is_rebuilt_after() {
+        let alice = account("alice", 1001);
+        let nss = Table(vec![account("bob", 1002), alice.clone()]);
+        let s = store();
+        let write = |dir: &Path, name: &str, text: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            let p = dir.join(format!("{name}.toml"));
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        };
+        for i in 0..50 {
+            write(
+                &s.records_dir,
+                &format!("user{i}"),
+                &format!("uid = {}\n", 2000 + i),
+            );
+        }
+        write(&s.records_dir, "bob", "uid = 1002\n");
+        // Settled directories: the first lookup scans and writes the index with both stamps.
+        UidIndex::prepare(&s.state_dir);
+        age(&s.records_dir, 60);
+        age(&s.state_dir, 60);
+        assert_eq!(s.other_enrolled_name(&alice, &nss).unwrap(), None);
+        let index = UidIndex::load(&s.state_dir).expect("the index was written");
+        assert!(index.records.stamp.is_some() && index.state.stamp.is_some());
+        assert_eq!(index.records.names().unwrap().len(), 51);
+        assert_eq!(index.records.stamped_with(1002).unwrap(), ["bob"]);
+
+        // The index is what answers now: a file edited in place (what the stamp cannot see,
+        // module docs of uid_index) is not read again while the directory is unchanged.
+        write(&s.records_dir, "bob", "uid = 1001\n");
+        age(&s.records_dir, 60);
+        assert_eq!(s.other_enrolled_name(&alice, &nss).unwrap(), None);
+
+        // A file added (the directory's mtime moves): the records are scanned again.
+        write(&s.records_dir, "old-alice", "uid = 1001\n");
+        assert_eq!(
+            s.other_enrolled_name(&alice, &nss).unwrap().as_deref(),
+            Some("bob"),
+            "bob's file, rescanned, now claims 1001 too (the first match by name)"
+        );
+        std::fs::remove_file(s.records_dir.join("bob.toml")).unwrap();
+        assert_eq!(
+            s.other_enrolled_name(&alice, &nss).unwrap().as_deref(),
+            Some("old-alice")
+        );
+        // Not settled yet: nothing stamped, so every lookup scans until the directory settles.
+        let index = UidIndex::load(&s.state_dir).unwrap();
+        assert_eq!(index.records.stamp, None);
+
+        // A state file without records appears (the state directory moves): found by NSS.
+        std::fs::remove_file(s.records_dir.join("old-alice.toml")).unwrap();
+        age(&s.records_dir, 60);
+        age(&s.state_dir, 60);
+        assert_eq!(s.other_enrolled_name(&alice, &nss).unwrap(), None);
+        let nss = Table(vec![
+            account("bob", 1002),
+            alice.clone(),
+            account("alias", 1001),
+        ]);
+        write(
+            &s.state_dir,
+            "alias",
+            "version = 1\n[[credential]]\ncredential_id = \"AAAA\"\nsign_count = 0\n",
+        );
+        assert_eq!(
+            s.other_enrolled_name(&alice, &nss).unwrap().as_deref(),
+            Some("alias")
+        );
+        // A broken index is a miss, never an error.
+        std::fs::write(UidIndex::path(&s.state_dir), "garbage").unwrap();
+        assert_eq!(
+            s.other_enrolled_name(&alice, &nss).unwrap().as_deref(),
+            Some("alias")
+        );
         std::fs::remove_dir_all(s.records_dir.parent().unwrap()).unwrap();
     }
 

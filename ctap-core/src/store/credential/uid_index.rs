@@ -1,0 +1,403 @@
+//! Which enrolled names claim a uid, without reading every records file on each `nouserok` login.
+//!
+//! Why it exists: before `nouserok` skips an account without records, login asks whether
+//! another name of the same uid is enrolled (`CredentialStore::other_enrolled_name`). Answered
+//! by reading every records file's uid stamp, that cost one open and read per enrolled user on
+//! every skipped login: 73 ms with 10,000 enrolled users, 21 × a login through pam_permit.
+//!
+//! The index is a cache of exactly what that scan learns and nothing NSS says: for each records
+//! file its stamped uid (or "no readable stamp"), and the names that have state but no records.
+//! NSS answers are never cached, since an account can change uid without any file changing:
+//! names without a stamp and state-only names are still resolved at every use, as before.
+//!
+//! When it may be used: each half (records, state) carries the stamp (device, inode, mtime in
+//! nanoseconds) of its directory when it was scanned. Adding, removing or renaming a file
+//! changes the directory's mtime, so a half whose stamp differs is scanned again. Because file
+//! times come from a coarse clock, a change within the same tick as the scan would leave the
+//! mtime unchanged (git's "racily clean" problem): a stamp is recorded only when the directory
+//! had not changed for [`SETTLED`], otherwise that half is scanned again next time. What the
+//! stamp cannot see is a records file edited in place to claim another uid: records are written
+//! by `ctap-enroll` (temporary file and rename), and the uid stamp is its own bookkeeping.
+//!
+//! It lives in `<state_dir>/.index/uids`, root's and 0600 like state, written atomically under
+//! `<state_dir>/.index/lock` by whichever login scanned; a file that does not parse, is too
+//! large or untrusted is a cache miss, never an error, and a failure to write it costs only the
+//! next login a scan. It lives in a subdirectory so that writing it leaves the state directory's
+//! own mtime, its stamp, alone.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::store::fs::{self, Ownership, StateLock};
+
+/// How long a directory must have been unchanged before its stamp is trusted: well above the
+/// kernel's file-time tick (a jiffy, at most 10 ms).
+pub(crate) const SETTLED: Duration = Duration::from_secs(2);
+
+const MAGIC: &str = "ctap-uid-index 1";
+const STAMPED: &str = "stamped";
+
+/// What identifies one state of a directory's entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DirStamp {
+    dev: u64,
+    ino: u64,
+    mtime_ns: i128,
+}
+
+impl DirStamp {
+    /// The directory's stamp now; `None` if it cannot be read (then nothing is cached).
+    pub(crate) fn of(dir: &Path) -> Option<Self> {
+        let m = std::fs::metadata(dir).ok()?;
+        Some(DirStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        })
+    }
+
+    /// Whether the directory had been unchanged for [`SETTLED`] at `now`: only then can a scan
+    /// that starts after this stamp was taken be tied to it.
+    fn settled(&self, now: SystemTime) -> bool {
+        let now_ns = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
+        now_ns - self.mtime_ns >= SETTLED.as_nanos() as i128
+    }
+
+    fn write(stamp: Option<&Self>) -> String {
+        match stamp {
+            Some(s) => format!("{} {} {}", s.dev, s.ino, s.mtime_ns),
+            None => "-".into(),
+        }
+    }
+
+    fn parse(text: &str) -> Option<Option<Self>> {
+        if text == "-" {
+            return Some(None);
+        }
+        let mut it = text.split(' ');
+        let stamp = DirStamp {
+            dev: it.next()?.parse().ok()?,
+            ino: it.next()?.parse().ok()?,
+            mtime_ns: it.next()?.parse().ok()?,
+        };
+        it.next().is_none().then_some(Some(stamp))
+    }
+}
+
+/// One records file, as the scan found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RecordsEntry {
+    /// The file's first line stamps this uid.
+    Stamped(u32),
+    /// No readable stamp (a file from before uids were stored, or unreadable): the caller
+    /// resolves the name, or reads the file, at every use.
+    Unstamped,
+}
+
+/// The records half: every records file's name (the account name, not the file stem) and what
+/// its stamp says.
+///
+/// The stamped names are kept as the file spells them, `<uid> <stem>` lines sorted by uid then
+/// stem, and searched in place: a login asks about one uid, so reading the index costs one read
+/// and a binary search, not an allocation per enrolled user.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct RecordsHalf {
+    pub(crate) stamp: Option<DirStamp>,
+    stamped: String,
+    pub(crate) unstamped: Vec<String>,
+}
+
+impl RecordsHalf {
+    pub(crate) fn from_scan(stamp: Option<DirStamp>, files: Vec<(String, RecordsEntry)>) -> Self {
+        let mut stamped = Vec::new();
+        let mut unstamped = Vec::new();
+        for (name, entry) in files {
+            match entry {
+                RecordsEntry::Stamped(uid) => {
+                    // Names come from file stems, so every one has a stem.
+                    if let Ok(stem) = crate::store::account::file_stem(&name) {
+                        stamped.push((uid, stem));
+                    }
+                }
+                RecordsEntry::Unstamped => unstamped.push(name),
+            }
+        }
+        stamped.sort();
+        unstamped.sort();
+        let mut lines = String::new();
+        for (uid, stem) in stamped {
+            let _ = writeln!(lines, "{uid} {stem}");
+        }
+        RecordsHalf {
+            stamp,
+            stamped: lines,
+            unstamped,
+        }
+    }
+
+    /// The names whose records are stamped with `uid`; `None` if the index is not well formed
+    /// where it was read (then it is not used).
+    pub(crate) fn stamped_with(&self, uid: u32) -> Option<Vec<String>> {
+        let s = self.stamped.as_bytes();
+        // Lines starting before `lo` have a smaller uid; lines starting at or after `hi` do not.
+        let (mut lo, mut hi) = (0, s.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let start = s[..mid]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            let (line_uid, _, end) = stamped_line(s, start)?;
+            if line_uid < uid {
+                lo = end;
+            } else {
+                hi = start;
+            }
+        }
+        let mut names = Vec::new();
+        let mut at = lo;
+        while at < s.len() {
+            let (line_uid, name, end) = stamped_line(s, at)?;
+            if line_uid != uid {
+                break;
+            }
+            names.push(name);
+            at = end;
+        }
+        Some(names)
+    }
+
+    /// Every name with records; `None` if the index is not well formed.
+    pub(crate) fn names(&self) -> Option<HashSet<String>> {
+        let s = self.stamped.as_bytes();
+        let mut names: HashSet<String> = self.unstamped.iter().cloned().collect();
+        let mut at = 0;
+        while at < s.len() {
+            let (_, name, end) = stamped_line(s, at)?;
+            names.insert(name);
+            at = end;
+        }
+        Some(names)
+    }
+}
+
+/// The stamped line starting at `at`: its uid, its account name and where the next line starts.
+fn stamped_line(s: &[u8], at: usize) -> Option<(u32, String, usize)> {
+    let len = s.get(at..)?.iter().position(|&b| b == b'\n')?;
+    let line = std::str::from_utf8(&s[at..at + len]).ok()?;
+    let (uid, stem) = line.split_once(' ')?;
+    let name = crate::store::account::name_of_stem(stem)?;
+    Some((uid.parse().ok()?, name, at + len + 1))
+}
+
+/// The state half: names that have a state file and no records file.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct StateHalf {
+    pub(crate) stamp: Option<DirStamp>,
+    pub(crate) state_only: Vec<String>,
+}
+
+/// The whole index, as read from or written to its file.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct UidIndex {
+    pub(crate) records: RecordsHalf,
+    pub(crate) state: StateHalf,
+}
+
+impl UidIndex {
+    pub(crate) fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join(".index").join("uids")
+    }
+
+    /// The index in `state_dir`, if there is a trusted one that parses; anything else is a
+    /// miss.
+    pub(crate) fn load(state_dir: &Path) -> Option<Self> {
+        let me = Ownership {
+            uid: nix::unistd::geteuid().as_raw(),
+        };
+        let bytes = fs::read_private(&Self::path(state_dir), me).ok()?;
+        Self::parse(String::from_utf8(bytes).ok()?)
+    }
+
+    /// Write the index, if nobody else is writing one; failures are ignored (module docs).
+    pub(crate) fn store(&self, state_dir: &Path) {
+        let dir = state_dir.join(".index");
+        let Ok(_lock) = StateLock::acquire(&dir.join("lock"), Duration::ZERO) else {
+            return;
+        };
+        let _ = fs::write_atomic_locked(&Self::path(state_dir), self.render().as_bytes(), 0o600);
+    }
+
+    /// Make `<state_dir>/.index` exist before the state directory is stamped: creating it
+    /// changes that directory's mtime.
+    pub(crate) fn prepare(state_dir: &Path) -> bool {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = state_dir.join(".index");
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir(),
+        }
+    }
+
+    /// Keep a stamp only if its directory had settled by `scan_started` (module docs).
+    pub(crate) fn settled_stamp(
+        stamp: Option<DirStamp>,
+        scan_started: SystemTime,
+    ) -> Option<DirStamp> {
+        stamp.filter(|s| s.settled(scan_started))
+    }
+
+    /// The file: a header, the unstamped and state-only names, then `stamped` and the sorted
+    /// stamped lines to the end.
+    fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{MAGIC}");
+        let _ = writeln!(
+            out,
+            "records {}",
+            DirStamp::write(self.records.stamp.as_ref())
+        );
+        let _ = writeln!(out, "state {}", DirStamp::write(self.state.stamp.as_ref()));
+        let stem = |n: &str| crate::store::account::file_stem(n).ok();
+        for name in &self.records.unstamped {
+            if let Some(s) = stem(name) {
+                let _ = writeln!(out, "u {s}");
+            }
+        }
+        for name in &self.state.state_only {
+            if let Some(s) = stem(name) {
+                let _ = writeln!(out, "s {s}");
+            }
+        }
+        let _ = writeln!(out, "{STAMPED}");
+        out.push_str(&self.records.stamped);
+        out
+    }
+
+    fn parse(mut text: String) -> Option<Self> {
+        let mut at = 0;
+        let mut line = || -> Option<&str> {
+            let rest = text.get(at..)?;
+            let len = rest.find('\n')?;
+            at += len + 1;
+            Some(&rest[..len])
+        };
+        if line()? != MAGIC {
+            return None;
+        }
+        let records = DirStamp::parse(line()?.strip_prefix("records ")?)?;
+        let state = DirStamp::parse(line()?.strip_prefix("state ")?)?;
+        let (mut unstamped, mut state_only) = (Vec::new(), Vec::new());
+        let name = |stem: &str| crate::store::account::name_of_stem(stem);
+        loop {
+            let l = line()?;
+            if l == STAMPED {
+                break;
+            }
+            match l.split_once(' ')? {
+                ("u", stem) => unstamped.push(name(stem)?),
+                ("s", stem) => state_only.push(name(stem)?),
+                _ => return None,
+            }
+        }
+        // The stamped lines stay as they are, searched when asked (`stamped_with`).
+        text.drain(..at);
+        Some(UidIndex {
+            records: RecordsHalf {
+                stamp: records,
+                stamped: text,
+                unstamped,
+            },
+            state: StateHalf {
+                stamp: state,
+                state_only,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(n: i128) -> DirStamp {
+        DirStamp {
+            dev: 1,
+            ino: 2,
+            mtime_ns: n,
+        }
+    }
+
+    fn with(index: &UidIndex, uid: u32) -> Vec<String> {
+        index.records.stamped_with(uid).unwrap()
+    }
+
+    #[test]
+    fn the_index_reads_back_what_it_wrote() {
+        let mut files = vec![
+            ("zed".into(), RecordsEntry::Stamped(7)),
+            ("a b".into(), RecordsEntry::Stamped(7)),
+            ("old".into(), RecordsEntry::Unstamped),
+            ("x".into(), RecordsEntry::Stamped(3)),
+        ];
+        files.extend((0..1000).map(|i| (format!("u{i}"), RecordsEntry::Stamped(10_000 + i))));
+        let index = UidIndex {
+            records: RecordsHalf::from_scan(Some(stamp(5)), files),
+            state: StateHalf {
+                stamp: None,
+                state_only: vec!["gone".into()],
+            },
+        };
+        let text = index.render();
+        assert!(text.contains("\nstamped\n3 x\n7 a%20b\n7 zed\n"), "{text}");
+        let back = UidIndex::parse(text).unwrap();
+        assert_eq!(back, index);
+        assert_eq!(with(&back, 7), ["a b", "zed"]);
+        assert_eq!(with(&back, 3), ["x"]);
+        assert_eq!(with(&back, 10_500), ["u500"]);
+        assert_eq!(with(&back, 10_999), ["u999"]);
+        for absent in [0, 4, 8, 9_999, 11_000, u32::MAX] {
+            assert!(with(&back, absent).is_empty(), "{absent}");
+        }
+        assert_eq!(back.records.names().unwrap().len(), 1004);
+        assert_eq!(back.state.state_only, ["gone"]);
+    }
+
+    #[test]
+    fn anything_but_a_well_formed_index_is_a_miss() {
+        for text in [
+            "",
+            "ctap-uid-index 2\nrecords -\nstate -\nstamped\n",
+            "ctap-uid-index 1\nrecords 1 2\nstate -\nstamped\n",
+            "ctap-uid-index 1\nrecords -\nstate -\n",
+            "ctap-uid-index 1\nrecords -\nstate -\nq alice\nstamped\n",
+            "ctap-uid-index 1\nrecords -\nstate -\nu .hidden\nstamped\n",
+        ] {
+            assert_eq!(UidIndex::parse(text.into()), None, "{text:?}");
+        }
+        // A stamped line that does not parse makes the search fail, never answer "none".
+        for stamped in ["x alice\n", "5 alice", "5 .alice\n"] {
+            let index = UidIndex::parse(format!(
+                "ctap-uid-index 1\nrecords -\nstate -\nstamped\n{stamped}"
+            ))
+            .unwrap();
+            assert_eq!(index.records.stamped_with(5), None, "{stamped:?}");
+            assert_eq!(index.records.names(), None, "{stamped:?}");
+        }
+    }
+
+    #[test]
+    fn a_stamp_is_kept_only_once_its_directory_has_settled() {
+        let t = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        let at_100 = stamp(100 * 1_000_000_000);
+        assert_eq!(UidIndex::settled_stamp(Some(at_100), t(100)), None);
+        assert_eq!(UidIndex::settled_stamp(Some(at_100), t(101)), None);
+        assert_eq!(UidIndex::settled_stamp(Some(at_100), t(102)), Some(at_100));
+    }
+}
