@@ -145,7 +145,10 @@ fn pam_an_alias_is_found_through_the_uid_index_of_a_large_records_directory() {
     let mut lines = index.lines();
     assert_eq!(lines.next(), Some("ctap-uid-index 1"));
     assert!(lines.next().unwrap().starts_with("records ") && !index.contains("records -\n"));
-    assert!(index.contains(&format!("\n{} bulk1999\n", 3_001_999)), "{index:.300}");
+    assert!(
+        index.contains(&format!("\n{} bulk1999\n", 3_001_999)),
+        "{index:.300}"
+    );
     let r = s.auth(&other.name);
     assert_eq!(r.result, PamResult::UserUnknown, "{r:?}");
     s.fx.log_lines();
@@ -161,7 +164,10 @@ fn pam_an_alias_is_found_through_the_uid_index_of_a_large_records_directory() {
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert_contains(
         &s.fx.auth_line(),
-        &["reason=alias_enrolled ", "under the name \\\"renamed-away\\\""],
+        &[
+            "reason=alias_enrolled ",
+            "under the name \\\"renamed-away\\\"",
+        ],
     );
     // Once settled, the index holds them and answers alone.
     settle(&records);
@@ -170,7 +176,10 @@ fn pam_an_alias_is_found_through_the_uid_index_of_a_large_records_directory() {
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     s.fx.log_lines();
     let index = std::fs::read_to_string(state.join(".index/uids")).unwrap();
-    assert!(index.contains(&format!("\n{} renamed-away\n", other.uid)), "{index:.300}");
+    assert!(
+        index.contains(&format!("\n{} renamed-away\n", other.uid)),
+        "{index:.300}"
+    );
     let r = s.auth(&other.name);
     assert_eq!(r.result, PamResult::AuthErr, "{r:?}");
     assert_contains(&s.fx.auth_line(), &["reason=alias_enrolled "]);
