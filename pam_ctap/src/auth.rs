@@ -12,7 +12,7 @@ use ctap_core::flows::login::{
 };
 use ctap_core::flows::verify::VerifyError;
 use ctap_core::store::config::{ConfigError, Policy, RemotePolicy};
-use ctap_core::store::fs::FileError;
+use ctap_core::store::fs::{FileError, TrustedWalkMemo};
 use ctap_core::transport::ctap2::{CtapError, CtapStatus};
 use pam::constants::PAM_SILENT;
 use pam::conv::Conv;
@@ -26,6 +26,9 @@ use crate::syslog::{detail, field, quoted, Severity, SysLog};
 use crate::{grant, to_pam, Verdict};
 
 pub fn authenticate(inv: &mut Invocation<'_>) -> Verdict {
+    // One authentication walks from `/` to root's config, the records and state directories
+    // and the uid index: each directory on the way is checked once (fs::TrustedWalkMemo).
+    let _walk = TrustedWalkMemo::begin();
     let service = item_string(inv.pamh.get_item::<Service>().ok().flatten().map(|s| s.0));
     let policy = match policy_from(&inv.args) {
         Ok(p) => p,

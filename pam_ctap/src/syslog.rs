@@ -2,7 +2,8 @@
 //!
 //! Not `openlog(3)`: that is process-wide state of the host (sudo, sshd, login), which we must
 //! not change. Each line opens its own socket to root's `log_socket` (default `/dev/log`),
-//! datagram first, then stream for syslog daemons that listen that way. Any failure is silent:
+//! datagram first, then stream for syslog daemons that listen that way (the datagram send
+//! says so with EPROTOTYPE; after any other failure a stream would fare no better). Any failure is silent:
 //! a module must never write to the host's stdout or stderr, and a missing syslog must not
 //! change the result of an authentication. The stream is written with MSG_NOSIGNAL: a syslog
 //! daemon closing its end must not raise SIGPIPE, whose default action kills sudo, login or sshd.
@@ -71,8 +72,12 @@ impl SysLog {
         let line = Self::format(severity, message);
         if let Ok(s) = UnixDatagram::unbound() {
             let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
-            if s.send_to(line.as_bytes(), &self.socket).is_ok() {
-                return;
+            match s.send_to(line.as_bytes(), &self.socket) {
+                Ok(_) => return,
+                // A stream socket at that path: the daemon listens that way.
+                Err(e) if e.raw_os_error() == Some(nix::libc::EPROTOTYPE) => {}
+                // No socket, nobody listening, or a full queue: a stream would fare no better.
+                Err(_) => return,
             }
         }
         if let Ok(s) = UnixStream::connect(&self.socket) {
@@ -212,6 +217,22 @@ mod tests {
         let mut buf = [0u8; 256];
         let n = rx.recv(&mut buf).unwrap();
         assert!(String::from_utf8_lossy(&buf[..n]).ends_with("]: hello"));
+        let _ = std::fs::remove_file(&p);
+    }
+
+    /// A daemon listening on a stream socket gets the line framed with a newline: the datagram
+    /// send fails with EPROTOTYPE, the one failure after which the stream is tried.
+    #[test]
+    fn stream_socket_receives_the_line() {
+        use std::io::Read;
+        let p = std::env::temp_dir().join(format!("pam-ctap-slog-{}", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        let listener = std::os::unix::net::UnixListener::bind(&p).unwrap();
+        SysLog::new(&p).send(Severity::Notice, "hello");
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut got = String::new();
+        conn.read_to_string(&mut got).unwrap();
+        assert!(got.ends_with("]: hello\n"), "{got:?}");
         let _ = std::fs::remove_file(&p);
     }
 }

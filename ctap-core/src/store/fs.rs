@@ -154,10 +154,73 @@ fn walk_parts(path: &Path) -> Vec<std::ffi::OsString> {
         .collect()
 }
 
+/// Directories that passed the walk, each with the owners it passed for.
+type Passed = Vec<(PathBuf, Vec<u32>)>;
+
+thread_local! {
+    /// What [`check_ancestors`] passed while a [`TrustedWalkMemo`] is alive on this thread;
+    /// `None` outside one.
+    static WALK_MEMO: std::cell::RefCell<Option<Passed>> = const { std::cell::RefCell::new(None) };
+}
+
+/// While alive, each directory the trusted walk passes is checked once on this thread, not
+/// once per file below it.
+///
+/// Why: one authentication reads root's config, then checks the records and state directories
+/// and reads the uid index: four walks from `/` that share most of their directories (seven
+/// `statx` each in the benchmark's tree, a third of the no-user path's system calls). Within
+/// one authentication a directory that passed (root's or the expected owner's, not writable by
+/// others) cannot have been changed by anyone but root or that owner, so checking it again
+/// proves nothing new. The memo never outlives the guard (the PAM module holds it for one
+/// `pam_sm_authenticate`; a process that lives on, such as sshd, starts afresh next time), a
+/// directory is remembered only for the exact owners it passed for, and the file checks (owner,
+/// mode, the opened inode at the checked place) are never skipped.
+#[must_use = "the memo lasts as long as the guard"]
+pub struct TrustedWalkMemo {
+    previous: Option<Passed>,
+    // Thread-local state: the guard must be dropped on the thread that made it.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl TrustedWalkMemo {
+    pub fn begin() -> Self {
+        let previous = WALK_MEMO.with(|m| m.replace(Some(Vec::new())));
+        TrustedWalkMemo {
+            previous,
+            _not_send: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for TrustedWalkMemo {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        WALK_MEMO.with(|m| m.replace(previous));
+    }
+}
+
+/// Whether `dir` passed the walk for exactly `owners` in the current memo.
+fn walk_remembers(dir: &Path, owners: &[u32]) -> bool {
+    WALK_MEMO.with(|m| {
+        m.borrow()
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|(d, o)| d == dir && o == owners))
+    })
+}
+
+fn walk_remember(dir: &Path, owners: &[u32]) {
+    WALK_MEMO.with(|m| {
+        if let Some(v) = m.borrow_mut().as_mut() {
+            v.push((dir.to_path_buf(), owners.to_vec()));
+        }
+    });
+}
+
 /// Check `dir` and every directory on the way to it from `/` (sshd's StrictModes walk).
 /// Symbolic links are followed by hand, so that the directory holding each link is checked as
 /// well as the directories its target leads through: a link is only as trustworthy as the
-/// directory it sits in. Returns the resolved path.
+/// directory it sits in. Returns the resolved path. Directories a live [`TrustedWalkMemo`]
+/// remembers for the same owners are not checked again.
 fn check_ancestors(dir: &Path, owners: &[u32]) -> Result<PathBuf, FileError> {
     use std::collections::VecDeque;
     let absolute = if dir.is_absolute() {
@@ -168,8 +231,11 @@ fn check_ancestors(dir: &Path, owners: &[u32]) -> Result<PathBuf, FileError> {
             .join(dir)
     };
     let mut resolved = PathBuf::from("/");
-    let root = std::fs::symlink_metadata(&resolved).map_err(|e| FileError::io(&resolved, e))?;
-    check_dir(&resolved, &root, owners)?;
+    if !walk_remembers(&resolved, owners) {
+        let root = std::fs::symlink_metadata(&resolved).map_err(|e| FileError::io(&resolved, e))?;
+        check_dir(&resolved, &root, owners)?;
+        walk_remember(&resolved, owners);
+    }
     let mut pending: VecDeque<std::ffi::OsString> = walk_parts(&absolute).into();
     let mut links = 0;
     while let Some(name) = pending.pop_front() {
@@ -178,6 +244,11 @@ fn check_ancestors(dir: &Path, owners: &[u32]) -> Result<PathBuf, FileError> {
             continue;
         }
         let next = resolved.join(&name);
+        if walk_remembers(&next, owners) {
+            // A directory (never a link) that passed for these owners in this memo.
+            resolved = next;
+            continue;
+        }
         let meta = std::fs::symlink_metadata(&next).map_err(|e| FileError::io(&next, e))?;
         if meta.file_type().is_symlink() {
             links += 1;
@@ -198,6 +269,7 @@ fn check_ancestors(dir: &Path, owners: &[u32]) -> Result<PathBuf, FileError> {
             continue;
         }
         check_dir(&next, &meta, owners)?;
+        walk_remember(&next, owners);
         resolved = next;
     }
     Ok(resolved)
@@ -614,6 +686,39 @@ mod tests {
         Ownership {
             uid: nix::unistd::geteuid().as_raw(),
         }
+    }
+
+    /// The memo skips directories already passed, for the same owners only, and only while
+    /// its guard lives: after it, a directory made writable is refused again.
+    #[test]
+    fn the_walk_memo_lasts_one_scope_and_one_set_of_owners() {
+        let d = tmpdir();
+        let sub = d.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        {
+            let _memo = TrustedWalkMemo::begin();
+            check_trusted_dir(&sub, me()).unwrap();
+            assert!(walk_remembers(&sub, &[me().uid]));
+            assert!(walk_remembers(Path::new("/"), &[me().uid]));
+            assert!(!walk_remembers(&sub, &[me().uid, 12345]), "other owners");
+            // Within the scope the directory is not looked at again (module docs: only its
+            // owner or root could have changed it).
+            std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o777)).unwrap();
+            check_trusted_dir(&sub, me()).unwrap();
+            // A walk for other owners checks for itself.
+            let other = Ownership { uid: 12345 };
+            if me().uid != 0 {
+                assert!(check_trusted_dir(&sub, other).is_err());
+            }
+        }
+        assert!(
+            !walk_remembers(&sub, &[me().uid]),
+            "the memo ended with its guard"
+        );
+        let err = check_trusted_dir(&sub, me()).unwrap_err();
+        assert!(err.to_string().contains("writable"), "{err}");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

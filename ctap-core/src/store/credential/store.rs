@@ -204,7 +204,7 @@ impl CredentialStore {
             Some(names) => names,
             // Not well formed where it was read: scan, and replace it.
             None => self
-                .uid_index_scanned(UidIndex::default())?
+                .uid_index_from_scratch()?
                 .records
                 .stamped_with(account.uid())
                 .unwrap_or_default(),
@@ -248,13 +248,21 @@ impl CredentialStore {
     /// The [`UidIndex`], each half taken from its file while its directory is unchanged and
     /// scanned again otherwise; written back (as root) when anything was scanned.
     fn uid_index(&self) -> Result<UidIndex, StoreError> {
-        self.uid_index_scanned(UidIndex::load(&self.state_dir).unwrap_or_default())
+        match UidIndex::load(&self.state_dir) {
+            // It was read, so `.index` exists (and is its reader's).
+            Some(cached) => self.uid_index_scanned(cached, true),
+            None => self.uid_index_from_scratch(),
+        }
+    }
+
+    fn uid_index_from_scratch(&self) -> Result<UidIndex, StoreError> {
+        // Whoever can make `.index` in the state directory (root, for root's) writes it.
+        let can_write = UidIndex::prepare(&self.state_dir);
+        self.uid_index_scanned(UidIndex::default(), can_write)
     }
 
     /// [`Self::uid_index`] from `cached`: each half kept if its stamp is current, else scanned.
-    fn uid_index_scanned(&self, cached: UidIndex) -> Result<UidIndex, StoreError> {
-        // Whoever can make `.index` in the state directory (root, for root's) writes it.
-        let can_write = UidIndex::prepare(&self.state_dir);
+    fn uid_index_scanned(&self, cached: UidIndex, can_write: bool) -> Result<UidIndex, StoreError> {
         // Stamps first, then the scan: a change after the stamp makes the stamp stale.
         let records_stamp = DirStamp::of(&self.records_dir);
         let state_stamp = DirStamp::of(&self.state_dir);
@@ -286,7 +294,7 @@ impl CredentialStore {
                 scanned = true;
                 let records = match index.records.names() {
                     Some(names) => names,
-                    None => return self.uid_index_scanned(UidIndex::default()),
+                    None => return self.uid_index_from_scratch(),
                 };
                 let mut state_only: Vec<String> = names_in(&self.state_dir)?
                     .into_iter()
