@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::record::CredentialFile;
 use super::state::{StateFile, STATE_VERSION};
-use super::uid_index::{DirStamp, RecordsEntry, RecordsHalf, StateHalf, UidIndex};
+use super::uid_index::{DirStamp, NewStateLog, RecordsEntry, RecordsHalf, UidIndex};
 use super::{Inconsistency, StoreError};
 use crate::store::account::{file_stem, name_of_stem, Account, UserResolver};
 use crate::store::fs::{self, FileError, Ownership, StateLock};
@@ -198,13 +198,14 @@ impl CredentialStore {
                 return Ok(Some(primary.name().to_string()));
             }
         }
-        let index = self.uid_index()?;
+        let (index, new_state) = self.uid_index()?;
         let others = |n: &&str| *n != account.name();
         let stamped = match index.records.stamped_with(account.uid()) {
             Some(names) => names,
             // Not well formed where it was read: scan, and replace it.
             None => self
-                .uid_index_from_scratch()?
+                .uid_index_rebuilt()?
+                .0
                 .records
                 .stamped_with(account.uid())
                 .unwrap_or_default(),
@@ -231,13 +232,10 @@ impl CredentialStore {
                 return Ok(Some(name.to_string()));
             }
         }
-        for name in index
-            .state
-            .state_only
-            .iter()
-            .map(String::as_str)
-            .filter(others)
-        {
+        // State-only names, and state files created since the index was built (their names
+        // may have records too: then this asks NSS once more, harmlessly).
+        let state_names = index.state_only.iter().chain(new_state.iter());
+        for name in state_names.map(String::as_str).filter(others) {
             if same_uid(name)? && self.has_state(name).unwrap_or(true) {
                 return Ok(Some(name.to_string()));
             }
@@ -245,72 +243,63 @@ impl CredentialStore {
         Ok(None)
     }
 
-    /// The [`UidIndex`], each half taken from its file while its directory is unchanged and
-    /// scanned again otherwise; written back (as root) when anything was scanned.
-    fn uid_index(&self) -> Result<UidIndex, StoreError> {
-        match UidIndex::load(&self.state_dir) {
-            // It was read, so `.index` exists (and is its reader's).
-            Some(cached) => self.uid_index_scanned(cached, true),
-            None => self.uid_index_from_scratch(),
-        }
-    }
-
-    fn uid_index_from_scratch(&self) -> Result<UidIndex, StoreError> {
-        // Whoever can make `.index` in the state directory (root, for root's) writes it.
-        let can_write = UidIndex::prepare(&self.state_dir);
-        self.uid_index_scanned(UidIndex::default(), can_write)
-    }
-
-    /// [`Self::uid_index`] from `cached`: each half kept if its stamp is current, else scanned.
-    fn uid_index_scanned(&self, cached: UidIndex, can_write: bool) -> Result<UidIndex, StoreError> {
-        // Stamps first, then the scan: a change after the stamp makes the stamp stale.
-        let records_stamp = DirStamp::of(&self.records_dir);
-        let state_stamp = DirStamp::of(&self.state_dir);
-        let started = std::time::SystemTime::now();
-        let mut index = UidIndex::default();
-        // Whether a half was scanned, and whether a scan produced a stamp worth writing down.
-        let (mut scanned, mut worth_writing) = (false, false);
-        index.records = match cached.records {
-            half if half.stamp.is_some() && half.stamp == records_stamp => half,
-            _ => {
-                scanned = true;
-                let mut files = Vec::new();
-                for name in names_in(&self.records_dir)? {
-                    let entry = match stored_uid_prefix(&self.records_path(&name)?) {
-                        Some(uid) => RecordsEntry::Stamped(uid),
-                        None => RecordsEntry::Unstamped,
-                    };
-                    files.push((name, entry));
+    /// The [`UidIndex`] and the state files created since it was built: from its file while
+    /// the records directory's stamp is the one it was built with, else rebuilt.
+    fn uid_index(&self) -> Result<(UidIndex, Vec<String>), StoreError> {
+        if let Some(cached) = UidIndex::load(&self.state_dir) {
+            let current = DirStamp::of(&self.records_dir);
+            if cached.records.stamp.is_some() && cached.records.stamp == current {
+                if let Some(new) = NewStateLog::read_from(&self.state_dir, cached.log_offset) {
+                    return Ok((cached, new));
                 }
-                let stamp = UidIndex::settled_stamp(records_stamp, started);
-                worth_writing |= stamp.is_some();
-                RecordsHalf::from_scan(stamp, files)
             }
-        };
-        index.state = match cached.state {
-            // State-only names depend on the records too: reuse them only with those.
-            half if !scanned && half.stamp.is_some() && half.stamp == state_stamp => half,
-            _ => {
-                scanned = true;
-                let records = match index.records.names() {
-                    Some(names) => names,
-                    None => return self.uid_index_from_scratch(),
-                };
-                let mut state_only: Vec<String> = names_in(&self.state_dir)?
-                    .into_iter()
-                    .filter(|n| !records.contains(n))
-                    .collect();
-                state_only.sort();
-                let stamp = UidIndex::settled_stamp(state_stamp, started);
-                worth_writing |= stamp.is_some();
-                StateHalf { stamp, state_only }
-            }
-        };
-        // Until a directory settles, a written index could not be used: do not pay for it.
-        if scanned && worth_writing && can_write {
-            index.store(&self.state_dir);
         }
-        Ok(index)
+        self.uid_index_rebuilt()
+    }
+
+    /// Scan both directories; write the index when the records directory had settled and no
+    /// one else is writing it (uid_index module docs).
+    fn uid_index_rebuilt(&self) -> Result<(UidIndex, Vec<String>), StoreError> {
+        // Whoever can make `.index` in the state directory (root, for root's) writes it.
+        let lock = if UidIndex::prepare(&self.state_dir) {
+            UidIndex::lock(&self.state_dir)
+        } else {
+            None
+        };
+        // The stamp and the log's offset before the listings: a change after them is seen
+        // next time (a stale stamp, or a name past the offset).
+        let records_stamp = DirStamp::of(&self.records_dir);
+        let log_offset = match &lock {
+            Some(l) => NewStateLog::offset_for_rebuild(&self.state_dir, l),
+            None => NewStateLog::len(&self.state_dir),
+        };
+        let started = std::time::SystemTime::now();
+        let mut files = Vec::new();
+        for name in names_in(&self.records_dir)? {
+            let entry = match stored_uid_prefix(&self.records_path(&name)?) {
+                Some(uid) => RecordsEntry::Stamped(uid),
+                None => RecordsEntry::Unstamped,
+            };
+            files.push((name, entry));
+        }
+        let records =
+            RecordsHalf::from_scan(UidIndex::settled_stamp(records_stamp, started), files);
+        let with_records = records.names().unwrap_or_default();
+        let mut state_only: Vec<String> = names_in(&self.state_dir)?
+            .into_iter()
+            .filter(|n| !with_records.contains(n))
+            .collect();
+        state_only.sort();
+        let index = UidIndex {
+            records,
+            state_only,
+            log_offset,
+        };
+        // Until the directory settles, a written index could not be used: do not pay for it.
+        if let (Some(lock), Some(_)) = (&lock, index.records.stamp) {
+            index.store(&self.state_dir, lock);
+        }
+        Ok((index, Vec::new()))
     }
 
     fn load_system_records_opt(&self, user: &str) -> Result<Option<CredentialFile>, StoreError> {
@@ -380,13 +369,26 @@ impl StateGuard {
                 toml: e.to_string(),
             },
         })?;
+        let new_name = std::fs::symlink_metadata(&self.path).is_err();
         // Still under the lock every state writer takes: the one temporary name is ours.
         fs::write_atomic_locked(&self.path, text.as_bytes(), 0o600)?;
+        if new_name {
+            // After the rename (uid_index module docs): the uid index learns of the name.
+            if let (Some(dir), Some(name)) = (self.path.parent(), self.account_name()) {
+                NewStateLog::append(dir, &name);
+            }
+        }
         Ok(())
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The account whose state this is, from the file's name.
+    fn account_name(&self) -> Option<String> {
+        let stem = self.path.file_name()?.to_str()?.strip_suffix(".toml")?;
+        name_of_stem(stem)
     }
 }
 
@@ -636,13 +638,13 @@ mod tests {
             );
         }
         write(&s.records_dir, "bob", "uid = 1002\n");
-        // Settled directories: the first lookup scans and writes the index with both stamps.
+        // A settled directory: the first lookup scans and writes the index with its stamp.
         UidIndex::prepare(&s.state_dir);
         age(&s.records_dir, 60);
         age(&s.state_dir, 60);
         assert_eq!(s.other_enrolled_name(&alice, &nss).unwrap(), None);
         let index = UidIndex::load(&s.state_dir).expect("the index was written");
-        assert!(index.records.stamp.is_some() && index.state.stamp.is_some());
+        assert!(index.records.stamp.is_some());
         assert_eq!(index.records.names().unwrap().len(), 51);
         assert_eq!(index.records.stamped_with(1002).unwrap(), ["bob"]);
 
@@ -664,29 +666,53 @@ mod tests {
             s.other_enrolled_name(&alice, &nss).unwrap().as_deref(),
             Some("old-alice")
         );
-        // Not settled yet: nothing stamped, so every lookup scans until the directory settles.
+        // Not settled yet: nothing is written, and the index on disk, stamped before the
+        // change, is not used: every lookup scans until the directory settles.
         let index = UidIndex::load(&s.state_dir).unwrap();
-        assert_eq!(index.records.stamp, None);
+        assert_ne!(index.records.stamp, DirStamp::of(&s.records_dir));
 
-        // A state file without records appears (the state directory moves): found by NSS.
         std::fs::remove_file(s.records_dir.join("old-alice.toml")).unwrap();
-        age(&s.records_dir, 60);
-        age(&s.state_dir, 60);
+        // (Each state of the directory gets an mtime of its own, as real changes do.)
+        age(&s.records_dir, 90);
         assert_eq!(s.other_enrolled_name(&alice, &nss).unwrap(), None);
+        assert_eq!(
+            UidIndex::load(&s.state_dir).unwrap().records.stamp,
+            DirStamp::of(&s.records_dir)
+        );
         let nss = Table(vec![
             account("bob", 1002),
             alice.clone(),
             account("alias", 1001),
         ]);
-        write(
-            &s.state_dir,
-            "alias",
-            "version = 1\n[[credential]]\ncredential_id = \"AAAA\"\nsign_count = 0\n",
-        );
+        let with_credential =
+            "version = 1\n[[credential]]\ncredential_id = \"AAAA\"\nsign_count = 0\n";
+        // A state file put there by hand is what the index cannot see while the records are
+        // unchanged (uid_index module docs)...
+        write(&s.state_dir, "alias", with_credential);
+        assert_eq!(s.other_enrolled_name(&alice, &nss).unwrap(), None);
+        std::fs::remove_file(s.state_path("alias").unwrap()).unwrap();
+        // ...but one our writers create is logged, and found (the index is not rebuilt).
+        let mut guard = s.lock_state("alias", Duration::from_secs(1)).unwrap();
+        guard.state = toml::from_str(with_credential).unwrap();
+        guard.commit().unwrap();
+        drop(guard);
         assert_eq!(
             s.other_enrolled_name(&alice, &nss).unwrap().as_deref(),
             Some("alias")
         );
+        assert_eq!(
+            UidIndex::load(&s.state_dir).unwrap().records.stamp,
+            DirStamp::of(&s.records_dir),
+            "answered from the index and the log"
+        );
+        // A rebuild (the records changed) lists it among the state-only names.
+        write(&s.records_dir, "carol", "uid = 1003\n");
+        age(&s.records_dir, 120);
+        assert_eq!(
+            s.other_enrolled_name(&alice, &nss).unwrap().as_deref(),
+            Some("alias")
+        );
+        assert_eq!(UidIndex::load(&s.state_dir).unwrap().state_only, ["alias"]);
         // A broken index is a miss, never an error.
         std::fs::write(UidIndex::path(&s.state_dir), "garbage").unwrap();
         assert_eq!(

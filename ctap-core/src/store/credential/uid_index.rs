@@ -10,20 +10,29 @@
 //! NSS answers are never cached, since an account can change uid without any file changing:
 //! names without a stamp and state-only names are still resolved at every use, as before.
 //!
-//! When it may be used: each half (records, state) carries the stamp (device, inode, mtime in
-//! nanoseconds) of its directory when it was scanned. Adding, removing or renaming a file
-//! changes the directory's mtime, so a half whose stamp differs is scanned again. Because file
+//! When it may be used: the records half carries the stamp (device, inode, mtime in
+//! nanoseconds) of the records directory when it was scanned. Adding, removing or renaming a
+//! file changes the directory's mtime, so an index whose stamp differs is rebuilt. Because file
 //! times come from a coarse clock, a change within the same tick as the scan would leave the
 //! mtime unchanged (git's "racily clean" problem): a stamp is recorded only when the directory
-//! had not changed for [`SETTLED`], otherwise that half is scanned again next time. What the
-//! stamp cannot see is a records file edited in place to claim another uid: records are written
-//! by `ctap-enroll` (temporary file and rename), and the uid stamp is its own bookkeeping.
+//! had not changed for [`SETTLED`], and until then every lookup scans. What the stamp cannot see
+//! is a records file edited in place to claim another uid: records are written by `ctap-enroll`
+//! (temporary file and rename), and the uid stamp is its own bookkeeping.
 //!
-//! It lives in `<state_dir>/.index/uids`, root's and 0600 like state, written atomically under
-//! `<state_dir>/.index/lock` by whichever login scanned; a file that does not parse, is too
-//! large or untrusted is a cache miss, never an error, and a failure to write it costs only the
-//! next login a scan. It lives in a subdirectory so that writing it leaves the state directory's
-//! own mtime, its stamp, alone.
+//! The state directory cannot be stamped the same way: every enrolled login renames its state
+//! file, which moves the directory's mtime without adding a name. Names are added to it only by
+//! `StateGuard::commit` (pam_ctap and ctap-enroll), which appends a state file's name to
+//! `.index/new-state` after creating the file (one `write` with O_APPEND, so concurrent
+//! writers need no lock); a lookup adds the names past the offset its index was built at. A
+//! rebuild reads that offset before it lists the state directory, and a writer appends after its
+//! rename, so every new name is in the listing or past the offset. What this cannot see is a
+//! state file put there by hand (a restore from backup) until the records next change.
+//!
+//! It lives in `<state_dir>/.index/`, root's and 0600 like state; a rebuild writes `uids`
+//! atomically under `.index/lock` (and starts `new-state` afresh when it has grown past
+//! [`LOG_RESTART`]); a lookup that cannot take the lock scans without writing. A file that does
+//! not parse, is too large or untrusted is a cache miss, never an error, and a failure to write
+//! costs only the next lookup a scan.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -38,6 +47,9 @@ use crate::store::fs::{self, Ownership, StateLock};
 pub(crate) const SETTLED: Duration = Duration::from_secs(2);
 
 const MAGIC: &str = "ctap-uid-index 1";
+
+/// A rebuild starts `new-state` afresh once it is this long (the reader's bound is 1 MiB).
+const LOG_RESTART: u64 = 256 * 1024;
 const STAMPED: &str = "stamped";
 
 /// What identifies one state of a directory's entries.
@@ -196,18 +208,14 @@ fn stamped_line(s: &[u8], at: usize) -> Option<(u32, String, usize)> {
     Some((uid.parse().ok()?, name, at + len + 1))
 }
 
-/// The state half: names that have a state file and no records file.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct StateHalf {
-    pub(crate) stamp: Option<DirStamp>,
-    pub(crate) state_only: Vec<String>,
-}
-
 /// The whole index, as read from or written to its file.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct UidIndex {
     pub(crate) records: RecordsHalf,
-    pub(crate) state: StateHalf,
+    /// Names with a state file and no records file, when the index was built.
+    pub(crate) state_only: Vec<String>,
+    /// How much of `new-state` the build had seen: the names after it are newer.
+    pub(crate) log_offset: u64,
 }
 
 impl UidIndex {
@@ -225,12 +233,14 @@ impl UidIndex {
         Self::parse(String::from_utf8(bytes).ok()?)
     }
 
-    /// Write the index, if nobody else is writing one; failures are ignored (module docs).
-    pub(crate) fn store(&self, state_dir: &Path) {
-        let dir = state_dir.join(".index");
-        let Ok(_lock) = StateLock::acquire(&dir.join("lock"), Duration::ZERO) else {
-            return;
-        };
+    /// The lock a rebuild holds while it restarts the log and writes the index; `None` if
+    /// another process holds it (then nothing is written).
+    pub(crate) fn lock(state_dir: &Path) -> Option<StateLock> {
+        StateLock::acquire(&state_dir.join(".index").join("lock"), Duration::ZERO).ok()
+    }
+
+    /// Write the index; the caller holds [`Self::lock`]. Failures are ignored (module docs).
+    pub(crate) fn store(&self, state_dir: &Path, _lock: &StateLock) {
         let _ = fs::write_atomic_locked(&Self::path(state_dir), self.render().as_bytes(), 0o600);
     }
 
@@ -263,14 +273,14 @@ impl UidIndex {
             "records {}",
             DirStamp::write(self.records.stamp.as_ref())
         );
-        let _ = writeln!(out, "state {}", DirStamp::write(self.state.stamp.as_ref()));
+        let _ = writeln!(out, "log {}", self.log_offset);
         let stem = |n: &str| crate::store::account::file_stem(n).ok();
         for name in &self.records.unstamped {
             if let Some(s) = stem(name) {
                 let _ = writeln!(out, "u {s}");
             }
         }
-        for name in &self.state.state_only {
+        for name in &self.state_only {
             if let Some(s) = stem(name) {
                 let _ = writeln!(out, "s {s}");
             }
@@ -292,7 +302,7 @@ impl UidIndex {
             return None;
         }
         let records = DirStamp::parse(line()?.strip_prefix("records ")?)?;
-        let state = DirStamp::parse(line()?.strip_prefix("state ")?)?;
+        let log_offset = line()?.strip_prefix("log ")?.parse().ok()?;
         let (mut unstamped, mut state_only) = (Vec::new(), Vec::new());
         let name = |stem: &str| crate::store::account::name_of_stem(stem);
         loop {
@@ -314,11 +324,92 @@ impl UidIndex {
                 stamped: text,
                 unstamped,
             },
-            state: StateHalf {
-                stamp: state,
-                state_only,
-            },
+            state_only,
+            log_offset,
         })
+    }
+}
+
+/// `.index/new-state`: the names of state files created since an index was built (module
+/// docs), one file stem per line.
+pub(crate) struct NewStateLog;
+
+impl NewStateLog {
+    fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join(".index").join("new-state")
+    }
+
+    /// Record that `name`'s state file now exists. Called after the file's rename, by its
+    /// writer; best effort (module docs).
+    pub(crate) fn append(state_dir: &Path, name: &str) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let Ok(stem) = crate::store::account::file_stem(name) else {
+            return;
+        };
+        if !UidIndex::prepare(state_dir) {
+            return;
+        }
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(Self::path(state_dir));
+        if let Ok(mut f) = file {
+            // One write: appends of whole lines this short do not interleave.
+            let _ = f.write_all(format!("{stem}\n").as_bytes());
+        }
+    }
+
+    /// The names appended after `offset`; `None` if the log is untrusted, unreadable or
+    /// malformed there (then the index is not used). No log yet: none.
+    pub(crate) fn read_from(state_dir: &Path, offset: u64) -> Option<Vec<String>> {
+        let me = Ownership {
+            uid: nix::unistd::geteuid().as_raw(),
+        };
+        let bytes = match fs::read_private(&Self::path(state_dir), me) {
+            Ok(b) => b,
+            Err(fs::FileError::NotFound(_)) if offset == 0 => return Some(Vec::new()),
+            Err(_) => return None,
+        };
+        let tail = bytes.get(usize::try_from(offset).ok()?..)?;
+        let text = std::str::from_utf8(tail).ok()?;
+        if !text.is_empty() && !text.ends_with('\n') {
+            // A line being written right now is not a name yet, nor a reason to distrust the
+            // rest; the file's next reader sees it whole.
+            let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
+            return complete
+                .lines()
+                .map(crate::store::account::name_of_stem)
+                .collect();
+        }
+        text.lines()
+            .map(crate::store::account::name_of_stem)
+            .collect()
+    }
+
+    /// The offset a rebuild starts from, read before it lists the state directory; the log is
+    /// emptied first when it has grown past [`LOG_RESTART`] (the caller holds the index lock,
+    /// and writers append after their rename, so every name is listed or appended later).
+    pub(crate) fn offset_for_rebuild(state_dir: &Path, _lock: &StateLock) -> u64 {
+        let path = Self::path(state_dir);
+        let len = std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
+        if len > LOG_RESTART
+            && std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(0))
+                .is_ok()
+        {
+            return 0;
+        }
+        len
+    }
+
+    /// The current end of the log (a rebuild without the lock).
+    pub(crate) fn len(state_dir: &Path) -> u64 {
+        std::fs::symlink_metadata(Self::path(state_dir)).map_or(0, |m| m.len())
     }
 }
 
@@ -349,10 +440,8 @@ mod tests {
         files.extend((0..1000).map(|i| (format!("u{i}"), RecordsEntry::Stamped(10_000 + i))));
         let index = UidIndex {
             records: RecordsHalf::from_scan(Some(stamp(5)), files),
-            state: StateHalf {
-                stamp: None,
-                state_only: vec!["gone".into()],
-            },
+            state_only: vec!["gone".into()],
+            log_offset: 42,
         };
         let text = index.render();
         assert!(text.contains("\nstamped\n3 x\n7 a%20b\n7 zed\n"), "{text}");
@@ -366,30 +455,72 @@ mod tests {
             assert!(with(&back, absent).is_empty(), "{absent}");
         }
         assert_eq!(back.records.names().unwrap().len(), 1004);
-        assert_eq!(back.state.state_only, ["gone"]);
+        assert_eq!(back.state_only, ["gone"]);
+        assert_eq!(back.log_offset, 42);
     }
 
     #[test]
     fn anything_but_a_well_formed_index_is_a_miss() {
         for text in [
             "",
-            "ctap-uid-index 2\nrecords -\nstate -\nstamped\n",
-            "ctap-uid-index 1\nrecords 1 2\nstate -\nstamped\n",
-            "ctap-uid-index 1\nrecords -\nstate -\n",
-            "ctap-uid-index 1\nrecords -\nstate -\nq alice\nstamped\n",
-            "ctap-uid-index 1\nrecords -\nstate -\nu .hidden\nstamped\n",
+            "ctap-uid-index 2\nrecords -\nlog 0\nstamped\n",
+            "ctap-uid-index 1\nrecords 1 2\nlog 0\nstamped\n",
+            "ctap-uid-index 1\nrecords -\nlog 0\n",
+            "ctap-uid-index 1\nrecords -\nlog x\nstamped\n",
+            "ctap-uid-index 1\nrecords -\nstate -\nstamped\n",
+            "ctap-uid-index 1\nrecords -\nlog 0\nq alice\nstamped\n",
+            "ctap-uid-index 1\nrecords -\nlog 0\nu .hidden\nstamped\n",
         ] {
             assert_eq!(UidIndex::parse(text.into()), None, "{text:?}");
         }
         // A stamped line that does not parse makes the search fail, never answer "none".
         for stamped in ["x alice\n", "5 alice", "5 .alice\n"] {
             let index = UidIndex::parse(format!(
-                "ctap-uid-index 1\nrecords -\nstate -\nstamped\n{stamped}"
+                "ctap-uid-index 1\nrecords -\nlog 0\nstamped\n{stamped}"
             ))
             .unwrap();
             assert_eq!(index.records.stamped_with(5), None, "{stamped:?}");
             assert_eq!(index.records.names(), None, "{stamped:?}");
         }
+    }
+
+    #[test]
+    fn the_new_state_log_is_read_from_an_offset_and_a_torn_line_waits() {
+        let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/ctap-core-tests")
+            .join(format!("uid-log-{:08x}", rand::random::<u32>()));
+        std::fs::create_dir_all(&d).unwrap();
+        assert_eq!(NewStateLog::read_from(&d, 0), Some(vec![]), "no log yet");
+        assert_eq!(
+            NewStateLog::read_from(&d, 5),
+            None,
+            "an offset past a missing log"
+        );
+        NewStateLog::append(&d, "alice");
+        NewStateLog::append(&d, "bob smith");
+        assert_eq!(NewStateLog::len(&d), 18);
+        assert_eq!(
+            NewStateLog::read_from(&d, 0).unwrap(),
+            ["alice", "bob smith"]
+        );
+        assert_eq!(NewStateLog::read_from(&d, 6).unwrap(), ["bob smith"]);
+        assert_eq!(
+            NewStateLog::read_from(&d, 18).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(NewStateLog::read_from(&d, 19), None);
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(NewStateLog::path(&d))
+                .unwrap();
+            f.write_all(b"car").unwrap();
+        }
+        assert_eq!(NewStateLog::read_from(&d, 6).unwrap(), ["bob smith"]);
+        std::fs::write(NewStateLog::path(&d), ".bad\n").unwrap();
+        assert_eq!(NewStateLog::read_from(&d, 0), None);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
