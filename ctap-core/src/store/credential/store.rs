@@ -270,8 +270,8 @@ impl CredentialStore {
         // next time (a stale stamp, or a name past the offset).
         let records_stamp = DirStamp::of(&self.records_dir);
         let log_offset = match &lock {
-            Some(l) => NewStateLog::offset_for_rebuild(&self.state_dir, l),
-            None => NewStateLog::len(&self.state_dir),
+            Some(l) => NewStateLog::position_for_rebuild(&self.state_dir, l),
+            None => NewStateLog::end(&self.state_dir),
         };
         let started = std::time::SystemTime::now();
         let mut files = Vec::new();

@@ -36,7 +36,7 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -215,7 +215,15 @@ pub(crate) struct UidIndex {
     /// Names with a state file and no records file, when the index was built.
     pub(crate) state_only: Vec<String>,
     /// How much of `new-state` the build had seen: the names after it are newer.
-    pub(crate) log_offset: u64,
+    pub(crate) log_offset: LogPosition,
+}
+
+/// A place in `new-state`: the file (its inode, 0 when there was none yet) and an offset in it,
+/// so that a log deleted and begun again is never read from the middle of a line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LogPosition {
+    pub(crate) ino: u64,
+    pub(crate) offset: u64,
 }
 
 impl UidIndex {
@@ -273,7 +281,11 @@ impl UidIndex {
             "records {}",
             DirStamp::write(self.records.stamp.as_ref())
         );
-        let _ = writeln!(out, "log {}", self.log_offset);
+        let _ = writeln!(
+            out,
+            "log {} {}",
+            self.log_offset.ino, self.log_offset.offset
+        );
         let stem = |n: &str| crate::store::account::file_stem(n).ok();
         for name in &self.records.unstamped {
             if let Some(s) = stem(name) {
@@ -302,7 +314,11 @@ impl UidIndex {
             return None;
         }
         let records = DirStamp::parse(line()?.strip_prefix("records ")?)?;
-        let log_offset = line()?.strip_prefix("log ")?.parse().ok()?;
+        let (ino, offset) = line()?.strip_prefix("log ")?.split_once(' ')?;
+        let log_offset = LogPosition {
+            ino: ino.parse().ok()?,
+            offset: offset.parse().ok()?,
+        };
         let (mut unstamped, mut state_only) = (Vec::new(), Vec::new());
         let name = |stem: &str| crate::store::account::name_of_stem(stem);
         loop {
@@ -343,7 +359,6 @@ impl NewStateLog {
     /// writer; best effort (module docs).
     pub(crate) fn append(state_dir: &Path, name: &str) {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let Ok(stem) = crate::store::account::file_stem(name) else {
             return;
         };
@@ -362,54 +377,63 @@ impl NewStateLog {
         }
     }
 
-    /// The names appended after `offset`; `None` if the log is untrusted, unreadable or
-    /// malformed there (then the index is not used). No log yet: none.
-    pub(crate) fn read_from(state_dir: &Path, offset: u64) -> Option<Vec<String>> {
+    /// The names appended after `at`; `None` if the log is not the one `at` is in, or is
+    /// untrusted, unreadable or malformed there (then the index is not used). No log: none.
+    pub(crate) fn read_from(state_dir: &Path, at: LogPosition) -> Option<Vec<String>> {
+        let path = Self::path(state_dir);
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return (at.offset == 0).then(Vec::new);
+            }
+            Err(_) => return None,
+            Ok(m) if at.ino != 0 && m.ino() != at.ino => return None,
+            Ok(_) => {}
+        }
         let me = Ownership {
             uid: nix::unistd::geteuid().as_raw(),
         };
-        let bytes = match fs::read_private(&Self::path(state_dir), me) {
-            Ok(b) => b,
-            Err(fs::FileError::NotFound(_)) if offset == 0 => return Some(Vec::new()),
-            Err(_) => return None,
-        };
-        let tail = bytes.get(usize::try_from(offset).ok()?..)?;
+        let bytes = fs::read_private(&path, me).ok()?;
+        let tail = bytes.get(usize::try_from(at.offset).ok()?..)?;
         let text = std::str::from_utf8(tail).ok()?;
-        if !text.is_empty() && !text.ends_with('\n') {
-            // A line being written right now is not a name yet, nor a reason to distrust the
-            // rest; the file's next reader sees it whole.
-            let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
-            return complete
-                .lines()
-                .map(crate::store::account::name_of_stem)
-                .collect();
-        }
-        text.lines()
+        // A line being written right now is not a name yet, nor a reason to distrust the rest;
+        // the log's next reader sees it whole.
+        let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
+        complete
+            .lines()
             .map(crate::store::account::name_of_stem)
             .collect()
     }
 
-    /// The offset a rebuild starts from, read before it lists the state directory; the log is
+    /// Where a rebuild starts from, read before it lists the state directory; the log is
     /// emptied first when it has grown past [`LOG_RESTART`] (the caller holds the index lock,
     /// and writers append after their rename, so every name is listed or appended later).
-    pub(crate) fn offset_for_rebuild(state_dir: &Path, _lock: &StateLock) -> u64 {
+    pub(crate) fn position_for_rebuild(state_dir: &Path, _lock: &StateLock) -> LogPosition {
         let path = Self::path(state_dir);
-        let len = std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
-        if len > LOG_RESTART
+        let at = Self::end(state_dir);
+        if at.offset > LOG_RESTART
             && std::fs::OpenOptions::new()
                 .write(true)
+                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
                 .open(&path)
                 .and_then(|f| f.set_len(0))
                 .is_ok()
         {
-            return 0;
+            return LogPosition {
+                ino: at.ino,
+                offset: 0,
+            };
         }
-        len
+        at
     }
 
-    /// The current end of the log (a rebuild without the lock).
-    pub(crate) fn len(state_dir: &Path) -> u64 {
-        std::fs::symlink_metadata(Self::path(state_dir)).map_or(0, |m| m.len())
+    /// The log's current end (a rebuild without the lock).
+    pub(crate) fn end(state_dir: &Path) -> LogPosition {
+        std::fs::symlink_metadata(Self::path(state_dir)).map_or(LogPosition::default(), |m| {
+            LogPosition {
+                ino: m.ino(),
+                offset: m.len(),
+            }
+        })
     }
 }
 
@@ -441,7 +465,7 @@ mod tests {
         let index = UidIndex {
             records: RecordsHalf::from_scan(Some(stamp(5)), files),
             state_only: vec!["gone".into()],
-            log_offset: 42,
+            log_offset: LogPosition { ino: 7, offset: 42 },
         };
         let text = index.render();
         assert!(text.contains("\nstamped\n3 x\n7 a%20b\n7 zed\n"), "{text}");
@@ -456,27 +480,27 @@ mod tests {
         }
         assert_eq!(back.records.names().unwrap().len(), 1004);
         assert_eq!(back.state_only, ["gone"]);
-        assert_eq!(back.log_offset, 42);
+        assert_eq!(back.log_offset, LogPosition { ino: 7, offset: 42 });
     }
 
     #[test]
     fn anything_but_a_well_formed_index_is_a_miss() {
         for text in [
             "",
-            "ctap-uid-index 2\nrecords -\nlog 0\nstamped\n",
-            "ctap-uid-index 1\nrecords 1 2\nlog 0\nstamped\n",
-            "ctap-uid-index 1\nrecords -\nlog 0\n",
-            "ctap-uid-index 1\nrecords -\nlog x\nstamped\n",
+            "ctap-uid-index 2\nrecords -\nlog 0 0\nstamped\n",
+            "ctap-uid-index 1\nrecords 1 2\nlog 0 0\nstamped\n",
+            "ctap-uid-index 1\nrecords -\nlog 0 0\n",
+            "ctap-uid-index 1\nrecords -\nlog 0\nstamped\n",
             "ctap-uid-index 1\nrecords -\nstate -\nstamped\n",
-            "ctap-uid-index 1\nrecords -\nlog 0\nq alice\nstamped\n",
-            "ctap-uid-index 1\nrecords -\nlog 0\nu .hidden\nstamped\n",
+            "ctap-uid-index 1\nrecords -\nlog 0 0\nq alice\nstamped\n",
+            "ctap-uid-index 1\nrecords -\nlog 0 0\nu .hidden\nstamped\n",
         ] {
             assert_eq!(UidIndex::parse(text.into()), None, "{text:?}");
         }
         // A stamped line that does not parse makes the search fail, never answer "none".
         for stamped in ["x alice\n", "5 alice", "5 .alice\n"] {
             let index = UidIndex::parse(format!(
-                "ctap-uid-index 1\nrecords -\nlog 0\nstamped\n{stamped}"
+                "ctap-uid-index 1\nrecords -\nlog 0 0\nstamped\n{stamped}"
             ))
             .unwrap();
             assert_eq!(index.records.stamped_with(5), None, "{stamped:?}");
@@ -485,30 +509,46 @@ mod tests {
     }
 
     #[test]
-    fn the_new_state_log_is_read_from_an_offset_and_a_torn_line_waits() {
+    fn the_new_state_log_is_read_from_its_position_and_a_torn_line_waits() {
         let d = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../target/ctap-core-tests")
             .join(format!("uid-log-{:08x}", rand::random::<u32>()));
         std::fs::create_dir_all(&d).unwrap();
-        assert_eq!(NewStateLog::read_from(&d, 0), Some(vec![]), "no log yet");
+        let at = |ino, offset| LogPosition { ino, offset };
         assert_eq!(
-            NewStateLog::read_from(&d, 5),
+            NewStateLog::read_from(&d, at(0, 0)),
+            Some(vec![]),
+            "no log yet"
+        );
+        assert_eq!(
+            NewStateLog::read_from(&d, at(0, 5)),
             None,
-            "an offset past a missing log"
+            "past a missing log"
         );
         NewStateLog::append(&d, "alice");
         NewStateLog::append(&d, "bob smith");
-        assert_eq!(NewStateLog::len(&d), 18);
+        let end = NewStateLog::end(&d);
+        assert_eq!(end.offset, 18);
+        let ino = end.ino;
         assert_eq!(
-            NewStateLog::read_from(&d, 0).unwrap(),
-            ["alice", "bob smith"]
+            NewStateLog::read_from(&d, at(0, 0)).unwrap(),
+            ["alice", "bob smith"],
+            "an index built before there was a log reads it all"
         );
-        assert_eq!(NewStateLog::read_from(&d, 6).unwrap(), ["bob smith"]);
         assert_eq!(
-            NewStateLog::read_from(&d, 18).unwrap(),
+            NewStateLog::read_from(&d, at(ino, 6)).unwrap(),
+            ["bob smith"]
+        );
+        assert_eq!(
+            NewStateLog::read_from(&d, at(ino, 18)).unwrap(),
             Vec::<String>::new()
         );
-        assert_eq!(NewStateLog::read_from(&d, 19), None);
+        assert_eq!(NewStateLog::read_from(&d, at(ino, 19)), None);
+        assert_eq!(
+            NewStateLog::read_from(&d, at(ino + 1, 6)),
+            None,
+            "another log"
+        );
         {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new()
@@ -517,9 +557,12 @@ mod tests {
                 .unwrap();
             f.write_all(b"car").unwrap();
         }
-        assert_eq!(NewStateLog::read_from(&d, 6).unwrap(), ["bob smith"]);
+        assert_eq!(
+            NewStateLog::read_from(&d, at(ino, 6)).unwrap(),
+            ["bob smith"]
+        );
         std::fs::write(NewStateLog::path(&d), ".bad\n").unwrap();
-        assert_eq!(NewStateLog::read_from(&d, 0), None);
+        assert_eq!(NewStateLog::read_from(&d, at(ino, 0)), None);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
