@@ -168,13 +168,15 @@ thread_local! {
 ///
 /// Why: one authentication reads root's config, then checks the records and state directories
 /// and reads the uid index: four walks from `/` that share most of their directories (seven
-/// `statx` each in the benchmark's tree, a third of the no-user path's system calls). Within
-/// one authentication a directory that passed (root's or the expected owner's, not writable by
-/// others) cannot have been changed by anyone but root or that owner, so checking it again
-/// proves nothing new. The memo never outlives the guard (the PAM module holds it for one
-/// `pam_sm_authenticate`; a process that lives on, such as sshd, starts afresh next time), a
-/// directory is remembered only for the exact owners it passed for, and the file checks (owner,
-/// mode, the opened inode at the checked place) are never skipped.
+/// `statx` each in the benchmark's tree, a third of the no-user path's system calls). Only
+/// directories owned by root are remembered: one that passed (root's, not writable by group or
+/// others) can be changed by root alone, so checking it again within one authentication proves
+/// nothing new. A directory the user owns (on the way to a per-user file) could be changed by
+/// the user between two reads, so it is checked every time. The memo never outlives the guard
+/// (the PAM module holds it for one `pam_sm_authenticate`; a process that lives on, such as
+/// sshd, starts afresh next time), a directory is remembered only for the exact owners it
+/// passed for, and the file checks (owner, mode, the opened inode at the checked place) are
+/// never skipped.
 #[must_use = "the memo lasts as long as the guard"]
 pub struct TrustedWalkMemo {
     previous: Option<Passed>,
@@ -208,7 +210,11 @@ fn walk_remembers(dir: &Path, owners: &[u32]) -> bool {
     })
 }
 
-fn walk_remember(dir: &Path, owners: &[u32]) {
+/// Remember `dir`, which just passed, if root owns it ([`TrustedWalkMemo`]).
+fn walk_remember(dir: &Path, meta: &Metadata, owners: &[u32]) {
+    if meta.uid() != 0 {
+        return;
+    }
     WALK_MEMO.with(|m| {
         if let Some(v) = m.borrow_mut().as_mut() {
             v.push((dir.to_path_buf(), owners.to_vec()));
@@ -234,7 +240,7 @@ fn check_ancestors(dir: &Path, owners: &[u32]) -> Result<PathBuf, FileError> {
     if !walk_remembers(&resolved, owners) {
         let root = std::fs::symlink_metadata(&resolved).map_err(|e| FileError::io(&resolved, e))?;
         check_dir(&resolved, &root, owners)?;
-        walk_remember(&resolved, owners);
+        walk_remember(&resolved, &root, owners);
     }
     let mut pending: VecDeque<std::ffi::OsString> = walk_parts(&absolute).into();
     let mut links = 0;
@@ -269,7 +275,7 @@ fn check_ancestors(dir: &Path, owners: &[u32]) -> Result<PathBuf, FileError> {
             continue;
         }
         check_dir(&next, &meta, owners)?;
-        walk_remember(&next, owners);
+        walk_remember(&next, &meta, owners);
         resolved = next;
     }
     Ok(resolved)
@@ -696,21 +702,19 @@ mod tests {
         let sub = d.join("sub");
         std::fs::create_dir(&sub).unwrap();
         std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let root_owned = me().uid == 0;
         {
             let _memo = TrustedWalkMemo::begin();
             check_trusted_dir(&sub, me()).unwrap();
-            assert!(walk_remembers(&sub, &[me().uid]));
             assert!(walk_remembers(Path::new("/"), &[me().uid]));
+            // Only root's directories are remembered (the test's own are root's when it runs
+            // as root, as CI does).
+            assert_eq!(walk_remembers(&sub, &[me().uid]), root_owned);
             assert!(!walk_remembers(&sub, &[me().uid, 12345]), "other owners");
-            // Within the scope the directory is not looked at again (module docs: only its
-            // owner or root could have changed it).
             std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o777)).unwrap();
-            check_trusted_dir(&sub, me()).unwrap();
-            // A walk for other owners checks for itself.
-            let other = Ownership { uid: 12345 };
-            if me().uid != 0 {
-                assert!(check_trusted_dir(&sub, other).is_err());
-            }
+            // A remembered directory is not looked at again within the scope (only root could
+            // have changed it); one the user owns is.
+            assert_eq!(check_trusted_dir(&sub, me()).is_ok(), root_owned);
         }
         assert!(
             !walk_remembers(&sub, &[me().uid]),

@@ -168,10 +168,11 @@ impl CredentialStore {
     /// Enumerating the password database (getpwent) instead is not sound (SSSD and LDAP
     /// normally do not enumerate) and costs a scan of every account. Steps 2 and 3 take their
     /// file lists from the [`UidIndex`] (a cache of the stored uids and of the state-only
-    /// names, valid while neither directory changed; never of NSS answers), so a skipped login
-    /// costs the same with ten or ten thousand enrolled users; a directory that changed is
-    /// scanned again (one small read per records file, one directory read for state). A file
-    /// that cannot be read counts as naming U (fail closed) when its name resolves to U.
+    /// names, used while the records directory is unchanged, plus the state files created
+    /// since; never of NSS answers), so a skipped login costs the same with ten or ten thousand
+    /// enrolled users; after the records directory changed, both directories are scanned again
+    /// (one small read per records file, one listing of the state directory). A file that
+    /// cannot be read counts as naming U (fail closed) when its name resolves to U.
     pub(crate) fn other_enrolled_name(
         &self,
         account: &Account,
