@@ -428,6 +428,26 @@ fn check_and_read(
     owner: Ownership,
     private: bool,
 ) -> Result<Vec<u8>, FileError> {
+    let meta = check_opened(path, &file, owner, private)?;
+    read_bounded(path, &mut file, &meta)
+}
+
+/// [`read_private`]'s checks without the read: the opened, checked file and its metadata, for a
+/// reader that needs only parts of a large file (the uid index binary-searches its own). The
+/// caller bounds what it reads.
+pub(crate) fn open_private(path: &Path, owner: Ownership) -> Result<(File, Metadata), FileError> {
+    let file = open_nofollow(path).map_err(|e| FileError::io(path, e))?;
+    let meta = check_opened(path, &file, owner, true)?;
+    Ok((file, meta))
+}
+
+/// The checks of [`check_and_read`] before the read.
+fn check_opened(
+    path: &Path,
+    file: &File,
+    owner: Ownership,
+    private: bool,
+) -> Result<Metadata, FileError> {
     let meta = file.metadata().map_err(|e| FileError::io(path, e))?;
     check_metadata(path, &meta, owner)?;
     if private && meta.mode() & 0o044 != 0 {
@@ -441,7 +461,7 @@ fn check_and_read(
         });
     }
     check_location(path, &meta, owner)?;
-    read_bounded(path, &mut file, &meta)
+    Ok(meta)
 }
 
 /// Configuration and state are small; a huge file is a mistake or an attack.

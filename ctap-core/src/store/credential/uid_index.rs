@@ -116,13 +116,109 @@ pub(crate) enum RecordsEntry {
 /// its stamp says.
 ///
 /// The stamped names are kept as the file spells them, `<uid> <stem>` lines sorted by uid then
-/// stem, and searched in place: a login asks about one uid, so reading the index costs one read
-/// and a binary search, not an allocation per enrolled user.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// stem, and searched in place: a login asks about one uid, so reading the index costs a
+/// binary search of a dozen short reads, not a read of every line or an allocation per
+/// enrolled user.
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct RecordsHalf {
     pub(crate) stamp: Option<DirStamp>,
-    stamped: String,
+    stamped: Stamped,
     pub(crate) unstamped: Vec<String>,
+}
+
+/// The sorted `<uid> <stem>` lines: text just built, or a section of the index file read on
+/// demand.
+#[derive(Debug)]
+enum Stamped {
+    Text(String),
+    File {
+        file: std::fs::File,
+        start: u64,
+        end: u64,
+    },
+}
+
+impl Default for Stamped {
+    fn default() -> Self {
+        Stamped::Text(String::new())
+    }
+}
+
+/// Equal when they hold the same lines (tests compare a parsed index with a built one).
+impl PartialEq for Stamped {
+    fn eq(&self, other: &Self) -> bool {
+        self.read_all().is_some() && self.read_all() == other.read_all()
+    }
+}
+
+impl Eq for Stamped {}
+
+/// Longest stamped line read: a uid and a file stem of an account name (at most 256 bytes,
+/// each escaped to three) fit with room to spare.
+const MAX_LINE: usize = 1024;
+
+impl Stamped {
+    fn len(&self) -> u64 {
+        match self {
+            Stamped::Text(t) => t.len() as u64,
+            Stamped::File { start, end, .. } => end.saturating_sub(*start),
+        }
+    }
+
+    /// Up to `buf.len()` bytes at `at` (relative to the section); `None` on a read error.
+    fn read(&self, at: u64, buf: &mut [u8]) -> Option<usize> {
+        let want = usize::try_from(self.len().saturating_sub(at))
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        match self {
+            Stamped::Text(t) => {
+                let from = usize::try_from(at).ok()?;
+                buf[..want].copy_from_slice(t.as_bytes().get(from..from + want)?);
+                Some(want)
+            }
+            Stamped::File { file, start, .. } => {
+                use std::os::unix::fs::FileExt;
+                let mut got = 0;
+                while got < want {
+                    match file.read_at(&mut buf[got..want], start + at + got as u64) {
+                        Ok(0) => break,
+                        Ok(n) => got += n,
+                        Err(_) => return None,
+                    }
+                }
+                Some(got)
+            }
+        }
+    }
+
+    fn read_all(&self) -> Option<Vec<u8>> {
+        let len = usize::try_from(self.len()).ok()?;
+        let mut buf = vec![0; len];
+        (self.read(0, &mut buf)? == len).then_some(buf)
+    }
+
+    /// Where the line holding byte `pos` starts.
+    fn line_start(&self, pos: u64) -> Option<u64> {
+        let from = pos.saturating_sub(MAX_LINE as u64);
+        let mut buf = [0u8; MAX_LINE];
+        let n = self.read(from, &mut buf[..(pos - from) as usize])?;
+        match buf[..n].iter().rposition(|&b| b == b'\n') {
+            Some(i) => Some(from + i as u64 + 1),
+            None if from == 0 => Some(0),
+            None => None,
+        }
+    }
+
+    /// The line starting at `at`: its uid, its account name and where the next line starts.
+    fn line_at(&self, at: u64) -> Option<(u32, String, u64)> {
+        let mut buf = [0u8; MAX_LINE];
+        let n = self.read(at, &mut buf)?;
+        let len = buf[..n].iter().position(|&b| b == b'\n')?;
+        let line = std::str::from_utf8(&buf[..len]).ok()?;
+        let (uid, stem) = line.split_once(' ')?;
+        let name = crate::store::account::name_of_stem(stem)?;
+        Some((uid.parse().ok()?, name, at + len as u64 + 1))
+    }
 }
 
 impl RecordsHalf {
@@ -148,7 +244,7 @@ impl RecordsHalf {
         }
         RecordsHalf {
             stamp,
-            stamped: lines,
+            stamped: Stamped::Text(lines),
             unstamped,
         }
     }
@@ -156,16 +252,13 @@ impl RecordsHalf {
     /// The names whose records are stamped with `uid`; `None` if the index is not well formed
     /// where it was read (then it is not used).
     pub(crate) fn stamped_with(&self, uid: u32) -> Option<Vec<String>> {
-        let s = self.stamped.as_bytes();
+        let s = &self.stamped;
         // Lines starting before `lo` have a smaller uid; lines starting at or after `hi` do not.
         let (mut lo, mut hi) = (0, s.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let start = s[..mid]
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |i| i + 1);
-            let (line_uid, _, end) = stamped_line(s, start)?;
+            let start = s.line_start(mid)?.max(lo);
+            let (line_uid, _, end) = s.line_at(start)?;
             if line_uid < uid {
                 lo = end;
             } else {
@@ -175,7 +268,7 @@ impl RecordsHalf {
         let mut names = Vec::new();
         let mut at = lo;
         while at < s.len() {
-            let (line_uid, name, end) = stamped_line(s, at)?;
+            let (line_uid, name, end) = s.line_at(at)?;
             if line_uid != uid {
                 break;
             }
@@ -187,11 +280,11 @@ impl RecordsHalf {
 
     /// Every name with records; `None` if the index is not well formed.
     pub(crate) fn names(&self) -> Option<HashSet<String>> {
-        let s = self.stamped.as_bytes();
+        let s = &self.stamped;
         let mut names: HashSet<String> = self.unstamped.iter().cloned().collect();
         let mut at = 0;
         while at < s.len() {
-            let (_, name, end) = stamped_line(s, at)?;
+            let (_, name, end) = s.line_at(at)?;
             names.insert(name);
             at = end;
         }
@@ -199,17 +292,8 @@ impl RecordsHalf {
     }
 }
 
-/// The stamped line starting at `at`: its uid, its account name and where the next line starts.
-fn stamped_line(s: &[u8], at: usize) -> Option<(u32, String, usize)> {
-    let len = s.get(at..)?.iter().position(|&b| b == b'\n')?;
-    let line = std::str::from_utf8(&s[at..at + len]).ok()?;
-    let (uid, stem) = line.split_once(' ')?;
-    let name = crate::store::account::name_of_stem(stem)?;
-    Some((uid.parse().ok()?, name, at + len + 1))
-}
-
 /// The whole index, as read from or written to its file.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct UidIndex {
     pub(crate) records: RecordsHalf,
     /// Names with a state file and no records file, when the index was built.
@@ -234,11 +318,40 @@ impl UidIndex {
     /// The index in `state_dir`, if there is a trusted one that parses; anything else is a
     /// miss.
     pub(crate) fn load(state_dir: &Path) -> Option<Self> {
+        use std::os::unix::fs::FileExt;
         let me = Ownership {
             uid: nix::unistd::geteuid().as_raw(),
         };
-        let bytes = fs::read_private(&Self::path(state_dir), me).ok()?;
-        Self::parse(String::from_utf8(bytes).ok()?)
+        let (file, meta) = fs::open_private(&Self::path(state_dir), me).ok()?;
+        // The head (header, unstamped and state-only names) is read whole, up to the line
+        // that starts the stamped lines; those stay in the file.
+        let mut head = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        let marker = format!("\n{STAMPED}\n");
+        let head_len = loop {
+            if let Some(i) = head
+                .windows(marker.len())
+                .position(|w| w == marker.as_bytes())
+            {
+                break i + marker.len();
+            }
+            if head.len() as u64 >= fs::MAX_FILE.min(meta.len()) {
+                return None;
+            }
+            let n = file.read_at(&mut chunk, head.len() as u64).ok()?;
+            if n == 0 {
+                return None;
+            }
+            head.extend_from_slice(&chunk[..n]);
+        };
+        head.truncate(head_len);
+        let mut index = Self::parse(String::from_utf8(head).ok()?)?;
+        index.records.stamped = Stamped::File {
+            file,
+            start: head_len as u64,
+            end: meta.len(),
+        };
+        Some(index)
     }
 
     /// The lock a rebuild holds while it restarts the log and writes the index; `None` if
@@ -298,7 +411,9 @@ impl UidIndex {
             }
         }
         let _ = writeln!(out, "{STAMPED}");
-        out.push_str(&self.records.stamped);
+        if let Some(lines) = self.records.stamped.read_all() {
+            out.push_str(&String::from_utf8_lossy(&lines));
+        }
         out
     }
 
@@ -337,7 +452,7 @@ impl UidIndex {
         Some(UidIndex {
             records: RecordsHalf {
                 stamp: records,
-                stamped: text,
+                stamped: Stamped::Text(text),
                 unstamped,
             },
             state_only,
@@ -563,6 +678,51 @@ mod tests {
         );
         std::fs::write(NewStateLog::path(&d), ".bad\n").unwrap();
         assert_eq!(NewStateLog::read_from(&d, at(ino, 0)), None);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// The index as a login reads it: from its file, the stamped lines searched with short
+    /// reads; a file cut short is a miss where it is read.
+    #[test]
+    fn the_index_file_is_searched_in_place() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/ctap-core-tests")
+            .join(format!("uid-file-{:08x}", rand::random::<u32>()));
+        std::fs::create_dir_all(d.join(".index")).unwrap();
+        // Every uid twice (two names), 5,000 lines: many times the 1 KiB read window.
+        let files: Vec<_> = (0..5000u32)
+            .map(|i| (format!("user-{i}"), RecordsEntry::Stamped(1000 + i / 2)))
+            .collect();
+        let built = UidIndex {
+            records: RecordsHalf::from_scan(Some(stamp(9)), files),
+            state_only: vec![],
+            log_offset: LogPosition::default(),
+        };
+        let path = UidIndex::path(&d);
+        std::fs::write(&path, built.render()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let loaded = UidIndex::load(&d).unwrap();
+        assert!(matches!(loaded.records.stamped, Stamped::File { .. }));
+        for uid in [1000, 1001, 1777, 3499] {
+            let i = (uid - 1000) * 2;
+            assert_eq!(
+                with(&loaded, uid),
+                [format!("user-{i}"), format!("user-{}", i + 1)],
+                "{uid}"
+            );
+        }
+        for absent in [0, 999, 3500, u32::MAX] {
+            assert!(with(&loaded, absent).is_empty(), "{absent}");
+        }
+        assert_eq!(loaded.records.names().unwrap().len(), 5000);
+        assert_eq!(loaded, built);
+        // Cut in the middle of the last line: the search that reaches it fails, never "none".
+        let text = built.render();
+        std::fs::write(&path, &text[..text.len() - 3]).unwrap();
+        let cut = UidIndex::load(&d).unwrap();
+        assert_eq!(cut.records.stamped_with(3499), None);
+        assert_eq!(cut.records.names(), None);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
