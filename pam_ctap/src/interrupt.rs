@@ -122,7 +122,12 @@ mod tests {
 
     #[test]
     fn a_scope_counts_sigint_and_restores_the_previous_handler() {
-        // The test harness's disposition: default. With the scope, a SIGINT is only counted.
+        // Start from the default disposition whatever the harness inherited (a test run started
+        // in the background by a non-interactive shell has SIGINT ignored, and then, rightly,
+        // no scope is installed). With the scope, a SIGINT is only counted.
+        let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        // SAFETY: the default disposition; the inherited one is put back at the end.
+        let inherited = unsafe { signal::sigaction(Signal::SIGINT, &dfl) }.unwrap();
         let scope = SigintScope::enter();
         assert!(!scope.caught());
         signal::raise(Signal::SIGINT).unwrap();
@@ -142,5 +147,7 @@ mod tests {
         }
         .unwrap();
         assert_eq!(now.handler(), SigHandler::SigDfl);
+        // SAFETY: the disposition the harness had.
+        unsafe { signal::sigaction(Signal::SIGINT, &inherited) }.unwrap();
     }
 }
