@@ -23,9 +23,10 @@
 //! file, which moves the directory's mtime without adding a name. Names are added to it only by
 //! `StateGuard::commit` (pam_ctap and ctap-enroll), which appends a state file's name to
 //! `.index/new-state` after creating the file (one `write` with O_APPEND, so concurrent
-//! writers need no lock); a lookup adds the names past the offset its index was built at. A
-//! rebuild reads that offset before it lists the state directory, and a writer appends after its
-//! rename, so every new name is in the listing or past the offset. What this cannot see is a
+//! writers need no lock); a lookup adds the names past the position (the log's inode and an
+//! offset) its index was built at. A rebuild takes that position before it lists the state
+//! directory, and a writer appends after its rename, so every new name is in the listing or
+//! past the position. What this cannot see is a
 //! state file put there by hand (a restore from backup) until the records next change.
 //!
 //! It lives in `<state_dir>/.index/`, root's and 0600 like state; a rebuild writes `uids`
