@@ -7,7 +7,6 @@
 mod pam_common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pam_common::*;
@@ -31,24 +30,7 @@ fn pam_sigint_mid_wait_cancels_the_key_and_writes_nothing() {
     let state_before = std::fs::read(s.state_path("daemon")).unwrap();
 
     let start = Instant::now();
-    let child = Command::new("pamtester")
-        .args(["-v", &s.service.name, "daemon", "authenticate"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let waiting = Instant::now() + Duration::from_secs(10);
-    while !pending.exists() {
-        assert!(Instant::now() < waiting, "the module never started waiting");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let sent = Instant::now();
-    // SAFETY: kill(2) with our own child's pid; no memory is involved.
-    let killed = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    assert_eq!(killed, 0);
-    let out = child.wait_with_output().unwrap();
-    let after = sent.elapsed();
+    let (out, after) = pamtester_interrupted(&s.service.name, "daemon", &pending);
     println!(
         "pamtester ended {after:?} after SIGINT ({:?} in all): {:?}\n{}{}",
         start.elapsed(),
@@ -83,7 +65,10 @@ fn pam_sigint_mid_wait_cancels_the_key_and_writes_nothing() {
 #[ignore = "needs root and pamtester (writes /etc/pam.d): scripts/test runs it as root"]
 fn pam_sigint_cancels_a_key_that_sends_no_keepalives() {
     require_root("pam_sigint_cancels_a_key_that_sends_no_keepalives");
-    let mut s = Setup::builder("pam-sigint-silent").start();
+    let pending_dir = ctap_e2e::TempDir::new("pam-sigint-silent-pending");
+    let pending = pending_dir.path().join("pending");
+    let cfg = format!("authpending_file = {:?}\n", pending.display().to_string());
+    let mut s = Setup::builder("pam-sigint-silent").config(&cfg).start();
     let cancel_log = s.fx.path().join("cancels.log");
     let cancel_arg = cancel_log.display().to_string();
     s.restart_key(
@@ -97,20 +82,7 @@ fn pam_sigint_cancels_a_key_that_sends_no_keepalives() {
             &cancel_arg,
         ],
     );
-    let child = Command::new("pamtester")
-        .args(["-v", &s.service.name, "daemon", "authenticate"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
-    let sent = Instant::now();
-    // SAFETY: kill(2) with our own child's pid; no memory is involved.
-    let killed = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    assert_eq!(killed, 0);
-    let out = child.wait_with_output().unwrap();
-    let after = sent.elapsed();
+    let (out, after) = pamtester_interrupted(&s.service.name, "daemon", &pending);
     println!("pamtester ended {after:?} after SIGINT: {:?}", out.status);
     assert_eq!(out.status.signal(), Some(libc::SIGINT), "{:?}", out.status);
     assert!(after < Duration::from_millis(1000), "prompt: {after:?}");

@@ -7,8 +7,7 @@ mod pam_common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ctap_core::flows::enroll::{enroll, EnrollRequest, UvPreference};
 use ctap_core::flows::session::{open_authenticators, Prompter};
@@ -138,25 +137,18 @@ fn pam_sigint_cancels_every_waiting_key_even_a_silent_one() {
             log_b.to_str().unwrap(),
         ],
     );
-    let config = fx.config("pam_ctap.toml", &format!("{},{}", a.uri(), b.uri()), "");
+    // The module creates it when the keys start waiting (its SIGINT handler in place).
+    let pending = fx.path().join("pending");
+    let config = fx.config(
+        "pam_ctap.toml",
+        &format!("{},{}", a.uri(), b.uri()),
+        &format!("authpending_file = {:?}\n", pending.display().to_string()),
+    );
     let service = ServiceFile::new(&observing_stack(&format!("config={}", config.display())));
     let state_path = fx.state_dir().join("daemon.toml");
     let state_before = std::fs::read(&state_path).unwrap();
 
-    let child = Command::new("pamtester")
-        .args(["-v", &service.name, "daemon", "authenticate"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
-    let sent = Instant::now();
-    // SAFETY: kill(2) with our own child's pid; no memory is involved.
-    let killed = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    assert_eq!(killed, 0);
-    let out = child.wait_with_output().unwrap();
-    let after = sent.elapsed();
+    let (out, after) = pamtester_interrupted(&service.name, "daemon", &pending);
     println!(
         "pamtester ended {after:?} after SIGINT: {:?}\n{}",
         out.status,

@@ -340,11 +340,12 @@ impl CredentialStore {
         ensure_dir(&self.state_dir, 0o700)?;
         let lock = StateLock::acquire(&self.lock_path(user)?, wait)?;
         let path = self.state_path(user)?;
-        let state = read_state_file(&path)?;
+        let found = read_state_file_opt(&path)?;
         Ok(StateGuard {
             _lock: lock,
             path,
-            state,
+            existed: found.is_some(),
+            state: found.unwrap_or_default(),
         })
     }
 
@@ -358,6 +359,9 @@ impl CredentialStore {
 pub struct StateGuard {
     _lock: StateLock,
     path: PathBuf,
+    /// Whether the state file was there when the lock was taken: a commit of one that was not
+    /// adds a name to the state directory, which the uid index must learn.
+    existed: bool,
     pub state: StateFile,
 }
 
@@ -370,10 +374,9 @@ impl StateGuard {
                 toml: e.to_string(),
             },
         })?;
-        let new_name = std::fs::symlink_metadata(&self.path).is_err();
         // Still under the lock every state writer takes: the one temporary name is ours.
         fs::write_atomic_locked(&self.path, text.as_bytes(), 0o600)?;
-        if new_name {
+        if !self.existed {
             // After the rename (uid_index module docs): the uid index learns of the name.
             if let (Some(dir), Some(name)) = (self.path.parent(), self.account_name()) {
                 NewStateLog::append(dir, &name);
@@ -393,7 +396,13 @@ impl StateGuard {
     }
 }
 
+/// The state file; missing state is empty state.
 fn read_state_file(path: &Path) -> Result<StateFile, StoreError> {
+    Ok(read_state_file_opt(path)?.unwrap_or_default())
+}
+
+/// The state file, `None` when there is none.
+fn read_state_file_opt(path: &Path) -> Result<Option<StateFile>, StoreError> {
     let bytes = match fs::read_private(
         path,
         Ownership {
@@ -401,7 +410,7 @@ fn read_state_file(path: &Path) -> Result<StateFile, StoreError> {
         },
     ) {
         Ok(b) => b,
-        Err(FileError::NotFound(_)) => return Ok(StateFile::default()),
+        Err(FileError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     let text = String::from_utf8(bytes).map_err(|_| StoreError::Invalid {
@@ -418,7 +427,7 @@ fn read_state_file(path: &Path) -> Result<StateFile, StoreError> {
             },
         });
     }
-    Ok(state)
+    Ok(Some(state))
 }
 
 /// The uid a records file stores, read from its first line alone (`uid = N`, as

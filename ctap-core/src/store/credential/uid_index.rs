@@ -148,7 +148,8 @@ impl Default for Stamped {
 /// Equal when they hold the same lines (tests compare a parsed index with a built one).
 impl PartialEq for Stamped {
     fn eq(&self, other: &Self) -> bool {
-        self.read_all().is_some() && self.read_all() == other.read_all()
+        let mine = self.read_all();
+        mine.is_some() && mine == other.read_all()
     }
 }
 

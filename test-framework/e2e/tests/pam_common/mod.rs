@@ -249,6 +249,35 @@ pub fn pamtester(service: &str, user: &str, stdin: &str, env: &[(&str, &str)]) -
     pamtester_items(service, user, stdin, env, &[])
 }
 
+/// Run `pamtester -v SERVICE USER authenticate` and send it SIGINT (Ctrl-C) once `pending`
+/// exists: root's `authpending_file`, which the module creates when it starts waiting for the
+/// key, after its SIGINT handler is in place (never after a guessed delay). Returns pamtester's
+/// output and the time from the signal to its end.
+pub fn pamtester_interrupted(
+    service: &str,
+    user: &str,
+    pending: &std::path::Path,
+) -> (std::process::Output, Duration) {
+    let child = Command::new("pamtester")
+        .args(["-v", service, user, "authenticate"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = Instant::now() + Duration::from_secs(10);
+    while !pending.exists() {
+        assert!(Instant::now() < waiting, "the module never started waiting");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let sent = Instant::now();
+    // SAFETY: kill(2) with our own child's pid; no memory is involved.
+    let killed = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(killed, 0);
+    let out = child.wait_with_output().unwrap();
+    (out, sent.elapsed())
+}
+
 /// [`pamtester`] with PAM items set first (`-I rhost=host`, `-I tty=...`).
 pub fn pamtester_items(
     service: &str,
