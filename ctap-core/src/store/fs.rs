@@ -7,6 +7,7 @@
 use std::fmt;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -201,12 +202,17 @@ impl Drop for TrustedWalkMemo {
     }
 }
 
-/// Whether `dir` passed the walk for exactly `owners` in the current memo.
+/// Whether `dir` passed the walk for exactly `owners` in the current memo. The walk builds
+/// every path it remembers or asks about the same way (`/` joined with one name at a time), so
+/// equal directories are equal bytes: compared as bytes, not as `Path`s (whose `==` parses
+/// both into components, most of the walk's CPU). A spelling that differed would only miss.
 fn walk_remembers(dir: &Path, owners: &[u32]) -> bool {
+    let dir = dir.as_os_str().as_bytes();
     WALK_MEMO.with(|m| {
-        m.borrow()
-            .as_ref()
-            .is_some_and(|v| v.iter().any(|(d, o)| d == dir && o == owners))
+        m.borrow().as_ref().is_some_and(|v| {
+            v.iter()
+                .any(|(d, o)| d.as_os_str().as_bytes() == dir && o == owners)
+        })
     })
 }
 

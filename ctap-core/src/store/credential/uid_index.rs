@@ -327,8 +327,10 @@ impl UidIndex {
         let (file, meta) = fs::open_private(&Self::path(state_dir), me).ok()?;
         // The head (header, unstamped and state-only names) is read whole, up to the line
         // that starts the stamped lines; those stay in the file.
+        // A head is usually a few lines: read it in page-sized pieces into a buffer on the
+        // stack, rather than zeroing a larger one on the heap at every skipped login.
         let mut head = Vec::new();
-        let mut chunk = vec![0u8; 16 * 1024];
+        let mut chunk = [0u8; 4096];
         let marker = format!("\n{STAMPED}\n");
         let head_len = loop {
             if let Some(i) = head
@@ -692,13 +694,15 @@ mod tests {
             .join("../target/ctap-core-tests")
             .join(format!("uid-file-{:08x}", rand::random::<u32>()));
         std::fs::create_dir_all(d.join(".index")).unwrap();
-        // Every uid twice (two names), 5,000 lines: many times the 1 KiB read window.
-        let files: Vec<_> = (0..5000u32)
+        // Every uid twice (two names), 5,000 lines: many times the 1 KiB read window. The
+        // unstamped and state-only names make a head of many 4 KiB reads.
+        let mut files: Vec<_> = (0..5000u32)
             .map(|i| (format!("user-{i}"), RecordsEntry::Stamped(1000 + i / 2)))
             .collect();
+        files.extend((0..1500).map(|i| (format!("old-{i}"), RecordsEntry::Unstamped)));
         let built = UidIndex {
             records: RecordsHalf::from_scan(Some(stamp(9)), files),
-            state_only: vec![],
+            state_only: (0..500).map(|i| format!("state-{i:03}")).collect(),
             log_offset: LogPosition::default(),
         };
         let path = UidIndex::path(&d);
@@ -717,7 +721,9 @@ mod tests {
         for absent in [0, 999, 3500, u32::MAX] {
             assert!(with(&loaded, absent).is_empty(), "{absent}");
         }
-        assert_eq!(loaded.records.names().unwrap().len(), 5000);
+        assert_eq!(loaded.records.names().unwrap().len(), 6500);
+        assert_eq!(loaded.records.unstamped.len(), 1500);
+        assert_eq!(loaded.state_only.len(), 500);
         assert_eq!(loaded, built);
         // Cut in the middle of the last line: the search that reaches it fails, never "none".
         let text = built.render();
