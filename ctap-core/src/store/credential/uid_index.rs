@@ -326,9 +326,9 @@ impl UidIndex {
         };
         let (file, meta) = fs::open_private(&Self::path(state_dir), me).ok()?;
         // The head (header, unstamped and state-only names) is read whole, up to the line
-        // that starts the stamped lines; those stay in the file.
-        // A head is usually a few lines: read it in page-sized pieces into a buffer on the
-        // stack, rather than zeroing a larger one on the heap at every skipped login.
+        // that starts the stamped lines; those stay in the file. It is usually a few lines:
+        // read in page-sized pieces through a stack buffer, not a zeroed heap one, since this
+        // runs at every skipped login.
         let mut head = Vec::new();
         let mut chunk = [0u8; 4096];
         let marker = format!("\n{STAMPED}\n");
