@@ -654,15 +654,7 @@ mod tests {
     #[test]
     fn a_key_socket_others_could_replace_is_a_problem() {
         use std::os::unix::fs::PermissionsExt;
-        // A short, canonical path: a socket path has at most 107 bytes wherever the checkout is.
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ctap-core-tests");
-        std::fs::create_dir_all(&base).unwrap();
-        let dir = base
-            .canonicalize()
-            .unwrap()
-            .join(format!("sock-{:08x}", rand::random::<u32>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = crate::store::fs::test_dir("sock");
         let sock = dir.join("key.sock");
         let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
         let policy = Policy {
@@ -686,11 +678,7 @@ mod tests {
 
     #[test]
     fn a_missing_explicit_config_and_a_broken_one_stop_the_check() {
-        // Not under /tmp: the ancestor walk refuses world-writable directories.
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/ctap-core-tests")
-            .join(format!("ctap-check-{}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::store::fs::test_dir("ctap-check");
         // Only the built-in default path may be absent; a named one is an error (a typo).
         let missing = check(&dir.join("absent.toml"));
         assert!(missing.policy.is_none());

@@ -690,28 +690,31 @@ impl StateLock {
     }
 }
 
+/// A fresh directory for a test, `<prefix>-<random>` (mode 0755), under the target directory:
+/// /tmp is world-writable and the ancestor walk refuses it, as it should. The path is short and
+/// canonical: some tests make a socket in it, and a socket path has at most 107 bytes wherever
+/// the checkout is.
+#[cfg(test)]
+pub(crate) fn test_dir(prefix: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ctap-core-tests");
+    std::fs::create_dir_all(&base).unwrap();
+    let d = base
+        .canonicalize()
+        .unwrap()
+        .join(format!("{prefix}-{:08x}", rand::random::<u32>()));
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
     fn tmpdir() -> PathBuf {
-        // Short and canonical: a key socket is made in it, and a socket path has at most 107
-        // bytes wherever the checkout is.
-        std::fs::create_dir_all(test_base()).unwrap();
-        let d = test_base()
-            .canonicalize()
-            .unwrap()
-            .join(format!("fs-{:08x}", rand::random::<u32>()));
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
-        d
-    }
-
-    /// Test files live under the target directory: /tmp is world-writable, and the ancestor
-    /// walk refuses it, as it should.
-    fn test_base() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ctap-core-tests")
+        test_dir("fs")
     }
 
     fn me() -> Ownership {

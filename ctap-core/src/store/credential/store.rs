@@ -585,10 +585,7 @@ mod tests {
     }
 
     fn store() -> CredentialStore {
-        // Under the target directory: /tmp is world-writable, and the ancestor walk refuses it.
-        let d = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/ctap-core-tests")
-            .join(format!("ctap-store-{}", rand::random::<u64>()));
+        let d = fs::test_dir("ctap-store");
         let store = CredentialStore {
             records_dir: d.join("users"),
             state_dir: d.join("state"),

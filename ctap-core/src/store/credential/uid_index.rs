@@ -629,10 +629,7 @@ mod tests {
 
     #[test]
     fn the_new_state_log_is_read_from_its_position_and_a_torn_line_waits() {
-        let d = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/ctap-core-tests")
-            .join(format!("uid-log-{:08x}", rand::random::<u32>()));
-        std::fs::create_dir_all(&d).unwrap();
+        let d = fs::test_dir("uid-log");
         let at = |ino, offset| LogPosition { ino, offset };
         assert_eq!(
             NewStateLog::read_from(&d, at(0, 0)),
@@ -690,10 +687,8 @@ mod tests {
     #[test]
     fn the_index_file_is_searched_in_place() {
         use std::os::unix::fs::PermissionsExt;
-        let d = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/ctap-core-tests")
-            .join(format!("uid-file-{:08x}", rand::random::<u32>()));
-        std::fs::create_dir_all(d.join(".index")).unwrap();
+        let d = fs::test_dir("uid-file");
+        std::fs::create_dir(d.join(".index")).unwrap();
         // Every uid twice (two names), 5,000 lines: many times the 1 KiB read window. The
         // unstamped and state-only names make a head of many 4 KiB reads.
         let mut files: Vec<_> = (0..5000u32)

@@ -116,17 +116,10 @@ pub(super) fn remove(store: &CredentialStore, user: &str) -> Result<(), StoreErr
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
-    use std::path::Path;
     use std::time::Duration;
 
     fn store() -> CredentialStore {
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ctap-core-tests");
-        std::fs::create_dir_all(&base).unwrap();
-        let d = base
-            .canonicalize()
-            .unwrap()
-            .join(format!("dircache-{:08x}", rand::random::<u32>()));
-        std::fs::create_dir_all(&d).unwrap();
+        let d = crate::store::fs::test_dir("dircache");
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
         CredentialStore {
             records_dir: d.clone(),
