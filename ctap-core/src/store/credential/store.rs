@@ -199,17 +199,19 @@ impl CredentialStore {
                 return Ok(Some(primary.name().to_string()));
             }
         }
-        let (index, new_state) = self.uid_index()?;
+        let (mut index, mut new_state) = self.uid_index()?;
         let others = |n: &&str| *n != account.name();
         let stamped = match index.records.stamped_with(account.uid()) {
             Some(names) => names,
-            // Not well formed where it was read: scan, and replace it.
-            None => self
-                .uid_index_rebuilt()?
-                .0
-                .records
-                .stamped_with(account.uid())
-                .unwrap_or_default(),
+            // Not well formed where it was read: that file is not trusted for the other steps
+            // either. Scan, replace it, and answer from the scan alone (its lines are in memory).
+            None => {
+                (index, new_state) = self.uid_index_rebuilt()?;
+                index
+                    .records
+                    .stamped_with(account.uid())
+                    .unwrap_or_default()
+            }
         };
         if let Some(name) = stamped.iter().map(String::as_str).find(others) {
             return Ok(Some(name.to_string()));
@@ -344,7 +346,7 @@ impl CredentialStore {
         Ok(StateGuard {
             _lock: lock,
             path,
-            existed: found.is_some(),
+            new_name: found.is_none().then(|| user.to_string()),
             state: found.unwrap_or_default(),
         })
     }
@@ -359,9 +361,9 @@ impl CredentialStore {
 pub struct StateGuard {
     _lock: StateLock,
     path: PathBuf,
-    /// Whether the state file was there when the lock was taken: a commit of one that was not
-    /// adds a name to the state directory, which the uid index must learn.
-    existed: bool,
+    /// The account's name when its state file was not there when the lock was taken: a commit
+    /// then adds that name to the state directory, which the uid index must learn.
+    new_name: Option<String>,
     pub state: StateFile,
 }
 
@@ -376,23 +378,15 @@ impl StateGuard {
         })?;
         // Still under the lock every state writer takes: the one temporary name is ours.
         fs::write_atomic_locked(&self.path, text.as_bytes(), 0o600)?;
-        if !self.existed {
-            // After the rename (uid_index module docs): the uid index learns of the name.
-            if let (Some(dir), Some(name)) = (self.path.parent(), self.account_name()) {
-                NewStateLog::append(dir, &name);
-            }
+        // After the rename (uid_index module docs): the uid index learns of the name.
+        if let (Some(name), Some(dir)) = (&self.new_name, self.path.parent()) {
+            NewStateLog::append(dir, name);
         }
         Ok(())
     }
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The account whose state this is, from the file's name.
-    fn account_name(&self) -> Option<String> {
-        let stem = self.path.file_name()?.to_str()?.strip_suffix(".toml")?;
-        name_of_stem(stem)
     }
 }
 
@@ -720,6 +714,22 @@ mod tests {
             Some("alias")
         );
         assert_eq!(UidIndex::load(&s.state_dir).unwrap().state_only, ["alias"]);
+        // An index whose stamped lines do not parse where the search reads them is not
+        // trusted for anything: here its head also lost the state-only name (a torn write),
+        // and the answer still comes from a scan.
+        let text = std::fs::read_to_string(UidIndex::path(&s.state_dir)).unwrap();
+        let (head, _) = text.split_once("\nstamped\n").unwrap();
+        assert!(head.contains("\ns alias"), "{head}");
+        let torn = format!("{}\nstamped\nx broken\n", head.replace("\ns alias", ""));
+        std::fs::write(UidIndex::path(&s.state_dir), torn).unwrap();
+        assert_eq!(
+            UidIndex::load(&s.state_dir).unwrap().state_only,
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            s.other_enrolled_name(&alice, &nss).unwrap().as_deref(),
+            Some("alias")
+        );
         // A broken index is a miss, never an error.
         std::fs::write(UidIndex::path(&s.state_dir), "garbage").unwrap();
         assert_eq!(
