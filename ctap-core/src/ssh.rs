@@ -114,9 +114,7 @@ pub fn record_ssh_credential(
     record: CredentialRecord,
 ) -> Result<(), crate::store::credential::StoreError> {
     use crate::store::credential::{load_credential_file, save_credential_file};
-    let owner = crate::store::fs::Ownership {
-        uid: nix::unistd::geteuid().as_raw(),
-    };
+    let owner = crate::store::fs::Ownership::effective();
     let mut file = match load_credential_file(path, owner) {
         Ok(f) => f,
         Err(e) if e.is_not_found() => CredentialFile::default(),

@@ -3,9 +3,9 @@
 //! Not `openlog(3)`: that is process-wide state of the host (sudo, sshd, login), which we must
 //! not change. Each line opens its own socket to root's `log_socket` (default `/dev/log`),
 //! datagram first, then stream for syslog daemons that listen that way (the datagram send
-//! says so with EPROTOTYPE; after any other failure a stream would fare no better). Any failure is silent:
-//! a module must never write to the host's stdout or stderr, and a missing syslog must not
-//! change the result of an authentication. The stream is written with MSG_NOSIGNAL: a syslog
+//! says so with EPROTOTYPE; after any other failure a stream would fare no better). Any
+//! failure is silent: a module must never write to the host's stdout or stderr, and a missing
+//! syslog must not change the result of an authentication. The stream is written with MSG_NOSIGNAL: a syslog
 //! daemon closing its end must not raise SIGPIPE, whose default action kills sudo, login or sshd.
 
 use std::os::unix::net::{UnixDatagram, UnixStream};

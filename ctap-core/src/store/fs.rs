@@ -84,6 +84,14 @@ pub struct Ownership {
 
 impl Ownership {
     pub const ROOT: Ownership = Ownership { uid: 0 };
+
+    /// This process's effective uid: the owner of the files it writes for itself (root's state
+    /// when it runs as root, the user's own in a per-user agent).
+    pub fn effective() -> Ownership {
+        Ownership {
+            uid: nix::unistd::geteuid().as_raw(),
+        }
+    }
 }
 
 fn check_metadata(path: &Path, meta: &Metadata, owner: Ownership) -> Result<(), FileError> {

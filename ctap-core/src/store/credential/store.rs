@@ -78,9 +78,7 @@ impl CredentialStore {
     /// the running user) and not group- or world-writable. Login checks this before anything
     /// else: a missing directory (a typo, an unmounted volume) must not read as "no records".
     pub(crate) fn check_roots(&self) -> Result<(), FileError> {
-        let me = Ownership {
-            uid: nix::unistd::geteuid().as_raw(),
-        };
+        let me = Ownership::effective();
         fs::check_trusted_dir(&self.records_dir, me)?;
         fs::check_trusted_dir(&self.state_dir, me)?;
         Ok(())
@@ -397,12 +395,7 @@ fn read_state_file(path: &Path) -> Result<StateFile, StoreError> {
 
 /// The state file, `None` when there is none.
 fn read_state_file_opt(path: &Path) -> Result<Option<StateFile>, StoreError> {
-    let bytes = match fs::read_private(
-        path,
-        Ownership {
-            uid: nix::unistd::geteuid().as_raw(),
-        },
-    ) {
+    let bytes = match fs::read_private(path, Ownership::effective()) {
         Ok(b) => b,
         Err(FileError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e.into()),

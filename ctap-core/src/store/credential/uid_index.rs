@@ -26,8 +26,8 @@
 //! writers need no lock); a lookup adds the names past the position (the log's inode and an
 //! offset) its index was built at. A rebuild takes that position before it lists the state
 //! directory, and a writer appends after its rename, so every new name is in the listing or
-//! past the position. What this cannot see is a
-//! state file put there by hand (a restore from backup) until the records next change.
+//! past the position. What this cannot see is a state file put there by hand (a restore from
+//! backup) until the records next change.
 //!
 //! It lives in `<state_dir>/.index/`, root's and 0600 like state; a rebuild writes `uids`
 //! atomically under `.index/lock` (and starts `new-state` afresh when it has grown past
@@ -178,18 +178,7 @@ impl Stamped {
                 buf[..want].copy_from_slice(t.as_bytes().get(from..from + want)?);
                 Some(want)
             }
-            Stamped::File { file, start, .. } => {
-                use std::os::unix::fs::FileExt;
-                let mut got = 0;
-                while got < want {
-                    match file.read_at(&mut buf[got..want], start + at + got as u64) {
-                        Ok(0) => break,
-                        Ok(n) => got += n,
-                        Err(_) => return None,
-                    }
-                }
-                Some(got)
-            }
+            Stamped::File { file, start, .. } => read_at_most(file, &mut buf[..want], start + at),
         }
     }
 
@@ -221,6 +210,20 @@ impl Stamped {
         let name = crate::store::account::name_of_stem(stem)?;
         Some((uid.parse().ok()?, name, at + len as u64 + 1))
     }
+}
+
+/// Fill `buf` from `file` at `offset`, short only at the file's end; `None` on a read error.
+fn read_at_most(file: &std::fs::File, buf: &mut [u8], offset: u64) -> Option<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(_) => return None,
+        }
+    }
+    Some(got)
 }
 
 impl RecordsHalf {
@@ -321,10 +324,7 @@ impl UidIndex {
     /// miss.
     pub(crate) fn load(state_dir: &Path) -> Option<Self> {
         use std::os::unix::fs::FileExt;
-        let me = Ownership {
-            uid: nix::unistd::geteuid().as_raw(),
-        };
-        let (file, meta) = fs::open_private(&Self::path(state_dir), me).ok()?;
+        let (file, meta) = fs::open_private(&Self::path(state_dir), Ownership::effective()).ok()?;
         // The head (header, unstamped and state-only names) is read whole, up to the line
         // that starts the stamped lines; those stay in the file. It is usually a few lines:
         // read in page-sized pieces through a stack buffer, not a zeroed heap one, since this
@@ -499,21 +499,22 @@ impl NewStateLog {
     /// The names appended after `at`; `None` if the log is not the one `at` is in, or is
     /// untrusted, unreadable or malformed there (then the index is not used). No log: none.
     pub(crate) fn read_from(state_dir: &Path, at: LogPosition) -> Option<Vec<String>> {
-        let path = Self::path(state_dir);
-        match std::fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return (at.offset == 0).then(Vec::new);
-            }
+        let (file, meta) = match fs::open_private(&Self::path(state_dir), Ownership::effective()) {
+            Ok(opened) => opened,
+            Err(fs::FileError::NotFound(_)) => return (at.offset == 0).then(Vec::new),
             Err(_) => return None,
-            Ok(m) if at.ino != 0 && m.ino() != at.ino => return None,
-            Ok(_) => {}
-        }
-        let me = Ownership {
-            uid: nix::unistd::geteuid().as_raw(),
         };
-        let bytes = fs::read_private(&path, me).ok()?;
-        let tail = bytes.get(usize::try_from(at.offset).ok()?..)?;
-        let text = std::str::from_utf8(tail).ok()?;
+        if at.ino != 0 && meta.ino() != at.ino {
+            return None;
+        }
+        if meta.len() > fs::MAX_FILE {
+            return None;
+        }
+        // Only what was appended after `at`: the log is read at every skipped login.
+        let mut tail = vec![0; usize::try_from(meta.len().checked_sub(at.offset)?).ok()?];
+        let got = read_at_most(&file, &mut tail, at.offset)?;
+        tail.truncate(got);
+        let text = std::str::from_utf8(&tail).ok()?;
         // A line being written right now is not a name yet, nor a reason to distrust the rest;
         // the log's next reader sees it whole.
         let complete = text.rfind('\n').map_or("", |i| &text[..=i]);

@@ -34,9 +34,7 @@ fn path(store: &CredentialStore, user: &str) -> Result<PathBuf, StoreError> {
 }
 
 fn owner() -> Ownership {
-    Ownership {
-        uid: nix::unistd::geteuid().as_raw(),
-    }
+    Ownership::effective()
 }
 
 fn epoch(t: SystemTime) -> u64 {
