@@ -265,6 +265,19 @@ impl Relay {
     }
 }
 
+/// Wait up to `within` for `path` to exist (a socket a daemon binds, a file a child process
+/// writes); whether it does. Callers assert on the answer with their own message.
+pub fn wait_for_path(path: &Path, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while !path.exists() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 /// The CANCEL lines a key started with `--cancel-log PATH` recorded, waiting up to 5 s for the
 /// first: the key appends its line after reading the CTAPHID_CANCEL, which may be after the
 /// client that sent it has already exited, so reading the file at once races the key.

@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use ctap_e2e::wait_for_path;
 use pam_common::*;
 
 /// A notify script that writes its arguments, one a line, to `out`.
@@ -80,10 +81,7 @@ fn pam_authpending_file_exists_during_the_wait_and_notify_gets_its_arguments() {
         "the pending file is gone after the login"
     );
     // The command ran with root's argv, then the service, the user and the remote host.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !out.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_path(&out, Duration::from_secs(5));
     let argv = std::fs::read_to_string(&out).unwrap();
     println!("notify argv: {argv:?}");
     let lines: Vec<&str> = argv.lines().collect();
@@ -97,10 +95,7 @@ fn pam_authpending_file_exists_during_the_wait_and_notify_gets_its_arguments() {
     std::fs::remove_file(&out).unwrap();
     let r = s.auth("daemon");
     assert_eq!(r.result, PamResult::Success, "{r:?}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !out.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_path(&out, Duration::from_secs(5));
     let argv = std::fs::read_to_string(&out).unwrap();
     assert_eq!(argv.lines().last(), Some(""), "{argv:?}");
 }
@@ -172,10 +167,7 @@ fn pam_authpending_file_and_notify_on_a_u2f_only_key() {
         !pending.exists(),
         "the pending file is gone after the login"
     );
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !out.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_path(&out, Duration::from_secs(3));
     let argv = std::fs::read_to_string(&out).unwrap();
     assert!(argv.ends_with("daemon\nu2f.example\n"), "{argv:?}");
 }

@@ -8,11 +8,11 @@ mod sshagent_common;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ctap_core::ssh::{export_ssh_lines, SkAlgorithm, SkKey};
 use ctap_core::store::credential::CredentialFile;
-use ctap_e2e::SoftToken;
+use ctap_e2e::{wait_for_path, SoftToken};
 use sshagent_common::*;
 
 fn text(o: &std::process::Output) -> String {
@@ -179,10 +179,7 @@ fn notify_command_runs_while_waiting_for_the_touch() {
         .authorized_keys_line();
     let (sign, _) = sign_and_verify(dir.path(), &agent, &line, "n");
     assert!(sign.status.success(), "{}", text(&sign));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !marker.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_path(&marker, Duration::from_secs(5));
     assert!(std::fs::read_to_string(&marker)
         .unwrap()
         .starts_with("Touch your security key"));

@@ -15,7 +15,7 @@ use ctap_core::ssh::{flags, verify_sk_signature, SkAlgorithm, SkKey};
 use ctap_core::transport::ctap2::cose::Algorithm;
 use ctap_core::transport::ctap2::MakeCredentialRequest;
 use ctap_core::transport::ctaphid::WaitDecision;
-use ctap_e2e::{bin, SoftToken};
+use ctap_e2e::{bin, wait_for_path, SoftToken};
 use sshagent_common::*;
 
 fn sshsig_blob() -> Vec<u8> {
@@ -475,14 +475,10 @@ fn socket_activation_and_the_shell_snippet() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "systemd-socket-activate did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        wait_for_path(&sock, Duration::from_secs(10)),
+        "systemd-socket-activate did not listen"
+    );
     let mut c = Client(UnixStream::connect(&sock).unwrap());
     assert_eq!(c.identities().len(), 2);
     let _ = child.kill();

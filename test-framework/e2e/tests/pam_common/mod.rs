@@ -265,11 +265,10 @@ pub fn pamtester_interrupted(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let waiting = Instant::now() + Duration::from_secs(10);
-    while !pending.exists() {
-        assert!(Instant::now() < waiting, "the module never started waiting");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        ctap_e2e::wait_for_path(pending, Duration::from_secs(10)),
+        "the module never started waiting"
+    );
     let sent = Instant::now();
     // SAFETY: kill(2) with our own child's pid; no memory is involved.
     let killed = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
